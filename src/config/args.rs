@@ -1,0 +1,249 @@
+//! The settings of a run, as flags, `VAJRA_*` variables and file keys.
+//!
+//! One struct serves all three sources: clap fills it from the command line
+//! and the environment, serde from a TOML or YAML file whose keys are the
+//! flag names (`tps = 500`, `ramp-up = "30s"`). Every field is optional so
+//! the sources can be layered: command line over environment over file over
+//! defaults.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, ValueEnum};
+use serde::Deserialize;
+
+use super::duration::HumanDuration;
+use crate::engine::Saturation;
+use crate::task::ThreadStrategy;
+
+/// Load pattern names for `--pattern`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PatternKind {
+    /// A fixed rate (`--tps`).
+    Constant,
+    /// 0 → `--tps` over `--ramp-up`, hold, → 0 over `--ramp-down`.
+    Ramp,
+    /// Rate levels from `--steps 50:10s,150:10s`.
+    Step,
+    /// `--tps` with `--spike-tps` for `--spike-duration` every `--spike-every`.
+    Spike,
+    /// `--tps` ± `--amplitude` over `--period`.
+    Sine,
+    /// Straight lines between `--points` (inline `0s:0,10s:100` or a file).
+    Custom,
+}
+
+/// Every setting of `vajra-peer run`.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RunArgs {
+    /// Read settings from a TOML or YAML file (keys are the flag names);
+    /// flags and VAJRA_* variables override it.
+    #[arg(long, short = 'c', env = "VAJRA_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Task to run: http, noop, sleep, or one your binary registered.
+    #[arg(long, short = 't', env = "VAJRA_TASK", help_heading = "Task")]
+    pub task: Option<String>,
+    /// Target URL of the http task (http://host:port/path).
+    #[arg(long, env = "VAJRA_URL", help_heading = "Task")]
+    pub url: Option<String>,
+    /// HTTP method [default: GET].
+    #[arg(long, env = "VAJRA_METHOD", help_heading = "Task")]
+    pub method: Option<String>,
+    /// Request header "Name: value" (repeatable).
+    #[arg(
+        long = "header",
+        short = 'H',
+        value_name = "NAME: VALUE",
+        help_heading = "Task"
+    )]
+    #[serde(alias = "headers")]
+    pub header: Vec<String>,
+    /// Request body text.
+    #[arg(
+        long,
+        env = "VAJRA_BODY",
+        help_heading = "Task",
+        conflicts_with = "body_file"
+    )]
+    pub body: Option<String>,
+    /// Read the request body from a file.
+    #[arg(long, value_name = "FILE", help_heading = "Task")]
+    pub body_file: Option<PathBuf>,
+    /// Status codes that count as success, comma-separated [default: any below 400].
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "CODES",
+        help_heading = "Task"
+    )]
+    pub expect_status: Vec<u16>,
+    /// Per-request timeout of the http task [default: 30s].
+    #[arg(long, env = "VAJRA_TIMEOUT", help_heading = "Task")]
+    pub timeout: Option<HumanDuration>,
+    /// Delay of the sleep task: 10ms, or a uniform range 5ms..20ms.
+    #[arg(long, env = "VAJRA_SLEEP", help_heading = "Task")]
+    pub sleep: Option<String>,
+    /// Parameter for user tasks, KEY=VALUE (repeatable).
+    #[arg(
+        long = "param",
+        short = 'p',
+        value_name = "KEY=VALUE",
+        help_heading = "Task"
+    )]
+    #[serde(alias = "params")]
+    pub param: Vec<String>,
+
+    /// Target rate in executions per second (the open model).
+    #[arg(long, env = "VAJRA_TPS", help_heading = "Load")]
+    pub tps: Option<f64>,
+    /// Length of the run, ramps included, warmup excluded.
+    #[arg(long, short = 'd', env = "VAJRA_DURATION", help_heading = "Load")]
+    pub duration: Option<HumanDuration>,
+    /// Linear ramp from 0 to --tps at the start.
+    #[arg(long, env = "VAJRA_RAMP_UP", help_heading = "Load")]
+    pub ramp_up: Option<HumanDuration>,
+    /// Linear ramp from --tps to 0 at the end.
+    #[arg(long, env = "VAJRA_RAMP_DOWN", help_heading = "Load")]
+    pub ramp_down: Option<HumanDuration>,
+    /// Load pattern [default: inferred from the other load flags].
+    #[arg(long, value_enum, env = "VAJRA_PATTERN", help_heading = "Load")]
+    pub pattern: Option<PatternKind>,
+    /// Step pattern levels, RATE:DURATION,... e.g. 50:10s,150:10s,300:10s.
+    #[arg(long, env = "VAJRA_STEPS", help_heading = "Load")]
+    pub steps: Option<String>,
+    /// Spike pattern: rate during a spike (--tps is the base rate).
+    #[arg(long, help_heading = "Load")]
+    pub spike_tps: Option<f64>,
+    /// Spike pattern: time from one spike to the next.
+    #[arg(long, help_heading = "Load")]
+    pub spike_every: Option<HumanDuration>,
+    /// Spike pattern: how long each spike lasts.
+    #[arg(long, help_heading = "Load")]
+    pub spike_duration: Option<HumanDuration>,
+    /// Sine pattern: swing around --tps.
+    #[arg(long, help_heading = "Load")]
+    pub amplitude: Option<f64>,
+    /// Sine pattern: length of one wave.
+    #[arg(long, help_heading = "Load")]
+    pub period: Option<HumanDuration>,
+    /// Custom pattern: TIME:RATE,... inline, or a file of "TIME,RATE" lines.
+    #[arg(long, help_heading = "Load")]
+    pub points: Option<String>,
+    /// Warmup before the measured run, reported apart and excluded from
+    /// thresholds.
+    #[arg(long, env = "VAJRA_WARMUP", help_heading = "Load")]
+    pub warmup: Option<HumanDuration>,
+    /// Rate during the warmup [default: the pattern's starting rate].
+    #[arg(long, help_heading = "Load")]
+    pub warmup_tps: Option<f64>,
+    /// Task instances: alone, a closed model running them back to back;
+    /// with --tps, a cap on concurrency (arrivals queue when all are busy).
+    #[arg(long, short = 'n', env = "VAJRA_CONCURRENCY", help_heading = "Load")]
+    pub concurrency: Option<usize>,
+    /// Open model: most executions in flight at once [default: 1000].
+    #[arg(long, env = "VAJRA_MAX_IN_FLIGHT", help_heading = "Load")]
+    pub max_in_flight: Option<usize>,
+    /// Open model: instances set up before the start [default: 2 per core].
+    #[arg(long, help_heading = "Load")]
+    pub preallocate: Option<usize>,
+    /// At the in-flight limit: drop (count and skip) or wait (queue)
+    /// [default: drop; wait with --concurrency].
+    #[arg(long, env = "VAJRA_ON_SATURATION", help_heading = "Load")]
+    pub on_saturation: Option<Saturation>,
+
+    /// Async runtime threads [default: one per available core].
+    #[arg(long, env = "VAJRA_THREADS", help_heading = "Execution")]
+    pub threads: Option<usize>,
+    /// Where executions run: async (tokio tasks) or blocking (OS threads)
+    /// [default: the task's choice].
+    #[arg(long, env = "VAJRA_THREAD_STRATEGY", help_heading = "Execution")]
+    pub thread_strategy: Option<ThreadStrategy>,
+    /// OS threads for the blocking strategy [default: one per core].
+    #[arg(long, help_heading = "Execution")]
+    pub blocking_threads: Option<usize>,
+    /// Time in-flight work may take to finish at the end [default: 10s].
+    #[arg(long, env = "VAJRA_DRAIN_TIMEOUT", help_heading = "Execution")]
+    pub drain_timeout: Option<HumanDuration>,
+
+    /// Pass/fail criterion, e.g. "p99<250ms", "error_rate<1%", "rate>950"
+    /// (repeatable).
+    #[arg(
+        long = "threshold",
+        env = "VAJRA_THRESHOLD",
+        value_delimiter = ',',
+        help_heading = "Checks"
+    )]
+    #[serde(alias = "thresholds")]
+    pub threshold: Vec<String>,
+    /// Stop the run as soon as a threshold fails.
+    #[arg(long, action = ArgAction::SetTrue, help_heading = "Checks")]
+    pub abort_on_fail: bool,
+    /// Exit non-zero when the self-check finds the results unreliable.
+    #[arg(long, action = ArgAction::SetTrue, help_heading = "Checks")]
+    pub fail_on_unreliable: bool,
+    /// Scheduler lag (p99) above which results are unreliable [default: 10ms].
+    #[arg(long, help_heading = "Checks")]
+    pub max_lag: Option<HumanDuration>,
+
+    /// Write a report: .json (summary, series, histograms) or .csv (series)
+    /// (repeatable).
+    #[arg(long, short = 'o', value_name = "FILE", help_heading = "Output")]
+    #[serde(alias = "outputs")]
+    pub output: Vec<PathBuf>,
+    /// No live progress display.
+    #[arg(long, short = 'q', action = ArgAction::SetTrue, help_heading = "Output")]
+    pub quiet: bool,
+}
+
+impl RunArgs {
+    /// These settings with every unset one taken from `lower`.
+    pub fn over(self, lower: RunArgs) -> RunArgs {
+        fn list<T>(upper: Vec<T>, lower: Vec<T>) -> Vec<T> {
+            if upper.is_empty() { lower } else { upper }
+        }
+        RunArgs {
+            config: self.config.or(lower.config),
+            task: self.task.or(lower.task),
+            url: self.url.or(lower.url),
+            method: self.method.or(lower.method),
+            header: list(self.header, lower.header),
+            body: self.body.or(lower.body),
+            body_file: self.body_file.or(lower.body_file),
+            expect_status: list(self.expect_status, lower.expect_status),
+            timeout: self.timeout.or(lower.timeout),
+            sleep: self.sleep.or(lower.sleep),
+            param: list(self.param, lower.param),
+            tps: self.tps.or(lower.tps),
+            duration: self.duration.or(lower.duration),
+            ramp_up: self.ramp_up.or(lower.ramp_up),
+            ramp_down: self.ramp_down.or(lower.ramp_down),
+            pattern: self.pattern.or(lower.pattern),
+            steps: self.steps.or(lower.steps),
+            spike_tps: self.spike_tps.or(lower.spike_tps),
+            spike_every: self.spike_every.or(lower.spike_every),
+            spike_duration: self.spike_duration.or(lower.spike_duration),
+            amplitude: self.amplitude.or(lower.amplitude),
+            period: self.period.or(lower.period),
+            points: self.points.or(lower.points),
+            warmup: self.warmup.or(lower.warmup),
+            warmup_tps: self.warmup_tps.or(lower.warmup_tps),
+            concurrency: self.concurrency.or(lower.concurrency),
+            max_in_flight: self.max_in_flight.or(lower.max_in_flight),
+            preallocate: self.preallocate.or(lower.preallocate),
+            on_saturation: self.on_saturation.or(lower.on_saturation),
+            threads: self.threads.or(lower.threads),
+            thread_strategy: self.thread_strategy.or(lower.thread_strategy),
+            blocking_threads: self.blocking_threads.or(lower.blocking_threads),
+            drain_timeout: self.drain_timeout.or(lower.drain_timeout),
+            threshold: list(self.threshold, lower.threshold),
+            abort_on_fail: self.abort_on_fail || lower.abort_on_fail,
+            fail_on_unreliable: self.fail_on_unreliable || lower.fail_on_unreliable,
+            max_lag: self.max_lag.or(lower.max_lag),
+            output: list(self.output, lower.output),
+            quiet: self.quiet || lower.quiet,
+        }
+    }
+}

@@ -1,0 +1,553 @@
+//! Turning layered settings into a runnable plan, checking every field.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::ConfigError;
+use super::args::{PatternKind, RunArgs};
+use super::duration::parse_duration;
+use crate::engine::{EngineConfig, LoadModel, Saturation};
+use crate::load::{LoadPattern, LoadProfile, RatePoint, Step, Warmup};
+use crate::metrics::cpu::available_cores;
+use crate::task::TaskOptions;
+use crate::task::http::HttpOptions;
+use crate::threshold::Threshold;
+
+/// Default task when none is named.
+pub const DEFAULT_TASK: &str = "http";
+/// Default open-model limit on executions in flight.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1_000;
+/// Default time in-flight work may take to finish.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default scheduler lag (p99) above which results are flagged unreliable.
+pub const DEFAULT_MAX_LAG: Duration = Duration::from_millis(10);
+
+/// A run, fully resolved and validated.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Which task, with its options.
+    pub task: TaskOptions,
+    /// How the engine runs it.
+    pub engine: EngineConfig,
+    /// Async runtime threads.
+    pub threads: usize,
+    /// Pass/fail criteria.
+    pub thresholds: Vec<Threshold>,
+    /// Stop as soon as a threshold fails.
+    pub abort_on_fail: bool,
+    /// Exit non-zero when results are unreliable.
+    pub fail_on_unreliable: bool,
+    /// Scheduler-lag p99 limit for the self-check.
+    pub max_lag: Duration,
+    /// Report files to write.
+    pub outputs: Vec<PathBuf>,
+    /// No live progress.
+    pub quiet: bool,
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Resolves merged settings into a run.
+pub fn resolve(args: RunArgs) -> Result<RunSettings, ConfigError> {
+    let task = task_options(&args)?;
+    let load = load_model(&args)?;
+    let thresholds = args
+        .threshold
+        .iter()
+        .map(|t| t.parse().map_err(|e| invalid("threshold", e)))
+        .collect::<Result<Vec<Threshold>, _>>()?;
+    let threads = positive("threads", args.threads)?.unwrap_or_else(available_cores);
+    for (field, value) in [("outputs", &args.output)] {
+        for path in value {
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("json" | "csv") => {}
+                _ => {
+                    return Err(invalid(
+                        field,
+                        format!("'{}' must end in .json or .csv", path.display()),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(RunSettings {
+        task,
+        engine: EngineConfig {
+            load,
+            thread_strategy: args.thread_strategy,
+            blocking_threads: positive("blocking-threads", args.blocking_threads)?.unwrap_or(0),
+            drain_timeout: args.drain_timeout.map_or(DEFAULT_DRAIN_TIMEOUT, Into::into),
+        },
+        threads,
+        thresholds,
+        abort_on_fail: args.abort_on_fail,
+        fail_on_unreliable: args.fail_on_unreliable,
+        max_lag: args.max_lag.map_or(DEFAULT_MAX_LAG, Into::into),
+        outputs: args.output,
+        quiet: args.quiet,
+    })
+}
+
+fn positive(field: &str, value: Option<usize>) -> Result<Option<usize>, ConfigError> {
+    match value {
+        Some(0) => Err(invalid(field, "must be at least 1")),
+        other => Ok(other),
+    }
+}
+
+fn task_options(args: &RunArgs) -> Result<TaskOptions, ConfigError> {
+    let headers = args
+        .header
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+                .filter(|(n, _)| !n.is_empty())
+                .ok_or_else(|| invalid("header", format!("'{h}' must look like 'Name: value'")))
+        })
+        .collect::<Result<_, _>>()?;
+    let params = args
+        .param
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| invalid("param", format!("'{p}' must look like KEY=VALUE")))
+        })
+        .collect::<Result<BTreeMap<_, _>, _>>()?;
+    let body = match (&args.body, &args.body_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid("body", "give either body or body-file, not both"));
+        }
+        (Some(text), None) => Bytes::from(text.clone()),
+        (None, Some(path)) => Bytes::from(std::fs::read(path).map_err(|e| {
+            invalid(
+                "body-file",
+                format!("cannot read '{}': {e}", path.display()),
+            )
+        })?),
+        (None, None) => Bytes::new(),
+    };
+    let sleep = args
+        .sleep
+        .as_deref()
+        .map(|s| s.parse().map_err(|e| invalid("sleep", e)))
+        .transpose()?;
+    Ok(TaskOptions {
+        name: args.task.clone().unwrap_or_else(|| DEFAULT_TASK.to_owned()),
+        http: HttpOptions {
+            url: args.url.clone(),
+            method: args.method.clone(),
+            headers,
+            body,
+            expect_status: args.expect_status.clone(),
+            timeout: args.timeout.map(Into::into),
+        },
+        sleep,
+        params,
+    })
+}
+
+/// The pattern the flags ask for, explicit or inferred.
+fn pattern_kind(args: &RunArgs) -> Option<PatternKind> {
+    args.pattern.or(if args.steps.is_some() {
+        Some(PatternKind::Step)
+    } else if args.points.is_some() {
+        Some(PatternKind::Custom)
+    } else if args.amplitude.is_some() || args.period.is_some() {
+        Some(PatternKind::Sine)
+    } else if args.spike_tps.is_some()
+        || args.spike_every.is_some()
+        || args.spike_duration.is_some()
+    {
+        Some(PatternKind::Spike)
+    } else if args.ramp_up.is_some() || args.ramp_down.is_some() {
+        Some(PatternKind::Ramp)
+    } else if args.tps.is_some() {
+        Some(PatternKind::Constant)
+    } else {
+        None
+    })
+}
+
+/// Refuses flags that the chosen pattern would silently ignore.
+fn check_pattern_flags(args: &RunArgs, kind: PatternKind) -> Result<(), ConfigError> {
+    use PatternKind::*;
+    let flags: [(&str, bool, &[PatternKind]); 9] = [
+        ("steps", args.steps.is_some(), &[Step]),
+        ("points", args.points.is_some(), &[Custom]),
+        ("amplitude", args.amplitude.is_some(), &[Sine]),
+        ("period", args.period.is_some(), &[Sine]),
+        ("spike-tps", args.spike_tps.is_some(), &[Spike]),
+        ("spike-every", args.spike_every.is_some(), &[Spike]),
+        ("spike-duration", args.spike_duration.is_some(), &[Spike]),
+        ("ramp-up", args.ramp_up.is_some(), &[Ramp, Constant]),
+        ("ramp-down", args.ramp_down.is_some(), &[Ramp, Constant]),
+    ];
+    for (flag, given, allowed) in flags {
+        if given && !allowed.contains(&kind) {
+            return Err(invalid(
+                flag,
+                format!("is not used by the {kind:?} pattern").to_lowercase(),
+            ));
+        }
+    }
+    if args.tps.is_some() && matches!(kind, Step | Custom) {
+        return Err(invalid(
+            "tps",
+            format!("is not used by the {kind:?} pattern (its rates come from its own flag)")
+                .to_lowercase(),
+        ));
+    }
+    Ok(())
+}
+
+fn load_model(args: &RunArgs) -> Result<LoadModel, ConfigError> {
+    let Some(kind) = pattern_kind(args) else {
+        return closed_model(args);
+    };
+    check_pattern_flags(args, kind)?;
+    let pattern = build_pattern(args, kind)?;
+    let profile = LoadProfile {
+        warmup: args.warmup.map(|d| Warmup {
+            duration: d.0,
+            rate: args.warmup_tps,
+        }),
+        pattern,
+    };
+    if args.warmup_tps.is_some() && args.warmup.is_none() {
+        return Err(invalid("warmup-tps", "needs --warmup"));
+    }
+    if let Some(rate) = args.warmup_tps {
+        check_rate("warmup-tps", rate)?;
+    }
+    let compiled = profile
+        .compile()
+        .map_err(|e| invalid(e.pattern, e.problem))?;
+    let cores = available_cores();
+    Ok(match args.concurrency {
+        Some(0) => return Err(invalid("concurrency", "must be at least 1")),
+        Some(n) => {
+            if args.max_in_flight.is_some() {
+                return Err(invalid(
+                    "max-in-flight",
+                    "conflicts with --concurrency, which already caps in-flight executions",
+                ));
+            }
+            LoadModel::Open {
+                profile: compiled,
+                preallocate: n,
+                max_in_flight: n,
+                saturation: args.on_saturation.unwrap_or(Saturation::Wait),
+            }
+        }
+        None => {
+            let max =
+                positive("max-in-flight", args.max_in_flight)?.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+            LoadModel::Open {
+                profile: compiled,
+                preallocate: args.preallocate.unwrap_or(2 * cores).clamp(1, max),
+                max_in_flight: max,
+                saturation: args.on_saturation.unwrap_or(Saturation::Drop),
+            }
+        }
+    })
+}
+
+fn closed_model(args: &RunArgs) -> Result<LoadModel, ConfigError> {
+    let Some(concurrency) = args.concurrency else {
+        return Err(invalid(
+            "tps",
+            "no load given: set --tps (open model, a target rate) or --concurrency (closed model)",
+        ));
+    };
+    if concurrency == 0 {
+        return Err(invalid("concurrency", "must be at least 1"));
+    }
+    for (flag, given) in [
+        ("warmup-tps", args.warmup_tps.is_some()),
+        ("max-in-flight", args.max_in_flight.is_some()),
+        ("on-saturation", args.on_saturation.is_some()),
+        ("preallocate", args.preallocate.is_some()),
+    ] {
+        if given {
+            return Err(invalid(
+                flag,
+                "only applies to a paced run (with --tps or a pattern)",
+            ));
+        }
+    }
+    let duration = required_duration(args)?;
+    Ok(LoadModel::Closed {
+        concurrency,
+        warmup: args.warmup.map_or(Duration::ZERO, Into::into),
+        duration,
+    })
+}
+
+fn required_duration(args: &RunArgs) -> Result<Duration, ConfigError> {
+    match args.duration {
+        Some(d) if d.0.is_zero() => Err(invalid("duration", "must be longer than 0s")),
+        Some(d) => Ok(d.0),
+        None => Err(invalid("duration", "is required (e.g. --duration 30s)")),
+    }
+}
+
+fn check_rate(field: &str, rate: f64) -> Result<f64, ConfigError> {
+    if rate.is_finite() && rate >= 0.0 {
+        Ok(rate)
+    } else {
+        Err(invalid(field, format!("must be a rate >= 0, got {rate}")))
+    }
+}
+
+fn required_rate(field: &str, rate: Option<f64>, pattern: &str) -> Result<f64, ConfigError> {
+    check_rate(
+        field,
+        rate.ok_or_else(|| invalid(field, format!("is required by the {pattern} pattern")))?,
+    )
+}
+
+fn required(
+    field: &str,
+    d: Option<super::duration::HumanDuration>,
+    pattern: &str,
+) -> Result<Duration, ConfigError> {
+    d.map(|d| d.0)
+        .ok_or_else(|| invalid(field, format!("is required by the {pattern} pattern")))
+}
+
+fn build_pattern(args: &RunArgs, kind: PatternKind) -> Result<LoadPattern, ConfigError> {
+    Ok(match kind {
+        PatternKind::Constant if args.ramp_up.is_none() && args.ramp_down.is_none() => {
+            LoadPattern::Constant {
+                rate: required_rate("tps", args.tps, "constant")?,
+                duration: required_duration(args)?,
+            }
+        }
+        PatternKind::Constant | PatternKind::Ramp => LoadPattern::Ramp {
+            rate: required_rate("tps", args.tps, "ramp")?,
+            up: args.ramp_up.map_or(Duration::ZERO, Into::into),
+            down: args.ramp_down.map_or(Duration::ZERO, Into::into),
+            duration: required_duration(args)?,
+        },
+        PatternKind::Step => {
+            let text = args
+                .steps
+                .as_deref()
+                .ok_or_else(|| invalid("steps", "is required by the step pattern"))?;
+            let steps = parse_steps(text)?;
+            if let Some(d) = args.duration {
+                let total: Duration = steps.iter().map(|s| s.duration).sum();
+                if d.0 != total {
+                    return Err(invalid(
+                        "duration",
+                        format!(
+                            "is {d} but the steps add up to {}",
+                            super::duration::HumanDuration(total)
+                        ),
+                    ));
+                }
+            }
+            LoadPattern::Steps(steps)
+        }
+        PatternKind::Spike => LoadPattern::Spike {
+            base: required_rate("tps", args.tps, "spike")?,
+            spike: required_rate("spike-tps", args.spike_tps, "spike")?,
+            every: required("spike-every", args.spike_every, "spike")?,
+            spike_for: required("spike-duration", args.spike_duration, "spike")?,
+            duration: required_duration(args)?,
+        },
+        PatternKind::Sine => LoadPattern::Sine {
+            mean: required_rate("tps", args.tps, "sine")?,
+            amplitude: required_rate("amplitude", args.amplitude, "sine")?,
+            period: required("period", args.period, "sine")?,
+            duration: required_duration(args)?,
+        },
+        PatternKind::Custom => {
+            let spec = args
+                .points
+                .as_deref()
+                .ok_or_else(|| invalid("points", "is required by the custom pattern"))?;
+            let points = parse_points(spec)?;
+            if let Some(d) = args.duration {
+                let last = points.last().map_or(0.0, |p| p.at);
+                if (d.0.as_secs_f64() - last).abs() > 1e-9 {
+                    return Err(invalid(
+                        "duration",
+                        format!("is {d} but the last point is at {last}s"),
+                    ));
+                }
+            }
+            LoadPattern::Points(points)
+        }
+    })
+}
+
+/// Parses `50:10s,150:10s`.
+pub fn parse_steps(text: &str) -> Result<Vec<Step>, ConfigError> {
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|item| {
+            let (rate, duration) = item.split_once(':').ok_or_else(|| {
+                invalid(
+                    "steps",
+                    format!("'{item}' must look like RATE:DURATION, e.g. 100:30s"),
+                )
+            })?;
+            let rate = rate
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| invalid("steps", format!("'{rate}' in '{item}' is not a rate")))?;
+            let duration = parse_duration(duration)
+                .map_err(|e| invalid("steps", format!("in '{item}': {e}")))?;
+            Ok(Step { rate, duration })
+        })
+        .collect()
+}
+
+/// Parses custom points: a file of `TIME,RATE` lines if `spec` names one,
+/// else inline `TIME:RATE,...`. TIME is a duration (`10s`) or plain seconds.
+pub fn parse_points(spec: &str) -> Result<Vec<RatePoint>, ConfigError> {
+    let path = std::path::Path::new(spec);
+    if path.is_file() {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid("points", format!("cannot read '{spec}': {e}")))?;
+        return text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .map(|(n, line)| {
+                parse_point(line, [',', ':', ' ', '\t'])
+                    .map_err(|e| invalid("points", format!("{spec} line {}: {e}", n + 1)))
+            })
+            .collect();
+    }
+    if !spec.contains(':') {
+        return Err(invalid(
+            "points",
+            format!("'{spec}' is neither a file nor inline TIME:RATE,... points"),
+        ));
+    }
+    spec.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|item| parse_point(item, [':', ':', ':', ':']).map_err(|e| invalid("points", e)))
+        .collect()
+}
+
+fn parse_point(item: &str, separators: [char; 4]) -> Result<RatePoint, String> {
+    let (time, rate) = item
+        .trim()
+        .split_once(separators)
+        .ok_or_else(|| format!("'{}' must look like TIME,RATE", item.trim()))?;
+    let at = match time.trim().parse::<f64>() {
+        Ok(secs) => secs,
+        Err(_) => parse_duration(time)?.as_secs_f64(),
+    };
+    let rate = rate
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| format!("'{}' is not a rate", rate.trim()))?;
+    Ok(RatePoint { at, rate })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::file::parse_toml;
+
+    fn resolve_toml(text: &str) -> Result<RunSettings, ConfigError> {
+        resolve(parse_toml(text).unwrap())
+    }
+
+    #[test]
+    fn tps_and_ramp_make_a_ramp() {
+        let s = resolve_toml("tps = 100\nduration = \"10s\"\nramp-up = \"2s\"").unwrap();
+        let LoadModel::Open {
+            profile,
+            saturation,
+            ..
+        } = s.engine.load
+        else {
+            panic!()
+        };
+        assert!((profile.curve.total() - (100.0 + 800.0)).abs() < 1e-9);
+        assert_eq!(saturation, Saturation::Drop);
+    }
+
+    #[test]
+    fn concurrency_with_tps_caps_and_queues() {
+        let s = resolve_toml("tps = 100\nduration = \"1s\"\nconcurrency = 4").unwrap();
+        let LoadModel::Open {
+            max_in_flight,
+            saturation,
+            ..
+        } = s.engine.load
+        else {
+            panic!()
+        };
+        assert_eq!((max_in_flight, saturation), (4, Saturation::Wait));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        for (text, field) in [
+            ("duration = \"1s\"", "tps"),
+            ("tps = 10", "duration"),
+            ("tps = -5\nduration = \"1s\"", "tps"),
+            ("steps = \"50:1s,oops\"", "steps"),
+            ("steps = \"50:1s\"\namplitude = 3.0", "amplitude"),
+            (
+                "tps = 10\nduration = \"1s\"\nthreshold = [\"p99<<1\"]",
+                "threshold",
+            ),
+            (
+                "tps = 10\nduration = \"1s\"\nconcurrency = 0",
+                "concurrency",
+            ),
+            (
+                "concurrency = 2\nduration = \"1s\"\nmax-in-flight = 3",
+                "max-in-flight",
+            ),
+            (
+                "tps = 10\nduration = \"1s\"\noutput = [\"r.txt\"]",
+                "outputs",
+            ),
+            (
+                "tps = 10\namplitude = 20.0\nperiod = \"1s\"\nduration = \"2s\"",
+                "sine",
+            ),
+            (
+                "header = [\"novalue\"]\ntps = 1\nduration = \"1s\"",
+                "header",
+            ),
+        ] {
+            let e = resolve_toml(text).unwrap_err().to_string();
+            assert!(e.contains(field), "{text:?} gave {e}");
+        }
+    }
+
+    #[test]
+    fn inline_points_and_steps_parse() {
+        let p = parse_points("0s:0,10s:1000").unwrap();
+        assert_eq!(
+            p[1],
+            RatePoint {
+                at: 10.0,
+                rate: 1000.0
+            }
+        );
+        let s = parse_steps("50:10s,150:10s").unwrap();
+        assert_eq!(s.len(), 2);
+        assert!(parse_points("nonsense").is_err());
+    }
+}

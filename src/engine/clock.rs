@@ -1,0 +1,35 @@
+//! The run clock: monotonic nanoseconds since the run's start.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// Nanoseconds since the run started; zero until [`start`](Self::start).
+#[derive(Debug, Default)]
+pub struct RunClock {
+    origin: OnceLock<Instant>,
+}
+
+impl RunClock {
+    /// A clock that has not started.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts the clock now (later calls keep the first origin).
+    pub fn start(&self) -> Instant {
+        *self.origin.get_or_init(Instant::now)
+    }
+
+    /// The instant the clock started, if it has.
+    pub fn origin(&self) -> Option<Instant> {
+        self.origin.get().copied()
+    }
+
+    /// Nanoseconds elapsed since the start.
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        self.origin
+            .get()
+            .map_or(0, |o| o.elapsed().as_nanos() as u64)
+    }
+}

@@ -1,0 +1,425 @@
+//! The engine: runs one task under one load model on this process and
+//! returns the aggregated results.
+//!
+//! Data path: the load profile's curve becomes an [`ArrivalSchedule`]; the
+//! [`scheduler`] thread releases each arrival at its due time into a channel;
+//! [`worker`]s (one task instance each) execute it and record the result in
+//! their metrics shard; the aggregator sweeps closed one-second windows into
+//! the series and running totals, which the observer sees live and the
+//! [`RunOutcome`] carries to the reports.
+//!
+//! - [`clock`]: the run's monotonic clock.
+//! - [`scheduler`]: the arrival scheduler thread and saturation policy.
+//! - [`stop`]: the stop signal (Ctrl-C, aborts).
+//! - [`worker`]: the worker loops and the instrumented execution.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+
+pub mod clock;
+pub mod scheduler;
+pub mod stop;
+pub mod worker;
+
+pub use scheduler::Saturation;
+pub use stop::{StopCause, StopSignal};
+
+use crate::load::profile::CompiledProfile;
+use crate::load::{ArrivalSchedule, RateCurve};
+use crate::metrics::{Aggregator, MetricsHub, WindowReport};
+use crate::task::{Task, TaskFactory, ThreadStrategy};
+use scheduler::{Pool, run_scheduler};
+use worker::{RunContext, Spawner, closed_worker, open_worker};
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+/// How long after a second ends its window is swept, so results timed just
+/// before the boundary have been recorded.
+const SWEEP_GRACE: Duration = Duration::from_millis(30);
+
+/// How arrivals are generated.
+#[derive(Debug, Clone)]
+pub enum LoadModel {
+    /// Open model: arrivals follow the rate curve regardless of how fast
+    /// they complete. Instances are started on demand up to `max_in_flight`;
+    /// beyond that `saturation` decides.
+    Open {
+        /// Target rate over time, warmup included.
+        profile: CompiledProfile,
+        /// Instances started (and set up) before the clock starts.
+        preallocate: usize,
+        /// Most executions in flight at once.
+        max_in_flight: usize,
+        /// What happens to an arrival when `max_in_flight` are busy.
+        saturation: Saturation,
+    },
+    /// Closed model: `concurrency` instances execute back to back.
+    Closed {
+        /// Number of instances.
+        concurrency: usize,
+        /// Warmup time, excluded from the main statistics.
+        warmup: Duration,
+        /// Main phase length (after the warmup).
+        duration: Duration,
+    },
+}
+
+/// Everything the engine needs besides the task factory.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How arrivals are generated.
+    pub load: LoadModel,
+    /// Overrides the task's own thread strategy.
+    pub thread_strategy: Option<ThreadStrategy>,
+    /// OS threads for the blocking strategy (0: one per core).
+    pub blocking_threads: usize,
+    /// How long in-flight work may finish after the load ends.
+    pub drain_timeout: Duration,
+}
+
+/// Receives each second's results while the run is going.
+pub trait RunObserver: Send {
+    /// Called once per closed window with the run's totals so far. Return
+    /// `Some(reason)` to abort the run.
+    fn on_window(
+        &mut self,
+        window: &WindowReport,
+        target_rate: Option<f64>,
+        totals: &Aggregator,
+    ) -> Option<String>;
+}
+
+/// An observer that watches nothing.
+pub struct NoObserver;
+
+impl RunObserver for NoObserver {
+    fn on_window(&mut self, _: &WindowReport, _: Option<f64>, _: &Aggregator) -> Option<String> {
+        None
+    }
+}
+
+/// Why the run could not produce results.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A task instance could not be created or set up.
+    #[error("{0}")]
+    Setup(String),
+    /// The configuration cannot be run.
+    #[error("invalid run: {0}")]
+    Invalid(String),
+}
+
+/// How the run ended and everything it measured.
+pub struct RunOutcome {
+    /// Series and cumulative statistics.
+    pub metrics: Aggregator,
+    /// Wall-clock time the run started (for reports).
+    pub started_at: SystemTime,
+    /// Seconds from start until the load stopped (drain excluded).
+    pub load_secs: f64,
+    /// Seconds until everything finished, drain included.
+    pub total_secs: f64,
+    /// Seconds of warmup at the start.
+    pub warmup_secs: f64,
+    /// Set if the run stopped before its profile ended.
+    pub stop: Option<StopCause>,
+    /// Executions still running when the drain timeout expired.
+    pub unfinished: u64,
+    /// Task instances used.
+    pub instances: usize,
+    /// Target curve of a paced run.
+    pub curve: Option<RateCurve>,
+    /// Arrivals the schedule holds in total (paced runs).
+    pub planned: Option<u64>,
+    /// Thread strategy the run used.
+    pub thread_strategy: ThreadStrategy,
+}
+
+/// Runs `factory`'s task under `config` on the current tokio runtime.
+pub async fn run<F: TaskFactory>(
+    factory: F,
+    config: EngineConfig,
+    observer: &mut dyn RunObserver,
+    stop: StopSignal,
+) -> Result<RunOutcome, EngineError> {
+    let strategy = config
+        .thread_strategy
+        .unwrap_or(<F::Task as Task>::THREAD_STRATEGY);
+    let handle = tokio::runtime::Handle::current();
+    let blocking = strategy == ThreadStrategy::Blocking;
+    let blocking_threads = if config.blocking_threads == 0 {
+        crate::metrics::cpu::available_cores()
+    } else {
+        config.blocking_threads
+    };
+    let shards =
+        2 * handle.metrics().num_workers() + 1 + if blocking { blocking_threads } else { 0 };
+    let hub = MetricsHub::new(shards);
+    let warmup_secs = match &config.load {
+        LoadModel::Open { profile, .. } => profile.warmup_secs,
+        LoadModel::Closed { warmup, .. } => warmup.as_secs_f64(),
+    };
+    let warmup_ns = (warmup_secs * NANOS_PER_SEC as f64) as u64;
+    let ctx = Arc::new(RunContext::new(
+        factory,
+        Arc::clone(&hub),
+        stop.clone(),
+        warmup_ns,
+    ));
+    let spawner = Arc::new(Spawner::new(handle, blocking));
+    let mut aggregator = Aggregator::new(hub, warmup_secs);
+
+    let started = match &config.load {
+        LoadModel::Open {
+            profile,
+            preallocate,
+            max_in_flight,
+            saturation,
+        } => {
+            let max = if blocking {
+                blocking_threads.min(*max_in_flight)
+            } else {
+                *max_in_flight
+            };
+            let pool = Pool {
+                started: if blocking {
+                    max
+                } else {
+                    (*preallocate).clamp(1, max.max(1))
+                },
+                max: max.max(1),
+                elastic: !blocking,
+                saturation: *saturation,
+            };
+            start_open(&ctx, &spawner, profile, pool).await?
+        }
+        LoadModel::Closed {
+            concurrency,
+            warmup,
+            duration,
+        } => {
+            let deadline_ns = (*warmup + *duration).as_nanos() as u64;
+            start_closed(&ctx, &spawner, *concurrency, deadline_ns).await?
+        }
+    };
+    let started_at = SystemTime::now();
+    let curve = started.curve.clone();
+
+    sweep_until_load_ends(
+        &ctx,
+        &mut aggregator,
+        observer,
+        curve.as_ref(),
+        started.load_done,
+    )
+    .await;
+    let load_secs = ctx.clock.now_ns() as f64 / NANOS_PER_SEC as f64;
+    let unfinished = drain(&ctx, &spawner, config.drain_timeout).await;
+    let total_secs = ctx.clock.now_ns() as f64 / NANOS_PER_SEC as f64;
+    if let Some(fatal) = ctx.fatal.lock().clone() {
+        return Err(EngineError::Setup(fatal));
+    }
+    aggregator.finish(total_secs);
+    Ok(RunOutcome {
+        metrics: aggregator,
+        started_at,
+        load_secs,
+        total_secs,
+        warmup_secs,
+        stop: stop.cause(),
+        unfinished,
+        instances: ctx.instances(),
+        planned: started.planned,
+        curve,
+        thread_strategy: strategy,
+    })
+}
+
+/// What starting the load produced.
+struct Started {
+    /// Resolves when no more arrivals will come.
+    load_done: LoadDone,
+    curve: Option<RateCurve>,
+    planned: Option<u64>,
+}
+
+enum LoadDone {
+    /// The scheduler thread says so.
+    Scheduler(tokio::sync::oneshot::Receiver<()>),
+    /// All closed-model workers have exited.
+    Workers,
+}
+
+async fn start_open<F: TaskFactory>(
+    ctx: &Arc<RunContext<F>>,
+    spawner: &Arc<Spawner>,
+    profile: &CompiledProfile,
+    pool: Pool,
+) -> Result<Started, EngineError> {
+    let (tx, rx) = async_channel::unbounded();
+    let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+    for _ in 0..pool.started {
+        spawner.spawn(
+            ctx,
+            open_worker(Arc::clone(ctx), rx.clone(), Some(ready_tx.clone())),
+        );
+    }
+    wait_ready(ctx, ready_rx, pool.started).await?;
+    let schedule = ArrivalSchedule::new(profile.curve.clone());
+    let planned = schedule.total_arrivals();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    ctx.clock.start();
+    let (ctx2, spawner2) = (Arc::clone(ctx), Arc::clone(spawner));
+    std::thread::Builder::new()
+        .name("vajra-scheduler".into())
+        .spawn(move || {
+            run_scheduler(ctx2, schedule, tx, rx, spawner2, pool);
+            let _ = done_tx.send(());
+        })
+        .map_err(|e| EngineError::Invalid(format!("cannot start the scheduler thread: {e}")))?;
+    Ok(Started {
+        load_done: LoadDone::Scheduler(done_rx),
+        curve: Some(profile.curve.clone()),
+        planned: Some(planned),
+    })
+}
+
+async fn start_closed<F: TaskFactory>(
+    ctx: &Arc<RunContext<F>>,
+    spawner: &Arc<Spawner>,
+    concurrency: usize,
+    deadline_ns: u64,
+) -> Result<Started, EngineError> {
+    if concurrency == 0 {
+        return Err(EngineError::Invalid(
+            "concurrency must be at least 1".into(),
+        ));
+    }
+    let (go_tx, go_rx) = watch::channel(false);
+    let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+    for _ in 0..concurrency {
+        spawner.spawn(
+            ctx,
+            closed_worker(
+                Arc::clone(ctx),
+                go_rx.clone(),
+                ready_tx.clone(),
+                deadline_ns,
+            ),
+        );
+    }
+    let ready = wait_ready(ctx, ready_rx, concurrency).await;
+    ctx.clock.start();
+    let _ = go_tx.send(true);
+    ready?;
+    Ok(Started {
+        load_done: LoadDone::Workers,
+        curve: None,
+        planned: None,
+    })
+}
+
+/// Waits until `expected` workers have set up; fails on the first that can't.
+async fn wait_ready<F: TaskFactory>(
+    ctx: &RunContext<F>,
+    mut ready: mpsc::UnboundedReceiver<bool>,
+    expected: usize,
+) -> Result<(), EngineError> {
+    for _ in 0..expected {
+        match ready.recv().await {
+            Some(true) => {}
+            _ => {
+                let fatal = ctx.fatal.lock().clone();
+                return Err(EngineError::Setup(
+                    fatal.unwrap_or_else(|| "task setup failed".into()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sweeps a window after each second until the load is over or stopped.
+async fn sweep_until_load_ends<F: TaskFactory>(
+    ctx: &Arc<RunContext<F>>,
+    aggregator: &mut Aggregator,
+    observer: &mut dyn RunObserver,
+    curve: Option<&RateCurve>,
+    load_done: LoadDone,
+) {
+    let origin = ctx.clock.origin().expect("clock started before sweeping");
+    let mut scheduler_done = match load_done {
+        LoadDone::Scheduler(rx) => Some(rx),
+        LoadDone::Workers => None,
+    };
+    let mut next_second = 1u64;
+    loop {
+        let sweep_at = origin + Duration::from_secs(next_second) + SWEEP_GRACE;
+        let finished = tokio::select! {
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(sweep_at)) => false,
+            _ = ctx.stop.stopped() => true,
+            _ = wait_load_done(ctx, scheduler_done.as_mut()) => true,
+        };
+        if finished {
+            return;
+        }
+        for window in aggregator.collect(next_second).to_vec() {
+            let target =
+                curve.map(|c| c.count_between(window.second as f64, window.second as f64 + 1.0));
+            if let Some(reason) = observer.on_window(&window, target, aggregator) {
+                ctx.stop.abort(reason);
+            }
+        }
+        next_second += 1;
+    }
+}
+
+async fn wait_load_done<F: TaskFactory>(
+    ctx: &RunContext<F>,
+    scheduler: Option<&mut tokio::sync::oneshot::Receiver<()>>,
+) {
+    match scheduler {
+        Some(rx) => {
+            let _ = rx.await;
+        }
+        None => wait_workers_exit(ctx).await,
+    }
+}
+
+async fn wait_workers_exit<F: TaskFactory>(ctx: &RunContext<F>) {
+    loop {
+        let exited = ctx.worker_exited.notified();
+        if ctx.live_workers.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        exited.await;
+    }
+}
+
+/// Lets in-flight work finish for up to `timeout`, then cancels what is
+/// left. Returns how many executions never finished.
+async fn drain<F: TaskFactory>(
+    ctx: &Arc<RunContext<F>>,
+    spawner: &Spawner,
+    timeout: Duration,
+) -> u64 {
+    if tokio::time::timeout(timeout, wait_workers_exit(ctx))
+        .await
+        .is_ok()
+    {
+        return 0;
+    }
+    let open = ctx.in_flight.load(Ordering::Acquire);
+    let unfinished = if open > 0 {
+        open
+    } else {
+        ctx.live_workers.load(Ordering::Acquire) as u64
+    };
+    spawner.abort_all();
+    tracing::warn!(
+        "{unfinished} executions still running after the {timeout:?} drain timeout were abandoned"
+    );
+    unfinished
+}

@@ -1,0 +1,283 @@
+//! Workers: each owns one task instance and runs it, one execution at a time.
+//!
+//! The same worker loops run either as tokio tasks (the `async` strategy) or
+//! each on a dedicated OS thread that drives it with `Handle::block_on` (the
+//! `blocking` strategy), so CPU-heavy tasks never starve the runtime.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use futures_util::FutureExt;
+use parking_lot::Mutex;
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::clock::RunClock;
+use super::stop::StopSignal;
+use crate::metrics::{MetricsHub, Phase, Recorder};
+use crate::task::{Task, TaskError, TaskFactory, TaskResult};
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// State shared by the scheduler, the workers and the engine.
+pub(crate) struct RunContext<F: TaskFactory> {
+    pub factory: F,
+    pub clock: RunClock,
+    pub hub: Arc<MetricsHub>,
+    pub stop: StopSignal,
+    /// Intended start times below this are warmup.
+    pub warmup_ns: u64,
+    /// Arrivals dispatched and not yet finished (open model only).
+    pub in_flight: AtomicU64,
+    /// Workers whose loop has not returned yet.
+    pub live_workers: AtomicUsize,
+    /// Signalled each time a worker exits.
+    pub worker_exited: Notify,
+    next_instance: AtomicUsize,
+    /// First fatal error (task setup), reported as the run's error.
+    pub fatal: Mutex<Option<String>>,
+}
+
+impl<F: TaskFactory> RunContext<F> {
+    pub fn new(factory: F, hub: Arc<MetricsHub>, stop: StopSignal, warmup_ns: u64) -> Self {
+        Self {
+            factory,
+            clock: RunClock::new(),
+            hub,
+            stop,
+            warmup_ns,
+            in_flight: AtomicU64::new(0),
+            live_workers: AtomicUsize::new(0),
+            worker_exited: Notify::new(),
+            next_instance: AtomicUsize::new(0),
+            fatal: Mutex::new(None),
+        }
+    }
+
+    /// Task instances created so far.
+    pub fn instances(&self) -> usize {
+        self.next_instance.load(Ordering::Relaxed)
+    }
+
+    /// Records a fatal error and stops the run.
+    fn fail(&self, message: String) {
+        self.fatal.lock().get_or_insert_with(|| message.clone());
+        self.stop.abort(message);
+    }
+
+    /// Creates and sets up a new task instance, failing the run if it can't.
+    async fn new_instance(&self) -> Option<F::Task> {
+        let id = self.next_instance.fetch_add(1, Ordering::Relaxed);
+        let mut task = match self.factory.create(id) {
+            Ok(task) => task,
+            Err(e) => {
+                self.fail(format!("creating task instance {id} failed: {e:#}"));
+                return None;
+            }
+        };
+        match AssertUnwindSafe(task.setup()).catch_unwind().await {
+            Ok(Ok(())) => Some(task),
+            Ok(Err(e)) => {
+                self.fail(format!("task setup failed (instance {id}): {e:#}"));
+                None
+            }
+            Err(panic) => {
+                self.fail(format!(
+                    "task setup panicked (instance {id}): {}",
+                    panic_message(&panic)
+                ));
+                None
+            }
+        }
+    }
+
+    fn phase_of(&self, intended_ns: u64) -> Phase {
+        if intended_ns < self.warmup_ns {
+            Phase::Warmup
+        } else {
+            Phase::Main
+        }
+    }
+
+    /// Runs one execution that was due at `intended_ns` and started at
+    /// `start_ns`, and records it. Returns false if the task panicked (the
+    /// instance must then be replaced).
+    #[inline]
+    async fn execute(
+        &self,
+        task: &mut F::Task,
+        intended_ns: u64,
+        start_ns: u64,
+        rec: &Recorder,
+    ) -> bool {
+        let result = AssertUnwindSafe(task.execute()).catch_unwind().await;
+        let end_ns = self.clock.now_ns();
+        let latency = end_ns.saturating_sub(intended_ns);
+        let service = end_ns.saturating_sub(start_ns);
+        let window = end_ns / NANOS_PER_SEC;
+        let phase = self.phase_of(intended_ns);
+        match result {
+            Ok(TaskResult::Success { tag }) => {
+                rec.record_execution(window, (phase, tag), latency, service, None);
+                true
+            }
+            Ok(TaskResult::Failure { tag, error }) => {
+                rec.record_execution(window, (phase, tag), latency, service, Some(&error));
+                true
+            }
+            Err(panic) => {
+                let error = TaskError::new("panic", panic_message(&panic));
+                rec.record_execution(window, (phase, None), latency, service, Some(&error));
+                false
+            }
+        }
+    }
+
+    fn worker_started(&self) {
+        self.live_workers.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn worker_done(&self) {
+        self.live_workers.fetch_sub(1, Ordering::AcqRel);
+        self.worker_exited.notify_waiters();
+    }
+}
+
+/// Tells the engine a prespawned worker is ready (or could not start).
+pub(crate) type ReadySender = mpsc::UnboundedSender<bool>;
+
+/// Open-model worker: takes due arrivals from the channel until it closes.
+pub(crate) async fn open_worker<F: TaskFactory>(
+    ctx: Arc<RunContext<F>>,
+    arrivals: async_channel::Receiver<u64>,
+    ready: Option<ReadySender>,
+) {
+    let Some(mut task) = ctx.new_instance().await else {
+        if let Some(ready) = ready {
+            let _ = ready.send(false);
+        }
+        ctx.worker_done();
+        return;
+    };
+    if let Some(ready) = ready {
+        let _ = ready.send(true);
+    }
+    let rec = ctx.hub.recorder();
+    while let Ok(intended_ns) = arrivals.recv().await {
+        if ctx.stop.is_stopped() {
+            // Interrupted: arrivals still queued are not started, but counted.
+            let window = ctx.clock.now_ns() / NANOS_PER_SEC;
+            rec.record_dropped(window, ctx.phase_of(intended_ns), 1);
+        } else {
+            let start_ns = ctx.clock.now_ns();
+            if !ctx.execute(&mut task, intended_ns, start_ns, &rec).await {
+                match ctx.new_instance().await {
+                    Some(fresh) => task = fresh,
+                    None => {
+                        ctx.in_flight.fetch_sub(1, Ordering::AcqRel);
+                        break;
+                    }
+                }
+            }
+        }
+        ctx.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+    cleanup(&mut task).await;
+    ctx.worker_done();
+}
+
+/// Closed-model worker: executes back to back from `go` until `deadline_ns`.
+pub(crate) async fn closed_worker<F: TaskFactory>(
+    ctx: Arc<RunContext<F>>,
+    mut go: watch::Receiver<bool>,
+    ready: ReadySender,
+    deadline_ns: u64,
+) {
+    let Some(mut task) = ctx.new_instance().await else {
+        let _ = ready.send(false);
+        ctx.worker_done();
+        return;
+    };
+    let _ = ready.send(true);
+    let started = go.wait_for(|go| *go).await.is_ok();
+    let rec = ctx.hub.recorder();
+    while started && !ctx.stop.is_stopped() {
+        let start_ns = ctx.clock.now_ns();
+        if start_ns >= deadline_ns {
+            break;
+        }
+        if !ctx.execute(&mut task, start_ns, start_ns, &rec).await {
+            match ctx.new_instance().await {
+                Some(fresh) => task = fresh,
+                None => break,
+            }
+        }
+        // A task that never awaits would otherwise hold its runtime thread.
+        tokio::task::consume_budget().await;
+    }
+    cleanup(&mut task).await;
+    ctx.worker_done();
+}
+
+async fn cleanup<T: Task>(task: &mut T) {
+    match AssertUnwindSafe(task.cleanup()).catch_unwind().await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("task cleanup failed: {e:#}"),
+        Err(panic) => tracing::warn!("task cleanup panicked: {}", panic_message(&panic)),
+    }
+}
+
+/// Starts workers with the run's thread strategy and tracks them.
+pub(crate) struct Spawner {
+    handle: tokio::runtime::Handle,
+    blocking: bool,
+    aborts: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Spawner {
+    pub fn new(handle: tokio::runtime::Handle, blocking: bool) -> Self {
+        Self {
+            handle,
+            blocking,
+            aborts: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `worker` as a tokio task, or on its own OS thread when blocking.
+    pub fn spawn<F, Fut>(&self, ctx: &RunContext<F>, worker: Fut)
+    where
+        F: TaskFactory,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        ctx.worker_started();
+        if self.blocking {
+            let handle = self.handle.clone();
+            std::thread::Builder::new()
+                .name("vajra-blocking".into())
+                .spawn(move || handle.block_on(worker))
+                .expect("spawning a worker thread");
+        } else {
+            let task = self.handle.spawn(worker);
+            self.aborts.lock().push(task.abort_handle());
+        }
+    }
+
+    /// Cancels workers still running (after the drain timeout). Threads of
+    /// the blocking strategy cannot be cancelled and are left to finish.
+    pub fn abort_all(&self) {
+        for task in self.aborts.lock().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// The text of a caught panic.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}

@@ -1,0 +1,256 @@
+//! The report of a finished run: what the summary, JSON and CSV show.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{RunOutcome, StopCause};
+use crate::metrics::histogram::encode_v2;
+use crate::metrics::{ErrorCount, LatencySummary, OpStats, Phase, WindowReport};
+use crate::threshold::{Threshold, ThresholdInput, ThresholdResult, format_ns};
+
+/// Version tag of the JSON report layout (see docs/report-schema.md).
+pub const SCHEMA: &str = "vajra.report.v1";
+/// Mean generator CPU above which results are flagged unreliable.
+pub const CPU_LIMIT_PERCENT: f64 = 90.0;
+
+/// Results of one phase (or one tag within the main phase).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseReport {
+    /// Seconds the phase lasted.
+    pub duration_s: f64,
+    /// Arrivals handed to workers (paced runs).
+    pub dispatched: u64,
+    /// Arrivals dropped at the in-flight limit or at interruption.
+    pub dropped: u64,
+    /// Executions finished.
+    pub completed: u64,
+    /// Executions that succeeded.
+    pub success: u64,
+    /// Executions that failed.
+    pub failure: u64,
+    /// failure / completed.
+    pub error_rate: f64,
+    /// completed / duration_s.
+    pub rate: f64,
+    /// Latency from the intended start.
+    pub latency: LatencySummary,
+    /// Service time from the actual start.
+    pub service: LatencySummary,
+    /// Failures by kind.
+    pub errors: Vec<ErrorCount>,
+}
+
+impl PhaseReport {
+    fn of(stats: &OpStats, duration_s: f64) -> Self {
+        let completed = stats.completed();
+        Self {
+            duration_s,
+            dispatched: stats.dispatched,
+            dropped: stats.dropped,
+            completed,
+            success: stats.success,
+            failure: stats.failure,
+            error_rate: if completed == 0 {
+                0.0
+            } else {
+                stats.failure as f64 / completed as f64
+            },
+            rate: if duration_s > 0.0 {
+                completed as f64 / duration_s
+            } else {
+                0.0
+            },
+            latency: LatencySummary::of(&stats.latency),
+            service: LatencySummary::of(&stats.service),
+            errors: stats.errors.sorted(),
+        }
+    }
+}
+
+/// Whether the generator kept up well enough for the numbers to be trusted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelfCheck {
+    /// True when no problem was found.
+    pub reliable: bool,
+    /// What was found, in words.
+    pub reasons: Vec<String>,
+    /// Mean generator CPU over the main phase, percent of available cores.
+    pub cpu_percent_mean: f64,
+    /// Highest one-second generator CPU.
+    pub cpu_percent_max: f64,
+}
+
+/// Cumulative histograms, HdrHistogram V2 encoded (base64), for merging
+/// runs later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Histograms {
+    /// Main-phase latency from the intended start.
+    pub latency: String,
+    /// Main-phase service time.
+    pub service: String,
+    /// Warmup latency, if there was a warmup.
+    pub warmup_latency: Option<String>,
+    /// Scheduler lag, for paced runs.
+    pub scheduler_lag: Option<String>,
+}
+
+/// Everything a run reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Layout version.
+    pub schema: String,
+    /// Task name.
+    pub task: String,
+    /// "open" or "closed".
+    pub model: String,
+    /// Start time, RFC 3339.
+    pub started_at: String,
+    /// "completed", "interrupted" or "aborted".
+    pub outcome: String,
+    /// Why the run was aborted, if it was.
+    pub abort_reason: Option<String>,
+    /// Seconds of load (warmup included, drain excluded).
+    pub load_secs: f64,
+    /// Seconds of warmup.
+    pub warmup_secs: f64,
+    /// Arrivals the schedule planned in total (paced runs).
+    pub planned: Option<u64>,
+    /// Task instances used.
+    pub instances: usize,
+    /// Executions abandoned at the drain timeout.
+    pub unfinished: u64,
+    /// The measured phase.
+    pub main: PhaseReport,
+    /// The warmup phase, if any.
+    pub warmup: Option<PhaseReport>,
+    /// Main-phase results per task tag.
+    pub tags: BTreeMap<String, PhaseReport>,
+    /// Scheduler lag (paced runs).
+    pub scheduler_lag: Option<LatencySummary>,
+    /// The generator's self-check.
+    pub self_check: SelfCheck,
+    /// Threshold verdicts.
+    pub thresholds: Vec<ThresholdResult>,
+    /// One entry per second.
+    pub series: Vec<WindowReport>,
+    /// Cumulative histograms.
+    pub histograms: Histograms,
+}
+
+impl Report {
+    /// Builds the report of `outcome`, evaluating `thresholds` and the
+    /// self-check (lag above `max_lag` is unreliable).
+    pub fn build(
+        task: &str,
+        outcome: &RunOutcome,
+        thresholds: &[Threshold],
+        max_lag: Duration,
+    ) -> Self {
+        let metrics = &outcome.metrics;
+        let main_stats = metrics.phase_total(Phase::Main);
+        let main_secs = (outcome.load_secs - outcome.warmup_secs).max(0.0);
+        let main = PhaseReport::of(&main_stats, main_secs);
+        let warmup_stats = metrics.phase_total(Phase::Warmup);
+        let warmup = (outcome.warmup_secs > 0.0)
+            .then(|| PhaseReport::of(&warmup_stats, outcome.warmup_secs.min(outcome.load_secs)));
+        let tags = metrics
+            .tagged(Phase::Main)
+            .into_iter()
+            .map(|(tag, stats)| (tag.to_owned(), PhaseReport::of(stats, main_secs)))
+            .collect();
+        let lag = metrics.lag().filter(|h| !h.is_empty());
+        let input = ThresholdInput {
+            latency: &main_stats.latency,
+            service: &main_stats.service,
+            lag,
+            completed: main.completed,
+            failures: main.failure,
+            dropped: main.dropped,
+            rate: main.rate,
+        };
+        let (outcome_name, abort_reason) = match &outcome.stop {
+            None => ("completed", None),
+            Some(StopCause::Interrupted) => ("interrupted", None),
+            Some(StopCause::Aborted(reason)) => ("aborted", Some(reason.clone())),
+        };
+        Self {
+            schema: SCHEMA.to_owned(),
+            task: task.to_owned(),
+            model: if outcome.curve.is_some() {
+                "open"
+            } else {
+                "closed"
+            }
+            .to_owned(),
+            started_at: humantime::format_rfc3339_millis(outcome.started_at).to_string(),
+            outcome: outcome_name.to_owned(),
+            abort_reason,
+            load_secs: outcome.load_secs,
+            warmup_secs: outcome.warmup_secs,
+            planned: outcome.planned,
+            instances: outcome.instances,
+            unfinished: outcome.unfinished,
+            self_check: self_check(metrics.series(), lag, max_lag, outcome.warmup_secs),
+            thresholds: thresholds.iter().map(|t| t.evaluate(&input)).collect(),
+            scheduler_lag: lag.map(LatencySummary::of),
+            histograms: Histograms {
+                latency: encode_v2(&main_stats.latency),
+                service: encode_v2(&main_stats.service),
+                warmup_latency: warmup.as_ref().map(|_| encode_v2(&warmup_stats.latency)),
+                scheduler_lag: lag.map(encode_v2),
+            },
+            main,
+            warmup,
+            tags,
+            series: metrics.series().to_vec(),
+        }
+    }
+
+    /// Whether every threshold held.
+    pub fn thresholds_passed(&self) -> bool {
+        self.thresholds.iter().all(|t| t.passed)
+    }
+}
+
+fn self_check(
+    series: &[WindowReport],
+    lag: Option<&crate::metrics::LatencyHistogram>,
+    max_lag: Duration,
+    warmup_secs: f64,
+) -> SelfCheck {
+    let main: Vec<f64> = series
+        .iter()
+        .filter(|w| w.second as f64 >= warmup_secs && w.duration_s >= 0.999)
+        .map(|w| w.cpu_percent)
+        .collect();
+    let cpu_mean = if main.is_empty() {
+        0.0
+    } else {
+        main.iter().sum::<f64>() / main.len() as f64
+    };
+    let cpu_max = main.iter().copied().fold(0.0, f64::max);
+    let mut reasons = Vec::new();
+    if let Some(lag) = lag {
+        let p99 = lag.value_at_quantile(0.99);
+        if p99 as u128 > max_lag.as_nanos() {
+            reasons.push(format!(
+                "scheduler lag p99 {} exceeds {}: arrivals left late, the generator could not keep the schedule",
+                format_ns(p99 as f64),
+                format_ns(max_lag.as_nanos() as f64)
+            ));
+        }
+    }
+    if cpu_mean >= CPU_LIMIT_PERCENT {
+        reasons.push(format!(
+            "generator CPU averaged {cpu_mean:.0}% of its cores: it may be the bottleneck and its own queueing is in the latencies"
+        ));
+    }
+    SelfCheck {
+        reliable: reasons.is_empty(),
+        reasons,
+        cpu_percent_mean: cpu_mean,
+        cpu_percent_max: cpu_max,
+    }
+}

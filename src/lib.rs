@@ -1,0 +1,32 @@
+//! Vajra: a coordinated-omission-free load generator with exact open-model
+//! pacing, built to run standalone or as a cluster of identical peers.
+//!
+//! # Layout
+//!
+//! - [`task`]: the Task SDK (`Task`, `TaskResult`, `TaskFactory`), the task
+//!   registry and the built-in `http`, `noop` and `sleep` tasks.
+//! - [`load`]: load patterns, the piecewise-linear rate curve they compile
+//!   to, and the arrival schedule derived from its integral.
+//! - [`engine`]: runs a task under a load model: scheduler thread, workers,
+//!   drain, stop signal.
+//! - [`metrics`]: sharded lock-free-of-global-locks recording, HDR
+//!   histograms, the per-second aggregator, CPU self-measurement.
+//! - [`threshold`]: pass/fail criteria and their evaluation.
+//! - [`export`]: the report model, console output, JSON and CSV files.
+//! - [`config`]: flags, environment and files layered into a run.
+//! - [`target`]: a built-in HTTP target for demos, tests and benchmarks.
+//! - [`cli`]: the `vajra-peer` command line, reusable by user binaries.
+//!
+//! The data path from plan to report is described in `docs/ARCHITECTURE.md`.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod export;
+pub mod load;
+pub mod metrics;
+pub mod target;
+pub mod task;
+pub mod threshold;

@@ -1,0 +1,192 @@
+//! The aggregator: turns shards' closed windows into the per-second series
+//! and the run's cumulative statistics.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::cpu::CpuMeter;
+use super::histogram::{LatencyHistogram, LatencySummary};
+use super::recorder::MetricsHub;
+use super::stats::{OpStats, Phase, WindowStats};
+
+/// One second of the run, summarised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowReport {
+    /// Second of the run (0-based, counted from the start of the warmup).
+    pub second: u64,
+    /// Length of the window in seconds (shorter for the last one).
+    pub duration_s: f64,
+    /// Phase the window starts in.
+    pub phase: Phase,
+    /// Arrivals handed to workers.
+    pub dispatched: u64,
+    /// Arrivals dropped at the in-flight limit.
+    pub dropped: u64,
+    /// Executions that succeeded (by completion time).
+    pub success: u64,
+    /// Executions that failed (by completion time).
+    pub failure: u64,
+    /// Completed executions per second.
+    pub rate: f64,
+    /// Latency from the intended start.
+    pub latency: LatencySummary,
+    /// Service time from the actual start.
+    pub service: LatencySummary,
+    /// 99th percentile scheduler lag, in microseconds.
+    pub lag_p99_us: f64,
+    /// Generator CPU use, percent of available cores.
+    pub cpu_percent: f64,
+}
+
+/// Collects closed windows from a [`MetricsHub`] and keeps running totals.
+pub struct Aggregator {
+    hub: Arc<MetricsHub>,
+    warmup_secs: f64,
+    totals: WindowStats,
+    series: Vec<WindowReport>,
+    collected_before: u64,
+    cpu: CpuMeter,
+}
+
+impl Aggregator {
+    /// An aggregator for a run whose first `warmup_secs` are warmup.
+    pub fn new(hub: Arc<MetricsHub>, warmup_secs: f64) -> Self {
+        Self {
+            hub,
+            warmup_secs,
+            totals: WindowStats::new(0),
+            series: Vec::new(),
+            collected_before: 0,
+            cpu: CpuMeter::new(),
+        }
+    }
+
+    /// Collects every window below `before` (one entry per second, empty
+    /// seconds included) and returns the new reports.
+    pub fn collect(&mut self, before: u64) -> &[WindowReport] {
+        let windows = self.hub.take_closed(before);
+        self.absorb(windows, before, None)
+    }
+
+    /// Collects everything left after the run, which lasted `elapsed_s`.
+    pub fn finish(&mut self, elapsed_s: f64) -> &[WindowReport] {
+        let windows = self.hub.take_all();
+        let last = windows.iter().map(|w| w.index + 1).max().unwrap_or(0);
+        let until = last.max(elapsed_s.ceil() as u64);
+        self.absorb(windows, until, Some(elapsed_s))
+    }
+
+    fn absorb(
+        &mut self,
+        windows: Vec<WindowStats>,
+        before: u64,
+        end_s: Option<f64>,
+    ) -> &[WindowReport] {
+        let mut by_second: BTreeMap<u64, WindowStats> = BTreeMap::new();
+        for w in windows {
+            self.totals.merge(&w);
+            by_second
+                .entry(w.index)
+                .or_insert_with(|| WindowStats::new(w.index))
+                .merge(&w);
+        }
+        let cpu_percent = self.cpu.sample();
+        let first_new = self.series.len();
+        for second in self.collected_before..before {
+            let merged = by_second
+                .remove(&second)
+                .unwrap_or_else(|| WindowStats::new(second));
+            let duration_s = end_s.map_or(1.0, |end| (end - second as f64).clamp(0.001, 1.0));
+            self.series
+                .push(self.report(&merged, duration_s, cpu_percent));
+        }
+        self.collected_before = self.collected_before.max(before);
+        &self.series[first_new..]
+    }
+
+    fn report(&self, w: &WindowStats, duration_s: f64, cpu_percent: f64) -> WindowReport {
+        let total = w.total();
+        let phase = if (w.index as f64) < self.warmup_secs {
+            Phase::Warmup
+        } else {
+            Phase::Main
+        };
+        WindowReport {
+            second: w.index,
+            duration_s,
+            phase,
+            dispatched: total.dispatched,
+            dropped: total.dropped,
+            success: total.success,
+            failure: total.failure,
+            rate: total.completed() as f64 / duration_s,
+            latency: LatencySummary::of(&total.latency),
+            service: LatencySummary::of(&total.service),
+            lag_p99_us: w
+                .lag
+                .as_ref()
+                .map_or(0.0, |h| h.value_at_quantile(0.99) as f64 / 1_000.0),
+            cpu_percent,
+        }
+    }
+
+    /// The per-second series so far.
+    pub fn series(&self) -> &[WindowReport] {
+        &self.series
+    }
+
+    /// Cumulative statistics of one phase, all tags folded together.
+    pub fn phase_total(&self, phase: Phase) -> OpStats {
+        let mut total = OpStats::default();
+        for ((p, _), stats) in &self.totals.ops {
+            if *p == phase {
+                total.merge(stats);
+            }
+        }
+        total
+    }
+
+    /// Cumulative statistics of one phase per tag (untagged results excluded).
+    pub fn tagged(&self, phase: Phase) -> Vec<(&'static str, &OpStats)> {
+        let mut tags: Vec<_> = self
+            .totals
+            .ops
+            .iter()
+            .filter_map(|((p, tag), s)| (*p == phase).then_some((*tag)?).map(|t| (t, s)))
+            .collect();
+        tags.sort_by_key(|(t, _)| *t);
+        tags
+    }
+
+    /// Cumulative scheduler lag, if the run was paced.
+    pub fn lag(&self) -> Option<&LatencyHistogram> {
+        self.totals.lag.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_has_one_entry_per_second_and_totals_add_up() {
+        let hub = MetricsHub::new(2);
+        let (a, b) = (hub.recorder(), hub.recorder());
+        a.record_execution(0, (Phase::Warmup, None), 1_000, 1_000, None);
+        b.record_execution(2, (Phase::Main, Some("login")), 2_000, 1_000, None);
+        b.record_dispatch(2, Phase::Main, 500, true);
+        let mut agg = Aggregator::new(hub, 1.0);
+        assert_eq!(agg.collect(2).len(), 2);
+        let rest = agg.finish(2.5);
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].dropped, 1);
+        assert!((rest[0].duration_s - 0.5).abs() < 1e-9);
+        assert_eq!(agg.series()[0].phase, Phase::Warmup);
+        assert_eq!(agg.phase_total(Phase::Main).completed(), 1);
+        assert_eq!(agg.phase_total(Phase::Warmup).completed(), 1);
+        assert_eq!(agg.tagged(Phase::Main)[0].0, "login");
+        assert_eq!(agg.lag().unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,78 @@
+//! The generator's own CPU use, for the self-check.
+
+use std::time::{Duration, Instant};
+
+/// CPU time (user + system) this process has used so far.
+pub fn process_cpu_time() -> Duration {
+    // SAFETY: getrusage only writes into the struct we pass it.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return Duration::ZERO;
+        }
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Cores this process may run on (its CPU affinity, so `taskset` counts).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Measures CPU use between successive calls, as a percentage of the cores
+/// the process may use (100 % means every available core was busy).
+pub struct CpuMeter {
+    cores: f64,
+    last_cpu: Duration,
+    last_wall: Instant,
+}
+
+impl Default for CpuMeter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CpuMeter {
+    /// Starts measuring now.
+    pub fn new() -> Self {
+        Self {
+            cores: available_cores() as f64,
+            last_cpu: process_cpu_time(),
+            last_wall: Instant::now(),
+        }
+    }
+
+    /// CPU use since the previous sample, in percent of available cores.
+    pub fn sample(&mut self) -> f64 {
+        let (cpu, wall) = (process_cpu_time(), Instant::now());
+        let used = cpu.saturating_sub(self.last_cpu).as_secs_f64();
+        let elapsed = wall.duration_since(self.last_wall).as_secs_f64();
+        self.last_cpu = cpu;
+        self.last_wall = wall;
+        if elapsed <= 0.0 {
+            return 0.0;
+        }
+        100.0 * used / (elapsed * self.cores)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_loop_shows_up_as_cpu_use() {
+        let mut meter = CpuMeter::new();
+        let start = Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(200) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        assert!(x > 0);
+        let pct = meter.sample() * available_cores() as f64;
+        assert!(pct > 30.0, "one busy core measured as {pct}%");
+    }
+}

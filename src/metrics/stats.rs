@@ -1,0 +1,226 @@
+//! Counters and histograms for one operation in one window, and their merge.
+
+use serde::{Deserialize, Serialize};
+
+use super::histogram::{LatencyHistogram, merge, new_histogram, record};
+use crate::task::TaskError;
+
+/// Most distinct error kinds tracked per operation; the rest count as "other".
+pub const MAX_ERROR_KINDS: usize = 32;
+/// The kind that absorbs errors past [`MAX_ERROR_KINDS`].
+pub const OVERFLOW_KIND: &str = "other";
+
+/// Whether a result belongs to the warmup or to the measured run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Results excluded from the main statistics.
+    Warmup,
+    /// The measured run.
+    Main,
+}
+
+/// What results are grouped by: phase and the task's optional tag.
+pub type OpKey = (Phase, Option<&'static str>);
+
+/// Error counts by kind, capped at [`MAX_ERROR_KINDS`] kinds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ErrorCounts {
+    entries: Vec<ErrorCount>,
+}
+
+/// How often one kind of error happened, with one example message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorCount {
+    /// The error class.
+    pub kind: String,
+    /// Occurrences.
+    pub count: u64,
+    /// The first message seen of this kind.
+    pub example: String,
+}
+
+impl ErrorCounts {
+    /// Counts `n` errors of `kind`, keeping `example` if the kind is new.
+    pub fn add(&mut self, kind: &str, n: u64, example: &str) {
+        if let Some(e) = self.entries.iter_mut().find(|e| e.kind == kind) {
+            e.count += n;
+            return;
+        }
+        if self.entries.len() + 1 >= MAX_ERROR_KINDS && kind != OVERFLOW_KIND {
+            return self.add(OVERFLOW_KIND, n, example);
+        }
+        self.entries.push(ErrorCount {
+            kind: kind.to_owned(),
+            count: n,
+            example: example.chars().take(200).collect(),
+        });
+    }
+
+    /// Adds all of `other`'s counts.
+    pub fn merge(&mut self, other: &ErrorCounts) {
+        for e in &other.entries {
+            self.add(&e.kind, e.count, &e.example);
+        }
+    }
+
+    /// Kinds by descending count.
+    pub fn sorted(&self) -> Vec<ErrorCount> {
+        let mut v = self.entries.clone();
+        v.sort_by(|a, b| b.count.cmp(&a.count).then(a.kind.cmp(&b.kind)));
+        v
+    }
+
+    /// Total errors over all kinds.
+    pub fn total(&self) -> u64 {
+        self.entries.iter().map(|e| e.count).sum()
+    }
+}
+
+/// Everything measured for one operation key over some span of time.
+#[derive(Debug, Clone)]
+pub struct OpStats {
+    /// Arrivals handed to a worker.
+    pub dispatched: u64,
+    /// Arrivals dropped because the in-flight limit was reached.
+    pub dropped: u64,
+    /// Executions that succeeded.
+    pub success: u64,
+    /// Executions that failed.
+    pub failure: u64,
+    /// Latency from the intended start (coordinated-omission free).
+    pub latency: LatencyHistogram,
+    /// Service time, from the actual start.
+    pub service: LatencyHistogram,
+    /// Failures by kind.
+    pub errors: ErrorCounts,
+}
+
+impl Default for OpStats {
+    fn default() -> Self {
+        Self {
+            dispatched: 0,
+            dropped: 0,
+            success: 0,
+            failure: 0,
+            latency: new_histogram(),
+            service: new_histogram(),
+            errors: ErrorCounts::default(),
+        }
+    }
+}
+
+impl OpStats {
+    /// Records one finished execution.
+    #[inline]
+    pub fn record(&mut self, latency_ns: u64, service_ns: u64, error: Option<&TaskError>) {
+        record(&mut self.latency, latency_ns);
+        record(&mut self.service, service_ns);
+        match error {
+            None => self.success += 1,
+            Some(e) => {
+                self.failure += 1;
+                self.errors.add(e.kind(), 1, e.message());
+            }
+        }
+    }
+
+    /// Finished executions, successful or not.
+    pub fn completed(&self) -> u64 {
+        self.success + self.failure
+    }
+
+    /// Adds `other` into `self` (exact: histogram addition, counter sums).
+    pub fn merge(&mut self, other: &OpStats) {
+        self.dispatched += other.dispatched;
+        self.dropped += other.dropped;
+        self.success += other.success;
+        self.failure += other.failure;
+        merge(&mut self.latency, &other.latency);
+        merge(&mut self.service, &other.service);
+        self.errors.merge(&other.errors);
+    }
+}
+
+/// All results recorded in one second of the run, on one shard.
+#[derive(Debug, Clone)]
+pub struct WindowStats {
+    /// Second of the run (0-based) this window covers.
+    pub index: u64,
+    /// Per-key statistics; usually one or two entries, so a vector.
+    pub ops: Vec<(OpKey, OpStats)>,
+    /// Dispatch lag of the arrival scheduler (only its shard records it).
+    pub lag: Option<LatencyHistogram>,
+}
+
+impl WindowStats {
+    /// An empty window for second `index`.
+    pub fn new(index: u64) -> Self {
+        Self {
+            index,
+            ops: Vec::new(),
+            lag: None,
+        }
+    }
+
+    /// The statistics for `key`, created on first use.
+    #[inline]
+    pub fn op(&mut self, key: OpKey) -> &mut OpStats {
+        let pos = match self.ops.iter().position(|(k, _)| *k == key) {
+            Some(pos) => pos,
+            None => {
+                self.ops.push((key, OpStats::default()));
+                self.ops.len() - 1
+            }
+        };
+        &mut self.ops[pos].1
+    }
+
+    /// Adds another shard's window for the same second.
+    pub fn merge(&mut self, other: &WindowStats) {
+        for (key, stats) in &other.ops {
+            self.op(*key).merge(stats);
+        }
+        if let Some(lag) = &other.lag {
+            merge(self.lag.get_or_insert_with(new_histogram), lag);
+        }
+    }
+
+    /// All keys folded into one, phases included.
+    pub fn total(&self) -> OpStats {
+        let mut total = OpStats::default();
+        for (_, stats) in &self.ops {
+            total.merge(stats);
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_kinds_are_capped_and_nothing_is_lost() {
+        let mut errors = ErrorCounts::default();
+        for i in 0..100 {
+            errors.add(&format!("kind{i}"), 2, "boom");
+        }
+        assert_eq!(errors.total(), 200);
+        assert!(errors.sorted().len() <= MAX_ERROR_KINDS);
+        assert!(errors.sorted().iter().any(|e| e.kind == OVERFLOW_KIND));
+    }
+
+    #[test]
+    fn op_stats_merge_adds_counts_and_histograms() {
+        let mut a = OpStats::default();
+        let mut b = OpStats::default();
+        a.record(5_000, 1_000, None);
+        b.record(9_000, 2_000, Some(&TaskError::new("timeout", "slow")));
+        b.dropped = 3;
+        a.merge(&b);
+        assert_eq!((a.success, a.failure, a.dropped), (1, 1, 3));
+        assert_eq!(a.latency.len(), 2);
+        assert_eq!(a.errors.sorted()[0].kind, "timeout");
+    }
+}

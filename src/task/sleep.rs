@@ -1,0 +1,90 @@
+//! The `sleep` task: waits a fixed or random time, to model a slow service.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::{Task, TaskFactory, TaskResult};
+use crate::config::duration::parse_duration;
+
+/// How long each execution of the `sleep` task waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SleepSpec {
+    /// Always the same delay.
+    Fixed(Duration),
+    /// A uniformly random delay in `[min, max]`.
+    Uniform(Duration, Duration),
+}
+
+impl FromStr for SleepSpec {
+    type Err = String;
+
+    /// Parses `10ms` or a range `5ms..20ms`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once("..") {
+            None => parse_duration(s).map(Self::Fixed),
+            Some((lo, hi)) => {
+                let (lo, hi) = (parse_duration(lo)?, parse_duration(hi)?);
+                if lo > hi {
+                    return Err(format!(
+                        "sleep range '{s}' has its minimum above its maximum"
+                    ));
+                }
+                Ok(Self::Uniform(lo, hi))
+            }
+        }
+    }
+}
+
+/// A task that sleeps per its [`SleepSpec`].
+#[derive(Debug, Clone)]
+pub struct Sleep {
+    spec: SleepSpec,
+    rng: fastrand::Rng,
+}
+
+impl Task for Sleep {
+    async fn execute(&mut self) -> TaskResult {
+        let delay = match self.spec {
+            SleepSpec::Fixed(d) => d,
+            SleepSpec::Uniform(lo, hi) => {
+                let span = (hi - lo).as_nanos() as u64;
+                lo + Duration::from_nanos(self.rng.u64(0..=span))
+            }
+        };
+        tokio::time::sleep(delay).await;
+        TaskResult::success()
+    }
+}
+
+/// The factory behind the registered `sleep` task (`--sleep` is required).
+pub fn sleep_factory(spec: Option<SleepSpec>) -> anyhow::Result<impl TaskFactory<Task = Sleep>> {
+    let spec = spec.ok_or_else(|| anyhow::anyhow!("needs --sleep DURATION or MIN..MAX"))?;
+    Ok(move |instance: usize| {
+        Ok(Sleep {
+            spec,
+            rng: fastrand::Rng::with_seed(instance as u64),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_fixed_and_range() {
+        assert_eq!(
+            "10ms".parse(),
+            Ok(SleepSpec::Fixed(Duration::from_millis(10)))
+        );
+        assert_eq!(
+            "1ms..3ms".parse(),
+            Ok(SleepSpec::Uniform(
+                Duration::from_millis(1),
+                Duration::from_millis(3)
+            ))
+        );
+        assert!("3ms..1ms".parse::<SleepSpec>().is_err());
+        assert!("soon".parse::<SleepSpec>().is_err());
+    }
+}

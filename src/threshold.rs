@@ -1,0 +1,395 @@
+//! Pass/fail criteria such as `p99<250ms`, `error_rate<1%`, `rate>950`.
+//!
+//! Grammar: `METRIC OP VALUE`, with OP one of `<`, `<=`, `>`, `>=`.
+//! Latency metrics (`p50`, `p99.9`, `p999`, `min`, `mean`, `max`, `stddev`)
+//! refer to latency from the intended start; prefix `service.` for service
+//! time, `lag.` for scheduler lag. Their values are durations (a bare number
+//! means milliseconds). `error_rate` takes `1%` or `0.01`; `rate` (completed
+//! per second, main phase), `count`, `errors` and `dropped` take numbers.
+//! Thresholds are evaluated on the main phase only, warmup excluded.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::duration::parse_duration;
+use crate::metrics::LatencyHistogram;
+
+/// Which histogram a latency metric reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LatencySource {
+    /// Latency from the intended start.
+    Latency,
+    /// Service time from the actual start.
+    Service,
+    /// Scheduler lag.
+    Lag,
+}
+
+/// A statistic of a latency histogram.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LatencyStat {
+    /// A percentile, 0–100.
+    Percentile(f64),
+    /// Smallest value.
+    Min,
+    /// Mean.
+    Mean,
+    /// Largest value.
+    Max,
+    /// Standard deviation.
+    Stddev,
+}
+
+/// What a threshold measures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Metric {
+    /// A latency statistic (value in nanoseconds).
+    Latency(LatencySource, LatencyStat),
+    /// Failed / completed, 0–1.
+    ErrorRate,
+    /// Completed executions per second.
+    Rate,
+    /// Completed executions.
+    Count,
+    /// Failed executions.
+    Errors,
+    /// Dropped arrivals.
+    Dropped,
+}
+
+/// Comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+/// One parsed threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    /// The text as given.
+    pub expression: String,
+    /// What it measures.
+    pub metric: Metric,
+    /// How it compares.
+    pub op: Op,
+    /// The limit, in the metric's unit (ns for latencies, 0–1 for rates).
+    pub limit: f64,
+}
+
+/// The main-phase figures thresholds are checked against.
+pub struct ThresholdInput<'a> {
+    /// Latency from the intended start.
+    pub latency: &'a LatencyHistogram,
+    /// Service time.
+    pub service: &'a LatencyHistogram,
+    /// Scheduler lag (empty for closed runs).
+    pub lag: Option<&'a LatencyHistogram>,
+    /// Completed executions.
+    pub completed: u64,
+    /// Failed executions.
+    pub failures: u64,
+    /// Dropped arrivals.
+    pub dropped: u64,
+    /// Completed per second.
+    pub rate: f64,
+}
+
+/// A threshold's verdict.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ThresholdResult {
+    /// The threshold as written.
+    pub threshold: String,
+    /// The measured value, formatted in the threshold's unit.
+    pub actual: String,
+    /// Whether it held.
+    pub passed: bool,
+}
+
+impl FromStr for Threshold {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let at = compact
+            .find(['<', '>'])
+            .ok_or_else(|| format!("threshold '{text}' has no operator (use <, <=, > or >=)"))?;
+        let (name, rest) = compact.split_at(at);
+        let (op, value) = if let Some(v) = rest.strip_prefix("<=") {
+            (Op::Le, v)
+        } else if let Some(v) = rest.strip_prefix(">=") {
+            (Op::Ge, v)
+        } else if let Some(v) = rest.strip_prefix('<') {
+            (Op::Lt, v)
+        } else {
+            (Op::Gt, &rest[1..])
+        };
+        let metric = parse_metric(name).map_err(|e| format!("threshold '{text}': {e}"))?;
+        let limit = parse_limit(metric, value).map_err(|e| format!("threshold '{text}': {e}"))?;
+        Ok(Self {
+            expression: text.trim().to_owned(),
+            metric,
+            op,
+            limit,
+        })
+    }
+}
+
+fn parse_metric(name: &str) -> Result<Metric, String> {
+    let simple = match name {
+        "error_rate" => Some(Metric::ErrorRate),
+        "rate" => Some(Metric::Rate),
+        "count" => Some(Metric::Count),
+        "errors" => Some(Metric::Errors),
+        "dropped" => Some(Metric::Dropped),
+        _ => None,
+    };
+    if let Some(m) = simple {
+        return Ok(m);
+    }
+    let (source, stat) = match name.split_once('.') {
+        Some(("service", stat)) => (LatencySource::Service, stat),
+        Some(("lag", stat)) => (LatencySource::Lag, stat),
+        Some(("latency", stat)) => (LatencySource::Latency, stat),
+        _ => (LatencySource::Latency, name),
+    };
+    let stat = match stat {
+        "min" => LatencyStat::Min,
+        "mean" | "avg" => LatencyStat::Mean,
+        "max" => LatencyStat::Max,
+        "stddev" => LatencyStat::Stddev,
+        p if p.starts_with('p') => LatencyStat::Percentile(parse_percentile(&p[1..])?),
+        _ => {
+            return Err(format!(
+                "unknown metric '{name}' (known: p50, p99.9, min, mean, max, stddev, service.p99, lag.p99, error_rate, rate, count, errors, dropped)"
+            ));
+        }
+    };
+    Ok(Metric::Latency(source, stat))
+}
+
+/// `99` → 99, `99.9` → 99.9, `999` → 99.9, `9999` → 99.99.
+fn parse_percentile(digits: &str) -> Result<f64, String> {
+    let value = if digits.contains('.') || digits.len() <= 2 || !digits.starts_with("99") {
+        digits.parse::<f64>()
+    } else {
+        format!("{}.{}", &digits[..2], &digits[2..]).parse::<f64>()
+    }
+    .map_err(|_| format!("'p{digits}' is not a percentile"))?;
+    if (0.0..=100.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("percentile {value} is outside 0-100"))
+    }
+}
+
+fn parse_limit(metric: Metric, value: &str) -> Result<f64, String> {
+    let number = |v: &str| {
+        v.parse::<f64>()
+            .map_err(|_| format!("'{v}' is not a number"))
+    };
+    match metric {
+        Metric::Latency(..) => match value.parse::<f64>() {
+            Ok(ms) => Ok(ms * 1e6),
+            Err(_) => parse_duration(value).map(|d| d.as_nanos() as f64),
+        },
+        Metric::ErrorRate => match value.strip_suffix('%') {
+            Some(pct) => Ok(number(pct)? / 100.0),
+            None => number(value),
+        },
+        _ => number(value),
+    }
+}
+
+impl Threshold {
+    /// Checks the threshold against `input`.
+    pub fn evaluate(&self, input: &ThresholdInput<'_>) -> ThresholdResult {
+        let actual = self.measure(input);
+        let passed = match self.op {
+            Op::Lt => actual < self.limit,
+            Op::Le => actual <= self.limit,
+            Op::Gt => actual > self.limit,
+            Op::Ge => actual >= self.limit,
+        };
+        ThresholdResult {
+            threshold: self.expression.clone(),
+            actual: self.format(actual),
+            passed,
+        }
+    }
+
+    fn measure(&self, input: &ThresholdInput<'_>) -> f64 {
+        match self.metric {
+            Metric::Latency(source, stat) => {
+                let h = match source {
+                    LatencySource::Latency => Some(input.latency),
+                    LatencySource::Service => Some(input.service),
+                    LatencySource::Lag => input.lag,
+                };
+                h.filter(|h| !h.is_empty()).map_or(0.0, |h| match stat {
+                    LatencyStat::Percentile(p) => h.value_at_quantile(p / 100.0) as f64,
+                    LatencyStat::Min => h.min() as f64,
+                    LatencyStat::Mean => h.mean(),
+                    LatencyStat::Max => h.max() as f64,
+                    LatencyStat::Stddev => h.stdev(),
+                })
+            }
+            Metric::ErrorRate => {
+                if input.completed == 0 {
+                    0.0
+                } else {
+                    input.failures as f64 / input.completed as f64
+                }
+            }
+            Metric::Rate => input.rate,
+            Metric::Count => input.completed as f64,
+            Metric::Errors => input.failures as f64,
+            Metric::Dropped => input.dropped as f64,
+        }
+    }
+
+    fn format(&self, actual: f64) -> String {
+        match self.metric {
+            Metric::Latency(..) => format_ns(actual),
+            Metric::ErrorRate => format!("{:.3}%", actual * 100.0),
+            Metric::Rate => format!("{actual:.1}/s"),
+            _ => format!("{actual:.0}"),
+        }
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.expression)
+    }
+}
+
+/// A duration in nanoseconds, in the most readable unit.
+pub fn format_ns(ns: f64) -> String {
+    if ns >= 1e9 {
+        format!("{:.2}s", ns / 1e9)
+    } else if ns >= 1e6 {
+        format!("{:.2}ms", ns / 1e6)
+    } else {
+        format!("{:.1}µs", ns / 1e3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::histogram::{new_histogram, record};
+
+    #[test]
+    fn parses_the_documented_forms() {
+        let t: Threshold = "p99 < 250ms".parse().unwrap();
+        assert_eq!(
+            t.metric,
+            Metric::Latency(LatencySource::Latency, LatencyStat::Percentile(99.0))
+        );
+        assert_eq!(t.limit, 250e6);
+        let t: Threshold = "service.p999<=1.5".parse().unwrap();
+        assert_eq!(
+            t.metric,
+            Metric::Latency(LatencySource::Service, LatencyStat::Percentile(99.9))
+        );
+        assert_eq!(t.limit, 1.5e6);
+        assert_eq!("error_rate<1%".parse::<Threshold>().unwrap().limit, 0.01);
+        assert_eq!("rate>950".parse::<Threshold>().unwrap().op, Op::Gt);
+    }
+
+    #[test]
+    fn bad_thresholds_say_what_is_wrong() {
+        assert!(
+            "p99 250ms"
+                .parse::<Threshold>()
+                .unwrap_err()
+                .contains("operator")
+        );
+        assert!(
+            "latency<5ms"
+                .parse::<Threshold>()
+                .unwrap_err()
+                .contains("unknown metric")
+        );
+        assert!(
+            "p99<fast"
+                .parse::<Threshold>()
+                .unwrap_err()
+                .contains("invalid duration")
+        );
+        assert!(
+            "p101<1s"
+                .parse::<Threshold>()
+                .unwrap_err()
+                .contains("outside")
+        );
+        assert!(
+            "rate>lots"
+                .parse::<Threshold>()
+                .unwrap_err()
+                .contains("not a number")
+        );
+    }
+
+    #[test]
+    fn evaluation_compares_the_measured_value() {
+        let mut latency = new_histogram();
+        for ms in 1..=100u64 {
+            record(&mut latency, ms * 1_000_000);
+        }
+        let service = new_histogram();
+        let input = ThresholdInput {
+            latency: &latency,
+            service: &service,
+            lag: None,
+            completed: 100,
+            failures: 2,
+            dropped: 0,
+            rate: 99.0,
+        };
+        assert!(
+            "p50<60ms"
+                .parse::<Threshold>()
+                .unwrap()
+                .evaluate(&input)
+                .passed
+        );
+        assert!(
+            !"p99<90ms"
+                .parse::<Threshold>()
+                .unwrap()
+                .evaluate(&input)
+                .passed
+        );
+        assert!(
+            !"error_rate<1%"
+                .parse::<Threshold>()
+                .unwrap()
+                .evaluate(&input)
+                .passed
+        );
+        assert!(
+            "error_rate<=2%"
+                .parse::<Threshold>()
+                .unwrap()
+                .evaluate(&input)
+                .passed
+        );
+        assert!(
+            !"rate>=100"
+                .parse::<Threshold>()
+                .unwrap()
+                .evaluate(&input)
+                .passed
+        );
+    }
+}
