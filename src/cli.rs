@@ -81,6 +81,7 @@ struct ServeArgs {
 /// Runs the `vajra-peer` command line with the tasks in `registry`.
 pub fn main_with(registry: TaskRegistry) -> ExitCode {
     init_logging();
+    quiet_repeated_panics();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -106,6 +107,22 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Task panics are caught and counted as failures; print the first few and
+/// then keep quiet, so a task that panics on every call cannot flood stderr.
+fn quiet_repeated_panics() {
+    const SHOWN: usize = 3;
+    static SEEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let seen = SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if seen < SHOWN {
+            default_hook(info);
+        } else if seen == SHOWN {
+            eprintln!("(further panics not shown; each is counted as a failure of kind 'panic')");
+        }
+    }));
 }
 
 fn config_error(e: ConfigError) -> u8 {

@@ -80,6 +80,8 @@ pub struct SelfCheck {
     pub cpu_percent_mean: f64,
     /// Highest one-second generator CPU.
     pub cpu_percent_max: f64,
+    /// Peak resident memory of the generator process, MiB.
+    pub peak_rss_mb: f64,
 }
 
 /// Cumulative histograms, HdrHistogram V2 encoded (base64), for merging
@@ -252,5 +254,6 @@ fn self_check(
         reasons,
         cpu_percent_mean: cpu_mean,
         cpu_percent_max: cpu_max,
+        peak_rss_mb: crate::metrics::cpu::peak_rss_bytes() as f64 / (1024.0 * 1024.0),
     }
 }

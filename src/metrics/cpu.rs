@@ -16,6 +16,19 @@ pub fn process_cpu_time() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+/// Peak resident memory of this process, in bytes.
+pub fn peak_rss_bytes() -> u64 {
+    // SAFETY: getrusage only writes into the struct we pass it.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return 0;
+        }
+        // Linux reports ru_maxrss in KiB.
+        usage.ru_maxrss as u64 * 1024
+    }
+}
+
 /// Cores this process may run on (its CPU affinity, so `taskset` counts).
 pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -1,24 +1,21 @@
 //! The built-in `http` task: one HTTP/1.1 keep-alive connection per instance.
 //!
-//! Each instance owns its connection and drives it inside its own execution
-//! (no separate connection task), so a request costs no cross-task wake-ups.
-//! A broken connection is dropped and re-opened on the next execution.
+//! The request is validated and serialised once per run ([`Prepared`]);
+//! each instance owns a [`client::Connection`], re-opened after any error or
+//! when the server asks to close.
 
-use std::future::{Future, poll_fn};
-use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, Connection, SendRequest};
-use hyper::header::{HOST, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Method, Request, Uri};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Method, Uri};
 
 use super::{Task, TaskError, TaskFactory, TaskResult};
+
+pub mod client;
+
+use client::Connection;
 
 /// Default per-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -40,14 +37,12 @@ pub struct HttpOptions {
     pub timeout: Option<Duration>,
 }
 
-/// The request every instance sends, prepared once.
+/// The request every instance sends, validated and serialised once.
 #[derive(Debug)]
 struct Prepared {
     address: String,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Vec<u8>,
+    head: bool,
     expect_status: Vec<u16>,
     timeout: Duration,
 }
@@ -80,35 +75,17 @@ impl Prepared {
             authority.port_u16().unwrap_or(80)
         );
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let method_name = opts.method.as_deref().unwrap_or("GET");
-        let method = Method::from_bytes(method_name.to_ascii_uppercase().as_bytes())
+        let method_name = opts.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
+        let method = Method::from_bytes(method_name.as_bytes())
             .map_err(|_| anyhow::anyhow!("--method '{method_name}' is not a valid HTTP method"))?;
-        let mut headers = HeaderMap::new();
-        headers.insert(HOST, HeaderValue::from_str(authority.as_str())?);
-        for (name, value) in &opts.headers {
-            let header = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| anyhow::anyhow!("--header '{name}' is not a valid header name"))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| anyhow::anyhow!("--header '{name}' has an invalid value"))?;
-            headers.append(header, value);
-        }
+        let request = serialise(&method, path, authority.as_str(), &opts.headers, &opts.body)?;
         Ok(Self {
             address,
-            method,
-            uri: path.parse()?,
-            headers,
-            body: opts.body.clone(),
+            request,
+            head: method == Method::HEAD,
             expect_status: opts.expect_status.clone(),
             timeout: opts.timeout.unwrap_or(DEFAULT_TIMEOUT),
         })
-    }
-
-    fn request(&self) -> Request<Full<Bytes>> {
-        let mut req = Request::new(Full::new(self.body.clone()));
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.uri.clone();
-        *req.headers_mut() = self.headers.clone();
-        req
     }
 
     fn check(&self, status: u16) -> TaskResult {
@@ -128,12 +105,51 @@ impl Prepared {
     }
 }
 
-type Conn = Pin<Box<Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
+/// Writes the request line, headers and body as they go on the wire,
+/// validating every header. `Host` and `Content-Length` are added unless
+/// the user set them.
+fn serialise(
+    method: &Method,
+    path: &str,
+    authority: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(128 + body.len());
+    out.extend_from_slice(format!("{method} {path} HTTP/1.1\r\n").as_bytes());
+    let mut has_host = false;
+    let mut has_length = false;
+    for (name, value) in headers {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| anyhow::anyhow!("--header '{name}' is not a valid header name"))?;
+        HeaderValue::from_str(value)
+            .map_err(|_| anyhow::anyhow!("--header '{name}' has an invalid value"))?;
+        has_host |= header == hyper::header::HOST;
+        has_length |= header == hyper::header::CONTENT_LENGTH;
+        if header == hyper::header::TRANSFER_ENCODING {
+            anyhow::bail!(
+                "--header '{name}' is not supported: the body is sent with a Content-Length"
+            );
+        }
+        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    if !has_host {
+        out.extend_from_slice(format!("Host: {authority}\r\n").as_bytes());
+    }
+    let sends_body =
+        !body.is_empty() || matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+    if sends_body && !has_length {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    Ok(out)
+}
 
 /// One instance of the `http` task.
 pub struct HttpTask {
     prepared: Arc<Prepared>,
-    conn: Option<(SendRequest<Full<Bytes>>, Conn)>,
+    conn: Option<Connection>,
 }
 
 /// The factory behind the registered `http` task.
@@ -150,50 +166,30 @@ pub fn http_factory(
 }
 
 impl HttpTask {
-    async fn connect(&mut self) -> Result<(), TaskError> {
-        let stream = TcpStream::connect(&self.prepared.address)
-            .await
-            .map_err(|e| {
-                TaskError::new(
-                    "connect",
-                    format!("connecting to {}: {e}", self.prepared.address),
-                )
-            })?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| TaskError::new("connect", format!("HTTP handshake: {e}")))?;
-        self.conn = Some((sender, Box::pin(conn)));
-        Ok(())
-    }
-
     async fn send(&mut self) -> Result<u16, TaskError> {
-        if self
-            .conn
-            .as_ref()
-            .is_none_or(|(sender, _)| sender.is_closed())
-        {
-            self.connect().await?;
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => self
+                .conn
+                .insert(Connection::connect(&self.prepared.address).await?),
+        };
+        let response = conn
+            .round_trip(&self.prepared.request, self.prepared.head)
+            .await?;
+        if !response.keep_alive {
+            self.conn = None;
         }
-        let (sender, conn) = self.conn.as_mut().expect("connected above");
-        drive(conn, sender.ready()).await?.map_err(http_error)?;
-        let response = drive(conn, sender.send_request(self.prepared.request()))
-            .await?
-            .map_err(http_error)?;
-        let status = response.status().as_u16();
-        let mut body = response.into_body();
-        while let Some(frame) = drive(conn, body.frame()).await? {
-            frame.map_err(http_error)?;
-        }
-        Ok(status)
+        Ok(response.status)
     }
 }
 
 impl Task for HttpTask {
     async fn setup(&mut self) -> anyhow::Result<()> {
-        self.connect()
+        let conn = Connection::connect(&self.prepared.address)
             .await
-            .map_err(|e| anyhow::anyhow!("{}", e.message()))
+            .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        self.conn = Some(conn);
+        Ok(())
     }
 
     async fn execute(&mut self) -> TaskResult {
@@ -219,39 +215,6 @@ impl Task for HttpTask {
     }
 }
 
-fn http_error(e: hyper::Error) -> TaskError {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
-        "connection_closed"
-    } else if e.is_parse() {
-        "protocol"
-    } else {
-        "http"
-    };
-    TaskError::new(kind, e.to_string())
-}
-
-/// Polls `fut` while also driving the connection that serves it. Fails if
-/// the connection ends first.
-async fn drive<T>(conn: &mut Conn, fut: impl Future<Output = T>) -> Result<T, TaskError> {
-    let mut fut = pin!(fut);
-    poll_fn(|cx| {
-        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-            return Poll::Ready(Ok(out));
-        }
-        match conn.as_mut().poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(())) => Poll::Ready(Err(TaskError::new(
-                "connection_closed",
-                "server closed the connection",
-            ))),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(http_error(e))),
-        }
-    })
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_urls_are_named() {
+    fn bad_urls_and_headers_are_named() {
         for (url, needle) in [
             ("https://x/", "not supported"),
             ("localhost:80/x", "scheme"),
@@ -284,11 +247,27 @@ mod tests {
     }
 
     #[test]
-    fn status_check_defaults_to_below_400() {
-        let p = Prepared::new(&opts("http://127.0.0.1:9/a?b=c")).unwrap();
+    fn request_is_serialised_once_with_host_and_length() {
+        let mut o = opts("http://127.0.0.1:9/a?b=c");
+        o.method = Some("post".into());
+        o.body = Bytes::from_static(b"{}");
+        o.headers.push(("X-Test".into(), "1".into()));
+        let p = Prepared::new(&o).unwrap();
         assert_eq!(p.address, "127.0.0.1:9");
-        assert_eq!(p.uri, "/a?b=c");
+        let text = String::from_utf8(p.request).unwrap();
+        assert_eq!(
+            text,
+            "POST /a?b=c HTTP/1.1\r\nX-Test: 1\r\nHost: 127.0.0.1:9\r\nContent-Length: 2\r\n\r\n{}"
+        );
+    }
+
+    #[test]
+    fn status_check_defaults_to_below_400() {
+        let p = Prepared::new(&opts("http://127.0.0.1:9/")).unwrap();
         assert_eq!(p.check(204), TaskResult::success());
         assert!(matches!(p.check(503), TaskResult::Failure { .. }));
+        let mut o = opts("http://127.0.0.1:9/");
+        o.expect_status = vec![503];
+        assert_eq!(Prepared::new(&o).unwrap().check(503), TaskResult::success());
     }
 }

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Benchmarks vajra-peer against wrk on this machine (see docs/benchmarks.md).
+#
+#   bash benches/compare.sh            # full run (10 s per measurement)
+#   bash benches/compare.sh --quick    # 3 s per measurement (CI smoke run)
+#
+# nginx (one worker) is pinned to CPU 0 and the generators to CPU 1, so each
+# side has one core. Needs nginx and wrk (apt-get install nginx-light wrk).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECS=10
+[[ "${1:-}" == "--quick" ]] && SECS=3
+PORT=${BENCH_PORT:-18080}
+CONNS=50
+TARGET_RATE=20000
+URL="http://127.0.0.1:${PORT}/"
+NGINX_CPU=0
+GEN_CPU=1
+[[ $(nproc) -lt 2 ]] && GEN_CPU=0
+
+for tool in nginx wrk taskset python3; do
+  command -v "$tool" >/dev/null || { echo "benches/compare.sh needs $tool (apt-get install nginx-light wrk)" >&2; exit 1; }
+done
+
+cargo build --release --quiet
+BIN=target/release/vajra-peer
+WORK=$(mktemp -d)
+trap 'kill $(cat "$WORK/nginx.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+cat > "$WORK/nginx.conf" <<CONF
+worker_processes 1;
+daemon on;
+user root;
+pid $WORK/nginx.pid;
+error_log $WORK/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  server {
+    listen 127.0.0.1:${PORT} reuseport;
+    location = /nginx_status { stub_status; }
+    location / { return 200 "ok\n"; }
+  }
+}
+CONF
+taskset -c "$NGINX_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK"
+sleep 0.5
+
+served() { # requests nginx has served so far (this query included)
+  python3 - "$PORT" <<'PY'
+import sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/nginx_status").read().decode()
+print(text.splitlines()[2].split()[2])
+PY
+}
+json() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+
+echo "== closed model: ${CONNS} connections, generator pinned to CPU ${GEN_CPU}, nginx to CPU ${NGINX_CPU}, ${SECS}s"
+taskset -c "$GEN_CPU" wrk -t1 -c"$CONNS" -d"${SECS}s" "$URL" > "$WORK/wrk.txt"
+WRK_RPS=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
+echo "wrk:   ${WRK_RPS} req/s"
+
+BEFORE=$(served)
+taskset -c "$GEN_CPU" "$BIN" run --url "$URL" --concurrency "$CONNS" --duration "${SECS}s" --threads 1 \
+  --quiet --output "$WORK/closed.json" > /dev/null
+AFTER=$(served)
+VAJRA_RPS=$(json "$WORK/closed.json" "round(r['main']['rate'], 1)")
+RECORDED=$(json "$WORK/closed.json" "r['main']['completed'] + (r['warmup'] or {}).get('completed', 0)")
+SERVED=$((AFTER - BEFORE - 1))
+echo "vajra: ${VAJRA_RPS} req/s  (recorded ${RECORDED}, nginx served ${SERVED})"
+python3 -c "print(f'ratio vajra/wrk: {float(\"$VAJRA_RPS\") / float(\"$WRK_RPS\"):.3f}')"
+if [[ "$RECORDED" != "$SERVED" ]]; then
+  echo "MISMATCH: vajra recorded ${RECORDED} requests but nginx served ${SERVED}" >&2
+  exit 1
+fi
+
+echo "== no-op task, 1 instance, 1 thread, pinned to CPU ${GEN_CPU}, ${SECS}s"
+taskset -c "$GEN_CPU" "$BIN" run --task noop --concurrency 1 --duration "${SECS}s" --threads 1 \
+  --quiet --output "$WORK/noop.json" > /dev/null
+json "$WORK/noop.json" "f\"noop: {r['main']['rate']/1e6:.2f} M executions/s/core, peak RSS {r['self_check'].get('peak_rss_mb', 0):.0f} MiB\""
+
+echo "== open model at ${TARGET_RATE}/s against nginx, ${SECS}s"
+taskset -c "$GEN_CPU" "$BIN" run --url "$URL" --tps "$TARGET_RATE" --duration "${SECS}s" --threads 1 \
+  --quiet --output "$WORK/open.json" > /dev/null
+json "$WORK/open.json" "(
+  f\"planned {r['planned']}, completed {r['main']['completed']}, dropped {r['main']['dropped']}, \"
+  f\"achieved {r['main']['rate']:.1f}/s ({100*r['main']['completed']/r['planned']:.3f}% of plan), \"
+  f\"worst full second {min(w['dispatched'] for w in r['series'] if w['duration_s'] >= 0.999 and w['second'] < $SECS)}..\"
+  f\"{max(w['dispatched'] for w in r['series'] if w['duration_s'] >= 0.999 and w['second'] < $SECS)} dispatched/s, \"
+  f\"lag p99 {r['scheduler_lag']['p99_us']:.0f}us, latency p99 {r['main']['latency']['p99_us']:.0f}us, \"
+  f\"service p99 {r['main']['service']['p99_us']:.0f}us, reliable {r['self_check']['reliable']}\"
+)"

@@ -1,0 +1,99 @@
+//! Helpers shared by the integration tests: run the real binary, read its
+//! JSON report, serve the built-in target.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use vajra::export::Report;
+use vajra::target::{Target, TargetBehaviour};
+
+/// What one `vajra-peer` invocation produced.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub report: Option<Report>,
+}
+
+/// The `vajra-peer` binary under test.
+pub fn binary() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vajra-peer"));
+    // Keep the tests independent of the caller's environment.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("VAJRA_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+pub fn finish(output: Output, report_path: Option<&PathBuf>) -> Run {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !stderr.contains("panicked"),
+        "the binary panicked:\n{stderr}"
+    );
+    let report = report_path.filter(|p| p.exists()).map(|p| {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).expect("report parses")
+    });
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr,
+        report,
+    }
+}
+
+/// Runs `vajra-peer run ARGS --output <tmp>.json --quiet`.
+pub fn run(args: &[&str]) -> Run {
+    run_with_env(args, &[])
+}
+
+/// Like [`run`], with extra environment variables.
+pub fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let output = binary()
+        .arg("run")
+        .args(args)
+        .arg("--quiet")
+        .arg("--output")
+        .arg(&report)
+        .envs(env.iter().copied())
+        .output()
+        .expect("binary runs");
+    finish(output, Some(&report))
+}
+
+/// Runs `vajra-peer ARGS` as given (no report).
+pub fn raw(args: &[&str]) -> Run {
+    finish(binary().args(args).output().expect("binary runs"), None)
+}
+
+/// A built-in target served from a runtime owned by the test.
+pub struct TestTarget {
+    pub target: Target,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl TestTarget {
+    pub fn start(behaviour: TargetBehaviour) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let target = runtime
+            .block_on(Target::start("127.0.0.1:0".parse().unwrap(), behaviour))
+            .unwrap();
+        Self {
+            target,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.target.url()
+    }
+}

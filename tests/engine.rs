@@ -1,0 +1,198 @@
+//! The engine driven through the library API with user-defined tasks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use vajra::engine::{
+    self, EngineConfig, EngineError, LoadModel, NoObserver, Saturation, StopSignal,
+};
+use vajra::load::{LoadPattern, LoadProfile};
+use vajra::metrics::Phase;
+use vajra::task::{Task, TaskError, TaskResult};
+
+fn open(rate: f64, secs: u64, max_in_flight: usize) -> EngineConfig {
+    let profile = LoadProfile {
+        warmup: None,
+        pattern: LoadPattern::Constant {
+            rate,
+            duration: Duration::from_secs(secs),
+        },
+    }
+    .compile()
+    .unwrap();
+    EngineConfig {
+        load: LoadModel::Open {
+            profile,
+            preallocate: 2,
+            max_in_flight,
+            saturation: Saturation::Drop,
+        },
+        thread_strategy: None,
+        blocking_threads: 0,
+        drain_timeout: Duration::from_secs(5),
+    }
+}
+
+/// Panics on every third execution overall, fails every fifth, tags the rest.
+struct Flaky {
+    executions: Arc<AtomicUsize>,
+}
+
+impl Task for Flaky {
+    async fn execute(&mut self) -> TaskResult {
+        let n = self.executions.fetch_add(1, Ordering::Relaxed) + 1;
+        if n % 3 == 0 {
+            panic!("flaky task blew up");
+        }
+        if n % 5 == 0 {
+            return TaskResult::failure(TaskError::new("flaky", "every fifth")).tagged("write");
+        }
+        TaskResult::success().tagged("read")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panics_are_failures_and_tags_are_reported_apart() {
+    let created = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&created);
+    let executions = Arc::new(AtomicUsize::new(0));
+    let factory = move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(Flaky {
+            executions: Arc::clone(&executions),
+        })
+    };
+    let outcome = engine::run(
+        factory,
+        open(200.0, 1, 1),
+        &mut NoObserver,
+        StopSignal::new(),
+    )
+    .await
+    .unwrap();
+    let main = outcome.metrics.phase_total(Phase::Main);
+    assert_eq!(main.completed(), 200, "a panic never loses an execution");
+    let panics = main
+        .errors
+        .sorted()
+        .into_iter()
+        .find(|e| e.kind == "panic")
+        .unwrap();
+    assert!(panics.count > 50 && panics.example.contains("blew up"));
+    assert!(
+        created.load(Ordering::Relaxed) > 50,
+        "each panicked instance is replaced"
+    );
+    let tags = outcome.metrics.tagged(Phase::Main);
+    let names: Vec<_> = tags.iter().map(|(t, _)| *t).collect();
+    assert_eq!(names, ["read", "write"]);
+    assert_eq!(tags[1].1.failure, tags[1].1.completed());
+}
+
+#[tokio::test]
+async fn setup_failure_is_an_error_naming_the_cause() {
+    struct NoSetup;
+    impl Task for NoSetup {
+        async fn setup(&mut self) -> anyhow::Result<()> {
+            anyhow::bail!("database unreachable")
+        }
+        async fn execute(&mut self) -> TaskResult {
+            TaskResult::success()
+        }
+    }
+    let result = engine::run(
+        |_| Ok(NoSetup),
+        open(10.0, 1, 10),
+        &mut NoObserver,
+        StopSignal::new(),
+    )
+    .await;
+    match result {
+        Err(EngineError::Setup(message)) => {
+            assert!(message.contains("database unreachable"), "{message}")
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a failed setup must fail the run"),
+    }
+}
+
+/// Fails the test if an instance is ever executed re-entrantly.
+struct Exclusive {
+    busy: Arc<AtomicBool>,
+    cleaned: Arc<AtomicUsize>,
+}
+
+impl Task for Exclusive {
+    async fn execute(&mut self) -> TaskResult {
+        assert!(
+            !self.busy.swap(true, Ordering::SeqCst),
+            "instance executed concurrently"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        self.busy.store(false, Ordering::SeqCst);
+        TaskResult::success()
+    }
+
+    async fn cleanup(&mut self) -> anyhow::Result<()> {
+        self.cleaned.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_model_runs_each_instance_alone_and_cleans_up() {
+    let cleaned = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&cleaned);
+    let factory = move |_| {
+        Ok(Exclusive {
+            busy: Arc::new(AtomicBool::new(false)),
+            cleaned: Arc::clone(&c),
+        })
+    };
+    let config = EngineConfig {
+        load: LoadModel::Closed {
+            concurrency: 8,
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs(1),
+        },
+        thread_strategy: None,
+        blocking_threads: 0,
+        drain_timeout: Duration::from_secs(5),
+    };
+    let outcome = engine::run(factory, config, &mut NoObserver, StopSignal::new())
+        .await
+        .unwrap();
+    let main = outcome.metrics.phase_total(Phase::Main);
+    assert_eq!(main.failure, 0);
+    // 8 instances × ~2 ms each over 1 s: a few thousand executions.
+    assert!(main.completed() > 1_000, "{}", main.completed());
+    assert_eq!(outcome.instances, 8);
+    assert_eq!(
+        cleaned.load(Ordering::SeqCst),
+        8,
+        "every instance is cleaned up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_executions_are_abandoned_after_the_drain_timeout() {
+    struct Stuck;
+    impl Task for Stuck {
+        async fn execute(&mut self) -> TaskResult {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            TaskResult::success()
+        }
+    }
+    let mut config = open(20.0, 1, 100);
+    config.drain_timeout = Duration::from_millis(300);
+    let outcome = engine::run(|_| Ok(Stuck), config, &mut NoObserver, StopSignal::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.unfinished, 20,
+        "every stuck execution is accounted for"
+    );
+    assert_eq!(outcome.metrics.phase_total(Phase::Main).dispatched, 20);
+    assert!(outcome.total_secs < 3.0);
+}

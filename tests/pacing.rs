@@ -1,0 +1,168 @@
+//! Open-model pacing, measured end to end through the binary's JSON report.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestTarget, run};
+use vajra::metrics::Phase;
+use vajra::target::TargetBehaviour;
+
+/// Each one-second window's count must be within ±2 % (or ±1) of its target.
+fn assert_window(second: u64, actual: u64, expected: f64) {
+    let tolerance = (expected * 0.02).max(1.0);
+    assert!(
+        (actual as f64 - expected).abs() <= tolerance,
+        "second {second}: {actual} dispatched, expected {expected} ± {tolerance}"
+    );
+}
+
+#[test]
+fn step_pattern_hits_every_window_and_the_total() {
+    let r = run(&["--task", "noop", "--steps", "50:10s,150:10s,300:10s"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let full: Vec<_> = report.series.iter().filter(|w| w.second < 30).collect();
+    assert_eq!(full.len(), 30);
+    for w in &full {
+        let expected = [50.0, 150.0, 300.0][(w.second / 10) as usize];
+        assert_window(w.second, w.dispatched, expected);
+        assert_window(w.second, w.success, expected);
+    }
+    let expected_total = 10.0 * (50.0 + 150.0 + 300.0);
+    assert_eq!(report.planned, Some(5000));
+    let completed = report.main.completed as f64;
+    assert!(
+        (completed - expected_total).abs() <= expected_total * 0.005,
+        "total {completed}"
+    );
+    assert_eq!(report.main.dropped, 0);
+}
+
+#[test]
+fn linear_ramp_executes_its_integral() {
+    let r = run(&[
+        "--task",
+        "noop",
+        "--tps",
+        "1000",
+        "--ramp-up",
+        "10s",
+        "--duration",
+        "10s",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let completed = report.main.completed as f64;
+    assert!(
+        (completed - 5000.0).abs() <= 25.0,
+        "ramp executed {completed}, expected 5000 ± 0.5 %"
+    );
+    // No over-delivery early on: the first second of a 0→1000/s ramp holds 50.
+    assert_window(0, report.series[0].dispatched, 50.0);
+    assert_window(9, report.series[9].dispatched, 950.0);
+}
+
+#[test]
+fn rate_drop_has_no_stall_and_rise_has_no_burst() {
+    let r = run(&["--task", "noop", "--steps", "400:2s,20:2s,400:2s"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    for w in report.series.iter().filter(|w| w.second < 6) {
+        let expected = [400.0, 400.0, 20.0, 20.0, 400.0, 400.0][w.second as usize];
+        assert_window(w.second, w.dispatched, expected);
+    }
+}
+
+#[test]
+fn intended_start_latency_shows_a_stall_that_service_time_hides() {
+    let target = TestTarget::start(TargetBehaviour {
+        stall_every: Some(Duration::from_secs(3)),
+        stall_for: Duration::from_secs(1),
+        ..TargetBehaviour::default()
+    });
+    // One connection paced at 100/s, like wrk2 -c1 -R100: during a stall the
+    // schedule keeps running and the queued arrivals are measured from when
+    // they were due.
+    let r = run(&[
+        "--url",
+        &target.url(),
+        "--tps",
+        "100",
+        "--concurrency",
+        "1",
+        "--duration",
+        "9s",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let latency_p99_ms = report.main.latency.p99_us / 1e3;
+    let service_p99_ms = report.main.service.p99_us / 1e3;
+    assert!(
+        latency_p99_ms > 500.0,
+        "intended-start p99 {latency_p99_ms}ms hides the 1s stalls"
+    );
+    assert!(
+        service_p99_ms < 100.0,
+        "service-time p99 {service_p99_ms}ms should not show the stalls"
+    );
+    assert!(
+        report.main.service.max_us / 1e3 > 500.0,
+        "the stalled requests themselves are still recorded"
+    );
+    assert_eq!(report.main.completed, 900);
+    assert_eq!(
+        target.target.requests(),
+        900,
+        "every request the target served was recorded"
+    );
+}
+
+#[test]
+fn warmup_is_reported_apart() {
+    let r = run(&[
+        "--task",
+        "noop",
+        "--tps",
+        "200",
+        "--duration",
+        "2s",
+        "--warmup",
+        "1s",
+        "--warmup-tps",
+        "100",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let warmup = report.warmup.expect("warmup reported");
+    assert_eq!(warmup.completed, 100);
+    assert_eq!(report.main.completed, 400);
+    assert_eq!(report.series[0].phase, Phase::Warmup);
+    assert_eq!(report.series[1].phase, Phase::Main);
+}
+
+#[test]
+fn saturation_drops_are_counted_not_hidden() {
+    // 200/s of 100 ms sleeps needs ~20 in flight; allow 5.
+    let r = run(&[
+        "--task",
+        "sleep",
+        "--sleep",
+        "100ms",
+        "--tps",
+        "200",
+        "--duration",
+        "2s",
+        "--max-in-flight",
+        "5",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert!(report.main.dropped > 250, "dropped {}", report.main.dropped);
+    assert_eq!(
+        report.main.dispatched + report.main.dropped,
+        400,
+        "every arrival is dispatched or dropped"
+    );
+    assert_eq!(report.main.completed, report.main.dispatched);
+}
