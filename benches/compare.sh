@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Benchmarks vajra-peer against wrk on this machine (see docs/benchmarks.md).
 #
-#   bash benches/compare.sh            # full run (10 s per measurement)
-#   bash benches/compare.sh --quick    # 3 s per measurement (CI smoke run)
+#   bash benches/compare.sh            # 5 alternating wrk/vajra rounds of 6 s
+#   bash benches/compare.sh --quick    # one round of 3 s (CI smoke run)
+#
+# The machine's speed drifts between runs, so wrk and vajra alternate and the
+# ratio is taken per round, each against the wrk run just before it.
 #
 # nginx (one worker) is pinned to CPU 0 and the generators to CPU 1, so each
 # side has one core. Needs nginx and wrk (apt-get install nginx-light wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SECS=10
-[[ "${1:-}" == "--quick" ]] && SECS=3
+SECS=6
+ROUNDS=5
+[[ "${1:-}" == "--quick" ]] && SECS=3 && ROUNDS=1
 PORT=${BENCH_PORT:-18080}
 CONNS=50
 TARGET_RATE=20000
@@ -57,24 +61,28 @@ PY
 }
 json() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
-echo "== closed model: ${CONNS} connections, generator pinned to CPU ${GEN_CPU}, nginx to CPU ${NGINX_CPU}, ${SECS}s"
-taskset -c "$GEN_CPU" wrk -t1 -c"$CONNS" -d"${SECS}s" "$URL" > "$WORK/wrk.txt"
-WRK_RPS=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
-echo "wrk:   ${WRK_RPS} req/s"
+echo "== closed model: ${CONNS} connections, generator pinned to CPU ${GEN_CPU}, nginx to CPU ${NGINX_CPU}, ${ROUNDS} alternating rounds of ${SECS}s"
+for round in $(seq "$ROUNDS"); do
+  taskset -c "$GEN_CPU" wrk -t1 -c"$CONNS" -d"${SECS}s" "$URL" > "$WORK/wrk.txt"
+  WRK_RPS=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
 
-BEFORE=$(served)
-taskset -c "$GEN_CPU" "$BIN" run --url "$URL" --concurrency "$CONNS" --duration "${SECS}s" --threads 1 \
-  --quiet --output "$WORK/closed.json" > /dev/null
-AFTER=$(served)
-VAJRA_RPS=$(json "$WORK/closed.json" "round(r['main']['rate'], 1)")
-RECORDED=$(json "$WORK/closed.json" "r['main']['completed'] + (r['warmup'] or {}).get('completed', 0)")
-SERVED=$((AFTER - BEFORE - 1))
-echo "vajra: ${VAJRA_RPS} req/s  (recorded ${RECORDED}, nginx served ${SERVED})"
-python3 -c "print(f'ratio vajra/wrk: {float(\"$VAJRA_RPS\") / float(\"$WRK_RPS\"):.3f}')"
-if [[ "$RECORDED" != "$SERVED" ]]; then
-  echo "MISMATCH: vajra recorded ${RECORDED} requests but nginx served ${SERVED}" >&2
-  exit 1
-fi
+  BEFORE=$(served)
+  taskset -c "$GEN_CPU" "$BIN" run --url "$URL" --concurrency "$CONNS" --duration "${SECS}s" --threads 1 \
+    --quiet --output "$WORK/closed.json" > /dev/null
+  AFTER=$(served)
+  VAJRA_RPS=$(json "$WORK/closed.json" "round(r['main']['rate'], 1)")
+  RECORDED=$(json "$WORK/closed.json" "r['main']['completed']")
+  VAJRA_CPU=$(json "$WORK/closed.json" "round(r['self_check']['cpu_percent_mean'])")
+  SERVED=$((AFTER - BEFORE - 1))
+  RATIO=$(python3 -c "print(f'{float(\"$VAJRA_RPS\") / float(\"$WRK_RPS\"):.3f}')")
+  echo "round ${round}: wrk ${WRK_RPS} req/s, vajra ${VAJRA_RPS} req/s, ratio ${RATIO} (vajra recorded ${RECORDED}, nginx served ${SERVED}, vajra CPU ${VAJRA_CPU}% of its core)"
+  echo "$RATIO" >> "$WORK/ratios"
+  if [[ "$RECORDED" != "$SERVED" ]]; then
+    echo "MISMATCH: vajra recorded ${RECORDED} requests but nginx served ${SERVED}" >&2
+    exit 1
+  fi
+done
+python3 -c "import statistics,sys; r=[float(x) for x in open(sys.argv[1])]; print(f'median ratio vajra/wrk: {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f})')" "$WORK/ratios"
 
 echo "== no-op task, 1 instance, 1 thread, pinned to CPU ${GEN_CPU}, ${SECS}s"
 taskset -c "$GEN_CPU" "$BIN" run --task noop --concurrency 1 --duration "${SECS}s" --threads 1 \

@@ -1,0 +1,22 @@
+//! The smallest user task, as shown in the README.
+//!
+//! ```text
+//! cargo run --release --example minimal_task -- run --task ping --tps 100 --duration 5s
+//! ```
+
+use vajra::task::{Task, TaskRegistry, TaskResult};
+
+struct Ping;
+
+impl Task for Ping {
+    async fn execute(&mut self) -> TaskResult {
+        // ... one operation; the engine takes the timestamps ...
+        TaskResult::success()
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let mut registry = TaskRegistry::with_builtins();
+    registry.register("ping", |_opts| Ok(|_instance| Ok(Ping)));
+    vajra::cli::main_with(registry)
+}
