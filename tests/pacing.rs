@@ -166,3 +166,18 @@ fn saturation_drops_are_counted_not_hidden() {
     );
     assert_eq!(report.main.completed, report.main.dispatched);
 }
+
+#[test]
+fn a_zero_rate_stretch_does_not_end_the_run() {
+    let r = run(&["--task", "noop", "--steps", "100:1s,0:2s,50:1s,0:1s"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(report.main.completed, 150);
+    assert!(
+        report.load_secs >= 4.99,
+        "run ended after {}s of a 5s curve",
+        report.load_secs
+    );
+    let dispatched: Vec<u64> = report.series.iter().take(5).map(|w| w.dispatched).collect();
+    assert_eq!(dispatched, [100, 0, 0, 50, 0]);
+}

@@ -70,6 +70,7 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
     lower_timer_slack();
     let rec = ctx.hub.recorder();
     let mut workers = pool.started;
+    let end_ns = (schedule.curve().duration() * NANOS_PER_SEC as f64) as u64;
     for due_s in schedule {
         let due_ns = (due_s * NANOS_PER_SEC as f64) as u64;
         if !sleep_until(&ctx, due_ns) {
@@ -103,6 +104,9 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
             dropped,
         );
     }
+    // A curve may end with a stretch at rate 0: the run still lasts until
+    // the curve ends.
+    sleep_until(&ctx, end_ns);
 }
 
 /// Sleeps until the run clock reads `due_ns`; false if the run stopped first.
