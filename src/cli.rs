@@ -47,6 +47,10 @@ enum Command {
     Demo(DemoArgs),
     /// Serve the built-in HTTP target (for demos, tests and benchmarks).
     Serve(ServeArgs),
+    /// Join a cluster (or start one) and stay in it until stopped.
+    Join(crate::cluster::cli::JoinArgs),
+    /// Show the cluster as one of its peers sees it.
+    Status(crate::cluster::cli::StatusArgs),
 }
 
 #[derive(Args)]
@@ -96,6 +100,8 @@ pub fn main_with(registry: TaskRegistry) -> ExitCode {
         },
         Command::Demo(demo) => run_demo(&registry, demo),
         Command::Serve(serve) => run_serve(serve),
+        Command::Join(join) => crate::cluster::cli::join(join),
+        Command::Status(status) => crate::cluster::cli::status(status),
     };
     ExitCode::from(code)
 }
@@ -106,6 +112,7 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -130,7 +137,7 @@ fn config_error(e: ConfigError) -> u8 {
     EXIT_CONFIG
 }
 
-fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -1,0 +1,215 @@
+//! The `join` and `status` subcommands.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args};
+
+use super::auth::Admission;
+use super::membership::{Peer, PeerConfig, hostname};
+use super::network::request_status;
+use super::status::ClusterStatus;
+use crate::cli::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, runtime};
+use crate::config::duration::HumanDuration;
+
+/// Default UDP port of a peer.
+pub const DEFAULT_PORT: u16 = 7700;
+/// Shortest accepted cluster secret, in bytes.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// How this process proves it belongs to the cluster.
+#[derive(Debug, Clone, Args)]
+pub struct SecurityArgs {
+    /// Cluster id; peers of other clusters are refused.
+    #[arg(long = "cluster", env = "VAJRA_CLUSTER", default_value = "vajra")]
+    pub cluster_id: String,
+    /// File holding the cluster secret (at least 16 bytes; a trailing newline
+    /// is ignored). The secret itself may instead be in VAJRA_CLUSTER_SECRET.
+    #[arg(long, env = "VAJRA_CLUSTER_SECRET_FILE", value_name = "FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Development only: admit any peer without a secret. Status shows it.
+    #[arg(long, action = ArgAction::SetTrue)]
+    pub insecure: bool,
+}
+
+impl SecurityArgs {
+    /// The admission mode these arguments ask for, or why they are invalid.
+    pub fn admission(&self) -> Result<Admission, String> {
+        let from_env = std::env::var("VAJRA_CLUSTER_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let secret = match (&self.cluster_secret_file, from_env) {
+            (Some(path), _) => Some(std::fs::read(path).map_err(|e| {
+                format!("cannot read --cluster-secret-file {}: {e}", path.display())
+            })?),
+            (None, Some(text)) => Some(text.into_bytes()),
+            (None, None) => None,
+        };
+        match (secret, self.insecure) {
+            (Some(_), true) => Err("give either a cluster secret or --insecure, not both".into()),
+            (Some(mut secret), false) => {
+                while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    secret.pop();
+                }
+                if secret.len() < MIN_SECRET_LEN {
+                    return Err(format!(
+                        "the cluster secret must be at least {MIN_SECRET_LEN} bytes"
+                    ));
+                }
+                Ok(Admission::Secret(secret))
+            }
+            (None, true) => Ok(Admission::Insecure),
+            (None, false) => Err(
+                "refusing to run without peer authentication: give --cluster-secret-file FILE \\
+                 (or VAJRA_CLUSTER_SECRET), or --insecure for development"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// Arguments of `vajra-peer join`.
+#[derive(Debug, Clone, Args)]
+pub struct JoinArgs {
+    /// UDP address of this peer's endpoint (gossip and all peer traffic).
+    #[arg(long, env = "VAJRA_LISTEN", default_value = "0.0.0.0:7700")]
+    pub listen: SocketAddr,
+    /// Address other peers should use [default: the listen address, or this
+    /// host's address towards the seeds, or its host name's address].
+    #[arg(long, env = "VAJRA_ADVERTISE")]
+    pub advertise: Option<SocketAddr>,
+    /// A peer to join through, HOST:PORT (repeatable; host names are
+    /// resolved and re-resolved, so a headless service or compose name works).
+    #[arg(long = "seed", env = "VAJRA_SEEDS", value_delimiter = ',')]
+    pub seeds: Vec<String>,
+    /// Unique node name [default: HOSTNAME-PORT].
+    #[arg(long, env = "VAJRA_NAME")]
+    pub name: Option<String>,
+    /// Weight of this peer's share under weighted distribution.
+    #[arg(long, env = "VAJRA_WEIGHT", default_value_t = 1.0)]
+    pub weight: f64,
+    /// Gossip interval: shorter detects failures faster for more traffic.
+    #[arg(long, default_value = "150ms")]
+    pub gossip_interval: HumanDuration,
+    /// Cluster id and peer authentication.
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// Arguments of `vajra-peer status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Peer to ask, HOST:PORT.
+    #[arg(long, env = "VAJRA_PEER", default_value = "127.0.0.1:7700")]
+    pub peer: String,
+    /// Print JSON instead of a table.
+    #[arg(long, action = ArgAction::SetTrue)]
+    pub json: bool,
+    /// Cluster id and peer authentication.
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// Runs `vajra-peer join` until SIGINT or SIGTERM.
+pub fn join(args: JoinArgs) -> u8 {
+    let admission = match args.security.admission() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    if !(args.weight.is_finite() && args.weight > 0.0) {
+        eprintln!("error: invalid `weight`: must be a positive number");
+        return EXIT_CONFIG;
+    }
+    let name = args.name.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            hostname().unwrap_or_else(|| "peer".into()),
+            args.listen.port()
+        )
+    });
+    let config = PeerConfig {
+        listen: args.listen,
+        advertise: args.advertise,
+        seeds: args.seeds.clone(),
+        cluster_id: args.security.cluster_id.clone(),
+        node_id: name,
+        weight: args.weight,
+        admission,
+        gossip_interval: args.gossip_interval.0.max(Duration::from_millis(10)),
+    };
+    let Ok(rt) = runtime(2) else {
+        return EXIT_RUNTIME;
+    };
+    rt.block_on(async move {
+        let peer = match Peer::start(config.clone()).await {
+            Ok(peer) => peer,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return EXIT_RUNTIME;
+            }
+        };
+        if matches!(config.admission, Admission::Insecure) {
+            eprintln!(
+                "WARNING: running an INSECURE peer: anyone who can reach {} can join",
+                config.listen
+            );
+        }
+        eprintln!(
+            "joined cluster '{}' as {} on {}",
+            config.cluster_id,
+            config.node_id,
+            peer.local_addr()
+                .map_or_else(|_| config.listen.to_string(), |a| a.to_string())
+        );
+        wait_for_shutdown_signal().await;
+        peer.shutdown().await;
+        EXIT_OK
+    })
+}
+
+async fn wait_for_shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+/// Runs `vajra-peer status`.
+pub fn status(args: StatusArgs) -> u8 {
+    let admission = match args.security.admission() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let Some(peer) = args.peer.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        eprintln!("error: cannot resolve --peer {}", args.peer);
+        return EXIT_CONFIG;
+    };
+    let Ok(rt) = runtime(1) else {
+        return EXIT_RUNTIME;
+    };
+    let body = rt.block_on(request_status(peer, &args.security.cluster_id, admission));
+    let status: ClusterStatus = match body.and_then(|b| Ok(serde_json::from_slice(&b)?)) {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("error: status from {peer}: {e:#}");
+            return EXIT_RUNTIME;
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status).expect("status serialises")
+        );
+    } else {
+        print!("{}", status.render());
+    }
+    EXIT_OK
+}

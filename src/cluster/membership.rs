@@ -1,0 +1,296 @@
+//! A peer's membership: the endpoint, chitchat on top of it, the state it
+//! publishes and the liveness picture it derives.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, spawn_chitchat};
+use parking_lot::Mutex;
+
+use super::auth::Admission;
+use super::gossip::QuicGossip;
+use super::network::{Identity, Network};
+use super::state::{self, PeerInfo};
+use super::status::{ClusterStatus, Liveness, MemberStatus};
+use crate::metrics::cpu::{CpuMeter, available_cores};
+
+/// Default gossip interval. With chitchat's phi-accrual detector at a
+/// threshold of 8, a silent peer is declared dead about 8 mean heartbeat
+/// intervals after its last heartbeat: ~1.2 s at 150 ms. Shorter intervals
+/// detect faster but cost more traffic and flag peers that merely hiccup.
+pub const DEFAULT_GOSSIP_INTERVAL: Duration = Duration::from_millis(150);
+/// Phi threshold of the failure detector.
+pub const PHI_THRESHOLD: f64 = 8.0;
+/// A live peer silent for this many gossip intervals is shown as suspect.
+const SUSPECT_AFTER_INTERVALS: u32 = 4;
+
+/// Everything a peer needs to join.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// UDP address to bind.
+    pub listen: SocketAddr,
+    /// Address other peers use; derived when unset (see [`advertise_address`]).
+    pub advertise: Option<SocketAddr>,
+    /// Seed peers (`host:port`, resolved and re-resolved by chitchat).
+    pub seeds: Vec<String>,
+    /// Cluster id.
+    pub cluster_id: String,
+    /// Unique node id (also its display name).
+    pub node_id: String,
+    /// Share weight.
+    pub weight: f64,
+    /// Admission mode.
+    pub admission: Admission,
+    /// Gossip interval.
+    pub gossip_interval: Duration,
+}
+
+/// When each node's heartbeat last advanced, as seen here.
+#[derive(Default)]
+struct HeardTracker {
+    last: HashMap<ChitchatId, (u64, Instant)>,
+}
+
+impl HeardTracker {
+    fn observe(&mut self, id: &ChitchatId, heartbeat: u64, now: Instant) -> Duration {
+        let entry = self.last.entry(id.clone()).or_insert((heartbeat, now));
+        if heartbeat != entry.0 {
+            *entry = (heartbeat, now);
+        }
+        now.duration_since(entry.1)
+    }
+}
+
+/// A running peer.
+pub struct Peer {
+    handle: ChitchatHandle,
+    network: Network,
+    cluster_id: String,
+    gossip_interval: Duration,
+    heard: Arc<Mutex<HeardTracker>>,
+    status_cache: Arc<Mutex<Vec<u8>>>,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+impl Peer {
+    /// Binds the endpoint, starts gossip and begins publishing state.
+    pub async fn start(config: PeerConfig) -> anyhow::Result<Self> {
+        let advertise = match config.advertise {
+            Some(a) => a,
+            None => advertise_address(config.listen, &config.seeds)?,
+        };
+        let identity = Identity {
+            cluster_id: config.cluster_id.clone(),
+            node: config.node_id.clone(),
+            advertise,
+            admission: config.admission.clone(),
+        };
+        let (network, inbox) = Network::bind(config.listen, identity)?;
+        let generation = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let chitchat_id = ChitchatId::new(config.node_id.clone(), generation, advertise);
+        let info = PeerInfo {
+            name: config.node_id.clone(),
+            role: "peer".into(),
+            weight: config.weight,
+            cores: available_cores() as u32,
+            cpu_percent: 0.0,
+            version: env!("CARGO_PKG_VERSION").into(),
+            status: "idle".into(),
+            target_rate: 0.0,
+            achieved_rate: 0.0,
+            security: config.admission.mode().into(),
+        };
+        let chitchat_config = ChitchatConfig {
+            chitchat_id,
+            cluster_id: config.cluster_id.clone(),
+            gossip_interval: config.gossip_interval,
+            listen_addr: network.local_addr()?,
+            seed_nodes: config.seeds.clone(),
+            failure_detector_config: FailureDetectorConfig {
+                phi_threshold: PHI_THRESHOLD,
+                sampling_window_size: 1_000,
+                max_interval: Duration::from_secs(10),
+                initial_interval: config.gossip_interval,
+                dead_node_grace_period: Duration::from_secs(3_600),
+            },
+            marked_for_deletion_grace_period: Duration::from_secs(3_600),
+            catchup_callback: None,
+            extra_liveness_predicate: None,
+        };
+        let transport = QuicGossip::new(network.clone(), inbox);
+        let handle = spawn_chitchat(chitchat_config, info.key_values(), &transport).await?;
+        let heard = Arc::new(Mutex::new(HeardTracker::default()));
+        let status_cache = Arc::new(Mutex::new(Vec::new()));
+        let cache = Arc::clone(&status_cache);
+        network.serve_status(Arc::new(move || cache.lock().clone()));
+        let mut peer = Self {
+            handle,
+            network,
+            cluster_id: config.cluster_id,
+            gossip_interval: config.gossip_interval,
+            heard,
+            status_cache,
+            refresher: tokio::spawn(async {}),
+        };
+        peer.refresher = tokio::spawn(refresh_loop(peer.view()));
+        Ok(peer)
+    }
+
+    fn view(&self) -> View {
+        View {
+            chitchat: self.handle.chitchat(),
+            network: self.network.clone(),
+            cluster_id: self.cluster_id.clone(),
+            gossip_interval: self.gossip_interval,
+            heard: Arc::clone(&self.heard),
+            status_cache: Arc::clone(&self.status_cache),
+        }
+    }
+
+    /// This node's current picture of the cluster.
+    pub async fn status(&self) -> ClusterStatus {
+        self.view().status().await
+    }
+
+    /// The endpoint's bound address.
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.network.local_addr()
+    }
+
+    /// Leaves: stops gossip and closes the endpoint.
+    pub async fn shutdown(self) {
+        self.refresher.abort();
+        let _ = self.handle.shutdown().await;
+        self.network.close();
+    }
+}
+
+/// What the refresher and status requests read.
+#[derive(Clone)]
+struct View {
+    chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
+    network: Network,
+    cluster_id: String,
+    gossip_interval: Duration,
+    heard: Arc<Mutex<HeardTracker>>,
+    status_cache: Arc<Mutex<Vec<u8>>>,
+}
+
+impl View {
+    async fn status(&self) -> ClusterStatus {
+        let chitchat = self.chitchat.lock().await;
+        let me = chitchat.self_chitchat_id().clone();
+        let live: Vec<ChitchatId> = chitchat.live_nodes().cloned().collect();
+        let dead: Vec<ChitchatId> = chitchat.dead_nodes().cloned().collect();
+        let now = Instant::now();
+        let suspect_after = self.gossip_interval * SUSPECT_AFTER_INTERVALS;
+        let mut heard = self.heard.lock();
+        let mut members: Vec<MemberStatus> = chitchat
+            .node_states()
+            .iter()
+            .map(|(id, node)| {
+                let silent = heard.observe(id, u64::from(node.heartbeat()), now);
+                let state = if *id == me {
+                    Liveness::Alive
+                } else if dead.contains(id) {
+                    Liveness::Dead
+                } else if live.contains(id) && silent < suspect_after {
+                    Liveness::Alive
+                } else {
+                    Liveness::Suspect
+                };
+                MemberStatus {
+                    id: id.node_id.to_string(),
+                    generation: id.generation_id,
+                    address: id.gossip_advertise_addr.to_string(),
+                    state,
+                    last_heard_ms: if *id == me {
+                        0
+                    } else {
+                        silent.as_millis() as u64
+                    },
+                    info: PeerInfo::from_node_state(node),
+                }
+            })
+            .collect();
+        members.sort_by(|a, b| a.id.cmp(&b.id).then(a.generation.cmp(&b.generation)));
+        ClusterStatus {
+            cluster_id: self.cluster_id.clone(),
+            node: me.node_id.to_string(),
+            security: self.network.identity().admission.mode().into(),
+            members,
+            counters: self.network.counters(),
+        }
+    }
+}
+
+/// Keeps liveness tracking, the CPU figure and the status answer fresh.
+async fn refresh_loop(view: View) {
+    let mut cpu = CpuMeter::new();
+    let mut last_cpu = Instant::now();
+    let mut tick = tokio::time::interval(view.gossip_interval / 2);
+    loop {
+        tick.tick().await;
+        if last_cpu.elapsed() >= Duration::from_secs(1) {
+            last_cpu = Instant::now();
+            let load = cpu.sample();
+            let mut chitchat = view.chitchat.lock().await;
+            chitchat
+                .self_node_state()
+                .set(state::CPU, format!("{load:.0}"));
+        }
+        let status = view.status().await;
+        *view.status_cache.lock() = serde_json::to_vec(&status).unwrap_or_default();
+    }
+}
+
+/// The address peers should use to reach this one: the listen address if
+/// it names an interface, else this host's address on the way to a seed,
+/// else the address its host name resolves to.
+pub fn advertise_address(listen: SocketAddr, seeds: &[String]) -> anyhow::Result<SocketAddr> {
+    if !listen.ip().is_unspecified() {
+        return Ok(listen);
+    }
+    let via_seed = seeds.iter().find_map(|seed| {
+        let target = seed.to_socket_addrs().ok()?.next()?;
+        let probe = std::net::UdpSocket::bind((listen.ip(), 0)).ok()?;
+        // Connecting a UDP socket sends nothing; it only picks the route.
+        probe.connect(target).ok()?;
+        let ip = probe.local_addr().ok()?.ip();
+        (!ip.is_unspecified()).then_some(ip)
+    });
+    let via_hostname = || -> Option<IpAddr> {
+        let host = hostname()?;
+        (host.as_str(), 0)
+            .to_socket_addrs()
+            .ok()?
+            .map(|a| a.ip())
+            .find(|ip| !ip.is_loopback() && ip.is_ipv4() == listen.is_ipv4())
+    };
+    via_seed
+        .or_else(via_hostname)
+        .map(|ip| SocketAddr::new(ip, listen.port()))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "cannot tell which address peers should use for {listen}: pass --advertise"
+            )
+        })
+}
+
+/// This machine's host name.
+pub fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8(buf[..end].to_vec())
+        .ok()
+        .filter(|h| !h.is_empty())
+}

@@ -1,0 +1,23 @@
+//! Cluster: identical peers that find each other and agree on who is there.
+//!
+//! - [`network`]: the one QUIC endpoint per peer, admission, stream kinds,
+//!   non-blocking per-peer send queues, refusal counters.
+//! - [`tls`]: TLS 1.3 configuration of the endpoint.
+//! - [`auth`]: the cluster-secret challenge bound to the TLS session.
+//! - [`gossip`]: chitchat's transport over the endpoint.
+//! - [`state`]: the typed key/values each peer publishes.
+//! - [`membership`]: a running peer: chitchat, state refresh, liveness.
+//! - [`status`]: the cluster picture `vajra-peer status` prints.
+
+pub mod auth;
+pub mod cli;
+pub mod gossip;
+pub mod membership;
+pub mod network;
+pub mod state;
+pub mod status;
+pub mod tls;
+
+pub use auth::Admission;
+pub use membership::{Peer, PeerConfig};
+pub use status::{ClusterStatus, Liveness};

@@ -1,0 +1,465 @@
+//! The peer endpoint: one QUIC endpoint (one UDP port) per peer, carrying
+//! every kind of peer traffic on streams.
+//!
+//! A connection is admitted by the hello/welcome exchange of
+//! [`super::auth`] on its first bidirectional stream; nothing else is read
+//! or sent before. After that, each message is one stream whose first byte
+//! says what it is: gossip envelopes go on unidirectional streams (so
+//! messages of chitchat's full size pass, unlike QUIC datagrams), requests
+//! such as status on bidirectional ones. Raft RPCs and histogram fetches
+//! will be further kinds on the same connections.
+//!
+//! Sending never blocks the caller: each destination has a small queue
+//! drained by its own task, which connects on demand; a dead or frozen peer
+//! only costs its own queue, whose overflow is dropped.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::auth::{Admission, Hello, PROTOCOL, Welcome, session_ekm};
+use super::tls;
+
+/// Stream kind: one gossip envelope (unidirectional).
+pub const KIND_GOSSIP: u8 = 1;
+/// Stream kind: status request, answered with JSON (bidirectional).
+pub const KIND_STATUS: u8 = 2;
+/// Largest message accepted on a stream.
+pub const MAX_MESSAGE: usize = 1 << 20;
+/// Largest hello or welcome.
+const MAX_HANDSHAKE: usize = 16 * 1024;
+/// Time allowed to connect and be admitted.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a failed connection attempt, messages to that peer are dropped
+/// for this long instead of retrying at every gossip round.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// Messages queued per destination before new ones are dropped.
+const QUEUE: usize = 64;
+
+/// Who this endpoint is.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Cluster id; connections from other clusters are refused.
+    pub cluster_id: String,
+    /// This node's id.
+    pub node: String,
+    /// Address other peers reach this endpoint at.
+    pub advertise: SocketAddr,
+    /// How peers are admitted.
+    pub admission: Admission,
+}
+
+/// Counts of what the endpoint refused or dropped.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections that failed the TLS/QUIC handshake (wrong ALPN, garbage).
+    pub handshake_failures: AtomicU64,
+    /// Connections refused at admission (wrong secret, cluster or version).
+    pub refused_peers: AtomicU64,
+    /// Messages dropped as malformed (bad kind, too large, undecodable).
+    pub bad_messages: AtomicU64,
+    /// Outgoing messages dropped (queue full or peer unreachable).
+    pub dropped_outgoing: AtomicU64,
+}
+
+/// A snapshot of [`Counters`] plus quinn's own handshake statistics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterSnapshot {
+    /// See [`Counters::handshake_failures`].
+    pub handshake_failures: u64,
+    /// See [`Counters::refused_peers`].
+    pub refused_peers: u64,
+    /// See [`Counters::bad_messages`].
+    pub bad_messages: u64,
+    /// See [`Counters::dropped_outgoing`].
+    pub dropped_outgoing: u64,
+    /// Handshakes quinn refused or ignored (e.g. unparseable initial packets).
+    pub ignored_handshakes: u64,
+}
+
+/// Produces the answer to a status request.
+pub type StatusSource = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
+
+struct Inner {
+    endpoint: quinn::Endpoint,
+    identity: Identity,
+    connections: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    queues: Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>,
+    failed_at: Mutex<HashMap<SocketAddr, Instant>>,
+    gossip_in: mpsc::Sender<(SocketAddr, Bytes)>,
+    status: Mutex<Option<StatusSource>>,
+    counters: Counters,
+}
+
+/// The running endpoint; cheap to clone.
+#[derive(Clone)]
+pub struct Network {
+    inner: Arc<Inner>,
+}
+
+/// Incoming gossip: the sender's advertised address and the raw envelope.
+pub type GossipInbox = mpsc::Receiver<(SocketAddr, Bytes)>;
+
+impl Network {
+    /// Binds `listen` and starts accepting peers.
+    pub fn bind(listen: SocketAddr, identity: Identity) -> anyhow::Result<(Self, GossipInbox)> {
+        let mut endpoint = quinn::Endpoint::server(tls::server_config()?, listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}/udp: {e}"))?;
+        endpoint.set_default_client_config(tls::client_config()?);
+        let (gossip_in, inbox) = mpsc::channel(1024);
+        let inner = Arc::new(Inner {
+            endpoint,
+            identity,
+            connections: Mutex::new(HashMap::new()),
+            queues: Mutex::new(HashMap::new()),
+            failed_at: Mutex::new(HashMap::new()),
+            gossip_in,
+            status: Mutex::new(None),
+            counters: Counters::default(),
+        });
+        tokio::spawn(accept_loop(Arc::clone(&inner)));
+        Ok((Self { inner }, inbox))
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.inner.endpoint.local_addr()?)
+    }
+
+    /// Who this endpoint is.
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
+    }
+
+    /// Answers status requests with what `source` returns.
+    pub fn serve_status(&self, source: StatusSource) {
+        *self.inner.status.lock() = Some(source);
+    }
+
+    /// Queues a gossip envelope for `to`; never waits.
+    pub fn send_gossip(&self, to: SocketAddr, payload: Bytes) {
+        let queue = {
+            let mut queues = self.inner.queues.lock();
+            queues
+                .entry(to)
+                .or_insert_with(|| {
+                    let (tx, rx) = mpsc::channel(QUEUE);
+                    tokio::spawn(outbound_loop(Arc::clone(&self.inner), to, rx));
+                    tx
+                })
+                .clone()
+        };
+        if queue.try_send(payload).is_err() {
+            self.inner
+                .counters
+                .dropped_outgoing
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// What was refused or dropped so far.
+    pub fn counters(&self) -> CounterSnapshot {
+        let c = &self.inner.counters;
+        let stats = self.inner.endpoint.stats();
+        CounterSnapshot {
+            handshake_failures: c.handshake_failures.load(Ordering::Relaxed),
+            refused_peers: c.refused_peers.load(Ordering::Relaxed),
+            bad_messages: c.bad_messages.load(Ordering::Relaxed),
+            dropped_outgoing: c.dropped_outgoing.load(Ordering::Relaxed),
+            ignored_handshakes: stats.refused_handshakes + stats.ignored_handshakes,
+        }
+    }
+
+    /// Counts a malformed message found by a layer above.
+    pub fn count_bad_message(&self) {
+        self.inner
+            .counters
+            .bad_messages
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Closes every connection and the endpoint.
+    pub fn close(&self) {
+        self.inner.endpoint.close(0u32.into(), b"shutting down");
+    }
+}
+
+async fn accept_loop(inner: Arc<Inner>) {
+    while let Some(incoming) = inner.endpoint.accept().await {
+        tokio::spawn(serve_incoming(Arc::clone(&inner), incoming));
+    }
+}
+
+async fn serve_incoming(inner: Arc<Inner>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let conn = match tokio::time::timeout(CONNECT_TIMEOUT, incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            inner
+                .counters
+                .handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("handshake with {remote} failed: {e}");
+            return;
+        }
+        Err(_) => {
+            inner
+                .counters
+                .handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, admit(&inner, &conn)).await {
+        Ok(Ok(hello)) => {
+            let from = hello.advertise.parse().unwrap_or(remote);
+            if hello.role == "peer" {
+                inner.connections.lock().insert(from, conn.clone());
+            }
+            serve_streams(inner, conn, from).await;
+        }
+        Ok(Err(reason)) => {
+            inner.counters.refused_peers.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("refused connection from {remote}: {reason}");
+            // Give the refusal a moment to reach the client before closing.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            conn.close(1u32.into(), b"refused");
+        }
+        Err(_) => {
+            inner.counters.refused_peers.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("refused connection from {remote}: no hello in time");
+            conn.close(1u32.into(), b"timeout");
+        }
+    }
+}
+
+/// Server side of admission: read the hello, check it, answer.
+async fn admit(inner: &Inner, conn: &quinn::Connection) -> Result<Hello, String> {
+    let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+    let bytes = recv
+        .read_to_end(MAX_HANDSHAKE)
+        .await
+        .map_err(|e| e.to_string())?;
+    let hello: Hello =
+        serde_json::from_slice(&bytes).map_err(|e| format!("malformed hello: {e}"))?;
+    let ekm = session_ekm(conn).map_err(|e| e.to_string())?;
+    let id = &inner.identity;
+    let refusal = if hello.protocol != PROTOCOL {
+        Some(format!(
+            "protocol version {} (this peer speaks {PROTOCOL})",
+            hello.protocol
+        ))
+    } else if hello.cluster_id != id.cluster_id {
+        Some(format!(
+            "cluster '{}' (this is '{}')",
+            hello.cluster_id, id.cluster_id
+        ))
+    } else if !id.admission.verify(&ekm, "client", &hello.proof) {
+        Some(format!(
+            "node '{}' failed the {} admission check",
+            hello.node,
+            id.admission.mode()
+        ))
+    } else {
+        None
+    };
+    let welcome = Welcome {
+        ok: refusal.is_none(),
+        error: refusal.clone(),
+        proof: if refusal.is_none() {
+            id.admission.proof(&ekm, "server")
+        } else {
+            String::new()
+        },
+    };
+    let body = serde_json::to_vec(&welcome).expect("welcome serialises");
+    let _ = send.write_all(&body).await;
+    let _ = send.finish();
+    match refusal {
+        Some(reason) => Err(reason),
+        None => Ok(hello),
+    }
+}
+
+/// Client side: connect to `to` and be admitted as `role`.
+pub async fn connect(
+    endpoint: &quinn::Endpoint,
+    identity: &Identity,
+    to: SocketAddr,
+    role: &str,
+) -> anyhow::Result<quinn::Connection> {
+    let conn = endpoint.connect(to, tls::SERVER_NAME)?.await?;
+    let ekm = session_ekm(&conn)?;
+    let hello = Hello {
+        protocol: PROTOCOL,
+        cluster_id: identity.cluster_id.clone(),
+        role: role.to_owned(),
+        node: identity.node.clone(),
+        advertise: identity.advertise.to_string(),
+        proof: identity.admission.proof(&ekm, "client"),
+    };
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(&serde_json::to_vec(&hello)?).await?;
+    send.finish()?;
+    let bytes = recv.read_to_end(MAX_HANDSHAKE).await?;
+    let welcome: Welcome = serde_json::from_slice(&bytes)?;
+    if !welcome.ok {
+        anyhow::bail!("{to} refused us: {}", welcome.error.unwrap_or_default());
+    }
+    if !identity.admission.verify(&ekm, "server", &welcome.proof) {
+        conn.close(1u32.into(), b"bad proof");
+        anyhow::bail!("{to} did not prove it knows the cluster secret");
+    }
+    Ok(conn)
+}
+
+/// Accepts streams on an admitted connection until it closes.
+async fn serve_streams(inner: Arc<Inner>, conn: quinn::Connection, from: SocketAddr) {
+    loop {
+        tokio::select! {
+            uni = conn.accept_uni() => match uni {
+                Ok(recv) => { tokio::spawn(read_uni(Arc::clone(&inner), recv, from)); }
+                Err(_) => break,
+            },
+            bi = conn.accept_bi() => match bi {
+                Ok((send, recv)) => { tokio::spawn(answer_bi(Arc::clone(&inner), send, recv)); }
+                Err(_) => break,
+            },
+        }
+    }
+    let mut connections = inner.connections.lock();
+    if connections
+        .get(&from)
+        .is_some_and(|c| c.stable_id() == conn.stable_id())
+    {
+        connections.remove(&from);
+    }
+}
+
+async fn read_uni(inner: Arc<Inner>, mut recv: quinn::RecvStream, from: SocketAddr) {
+    let bytes = match recv.read_to_end(MAX_MESSAGE).await {
+        Ok(bytes) if bytes.first() == Some(&KIND_GOSSIP) => bytes,
+        _ => {
+            inner.counters.bad_messages.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let payload = Bytes::from(bytes).slice(1..);
+    let _ = inner.gossip_in.try_send((from, payload));
+}
+
+async fn answer_bi(inner: Arc<Inner>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let request = recv.read_to_end(MAX_HANDSHAKE).await;
+    let source = inner.status.lock().clone();
+    match (request.as_deref(), source) {
+        (Ok([KIND_STATUS]), Some(source)) => {
+            let _ = send.write_all(&source()).await;
+            let _ = send.finish();
+        }
+        _ => {
+            inner.counters.bad_messages.fetch_add(1, Ordering::Relaxed);
+            let _ = send.reset(1u32.into());
+        }
+    }
+}
+
+/// Sends queued messages to `to`, connecting when needed.
+async fn outbound_loop(inner: Arc<Inner>, to: SocketAddr, mut queue: mpsc::Receiver<Bytes>) {
+    while let Some(payload) = queue.recv().await {
+        let Some(conn) = connection_to(&inner, to).await else {
+            inner
+                .counters
+                .dropped_outgoing
+                .fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        if send_uni(&conn, KIND_GOSSIP, &payload).await.is_err() {
+            inner
+                .counters
+                .dropped_outgoing
+                .fetch_add(1, Ordering::Relaxed);
+            conn.close(0u32.into(), b"send failed");
+        }
+    }
+}
+
+async fn connection_to(inner: &Arc<Inner>, to: SocketAddr) -> Option<quinn::Connection> {
+    if let Some(conn) = inner.connections.lock().get(&to) {
+        if conn.close_reason().is_none() {
+            return Some(conn.clone());
+        }
+    }
+    if inner
+        .failed_at
+        .lock()
+        .get(&to)
+        .is_some_and(|t| t.elapsed() < RETRY_AFTER)
+    {
+        return None;
+    }
+    let attempt = connect(&inner.endpoint, &inner.identity, to, "peer");
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(Ok(conn)) => {
+            inner.failed_at.lock().remove(&to);
+            inner.connections.lock().insert(to, conn.clone());
+            tokio::spawn(serve_streams(Arc::clone(inner), conn.clone(), to));
+            Some(conn)
+        }
+        Ok(Err(e)) => {
+            tracing::debug!("cannot reach peer {to}: {e:#}");
+            inner.failed_at.lock().insert(to, Instant::now());
+            None
+        }
+        Err(_) => {
+            tracing::debug!("peer {to} did not answer within {CONNECT_TIMEOUT:?}");
+            inner.failed_at.lock().insert(to, Instant::now());
+            None
+        }
+    }
+}
+
+async fn send_uni(conn: &quinn::Connection, kind: u8, payload: &[u8]) -> anyhow::Result<()> {
+    let mut stream = conn.open_uni().await?;
+    stream.write_all(&[kind]).await?;
+    stream.write_all(payload).await?;
+    stream.finish()?;
+    Ok(())
+}
+
+/// Asks the peer at `to` for its status, authenticating as a client.
+pub async fn request_status(
+    to: SocketAddr,
+    cluster_id: &str,
+    admission: Admission,
+) -> anyhow::Result<Vec<u8>> {
+    let bind: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse()?;
+    let mut endpoint = quinn::Endpoint::client(bind)?;
+    endpoint.set_default_client_config(tls::client_config()?);
+    let identity = Identity {
+        cluster_id: cluster_id.to_owned(),
+        node: "status-client".to_owned(),
+        advertise: endpoint.local_addr()?,
+        admission,
+    };
+    let work = async {
+        let conn = connect(&endpoint, &identity, to, "client").await?;
+        let (mut send, mut recv) = conn.open_bi().await?;
+        send.write_all(&[KIND_STATUS]).await?;
+        send.finish()?;
+        let body = recv.read_to_end(MAX_MESSAGE).await?;
+        conn.close(0u32.into(), b"done");
+        anyhow::Ok(body)
+    };
+    let result = tokio::time::timeout(Duration::from_secs(5), work)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer from {to} within 5s"))?;
+    let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
+    result
+}

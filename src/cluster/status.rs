@@ -1,0 +1,111 @@
+//! The cluster picture `vajra-peer status` shows, from any node.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::network::CounterSnapshot;
+use super::state::PeerInfo;
+
+/// Liveness of a member as this node sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Liveness {
+    /// Heard from recently.
+    Alive,
+    /// Silent for longer than usual, not yet declared dead.
+    Suspect,
+    /// Declared dead by the failure detector.
+    Dead,
+}
+
+/// One member of the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Unique node id.
+    pub id: String,
+    /// Incarnation: grows each time the node restarts.
+    pub generation: u64,
+    /// Gossip address.
+    pub address: String,
+    /// Liveness.
+    pub state: Liveness,
+    /// Milliseconds since its heartbeat last advanced (0 for this node).
+    pub last_heard_ms: u64,
+    /// What it publishes.
+    pub info: PeerInfo,
+}
+
+/// A node's view of the whole cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// Cluster id.
+    pub cluster_id: String,
+    /// Id of the node that answered.
+    pub node: String,
+    /// Its admission mode; "insecure" is a development setting.
+    pub security: String,
+    /// Every member it knows, itself included, sorted by id.
+    pub members: Vec<MemberStatus>,
+    /// What its endpoint refused or dropped.
+    pub counters: CounterSnapshot,
+}
+
+impl ClusterStatus {
+    /// Members currently alive (or suspect, which are not yet dead).
+    pub fn live_ids(&self) -> Vec<&str> {
+        self.members
+            .iter()
+            .filter(|m| m.state != Liveness::Dead)
+            .map(|m| m.id.as_str())
+            .collect()
+    }
+
+    /// A table for people.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "cluster {} (answered by {})",
+            self.cluster_id, self.node
+        );
+        if self.security == "insecure" {
+            let _ = writeln!(
+                out,
+                "WARNING: INSECURE CLUSTER: any host that can reach a peer can join it (--insecure)"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{:<24} {:<22} {:<8} {:>9} {:<6} {:>6} {:>5} {:>5}  {:<10} STATUS",
+            "NODE", "ADDRESS", "STATE", "HEARD", "ROLE", "WEIGHT", "CORES", "CPU", "SECURITY"
+        );
+        for m in &self.members {
+            let _ = writeln!(
+                out,
+                "{:<24} {:<22} {:<8} {:>7}ms {:<6} {:>6} {:>5} {:>4}%  {:<10} {}",
+                m.id,
+                m.address,
+                format!("{:?}", m.state).to_lowercase(),
+                m.last_heard_ms,
+                m.info.role,
+                m.info.weight,
+                m.info.cores,
+                m.info.cpu_percent,
+                m.info.security,
+                m.info.status,
+            );
+        }
+        let c = &self.counters;
+        let _ = writeln!(
+            out,
+            "refused peers {}, failed handshakes {}, malformed messages {}, ignored packets {}, dropped outgoing {}",
+            c.refused_peers,
+            c.handshake_failures,
+            c.bad_messages,
+            c.ignored_handshakes,
+            c.dropped_outgoing
+        );
+        out
+    }
+}

@@ -1,0 +1,374 @@
+//! Membership across real `vajra-peer join` processes on loopback. Every
+//! peer is killed when its test ends; every wait is bounded.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::binary;
+use vajra::cluster::{ClusterStatus, Liveness};
+
+/// A set of peer processes, killed on drop.
+struct Cluster {
+    secret: tempfile::NamedTempFile,
+    peers: BTreeMap<String, (Child, u16)>,
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn secret_file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(f, "{text}").unwrap();
+    f
+}
+
+impl Cluster {
+    fn new() -> Self {
+        Self {
+            secret: secret_file("correct horse battery staple"),
+            peers: BTreeMap::new(),
+        }
+    }
+
+    fn start(&mut self, name: &str, port: u16, seed: Option<u16>) {
+        let secret = self.secret.path().to_owned();
+        self.start_with(
+            name,
+            port,
+            seed,
+            &["--cluster-secret-file", secret.to_str().unwrap()],
+        );
+    }
+
+    fn start_with(&mut self, name: &str, port: u16, seed: Option<u16>, extra: &[&str]) {
+        let mut cmd = binary();
+        cmd.args([
+            "join",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--name",
+            name,
+            "--gossip-interval",
+            "100ms",
+        ]);
+        if let Some(seed) = seed {
+            cmd.args(["--seed", &format!("127.0.0.1:{seed}")]);
+        }
+        let child = cmd
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.peers.insert(name.to_owned(), (child, port));
+    }
+
+    fn port(&self, name: &str) -> u16 {
+        self.peers[name].1
+    }
+
+    fn signal(&self, name: &str, signal: i32) {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.peers[name].0.id() as i32, signal) };
+    }
+
+    fn kill(&mut self, name: &str) {
+        let (mut child, _) = self.peers.remove(name).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// `name`'s view of the cluster, if it answers.
+    fn status(&self, name: &str) -> Option<ClusterStatus> {
+        self.status_at(self.port(name), self.secret.path().to_str().unwrap())
+    }
+
+    fn status_at(&self, port: u16, secret: &str) -> Option<ClusterStatus> {
+        let out = binary()
+            .args([
+                "status",
+                "--json",
+                "--peer",
+                &format!("127.0.0.1:{port}"),
+                "--cluster-secret-file",
+                secret,
+            ])
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Polls until every peer in `observers` sees `check` hold, or `limit`.
+    fn wait_until(
+        &self,
+        observers: &[&str],
+        limit: Duration,
+        check: impl Fn(&ClusterStatus) -> bool,
+    ) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if observers
+                .iter()
+                .all(|o| self.status(o).is_some_and(|s| check(&s)))
+            {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, (child, _)) in self.peers.iter_mut() {
+            // SAFETY: a stopped child must be resumed to die cleanly.
+            unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn state_of(status: &ClusterStatus, id: &str) -> Option<Liveness> {
+    status
+        .members
+        .iter()
+        .rev()
+        .find(|m| m.id == id)
+        .map(|m| m.state)
+}
+
+#[test]
+fn five_peers_converge_detect_death_freeze_and_restart() {
+    let mut cluster = Cluster::new();
+    let names = ["p1", "p2", "p3", "p4", "p5"];
+    let first = free_port();
+    cluster.start("p1", first, None);
+    for name in &names[1..] {
+        cluster.start(name, free_port(), Some(first));
+    }
+    let converged = cluster
+        .wait_until(&names, Duration::from_secs(3), |s| s.live_ids() == names)
+        .expect("5 peers did not converge within 3 s");
+    eprintln!("membership of 5 converged in {converged:?}");
+
+    let p5_generation = cluster
+        .status("p5")
+        .unwrap()
+        .members
+        .iter()
+        .find(|m| m.id == "p5")
+        .unwrap()
+        .generation;
+    cluster.kill("p5");
+    let survivors = ["p1", "p2", "p3", "p4"];
+    let detected = cluster
+        .wait_until(&survivors, Duration::from_millis(2_500), |s| {
+            state_of(s, "p5") == Some(Liveness::Dead)
+        })
+        .expect("kill -9 not detected within 2.5 s");
+    eprintln!("kill -9 detected by all survivors in {detected:?}");
+
+    cluster.signal("p4", libc::SIGSTOP);
+    let watchers = ["p1", "p2", "p3"];
+    let suspected = cluster
+        .wait_until(&watchers, Duration::from_secs(3), |s| {
+            state_of(s, "p4") != Some(Liveness::Alive)
+        })
+        .expect("a frozen peer was never suspected");
+    eprintln!("SIGSTOP noticed in {suspected:?}");
+    cluster.signal("p4", libc::SIGCONT);
+    let recovered = cluster
+        .wait_until(&survivors, Duration::from_secs(5), |s| {
+            state_of(s, "p4") == Some(Liveness::Alive)
+        })
+        .expect("a resumed peer did not recover");
+    eprintln!("SIGCONT recovered in {recovered:?}");
+
+    let port = free_port();
+    cluster.start("p5", port, Some(first));
+    let rejoined = cluster
+        .wait_until(&names, Duration::from_secs(5), |s| {
+            s.members
+                .iter()
+                .any(|m| m.id == "p5" && m.generation > p5_generation && m.state == Liveness::Alive)
+        })
+        .expect("a restarted peer did not rejoin with a higher generation");
+    eprintln!("restart rejoined in {rejoined:?}");
+    let view = cluster.status("p1").unwrap();
+    let old = view
+        .members
+        .iter()
+        .find(|m| m.id == "p5" && m.generation == p5_generation);
+    assert!(
+        old.is_none_or(|m| m.state != Liveness::Alive),
+        "the old incarnation is not taken for the new one"
+    );
+}
+
+#[test]
+fn a_peer_with_the_wrong_secret_never_appears() {
+    let mut cluster = Cluster::new();
+    let first = free_port();
+    cluster.start("good1", first, None);
+    cluster.start("good2", free_port(), Some(first));
+    let wrong = secret_file("this is not the cluster secret");
+    cluster.start_with(
+        "intruder",
+        free_port(),
+        Some(first),
+        &["--cluster-secret-file", wrong.path().to_str().unwrap()],
+    );
+    cluster
+        .wait_until(&["good1", "good2"], Duration::from_secs(3), |s| {
+            s.live_ids() == ["good1", "good2"]
+        })
+        .expect("good peers converge");
+    std::thread::sleep(Duration::from_secs(1));
+    for good in ["good1", "good2"] {
+        let status = cluster.status(good).unwrap();
+        assert!(
+            status.members.iter().all(|m| m.id != "intruder"),
+            "{good} lists the intruder"
+        );
+    }
+    let refused = cluster.status("good1").unwrap().counters.refused_peers;
+    assert!(refused > 0, "the intruder's attempts are counted");
+    // The intruder itself learns nobody.
+    let intruder = cluster
+        .status_at(cluster.port("intruder"), wrong.path().to_str().unwrap())
+        .unwrap();
+    assert_eq!(intruder.live_ids(), ["intruder"]);
+}
+
+#[test]
+fn garbage_and_wrong_protocols_leave_peers_serving() {
+    let mut cluster = Cluster::new();
+    let first = free_port();
+    cluster.start("a", first, None);
+    cluster.start("b", free_port(), Some(first));
+    cluster
+        .wait_until(&["a", "b"], Duration::from_secs(3), |s| {
+            s.live_ids() == ["a", "b"]
+        })
+        .expect("converge");
+
+    let target: SocketAddr = format!("127.0.0.1:{first}").parse().unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in 0..3_000 {
+        let len = (next() % 1_400) as usize + 1;
+        let mut datagram: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if i % 3 == 0 {
+            datagram[0] = 0xc0 | (datagram[0] & 0x0f); // looks like a QUIC long header
+        }
+        let _ = socket.send_to(&datagram, target);
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // A client speaking another ALPN (protocol version) is refused by TLS.
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"vajra/0".to_vec()];
+        endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(
+            quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+        )));
+        let attempt = endpoint.connect(target, "vajra-peer").unwrap();
+        assert!(tokio::time::timeout(Duration::from_secs(3), attempt).await.map_or(true, |r| r.is_err()));
+
+        // Right ALPN, wrong wire protocol version in the hello: refused.
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(vajra::cluster::tls::client_config().unwrap());
+        let conn = endpoint.connect(target, "vajra-peer").unwrap().await.unwrap();
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let hello = serde_json::json!({"protocol": 99, "cluster_id": "vajra", "role": "peer", "node": "x", "advertise": "127.0.0.1:1", "proof": ""});
+        send.write_all(hello.to_string().as_bytes()).await.unwrap();
+        send.finish().unwrap();
+        let answer = recv.read_to_end(16_384).await.unwrap();
+        let welcome: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(welcome["ok"], false);
+        assert!(welcome["error"].as_str().unwrap().contains("protocol version 99"), "{welcome}");
+    });
+
+    let counted = cluster.wait_until(&["a"], Duration::from_secs(2), |s| {
+        s.live_ids() == ["a", "b"]
+            && s.counters.refused_peers >= 1
+            && s.counters.handshake_failures + s.counters.ignored_handshakes >= 1
+    });
+    let status = cluster
+        .status("a")
+        .expect("peer a still answers after the garbage");
+    assert!(
+        counted.is_some(),
+        "refusals not counted: {:?}",
+        status.counters
+    );
+    assert_eq!(cluster.status("b").unwrap().live_ids(), ["a", "b"]);
+}
+
+#[test]
+fn a_peer_without_authentication_is_refused_unless_insecure() {
+    let out = binary()
+        .args(["join", "--listen", "127.0.0.1:0"])
+        .env_remove("VAJRA_CLUSTER_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure"));
+
+    let short = secret_file("short");
+    let out = binary()
+        .args([
+            "join",
+            "--listen",
+            "127.0.0.1:0",
+            "--cluster-secret-file",
+            short.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16 bytes"));
+
+    let mut cluster = Cluster::new();
+    let port = free_port();
+    cluster.start_with("dev", port, None, &["--insecure"]);
+    let start = Instant::now();
+    let text = loop {
+        let out = binary()
+            .args([
+                "status",
+                "--peer",
+                &format!("127.0.0.1:{port}"),
+                "--insecure",
+            ])
+            .output()
+            .unwrap();
+        if out.status.success() || start.elapsed() > Duration::from_secs(3) {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(text.contains("INSECURE"), "{text}");
+}
