@@ -83,6 +83,9 @@ pub struct JoinArgs {
     /// resolved and re-resolved, so a headless service or compose name works).
     #[arg(long = "seed", env = "VAJRA_SEEDS", value_delimiter = ',')]
     pub seeds: Vec<String>,
+    /// Also discover peers of this cluster by mDNS on the local network.
+    #[arg(long, env = "VAJRA_MDNS", action = ArgAction::SetTrue)]
+    pub mdns: bool,
     /// Unique node name [default: HOSTNAME-PORT].
     #[arg(long, env = "VAJRA_NAME")]
     pub name: Option<String>,
@@ -140,6 +143,7 @@ pub fn join(args: JoinArgs) -> u8 {
         weight: args.weight,
         admission,
         gossip_interval: args.gossip_interval.0.max(Duration::from_millis(10)),
+        mdns: args.mdns,
     };
     let Ok(rt) = runtime(2) else {
         return EXIT_RUNTIME;

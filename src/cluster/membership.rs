@@ -10,6 +10,7 @@ use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig
 use parking_lot::Mutex;
 
 use super::auth::Admission;
+use super::discovery::MdnsDiscovery;
 use super::gossip::QuicGossip;
 use super::network::{Identity, Network};
 use super::state::{self, PeerInfo};
@@ -45,6 +46,8 @@ pub struct PeerConfig {
     pub admission: Admission,
     /// Gossip interval.
     pub gossip_interval: Duration,
+    /// Also find peers by mDNS on the local network.
+    pub mdns: bool,
 }
 
 /// When each node's heartbeat last advanced, as seen here.
@@ -65,13 +68,14 @@ impl HeardTracker {
 
 /// A running peer.
 pub struct Peer {
-    handle: ChitchatHandle,
+    handle: Arc<ChitchatHandle>,
     network: Network,
     cluster_id: String,
     gossip_interval: Duration,
     heard: Arc<Mutex<HeardTracker>>,
     status_cache: Arc<Mutex<Vec<u8>>>,
     refresher: tokio::task::JoinHandle<()>,
+    mdns: Option<(MdnsDiscovery, tokio::task::JoinHandle<()>)>,
 }
 
 impl Peer {
@@ -122,7 +126,31 @@ impl Peer {
             extra_liveness_predicate: None,
         };
         let transport = QuicGossip::new(network.clone(), inbox);
-        let handle = spawn_chitchat(chitchat_config, info.key_values(), &transport).await?;
+        let handle =
+            Arc::new(spawn_chitchat(chitchat_config, info.key_values(), &transport).await?);
+        let mdns = if config.mdns {
+            let (discovery, mut found) =
+                MdnsDiscovery::start(&config.cluster_id, &config.node_id, advertise)?;
+            let chitchat = handle.chitchat();
+            let gossip = Arc::clone(&handle);
+            let task = tokio::spawn(async move {
+                while let Some(addr) = found.recv().await {
+                    let known = chitchat
+                        .lock()
+                        .await
+                        .node_states()
+                        .keys()
+                        .any(|id| id.gossip_advertise_addr == addr);
+                    if !known {
+                        tracing::info!("mDNS found a peer at {addr}");
+                        let _ = gossip.gossip(addr);
+                    }
+                }
+            });
+            Some((discovery, task))
+        } else {
+            None
+        };
         let heard = Arc::new(Mutex::new(HeardTracker::default()));
         let status_cache = Arc::new(Mutex::new(Vec::new()));
         let cache = Arc::clone(&status_cache);
@@ -135,6 +163,7 @@ impl Peer {
             heard,
             status_cache,
             refresher: tokio::spawn(async {}),
+            mdns,
         };
         peer.refresher = tokio::spawn(refresh_loop(peer.view()));
         Ok(peer)
@@ -164,7 +193,11 @@ impl Peer {
     /// Leaves: stops gossip and closes the endpoint.
     pub async fn shutdown(self) {
         self.refresher.abort();
-        let _ = self.handle.shutdown().await;
+        if let Some((discovery, task)) = self.mdns {
+            task.abort();
+            drop(discovery);
+        }
+        let _ = self.handle.initiate_shutdown();
         self.network.close();
     }
 }

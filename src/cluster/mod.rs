@@ -5,12 +5,15 @@
 //! - [`tls`]: TLS 1.3 configuration of the endpoint.
 //! - [`auth`]: the cluster-secret challenge bound to the TLS session.
 //! - [`gossip`]: chitchat's transport over the endpoint.
+//! - [`discovery`]: finding peers by mDNS (seeds are chitchat's own).
+//! - [`cli`]: the `join` and `status` subcommands.
 //! - [`state`]: the typed key/values each peer publishes.
 //! - [`membership`]: a running peer: chitchat, state refresh, liveness.
 //! - [`status`]: the cluster picture `vajra-peer status` prints.
 
 pub mod auth;
 pub mod cli;
+pub mod discovery;
 pub mod gossip;
 pub mod membership;
 pub mod network;
