@@ -140,6 +140,16 @@ impl Drop for Cluster {
     }
 }
 
+/// Asks the peer on `port` for its status, with `auth` flags.
+fn status_with(port: u16, auth: &[&str]) -> Option<ClusterStatus> {
+    let out = binary()
+        .args(["status", "--json", "--peer", &format!("127.0.0.1:{port}")])
+        .args(auth)
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
 fn state_of(status: &ClusterStatus, id: &str) -> Option<Liveness> {
     status
         .members
@@ -299,7 +309,7 @@ fn garbage_and_wrong_protocols_leave_peers_serving() {
 
         // Right ALPN, wrong wire protocol version in the hello: refused.
         let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        endpoint.set_default_client_config(vajra::cluster::tls::client_config().unwrap());
+        endpoint.set_default_client_config(vajra::cluster::tls::client_config(&vajra::cluster::Admission::Insecure).unwrap());
         let conn = endpoint.connect(target, "vajra-peer").unwrap().await.unwrap();
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
         let hello = serde_json::json!({"protocol": 99, "cluster_id": "vajra", "role": "peer", "node": "x", "advertise": "127.0.0.1:1", "proof": ""});
@@ -371,4 +381,87 @@ fn a_peer_without_authentication_is_refused_unless_insecure() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(text.contains("INSECURE"), "{text}");
+}
+
+fn flags(set: &[String]) -> Vec<&str> {
+    set.iter().map(String::as_str).collect()
+}
+
+/// Writes a CA and `names.len()` peer certificates (each naming
+/// "vajra-peer") into `dir`; returns the flag sets for each peer.
+fn mtls_identities(dir: &std::path::Path, ca_name: &str, names: &[&str]) -> Vec<Vec<String>> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, ca_name);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let ca_path = dir.join(format!("{ca_name}.pem"));
+    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
+    let issuer = Issuer::new(ca_params, &ca_key);
+    names
+        .iter()
+        .map(|name| {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(vec!["vajra-peer".to_owned()])
+                .unwrap()
+                .signed_by(&key, &issuer)
+                .unwrap();
+            let (cert_path, key_path) = (
+                dir.join(format!("{name}.crt")),
+                dir.join(format!("{name}.key")),
+            );
+            std::fs::write(&cert_path, cert.pem()).unwrap();
+            std::fs::write(&key_path, key.serialize_pem()).unwrap();
+            [
+                ("--tls-ca", &ca_path),
+                ("--tls-cert", &cert_path),
+                ("--tls-key", &key_path),
+            ]
+            .into_iter()
+            .flat_map(|(flag, path)| [flag.to_owned(), path.to_str().unwrap().to_owned()])
+            .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn mutual_tls_admits_the_cas_peers_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = mtls_identities(dir.path(), "cluster-ca", &["m1", "m2", "admin"]);
+    let theirs = mtls_identities(dir.path(), "rogue-ca", &["rogue"]);
+    let mut cluster = Cluster::new();
+    let first = free_port();
+    cluster.start_with("m1", first, None, &flags(&ours[0]));
+    cluster.start_with("m2", free_port(), Some(first), &flags(&ours[1]));
+    cluster.start_with("rogue", free_port(), Some(first), &flags(&theirs[0]));
+    let admin = flags(&ours[2]);
+    let start = Instant::now();
+    let mut view = None;
+    while start.elapsed() < Duration::from_secs(3) {
+        view = status_with(first, &admin).filter(|s| s.live_ids() == ["m1", "m2"]);
+        if view.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let view = view.expect("the CA's peers did not converge over mutual TLS");
+    assert_eq!(view.security, "mtls");
+    std::thread::sleep(Duration::from_secs(1));
+    let view = status_with(first, &admin).unwrap();
+    assert!(
+        view.members.iter().all(|m| m.id != "rogue"),
+        "a peer of another CA joined"
+    );
+    assert!(
+        view.counters.handshake_failures > 0,
+        "the rogue's handshakes are counted: {:?}",
+        view.counters
+    );
+    assert!(
+        status_with(first, &flags(&theirs[0])).is_none(),
+        "a rogue certificate cannot read status"
+    );
 }

@@ -7,7 +7,13 @@
 //! verify on the other. The client proves first, and the server reveals its
 //! own proof (and anything else) only after checking the client's.
 
+use std::path::Path;
+use std::sync::Arc;
+
 use ring::hmac;
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
 /// Wire protocol version, checked in the hello.
@@ -19,8 +25,51 @@ const EKM_LABEL: &[u8] = b"EXPORTER-vajra-cluster-admission";
 pub enum Admission {
     /// Peers must prove knowledge of this secret.
     Secret(Vec<u8>),
+    /// Peers must present a certificate signed by the cluster's CA (mutual
+    /// TLS); the TLS handshake itself admits them.
+    Mtls(Arc<MtlsIdentity>),
     /// Anyone may join (development only; shown loudly in status).
     Insecure,
+}
+
+/// A peer's certificate, its key and the CA that signs every peer's.
+pub struct MtlsIdentity {
+    /// CA certificates peers' certificates must chain to.
+    pub roots: Arc<RootCertStore>,
+    /// This peer's certificate chain.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// This peer's private key.
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl MtlsIdentity {
+    /// Loads PEM files; errors name the file at fault.
+    pub fn load(ca: &Path, cert: &Path, key: &Path) -> Result<Self, String> {
+        let read_certs = |path: &Path| -> Result<Vec<CertificateDer<'static>>, String> {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{} is not PEM certificates: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!("{} holds no certificate", path.display()));
+            }
+            Ok(certs)
+        };
+        let mut roots = RootCertStore::empty();
+        for ca_cert in read_certs(ca)? {
+            roots
+                .add(ca_cert)
+                .map_err(|e| format!("{} is not a usable CA certificate: {e}", ca.display()))?;
+        }
+        let chain = read_certs(cert)?;
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| format!("{} is not a PEM private key: {e}", key.display()))?;
+        Ok(Self {
+            roots: Arc::new(roots),
+            chain,
+            key,
+        })
+    }
 }
 
 impl std::fmt::Debug for Admission {
@@ -30,10 +79,11 @@ impl std::fmt::Debug for Admission {
 }
 
 impl Admission {
-    /// "secret" or "insecure".
+    /// "secret", "mtls" or "insecure".
     pub fn mode(&self) -> &'static str {
         match self {
             Self::Secret(_) => "secret",
+            Self::Mtls(_) => "mtls",
             Self::Insecure => "insecure",
         }
     }
@@ -48,7 +98,7 @@ impl Admission {
                 ctx.update(role.as_bytes());
                 hex(ctx.sign().as_ref())
             }
-            Self::Insecure => String::new(),
+            Self::Mtls(_) | Self::Insecure => String::new(),
         }
     }
 
@@ -64,7 +114,9 @@ impl Admission {
                 message.extend_from_slice(role.as_bytes());
                 hmac::verify(&key, &message, &tag).is_ok()
             }
-            Self::Insecure => proof.is_empty(),
+            // The TLS handshake already verified the certificate chain both
+            // ways; a secret proof means a peer of another admission mode.
+            Self::Mtls(_) | Self::Insecure => proof.is_empty(),
         }
     }
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args};
 
-use super::auth::Admission;
+use std::sync::Arc;
+
+use super::auth::{Admission, MtlsIdentity};
 use super::membership::{Peer, PeerConfig, hostname};
 use super::network::request_status;
 use super::status::ClusterStatus;
@@ -28,6 +30,16 @@ pub struct SecurityArgs {
     /// is ignored). The secret itself may instead be in VAJRA_CLUSTER_SECRET.
     #[arg(long, env = "VAJRA_CLUSTER_SECRET_FILE", value_name = "FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// Mutual TLS: PEM file of the CA that signs every peer's certificate.
+    #[arg(long, env = "VAJRA_TLS_CA", value_name = "FILE", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<PathBuf>,
+    /// Mutual TLS: this peer's PEM certificate (chain); it must name the
+    /// DNS name "vajra-peer".
+    #[arg(long, env = "VAJRA_TLS_CERT", value_name = "FILE", requires_all = ["tls_ca", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// Mutual TLS: this peer's PEM private key.
+    #[arg(long, env = "VAJRA_TLS_KEY", value_name = "FILE", requires_all = ["tls_ca", "tls_cert"])]
+    pub tls_key: Option<PathBuf>,
     /// Development only: admit any peer without a secret. Status shows it.
     #[arg(long, action = ArgAction::SetTrue)]
     pub insecure: bool,
@@ -46,9 +58,23 @@ impl SecurityArgs {
             (None, Some(text)) => Some(text.into_bytes()),
             (None, None) => None,
         };
-        match (secret, self.insecure) {
-            (Some(_), true) => Err("give either a cluster secret or --insecure, not both".into()),
-            (Some(mut secret), false) => {
+        let mtls = match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => Some(MtlsIdentity::load(ca, cert, key)?),
+            _ => None,
+        };
+        let modes = usize::from(secret.is_some())
+            + usize::from(mtls.is_some())
+            + usize::from(self.insecure);
+        if modes > 1 {
+            return Err(
+                "give one of a cluster secret, --tls-ca/--tls-cert/--tls-key, or --insecure".into(),
+            );
+        }
+        if let Some(id) = mtls {
+            return Ok(Admission::Mtls(Arc::new(id)));
+        }
+        match secret {
+            Some(mut secret) => {
                 while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                     secret.pop();
                 }
@@ -59,10 +85,11 @@ impl SecurityArgs {
                 }
                 Ok(Admission::Secret(secret))
             }
-            (None, true) => Ok(Admission::Insecure),
-            (None, false) => Err(
-                "refusing to run without peer authentication: give --cluster-secret-file FILE \\
-                 (or VAJRA_CLUSTER_SECRET), or --insecure for development"
+            None if self.insecure => Ok(Admission::Insecure),
+            None => Err(
+                "refusing to run without peer authentication: give --cluster-secret-file FILE \
+                 (or VAJRA_CLUSTER_SECRET), --tls-ca/--tls-cert/--tls-key for mutual TLS, \
+                 or --insecure for development"
                     .into(),
             ),
         }

@@ -21,6 +21,6 @@ pub mod state;
 pub mod status;
 pub mod tls;
 
-pub use auth::Admission;
+pub use auth::{Admission, MtlsIdentity};
 pub use membership::{Peer, PeerConfig};
 pub use status::{ClusterStatus, Liveness};

@@ -110,9 +110,10 @@ pub type GossipInbox = mpsc::Receiver<(SocketAddr, Bytes)>;
 impl Network {
     /// Binds `listen` and starts accepting peers.
     pub fn bind(listen: SocketAddr, identity: Identity) -> anyhow::Result<(Self, GossipInbox)> {
-        let mut endpoint = quinn::Endpoint::server(tls::server_config()?, listen)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}/udp: {e}"))?;
-        endpoint.set_default_client_config(tls::client_config()?);
+        let mut endpoint =
+            quinn::Endpoint::server(tls::server_config(&identity.admission)?, listen)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {listen}/udp: {e}"))?;
+        endpoint.set_default_client_config(tls::client_config(&identity.admission)?);
         let (gossip_in, inbox) = mpsc::channel(1024);
         let inner = Arc::new(Inner {
             endpoint,
@@ -441,7 +442,7 @@ pub async fn request_status(
 ) -> anyhow::Result<Vec<u8>> {
     let bind: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse()?;
     let mut endpoint = quinn::Endpoint::client(bind)?;
-    endpoint.set_default_client_config(tls::client_config()?);
+    endpoint.set_default_client_config(tls::client_config(&admission)?);
     let identity = Identity {
         cluster_id: cluster_id.to_owned(),
         node: "status-client".to_owned(),
