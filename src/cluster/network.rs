@@ -464,3 +464,53 @@ pub async fn request_status(
     let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(port_hint: &str, admission: Admission) -> (SocketAddr, Identity) {
+        let addr: SocketAddr = port_hint.parse().unwrap();
+        let id = Identity {
+            cluster_id: "test".into(),
+            node: format!("n{}", addr.port()),
+            advertise: addr,
+            admission,
+        };
+        (addr, id)
+    }
+
+    fn free_addr() -> String {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_full_size_gossip_message_crosses_intact_and_strangers_do_not() {
+        let secret = Admission::Secret(b"0123456789abcdef".to_vec());
+        let (a_addr, a_id) = identity(&free_addr(), secret.clone());
+        let (b_addr, b_id) = identity(&free_addr(), secret);
+        let (a, _a_inbox) = Network::bind(a_addr, a_id).unwrap();
+        let (_b, mut b_inbox) = Network::bind(b_addr, b_id).unwrap();
+        // chitchat's largest message is just under 64 KiB: far beyond a
+        // QUIC datagram, which is why gossip rides on streams.
+        let payload: Vec<u8> = (0..65_000u32).map(|i| (i % 251) as u8).collect();
+        a.send_gossip(b_addr, Bytes::from(payload.clone()));
+        let (from, got) = tokio::time::timeout(Duration::from_secs(5), b_inbox.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(from, a_addr);
+        assert_eq!(got.as_ref(), payload.as_slice());
+
+        let (s_addr, s_id) = identity(
+            &free_addr(),
+            Admission::Secret(b"not-the-cluster-secret".to_vec()),
+        );
+        let (stranger, _s_inbox) = Network::bind(s_addr, s_id).unwrap();
+        stranger.send_gossip(b_addr, Bytes::from_static(b"let me in"));
+        let nothing = tokio::time::timeout(Duration::from_millis(500), b_inbox.recv()).await;
+        assert!(nothing.is_err(), "a stranger's message was delivered");
+        assert!(stranger.counters().dropped_outgoing >= 1);
+    }
+}
