@@ -196,3 +196,46 @@ async fn stuck_executions_are_abandoned_after_the_drain_timeout() {
     assert_eq!(outcome.metrics.phase_total(Phase::Main).dispatched, 20);
     assert!(outcome.total_secs < 3.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_update_mid_run_follows_the_new_curve_without_burst_or_gap() {
+    use vajra::engine::LoadControl;
+    use vajra::load::RateCurve;
+    use vajra::task::noop::Noop;
+
+    let control = LoadControl::new();
+    let updater = control.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        // From 2 s on: 600/s for 2 s, instead of 200/s.
+        updater.update(2.0, RateCurve::constant(600.0, 2.0).unwrap());
+    });
+    let outcome = engine::run_controlled(
+        |_| Ok(Noop),
+        open(200.0, 4, 100),
+        &mut NoObserver,
+        StopSignal::new(),
+        control,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        outcome.planned,
+        Some(1_600),
+        "the plan follows the updated curve"
+    );
+    let per_second: Vec<u64> = outcome
+        .metrics
+        .series()
+        .iter()
+        .take(4)
+        .map(|w| w.dispatched)
+        .collect();
+    for (second, (&got, want)) in per_second.iter().zip([200u64, 200, 600, 600]).enumerate() {
+        assert!(
+            got.abs_diff(want) <= want / 50 + 1,
+            "second {second}: {got} dispatched, want {want}"
+        );
+    }
+    assert_eq!(outcome.metrics.phase_total(Phase::Main).completed(), 1_600);
+}

@@ -24,7 +24,7 @@ pub mod scheduler;
 pub mod stop;
 pub mod worker;
 
-pub use scheduler::Saturation;
+pub use scheduler::{CurveUpdate, LoadControl, Saturation};
 pub use stop::{StopCause, StopSignal};
 
 use crate::load::profile::CompiledProfile;
@@ -144,6 +144,18 @@ pub async fn run<F: TaskFactory>(
     observer: &mut dyn RunObserver,
     stop: StopSignal,
 ) -> Result<RunOutcome, EngineError> {
+    run_controlled(factory, config, observer, stop, LoadControl::new()).await
+}
+
+/// Like [`run`], with a handle that can change an open-model run's rate
+/// while it goes (ignored by closed-model runs).
+pub async fn run_controlled<F: TaskFactory>(
+    factory: F,
+    config: EngineConfig,
+    observer: &mut dyn RunObserver,
+    stop: StopSignal,
+    control: LoadControl,
+) -> Result<RunOutcome, EngineError> {
     let strategy = config
         .thread_strategy
         .unwrap_or(<F::Task as Task>::THREAD_STRATEGY);
@@ -193,7 +205,7 @@ pub async fn run<F: TaskFactory>(
                 elastic: !blocking,
                 saturation: *saturation,
             };
-            start_open(&ctx, &spawner, profile, pool).await?
+            start_open(&ctx, &spawner, profile, pool, control).await?
         }
         LoadModel::Closed {
             concurrency,
@@ -222,6 +234,11 @@ pub async fn run<F: TaskFactory>(
         return Err(EngineError::Setup(fatal));
     }
     aggregator.finish(total_secs);
+    // The scheduler leaves the curve it finally followed (after updates).
+    let (curve, planned) = match started.followed.lock().take() {
+        Some((curve, planned)) => (Some(curve), Some(planned)),
+        None => (curve, started.planned),
+    };
     Ok(RunOutcome {
         metrics: aggregator,
         started_at,
@@ -231,7 +248,7 @@ pub async fn run<F: TaskFactory>(
         stop: stop.cause(),
         unfinished,
         instances: ctx.instances(),
-        planned: started.planned,
+        planned,
         curve,
         thread_strategy: strategy,
     })
@@ -243,6 +260,9 @@ struct Started {
     load_done: LoadDone,
     curve: Option<RateCurve>,
     planned: Option<u64>,
+    /// Filled by the scheduler when it ends: the curve it followed (updates
+    /// included) and the arrivals that curve planned.
+    followed: Arc<parking_lot::Mutex<Option<(RateCurve, u64)>>>,
 }
 
 enum LoadDone {
@@ -257,6 +277,7 @@ async fn start_open<F: TaskFactory>(
     spawner: &Arc<Spawner>,
     profile: &CompiledProfile,
     pool: Pool,
+    control: LoadControl,
 ) -> Result<Started, EngineError> {
     let (tx, rx) = async_channel::unbounded();
     let (ready_tx, ready_rx) = mpsc::unbounded_channel();
@@ -272,10 +293,14 @@ async fn start_open<F: TaskFactory>(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     ctx.clock.start();
     let (ctx2, spawner2) = (Arc::clone(ctx), Arc::clone(spawner));
+    let followed = Arc::new(parking_lot::Mutex::new(None));
+    let slot = Arc::clone(&followed);
     std::thread::Builder::new()
         .name("vajra-scheduler".into())
         .spawn(move || {
-            run_scheduler(ctx2, schedule, tx, rx, spawner2, pool);
+            *slot.lock() = Some(run_scheduler(
+                ctx2, schedule, tx, rx, spawner2, pool, control,
+            ));
             let _ = done_tx.send(());
         })
         .map_err(|e| EngineError::Invalid(format!("cannot start the scheduler thread: {e}")))?;
@@ -283,6 +308,7 @@ async fn start_open<F: TaskFactory>(
         load_done: LoadDone::Scheduler(done_rx),
         curve: Some(profile.curve.clone()),
         planned: Some(planned),
+        followed,
     })
 }
 
@@ -318,6 +344,7 @@ async fn start_closed<F: TaskFactory>(
         load_done: LoadDone::Workers,
         curve: None,
         planned: None,
+        followed: Arc::default(),
     })
 }
 

@@ -7,11 +7,13 @@
 //! difference to the actual dispatch is recorded as scheduler lag.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::worker::{RunContext, Spawner, open_worker};
-use crate::load::ArrivalSchedule;
+use parking_lot::Mutex;
+
+use crate::load::{ArrivalSchedule, RateCurve};
 use crate::metrics::Phase;
 use crate::task::TaskFactory;
 
@@ -56,24 +58,93 @@ const NANOS_PER_SEC: u64 = 1_000_000_000;
 /// Longest single sleep, so a stop is noticed promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(20);
 
-/// Runs the schedule to its end or until the run stops. Dropping `arrivals`
-/// (the only sender) at the end closes the channel, which lets workers drain
-/// and exit; `receiver` is cloned for workers started on demand.
+/// A change of the target rate while a run is going: from `at_secs` on the
+/// run clock (or now, if that has passed), the rate follows `tail`.
+#[derive(Debug, Clone)]
+pub struct CurveUpdate {
+    /// When the new rate takes over, seconds since the run started.
+    pub at_secs: f64,
+    /// The rate from then on (its time 0 is `at_secs`).
+    pub tail: RateCurve,
+}
+
+/// Changes a running open-model load. Cheap to clone; the scheduler checks
+/// it between arrivals and while sleeping.
+#[derive(Clone, Default)]
+pub struct LoadControl {
+    inner: Arc<ControlInner>,
+}
+
+#[derive(Default)]
+struct ControlInner {
+    pending: AtomicBool,
+    update: Mutex<Option<CurveUpdate>>,
+}
+
+impl LoadControl {
+    /// A control with nothing pending.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the run to follow `tail` from `at_secs` (a later update
+    /// replaces one not yet applied).
+    pub fn update(&self, at_secs: f64, tail: RateCurve) {
+        *self.inner.update.lock() = Some(CurveUpdate { at_secs, tail });
+        self.inner.pending.store(true, Ordering::Release);
+    }
+
+    fn is_pending(&self) -> bool {
+        self.inner.pending.load(Ordering::Acquire)
+    }
+
+    fn take(&self) -> Option<CurveUpdate> {
+        if !self.is_pending() {
+            return None;
+        }
+        self.inner.pending.store(false, Ordering::Release);
+        self.inner.update.lock().take()
+    }
+}
+
+/// What a sleep ended with.
+enum Woke {
+    Due,
+    Stopped,
+    Updated,
+}
+
+/// Runs the schedule to its end or until the run stops, applying rate
+/// updates as they come. Dropping `arrivals` (the only sender) at the end
+/// closes the channel, which lets workers drain and exit; `receiver` is
+/// cloned for workers started on demand. Returns the curve finally followed
+/// and how many arrivals it planned.
 pub(crate) fn run_scheduler<F: TaskFactory>(
     ctx: Arc<RunContext<F>>,
-    schedule: ArrivalSchedule,
+    mut schedule: ArrivalSchedule,
     arrivals: async_channel::Sender<u64>,
     receiver: async_channel::Receiver<u64>,
     spawner: Arc<Spawner>,
     pool: Pool,
-) {
+    control: LoadControl,
+) -> (RateCurve, u64) {
     lower_timer_slack();
     let rec = ctx.hub.recorder();
     let mut workers = pool.started;
-    let end_ns = (schedule.curve().duration() * NANOS_PER_SEC as f64) as u64;
-    for due_s in schedule {
+    loop {
+        if let Some(update) = control.take() {
+            apply_update(&ctx, &mut schedule, update);
+        }
+        // After the last arrival the run still lasts until the curve ends
+        // (it may end with a stretch at rate 0), and may still be updated.
+        let due_s = schedule.peek().unwrap_or(schedule.curve().duration());
         let due_ns = (due_s * NANOS_PER_SEC as f64) as u64;
-        if !sleep_until(&ctx, due_ns) {
+        match sleep_until(&ctx, due_ns, &control) {
+            Woke::Stopped => break,
+            Woke::Updated => continue,
+            Woke::Due => {}
+        }
+        if schedule.next().is_none() {
             break;
         }
         let now_ns = ctx.clock.now_ns();
@@ -104,20 +175,39 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
             dropped,
         );
     }
-    // A curve may end with a stretch at rate 0: the run still lasts until
-    // the curve ends.
-    sleep_until(&ctx, end_ns);
+    let planned = schedule.total_arrivals();
+    (schedule.curve().clone(), planned)
 }
 
-/// Sleeps until the run clock reads `due_ns`; false if the run stopped first.
-fn sleep_until<F: TaskFactory>(ctx: &RunContext<F>, due_ns: u64) -> bool {
+/// Splices the update into the schedule's curve, never earlier than now:
+/// every arrival released so far was due before the splice point, so the
+/// count carries over with no arrival repeated or skipped.
+fn apply_update<F: TaskFactory>(
+    ctx: &RunContext<F>,
+    schedule: &mut ArrivalSchedule,
+    update: CurveUpdate,
+) {
+    let now_s = ctx.clock.now_ns() as f64 / NANOS_PER_SEC as f64;
+    let at = update.at_secs.max(now_s);
+    match schedule.curve().splice(at, &update.tail) {
+        Ok(curve) => schedule.replace_curve(curve),
+        Err(e) => tracing::warn!("rate update ignored: {e}"),
+    }
+}
+
+/// Sleeps until the run clock reads `due_ns`, waking early for a stop or
+/// a rate update.
+fn sleep_until<F: TaskFactory>(ctx: &RunContext<F>, due_ns: u64, control: &LoadControl) -> Woke {
     loop {
         if ctx.stop.is_stopped() {
-            return false;
+            return Woke::Stopped;
+        }
+        if control.is_pending() {
+            return Woke::Updated;
         }
         let now = ctx.clock.now_ns();
         if now >= due_ns {
-            return true;
+            return Woke::Due;
         }
         std::thread::sleep(Duration::from_nanos(due_ns - now).min(MAX_SLEEP));
     }

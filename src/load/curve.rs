@@ -197,6 +197,36 @@ impl RateCurve {
         )
     }
 
+    /// This curve up to `at` seconds, then `next` (its time 0 placed at
+    /// `at`). Before `at` the integral is unchanged, so a schedule that
+    /// switches to the spliced curve mid-run neither repeats nor skips an
+    /// arrival: the way a rate update takes effect without a burst or a gap.
+    /// If `at` lies past the end, the gap is filled with rate 0.
+    pub fn splice(&self, at: f64, next: &RateCurve) -> Result<Self, CurveError> {
+        if !at.is_finite() || at <= 0.0 {
+            return Ok(next.clone());
+        }
+        let mut points: Vec<RatePoint> =
+            self.points.iter().copied().filter(|p| p.at < at).collect();
+        let end = self.duration();
+        if at <= end {
+            let i = self.points.partition_point(|p| p.at < at).max(1) - 1;
+            let (a, b) = (self.points[i], self.points[i + 1]);
+            points.push(RatePoint {
+                at,
+                rate: a.rate + slope(a, b) * (at - a.at),
+            });
+        } else {
+            points.push(RatePoint { at: end, rate: 0.0 });
+            points.push(RatePoint { at, rate: 0.0 });
+        }
+        points.extend(next.points.iter().map(|p| RatePoint {
+            at: p.at + at,
+            rate: p.rate,
+        }));
+        Self::new(points)
+    }
+
     /// This curve followed by `next`, shifted to start where this one ends.
     pub fn then(&self, next: &RateCurve) -> Result<Self, CurveError> {
         let offset = self.duration();
@@ -325,6 +355,25 @@ mod tests {
             ]),
             Err(CurveError::TimeGoesBackwards { index: 2, .. })
         ));
+    }
+
+    #[test]
+    fn splicing_keeps_the_past_and_replaces_the_future() {
+        let ramp = curve(&[(0.0, 0.0), (10.0, 100.0)]);
+        let flat = RateCurve::constant(300.0, 5.0).unwrap();
+        let spliced = ramp.splice(4.0, &flat).unwrap();
+        assert!((spliced.count_until(4.0) - ramp.count_until(4.0)).abs() < 1e-9);
+        assert!((spliced.total() - (ramp.count_until(4.0) + 1500.0)).abs() < 1e-9);
+        assert!((spliced.duration() - 9.0).abs() < 1e-12);
+        assert_eq!(spliced.rate_at(4.0), 300.0);
+        let late = RateCurve::constant(10.0, 2.0)
+            .unwrap()
+            .splice(5.0, &flat)
+            .unwrap();
+        assert!(
+            (late.total() - (20.0 + 1500.0)).abs() < 1e-9,
+            "a gap past the end runs at 0"
+        );
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub struct ArrivalSchedule {
     curve: RateCurve,
     next_index: u64,
     segment: usize,
+    /// Due time of `next_index`, once computed.
+    peeked: Option<Option<f64>>,
 }
 
 impl ArrivalSchedule {
@@ -25,7 +27,34 @@ impl ArrivalSchedule {
             curve,
             next_index: 0,
             segment: 0,
+            peeked: None,
         }
+    }
+
+    /// Due time (seconds) of the next arrival, without consuming it.
+    pub fn peek(&mut self) -> Option<f64> {
+        if let Some(due) = self.peeked {
+            return due;
+        }
+        let target = self.next_index as f64 + 0.5;
+        let due = self
+            .curve
+            .time_of_count_from(target, self.segment)
+            .map(|(at, segment)| {
+                self.segment = segment;
+                at
+            });
+        self.peeked = Some(due);
+        due
+    }
+
+    /// Follows `curve` from now on, keeping the count of arrivals already
+    /// released. With a curve from [`RateCurve::splice`] at a time not yet
+    /// reached, no arrival is repeated or skipped.
+    pub fn replace_curve(&mut self, curve: RateCurve) {
+        self.curve = curve;
+        self.segment = 0;
+        self.peeked = None;
     }
 
     /// The curve this schedule follows.
@@ -49,11 +78,10 @@ impl Iterator for ArrivalSchedule {
     type Item = f64;
 
     fn next(&mut self) -> Option<f64> {
-        let target = self.next_index as f64 + 0.5;
-        let (at, segment) = self.curve.time_of_count_from(target, self.segment)?;
-        self.segment = segment;
+        let due = self.peek()?;
+        self.peeked = None;
         self.next_index += 1;
-        Some(at)
+        Some(due)
     }
 }
 
@@ -94,6 +122,28 @@ mod tests {
             let expected = 100.0 * second as f64 + 50.0;
             assert!((n as f64 - expected).abs() <= 1.0, "second {second}: {n}");
         }
+    }
+
+    #[test]
+    fn switching_to_a_spliced_curve_mid_run_neither_repeats_nor_skips() {
+        let old = RateCurve::constant(100.0, 4.0).unwrap();
+        let mut schedule = ArrivalSchedule::new(old.clone());
+        let mut times = Vec::new();
+        while schedule.peek().is_some_and(|t| t < 2.0) {
+            times.extend(schedule.next());
+        }
+        schedule.replace_curve(
+            old.splice(2.0, &RateCurve::constant(300.0, 2.0).unwrap())
+                .unwrap(),
+        );
+        times.extend(schedule);
+        assert_eq!(times.len(), 200 + 600);
+        assert!(
+            times.windows(2).all(|w| w[1] > w[0]),
+            "strictly increasing, no duplicates"
+        );
+        let in_third_second = times.iter().filter(|&&t| (2.0..3.0).contains(&t)).count();
+        assert_eq!(in_third_second, 300);
     }
 
     #[test]
