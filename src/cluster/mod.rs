@@ -10,6 +10,8 @@
 //! - [`state`]: the typed key/values each peer publishes.
 //! - [`membership`]: a running peer: chitchat, state refresh, liveness.
 //! - [`status`]: the cluster picture `vajra-peer status` prints.
+//! - [`plan`]: splitting a rate across peers (strategies, epochs); the
+//!   distributed test will replicate plans through Raft.
 
 pub mod auth;
 pub mod cli;
@@ -17,6 +19,7 @@ pub mod discovery;
 pub mod gossip;
 pub mod membership;
 pub mod network;
+pub mod plan;
 pub mod state;
 pub mod status;
 pub mod tls;
