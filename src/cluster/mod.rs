@@ -20,6 +20,7 @@ pub mod gossip;
 pub mod membership;
 pub mod network;
 pub mod plan;
+pub mod raft;
 pub mod state;
 pub mod status;
 pub mod tls;

@@ -31,6 +31,8 @@ use super::tls;
 pub const KIND_GOSSIP: u8 = 1;
 /// Stream kind: status request, answered with JSON (bidirectional).
 pub const KIND_STATUS: u8 = 2;
+/// Stream kind: a Raft RPC, answered on the same stream (bidirectional).
+pub const KIND_RAFT: u8 = 3;
 /// Largest message accepted on a stream.
 pub const MAX_MESSAGE: usize = 1 << 20;
 /// Largest hello or welcome.
@@ -87,6 +89,13 @@ pub struct CounterSnapshot {
 /// Produces the answer to a status request.
 pub type StatusSource = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
 
+/// Answers a request of one stream kind (its body without the kind byte).
+pub type RequestHandler = Arc<
+    dyn Fn(Bytes) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>>
+        + Send
+        + Sync,
+>;
+
 struct Inner {
     endpoint: quinn::Endpoint,
     identity: Identity,
@@ -95,6 +104,7 @@ struct Inner {
     failed_at: Mutex<HashMap<SocketAddr, Instant>>,
     gossip_in: mpsc::Sender<(SocketAddr, Bytes)>,
     status: Mutex<Option<StatusSource>>,
+    handlers: Mutex<HashMap<u8, RequestHandler>>,
     counters: Counters,
 }
 
@@ -123,6 +133,7 @@ impl Network {
             failed_at: Mutex::new(HashMap::new()),
             gossip_in,
             status: Mutex::new(None),
+            handlers: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         });
         tokio::spawn(accept_loop(Arc::clone(&inner)));
@@ -142,6 +153,35 @@ impl Network {
     /// Answers status requests with what `source` returns.
     pub fn serve_status(&self, source: StatusSource) {
         *self.inner.status.lock() = Some(source);
+    }
+
+    /// Answers requests of stream `kind` with `handler`.
+    pub fn serve_requests(&self, kind: u8, handler: RequestHandler) {
+        self.inner.handlers.lock().insert(kind, handler);
+    }
+
+    /// Sends a request of stream `kind` to the peer at `to` (connecting and
+    /// being admitted if needed) and waits up to `timeout` for the answer.
+    pub async fn request(
+        &self,
+        to: SocketAddr,
+        kind: u8,
+        body: &[u8],
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<u8>> {
+        let work = async {
+            let conn = connection_to(&self.inner, to)
+                .await
+                .ok_or_else(|| anyhow::anyhow!("peer {to} is unreachable"))?;
+            let (mut send, mut recv) = conn.open_bi().await?;
+            send.write_all(&[kind]).await?;
+            send.write_all(body).await?;
+            send.finish()?;
+            Ok(recv.read_to_end(MAX_MESSAGE).await?)
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer from {to} within {timeout:?}"))?
     }
 
     /// Queues a gossip envelope for `to`; never waits.
@@ -357,14 +397,27 @@ async fn read_uni(inner: Arc<Inner>, mut recv: quinn::RecvStream, from: SocketAd
 }
 
 async fn answer_bi(inner: Arc<Inner>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
-    let request = recv.read_to_end(MAX_HANDSHAKE).await;
-    let source = inner.status.lock().clone();
-    match (request.as_deref(), source) {
-        (Ok([KIND_STATUS]), Some(source)) => {
-            let _ = send.write_all(&source()).await;
+    let request = recv.read_to_end(MAX_MESSAGE).await;
+    let answer = match request.as_deref() {
+        Ok([KIND_STATUS]) => inner.status.lock().clone().map(|source| source()),
+        Ok([kind, ..]) => {
+            let handler = inner.handlers.lock().get(kind).cloned();
+            match handler {
+                Some(handler) => {
+                    let body = Bytes::from(request.expect("matched Ok")).slice(1..);
+                    Some(handler(body).await)
+                }
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    match answer {
+        Some(bytes) => {
+            let _ = send.write_all(&bytes).await;
             let _ = send.finish();
         }
-        _ => {
+        None => {
             inner.counters.bad_messages.fetch_add(1, Ordering::Relaxed);
             let _ = send.reset(1u32.into());
         }

@@ -1,0 +1,214 @@
+//! Raft: the replicated log the leader commits load plans through.
+//!
+//! - [`store`]: the in-memory log and the state machine (the current plan).
+//! - [`rpc`]: Raft RPCs over the peer endpoint's QUIC streams.
+//!
+//! Logs are kept in memory on purpose: a restarted peer comes back under a
+//! new Raft node id (derived from its name and generation), so an empty log
+//! is never mistaken for a voter that forgot what it acknowledged.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::network::Network;
+use super::plan::Plan;
+
+/// Raft RPCs over the peer endpoint.
+pub mod rpc;
+pub mod store;
+
+/// Leader heartbeat, in milliseconds.
+pub const HEARTBEAT_MS: u64 = 100;
+/// Election timeout range, in milliseconds: a follower that hears no
+/// leader for this long starts an election (so a dead leader is replaced
+/// within about a second on a LAN).
+pub const ELECTION_TIMEOUT_MS: (u64, u64) = (500, 1_000);
+
+openraft::declare_raft_types!(
+    /// Raft types of a Vajra cluster.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// The Raft handle of a peer.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// What the replicated log carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Adopt a plan: the first epoch of a test, or a later re-split.
+    SetPlan(Plan),
+    /// End the test with this id.
+    StopTest {
+        /// The test to stop.
+        test_id: String,
+    },
+}
+
+/// The state machine's answer to a command.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommandResponse {
+    /// Whether the command changed the state.
+    pub accepted: bool,
+    /// Why not, when it did not.
+    pub message: String,
+}
+
+/// What every peer agrees on once entries are applied.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// The plan in force, if a test is running.
+    pub plan: Option<Plan>,
+    /// Tests that were stopped, most recent last.
+    pub stopped: Vec<String>,
+}
+
+impl ClusterState {
+    /// Applies one command. Plans only move forward: an epoch that is not
+    /// newer than the current one of the same test is refused, so no peer
+    /// is ever told to run two epochs at once.
+    pub fn apply(&mut self, command: &Command) -> CommandResponse {
+        match command {
+            Command::SetPlan(plan) => match &self.plan {
+                Some(current) if current.test_id == plan.test_id && current.epoch >= plan.epoch => {
+                    CommandResponse {
+                        accepted: false,
+                        message: format!(
+                            "epoch {} is not newer than {}",
+                            plan.epoch, current.epoch
+                        ),
+                    }
+                }
+                Some(current) if current.test_id != plan.test_id => CommandResponse {
+                    accepted: false,
+                    message: format!("test {} is running; stop it first", current.test_id),
+                },
+                _ => {
+                    self.plan = Some(plan.clone());
+                    CommandResponse {
+                        accepted: true,
+                        message: String::new(),
+                    }
+                }
+            },
+            Command::StopTest { test_id } => match &self.plan {
+                Some(current) if &current.test_id == test_id => {
+                    self.plan = None;
+                    self.stopped.push(test_id.clone());
+                    CommandResponse {
+                        accepted: true,
+                        message: String::new(),
+                    }
+                }
+                _ => CommandResponse {
+                    accepted: false,
+                    message: format!("test {test_id} is not running"),
+                },
+            },
+        }
+    }
+}
+
+/// A running Raft member: its handle and its state machine.
+pub struct RaftNode {
+    /// This node's Raft id.
+    pub id: u64,
+    /// The Raft handle.
+    pub raft: Raft,
+    /// The applied state, watchable.
+    pub machine: store::StateMachine,
+}
+
+impl RaftNode {
+    /// Starts a Raft member `id` whose RPCs travel over `network`.
+    pub async fn start(network: &Network, id: u64) -> anyhow::Result<Self> {
+        let config = openraft::Config {
+            cluster_name: network.identity().cluster_id.clone(),
+            heartbeat_interval: HEARTBEAT_MS,
+            election_timeout_min: ELECTION_TIMEOUT_MS.0,
+            election_timeout_max: ELECTION_TIMEOUT_MS.1,
+            ..openraft::Config::default()
+        }
+        .validate()?;
+        let machine = store::StateMachine::default();
+        let raft = Raft::new(
+            id,
+            Arc::new(config),
+            rpc::QuicRaftNetwork::new(network.clone()),
+            store::LogStore::default(),
+            machine.clone(),
+        )
+        .await?;
+        rpc::serve(network, raft.clone());
+        Ok(Self { id, raft, machine })
+    }
+}
+
+/// A peer's Raft node id: derived from its name and generation, so a
+/// restarted peer never reuses the id of its former self.
+pub fn node_id(name: &str, generation: u64) -> u64 {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{name}/{generation}").as_bytes(),
+    );
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest.as_ref()[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn plan(test: &str, epoch: u64) -> Plan {
+        Plan {
+            test_id: test.into(),
+            epoch,
+            start_unix_ms: 0,
+            shares: BTreeMap::from([("a".to_owned(), 1.0)]),
+        }
+    }
+
+    #[test]
+    fn plans_only_move_forward() {
+        let mut state = ClusterState::default();
+        assert!(state.apply(&Command::SetPlan(plan("t", 1))).accepted);
+        assert!(state.apply(&Command::SetPlan(plan("t", 2))).accepted);
+        assert!(
+            !state.apply(&Command::SetPlan(plan("t", 2))).accepted,
+            "same epoch twice"
+        );
+        assert!(
+            !state.apply(&Command::SetPlan(plan("u", 1))).accepted,
+            "a second test while one runs"
+        );
+        assert!(
+            state
+                .apply(&Command::StopTest {
+                    test_id: "t".into()
+                })
+                .accepted
+        );
+        assert!(
+            !state
+                .apply(&Command::StopTest {
+                    test_id: "t".into()
+                })
+                .accepted
+        );
+        assert!(state.apply(&Command::SetPlan(plan("u", 1))).accepted);
+    }
+
+    #[test]
+    fn a_restart_gets_a_new_node_id() {
+        assert_ne!(node_id("p1", 1), node_id("p1", 2));
+        assert_eq!(node_id("p1", 1), node_id("p1", 1));
+    }
+}

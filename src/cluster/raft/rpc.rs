@@ -1,0 +1,180 @@
+//! Raft RPCs over the peer endpoint: one bidirectional stream of kind
+//! [`KIND_RAFT`] per call, bincode-encoded, on the same admitted QUIC
+//! connections as gossip. A Raft node's address is its peer's endpoint
+//! address.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::BasicNode;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{Raft, TypeConfig};
+use crate::cluster::network::{KIND_RAFT, Network};
+
+type NodeId = u64;
+
+#[derive(Serialize, Deserialize)]
+enum Request {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+#[derive(Serialize, Deserialize)]
+enum Reply {
+    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    /// The request could not be decoded.
+    Malformed(String),
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .expect("Raft messages serialise")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(value, _)| value)
+        .map_err(|e| e.to_string())
+}
+
+/// Answers Raft RPCs arriving at `network` with `raft`.
+pub fn serve(network: &Network, raft: Raft) {
+    network.serve_requests(
+        KIND_RAFT,
+        std::sync::Arc::new(move |body: Bytes| {
+            let raft = raft.clone();
+            Box::pin(async move {
+                let reply = match decode::<Request>(&body) {
+                    Ok(Request::Append(rpc)) => Reply::Append(raft.append_entries(rpc).await),
+                    Ok(Request::Vote(rpc)) => Reply::Vote(raft.vote(rpc).await),
+                    Ok(Request::Snapshot(rpc)) => Reply::Snapshot(raft.install_snapshot(rpc).await),
+                    Err(e) => Reply::Malformed(e),
+                };
+                encode(&reply)
+            })
+        }),
+    );
+}
+
+/// Makes Raft clients that talk over the peer endpoint.
+#[derive(Clone)]
+pub struct QuicRaftNetwork {
+    network: Network,
+}
+
+impl QuicRaftNetwork {
+    /// Raft traffic over `network`.
+    pub fn new(network: Network) -> Self {
+        Self { network }
+    }
+}
+
+/// A Raft client for one target node.
+pub struct QuicRaftClient {
+    network: Network,
+    target: NodeId,
+    addr: Result<SocketAddr, String>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for QuicRaftNetwork {
+    type Network = QuicRaftClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        QuicRaftClient {
+            network: self.network.clone(),
+            target,
+            addr: node
+                .addr
+                .parse()
+                .map_err(|e| format!("bad node address '{}': {e}", node.addr)),
+        }
+    }
+}
+
+fn unreachable(message: impl Into<String>) -> Unreachable {
+    Unreachable::new(&std::io::Error::other(message.into()))
+}
+
+impl QuicRaftClient {
+    async fn call(&self, request: &Request, ttl: Duration) -> Result<Reply, Unreachable> {
+        let addr = self.addr.as_ref().map_err(|e| unreachable(e.clone()))?;
+        let answer = self
+            .network
+            .request(*addr, KIND_RAFT, &encode(request), ttl)
+            .await
+            .map_err(|e| unreachable(format!("{e:#}")))?;
+        match decode::<Reply>(&answer) {
+            Ok(Reply::Malformed(e)) => Err(unreachable(format!(
+                "peer could not decode our request: {e}"
+            ))),
+            Ok(reply) => Ok(reply),
+            Err(e) => Err(unreachable(format!("undecodable Raft reply: {e}"))),
+        }
+    }
+
+    fn mismatched<E: std::error::Error>() -> RPCError<NodeId, BasicNode, E> {
+        RPCError::Network(NetworkError::new(&std::io::Error::other(
+            "mismatched Raft reply",
+        )))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for QuicRaftClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        match self.call(&Request::Append(rpc), option.hard_ttl()).await? {
+            Reply::Append(result) => {
+                result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(Self::mismatched()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        match self
+            .call(&Request::Snapshot(rpc), option.hard_ttl())
+            .await?
+        {
+            Reply::Snapshot(result) => {
+                result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(Self::mismatched()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        match self.call(&Request::Vote(rpc), option.hard_ttl()).await? {
+            Reply::Vote(result) => {
+                result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(Self::mismatched()),
+        }
+    }
+}
