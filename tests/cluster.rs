@@ -172,6 +172,25 @@ fn five_peers_converge_detect_death_freeze_and_restart() {
         .wait_until(&names, Duration::from_secs(3), |s| s.live_ids() == names)
         .expect("5 peers did not converge within 3 s");
     eprintln!("membership of 5 converged in {converged:?}");
+    let elected = cluster
+        .wait_until(&names, Duration::from_secs(5), |s| {
+            let voters = s
+                .members
+                .iter()
+                .filter(|m| matches!(m.info.raft_role.as_str(), "voter" | "leader"))
+                .count();
+            s.leader.is_some() && voters == 5
+        })
+        .expect("no Raft leader with 5 voters");
+    eprintln!("Raft bootstrapped with one leader and 5 voters in {elected:?}");
+    let leaders: Vec<_> = names
+        .iter()
+        .filter_map(|n| cluster.status(n).unwrap().leader)
+        .collect();
+    assert!(
+        leaders.windows(2).all(|w| w[0] == w[1]),
+        "every node names the same leader: {leaders:?}"
+    );
 
     let p5_generation = cluster
         .status("p5")
@@ -189,6 +208,20 @@ fn five_peers_converge_detect_death_freeze_and_restart() {
         })
         .expect("kill -9 not detected within 2.5 s");
     eprintln!("kill -9 detected by all survivors in {detected:?}");
+    let resized = cluster
+        .wait_until(&survivors, Duration::from_secs(5), |s| {
+            let voters = s
+                .members
+                .iter()
+                .filter(|m| {
+                    m.state == Liveness::Alive
+                        && matches!(m.info.raft_role.as_str(), "voter" | "leader")
+                })
+                .count();
+            s.leader.is_some() && voters == 3
+        })
+        .expect("Raft voters not resized to 3 of 4 live peers");
+    eprintln!("Raft voters resized to 3 in {resized:?}");
 
     cluster.signal("p4", libc::SIGSTOP);
     let watchers = ["p1", "p2", "p3"];
@@ -225,6 +258,17 @@ fn five_peers_converge_detect_death_freeze_and_restart() {
         old.is_none_or(|m| m.state != Liveness::Alive),
         "the old incarnation is not taken for the new one"
     );
+
+    // The Raft leader dies: the others elect a new one.
+    let leader = view.leader.expect("a leader before the kill");
+    cluster.kill(&leader);
+    let rest: Vec<&str> = names.iter().copied().filter(|n| *n != leader).collect();
+    let reelected = cluster
+        .wait_until(&rest, Duration::from_secs(6), |s| {
+            s.leader.as_ref().is_some_and(|l| *l != leader)
+        })
+        .expect("no new Raft leader after the leader was killed");
+    eprintln!("Raft leader {leader} killed; a new leader within {reelected:?}");
 }
 
 #[test]

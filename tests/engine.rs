@@ -65,23 +65,35 @@ async fn panics_are_failures_and_tags_are_reported_apart() {
     };
     let outcome = engine::run(
         factory,
-        open(200.0, 1, 1),
+        open(200.0, 1, 50),
         &mut NoObserver,
         StopSignal::new(),
     )
     .await
     .unwrap();
     let main = outcome.metrics.phase_total(Phase::Main);
-    assert_eq!(main.completed(), 200, "a panic never loses an execution");
+    assert_eq!(main.dispatched + main.dropped, 200);
+    assert_eq!(
+        main.completed(),
+        main.dispatched,
+        "a panic never loses an execution"
+    );
     let panics = main
         .errors
         .sorted()
         .into_iter()
         .find(|e| e.kind == "panic")
         .unwrap();
-    assert!(panics.count > 50 && panics.example.contains("blew up"));
+    // Every third execution panics, so exactly a third are panics.
+    assert_eq!(
+        panics.count,
+        main.completed() / 3,
+        "dropped {}",
+        main.dropped
+    );
+    assert!(panics.example.contains("blew up"));
     assert!(
-        created.load(Ordering::Relaxed) > 50,
+        created.load(Ordering::Relaxed) as u64 > panics.count,
         "each panicked instance is replaced"
     );
     let tags = outcome.metrics.tagged(Phase::Main);

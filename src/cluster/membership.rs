@@ -10,9 +10,11 @@ use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig
 use parking_lot::Mutex;
 
 use super::auth::Admission;
+use super::coordinator::{self, Observed, Settling};
 use super::discovery::MdnsDiscovery;
 use super::gossip::QuicGossip;
 use super::network::{Identity, Network};
+use super::raft::{self, Raft, RaftNode};
 use super::state::{self, PeerInfo};
 use super::status::{ClusterStatus, Liveness, MemberStatus};
 use crate::metrics::cpu::{CpuMeter, available_cores};
@@ -75,6 +77,8 @@ pub struct Peer {
     heard: Arc<Mutex<HeardTracker>>,
     status_cache: Arc<Mutex<Vec<u8>>>,
     refresher: tokio::task::JoinHandle<()>,
+    coordinator: tokio::task::JoinHandle<()>,
+    raft: Option<RaftNode>,
     mdns: Option<(MdnsDiscovery, tokio::task::JoinHandle<()>)>,
 }
 
@@ -96,6 +100,8 @@ impl Peer {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let chitchat_id = ChitchatId::new(config.node_id.clone(), generation, advertise);
+        let raft_id = raft::node_id(&config.node_id, generation);
+        let raft_node = RaftNode::start(&network, raft_id).await?;
         let info = PeerInfo {
             name: config.node_id.clone(),
             role: "peer".into(),
@@ -107,6 +113,8 @@ impl Peer {
             target_rate: 0.0,
             achieved_rate: 0.0,
             security: config.admission.mode().into(),
+            raft_id,
+            raft_role: "none".into(),
         };
         let chitchat_config = ChitchatConfig {
             chitchat_id,
@@ -163,9 +171,18 @@ impl Peer {
             heard,
             status_cache,
             refresher: tokio::spawn(async {}),
+            coordinator: tokio::spawn(async {}),
+            raft: None,
             mdns,
         };
         peer.refresher = tokio::spawn(refresh_loop(peer.view()));
+        peer.coordinator = tokio::spawn(coordinate(
+            peer.view(),
+            raft_node.raft.clone(),
+            raft_id,
+            advertise,
+        ));
+        peer.raft = Some(raft_node);
         Ok(peer)
     }
 
@@ -190,9 +207,18 @@ impl Peer {
         self.network.local_addr()
     }
 
-    /// Leaves: stops gossip and closes the endpoint.
+    /// This peer's Raft member, once started.
+    pub fn raft(&self) -> Option<&RaftNode> {
+        self.raft.as_ref()
+    }
+
+    /// Leaves: stops gossip and Raft and closes the endpoint.
     pub async fn shutdown(self) {
         self.refresher.abort();
+        self.coordinator.abort();
+        if let Some(node) = &self.raft {
+            let _ = node.raft.shutdown().await;
+        }
         if let Some((discovery, task)) = self.mdns {
             task.abort();
             drop(discovery);
@@ -252,6 +278,7 @@ impl View {
             .collect();
         members.sort_by(|a, b| a.id.cmp(&b.id).then(a.generation.cmp(&b.generation)));
         ClusterStatus {
+            leader: ClusterStatus::find_leader(&members),
             cluster_id: self.cluster_id.clone(),
             node: me.node_id.to_string(),
             security: self.network.identity().admission.mode().into(),
@@ -278,6 +305,54 @@ async fn refresh_loop(view: View) {
         }
         let status = view.status().await;
         *view.status_cache.lock() = serde_json::to_vec(&status).unwrap_or_default();
+    }
+}
+
+/// Keeps Raft's membership in step with gossip (see [`coordinator`]) and
+/// gossips this peer's Raft role.
+async fn coordinate(view: View, raft: Raft, me: u64, my_addr: SocketAddr) {
+    let mut settling = Settling::default();
+    let mut gossiped_role = "none";
+    let mut tick = tokio::time::interval(coordinator::TICK);
+    loop {
+        tick.tick().await;
+        let status = view.status().await;
+        let mut observed = Observed {
+            me,
+            ..Observed::default()
+        };
+        for m in &status.members {
+            let Ok(addr) = m.address.parse::<SocketAddr>() else {
+                continue;
+            };
+            if m.info.raft_id == 0 {
+                continue;
+            }
+            if m.state == Liveness::Alive {
+                observed.alive.insert(m.info.raft_id, addr);
+                if m.info.raft_id != me && !matches!(m.info.raft_role.as_str(), "none" | "") {
+                    observed.others_in_raft = true;
+                }
+            }
+            if m.state != Liveness::Dead {
+                observed.present.insert(m.info.raft_id);
+            }
+        }
+        observed.alive.insert(me, my_addr);
+        observed.present.insert(me);
+        let settled = settling.observe(observed.alive.keys().copied().collect());
+        let raft_view = coordinator::view(&raft, me);
+        let actions = coordinator::decide(&observed, &raft_view, settled);
+        coordinator::apply(&raft, me, my_addr, actions).await;
+        let role = coordinator::role(&coordinator::view(&raft, me), me);
+        if role != gossiped_role {
+            gossiped_role = role;
+            view.chitchat
+                .lock()
+                .await
+                .self_node_state()
+                .set(state::RAFT_ROLE, role);
+        }
     }
 }
 

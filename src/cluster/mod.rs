@@ -7,6 +7,8 @@
 //! - [`gossip`]: chitchat's transport over the endpoint.
 //! - [`discovery`]: finding peers by mDNS (seeds are chitchat's own).
 //! - [`cli`]: the `join` and `status` subcommands.
+//! - [`coordinator`]: keeps Raft membership in step with gossip.
+//! - [`raft`]: the replicated log (openraft) that plans are committed to.
 //! - [`state`]: the typed key/values each peer publishes.
 //! - [`membership`]: a running peer: chitchat, state refresh, liveness.
 //! - [`status`]: the cluster picture `vajra-peer status` prints.
@@ -15,6 +17,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod coordinator;
 pub mod discovery;
 pub mod gossip;
 pub mod membership;

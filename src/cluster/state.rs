@@ -26,8 +26,12 @@ pub const STATUS: &str = "status";
 pub const TARGET_RATE: &str = "target_rate";
 /// Key of the current achieved rate.
 pub const ACHIEVED_RATE: &str = "achieved_rate";
-/// Key of the admission mode ("secret" or "insecure").
+/// Key of the admission mode ("secret", "mtls" or "insecure").
 pub const SECURITY: &str = "security";
+/// Key of the Raft node id.
+pub const RAFT_ID: &str = "raft_id";
+/// Key of the Raft role ("leader", "voter", "learner" or "none").
+pub const RAFT_ROLE: &str = "raft";
 
 /// What a peer says about itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +56,10 @@ pub struct PeerInfo {
     pub achieved_rate: f64,
     /// Admission mode it runs with.
     pub security: String,
+    /// Its Raft node id (new at every restart).
+    pub raft_id: u64,
+    /// Its Raft role: leader, voter, learner or none.
+    pub raft_role: String,
 }
 
 impl PeerInfo {
@@ -68,6 +76,8 @@ impl PeerInfo {
             (TARGET_RATE, format!("{:.1}", self.target_rate)),
             (ACHIEVED_RATE, format!("{:.1}", self.achieved_rate)),
             (SECURITY, self.security.clone()),
+            (RAFT_ID, self.raft_id.to_string()),
+            (RAFT_ROLE, self.raft_role.clone()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -89,6 +99,8 @@ impl PeerInfo {
             target_rate: number(TARGET_RATE),
             achieved_rate: number(ACHIEVED_RATE),
             security: text(SECURITY),
+            raft_id: state.get(RAFT_ID).and_then(|v| v.parse().ok()).unwrap_or(0),
+            raft_role: text(RAFT_ROLE),
         }
     }
 }

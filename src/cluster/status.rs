@@ -47,6 +47,8 @@ pub struct ClusterStatus {
     pub security: String,
     /// Every member it knows, itself included, sorted by id.
     pub members: Vec<MemberStatus>,
+    /// The live member that gossips being the Raft leader, if any.
+    pub leader: Option<String>,
     /// What its endpoint refused or dropped.
     pub counters: CounterSnapshot,
 }
@@ -61,13 +63,23 @@ impl ClusterStatus {
             .collect()
     }
 
+    /// The Raft leader as gossip reports it (live members only).
+    pub fn find_leader(members: &[MemberStatus]) -> Option<String> {
+        members
+            .iter()
+            .find(|m| m.state != Liveness::Dead && m.info.raft_role == "leader")
+            .map(|m| m.id.clone())
+    }
+
     /// A table for people.
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "cluster {} (answered by {})",
-            self.cluster_id, self.node
+            "cluster {} (answered by {}, raft leader {})",
+            self.cluster_id,
+            self.node,
+            self.leader.as_deref().unwrap_or("none yet")
         );
         if self.security == "insecure" {
             let _ = writeln!(
@@ -77,13 +89,22 @@ impl ClusterStatus {
         }
         let _ = writeln!(
             out,
-            "{:<24} {:<22} {:<8} {:>9} {:<6} {:>6} {:>5} {:>5}  {:<10} STATUS",
-            "NODE", "ADDRESS", "STATE", "HEARD", "ROLE", "WEIGHT", "CORES", "CPU", "SECURITY"
+            "{:<24} {:<22} {:<8} {:>9} {:<6} {:>6} {:>5} {:>5}  {:<10} {:<8} STATUS",
+            "NODE",
+            "ADDRESS",
+            "STATE",
+            "HEARD",
+            "ROLE",
+            "WEIGHT",
+            "CORES",
+            "CPU",
+            "SECURITY",
+            "RAFT"
         );
         for m in &self.members {
             let _ = writeln!(
                 out,
-                "{:<24} {:<22} {:<8} {:>7}ms {:<6} {:>6} {:>5} {:>4}%  {:<10} {}",
+                "{:<24} {:<22} {:<8} {:>7}ms {:<6} {:>6} {:>5} {:>4}%  {:<10} {:<8} {}",
                 m.id,
                 m.address,
                 format!("{:?}", m.state).to_lowercase(),
@@ -93,6 +114,7 @@ impl ClusterStatus {
                 m.info.cores,
                 m.info.cpu_percent,
                 m.info.security,
+                m.info.raft_role,
                 m.info.status,
             );
         }

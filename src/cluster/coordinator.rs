@@ -1,0 +1,298 @@
+//! Keeping Raft's membership in step with gossip's.
+//!
+//! Gossip says who is alive; Raft needs a small, stable set of voters. Each
+//! peer runs [`run`]; its decisions come from the pure [`decide`], which the
+//! simulation can drive directly:
+//!
+//! - **Bootstrap.** While no live peer belongs to a Raft cluster, the peer
+//!   with the smallest Raft id initialises one with itself once the
+//!   membership it sees has been stable for [`SETTLE`]. Others wait to be
+//!   added. (Two sides of a partition that both start empty could each
+//!   bootstrap; seeds make that unlikely, and it is documented.)
+//! - **Leader duties.** Live peers missing from Raft are added as learners;
+//!   peers gossip declares dead (or forgot) are removed; voters are kept at
+//!   5, 3 or 1 (the largest that fits the live count), existing live voters
+//!   first, then learners by id, the leader always included.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use openraft::BasicNode;
+use openraft::ChangeMembers;
+
+use super::raft::Raft;
+
+/// How long the live set must stay unchanged before a bootstrap.
+pub const SETTLE: Duration = Duration::from_secs(1);
+/// How often the coordinator looks.
+pub const TICK: Duration = Duration::from_millis(300);
+
+/// What gossip says, in Raft ids.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    /// This peer's Raft id.
+    pub me: u64,
+    /// Alive peers (this one included) and their endpoint addresses.
+    pub alive: BTreeMap<u64, SocketAddr>,
+    /// Peers that are alive or only suspect: not to be removed.
+    pub present: BTreeSet<u64>,
+    /// Whether another live peer already belongs to a Raft cluster.
+    pub others_in_raft: bool,
+}
+
+/// What this peer's Raft says.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RaftView {
+    /// Whether it belongs to a cluster (has any voter configured).
+    pub initialized: bool,
+    /// Whether it leads.
+    pub is_leader: bool,
+    /// Current voters.
+    pub voters: BTreeSet<u64>,
+    /// Current learners.
+    pub learners: BTreeSet<u64>,
+}
+
+/// One step to take.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Start a cluster with this peer as its only voter.
+    Initialize,
+    /// Add a live peer as a learner.
+    AddLearner(u64, SocketAddr),
+    /// Make exactly these the voters (demoted ones stay learners).
+    SetVoters(BTreeSet<u64>),
+    /// Drop these from the membership entirely.
+    Remove(BTreeSet<u64>),
+}
+
+/// Voters wanted for `alive` live peers.
+pub fn voter_target(alive: usize) -> usize {
+    match alive {
+        0..=2 => 1,
+        3 | 4 => 3,
+        _ => 5,
+    }
+}
+
+/// The actions that bring Raft's membership in line with gossip.
+pub fn decide(observed: &Observed, raft: &RaftView, settled: bool) -> Vec<Action> {
+    if !raft.initialized {
+        let smallest = observed.alive.keys().next() == Some(&observed.me);
+        return if settled && smallest && !observed.others_in_raft {
+            vec![Action::Initialize]
+        } else {
+            Vec::new()
+        };
+    }
+    if !raft.is_leader {
+        return Vec::new();
+    }
+    let members: BTreeSet<u64> = raft.voters.union(&raft.learners).copied().collect();
+    let mut actions: Vec<Action> = observed
+        .alive
+        .iter()
+        .filter(|(id, _)| !members.contains(id))
+        .map(|(id, addr)| Action::AddLearner(*id, *addr))
+        .collect();
+    let target = voter_target(observed.alive.len());
+    let mut voters: BTreeSet<u64> = BTreeSet::from([observed.me]);
+    let candidates = raft
+        .voters
+        .iter()
+        .chain(raft.learners.iter())
+        .filter(|id| observed.alive.contains_key(id));
+    for id in candidates {
+        if voters.len() >= target {
+            break;
+        }
+        voters.insert(*id);
+    }
+    if voters != raft.voters {
+        actions.push(Action::SetVoters(voters.clone()));
+    }
+    let gone: BTreeSet<u64> = members
+        .difference(&observed.present)
+        .filter(|id| !voters.contains(id))
+        .copied()
+        .collect();
+    if !gone.is_empty() {
+        actions.push(Action::Remove(gone));
+    }
+    actions
+}
+
+/// Reads this peer's Raft state.
+pub fn view(raft: &Raft, me: u64) -> RaftView {
+    let metrics = raft.metrics().borrow().clone();
+    let membership = metrics.membership_config.membership();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let learners: BTreeSet<u64> = membership.learner_ids().collect();
+    RaftView {
+        initialized: !voters.is_empty(),
+        is_leader: metrics.current_leader == Some(me),
+        voters,
+        learners,
+    }
+}
+
+/// This peer's role in Raft, as gossiped: leader, voter, learner or none.
+pub fn role(view: &RaftView, me: u64) -> &'static str {
+    if view.is_leader {
+        "leader"
+    } else if view.voters.contains(&me) {
+        "voter"
+    } else if view.learners.contains(&me) {
+        "learner"
+    } else {
+        "none"
+    }
+}
+
+/// Carries out `actions` on `raft`, logging what fails (the next tick
+/// retries from a fresh view).
+pub async fn apply(raft: &Raft, me: u64, my_addr: SocketAddr, actions: Vec<Action>) {
+    for action in actions {
+        let result = match &action {
+            Action::Initialize => raft
+                .initialize(BTreeMap::from([(
+                    me,
+                    BasicNode {
+                        addr: my_addr.to_string(),
+                    },
+                )]))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Action::AddLearner(id, addr) => raft
+                .add_learner(
+                    *id,
+                    BasicNode {
+                        addr: addr.to_string(),
+                    },
+                    false,
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Action::SetVoters(voters) => raft
+                .change_membership(ChangeMembers::ReplaceAllVoters(voters.clone()), true)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Action::Remove(ids) => raft
+                .change_membership(ChangeMembers::RemoveNodes(ids.clone()), false)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        };
+        match result {
+            Ok(()) => tracing::info!("raft membership: {action:?}"),
+            Err(e) => {
+                tracing::debug!("raft membership {action:?} not done yet: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Tracks whether the live set has been stable for [`SETTLE`].
+#[derive(Default)]
+pub struct Settling {
+    last: BTreeSet<u64>,
+    since: Option<Instant>,
+}
+
+impl Settling {
+    /// Records the current live set; true once it has not changed for
+    /// [`SETTLE`].
+    pub fn observe(&mut self, alive: BTreeSet<u64>) -> bool {
+        if alive != self.last || self.since.is_none() {
+            self.last = alive;
+            self.since = Some(Instant::now());
+        }
+        self.since.is_some_and(|s| s.elapsed() >= SETTLE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(i: u64) -> SocketAddr {
+        format!("127.0.0.1:{}", 7000 + i).parse().unwrap()
+    }
+
+    fn observed(me: u64, alive: &[u64], present: &[u64]) -> Observed {
+        Observed {
+            me,
+            alive: alive.iter().map(|&i| (i, addr(i))).collect(),
+            present: present.iter().copied().collect(),
+            others_in_raft: false,
+        }
+    }
+
+    fn leader_view(voters: &[u64], learners: &[u64]) -> RaftView {
+        RaftView {
+            initialized: true,
+            is_leader: true,
+            voters: voters.iter().copied().collect(),
+            learners: learners.iter().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn only_the_smallest_settled_peer_bootstraps() {
+        let empty = RaftView::default();
+        assert_eq!(
+            decide(&observed(1, &[1, 2, 3], &[1, 2, 3]), &empty, true),
+            vec![Action::Initialize]
+        );
+        assert!(decide(&observed(2, &[1, 2, 3], &[1, 2, 3]), &empty, true).is_empty());
+        assert!(decide(&observed(1, &[1, 2, 3], &[1, 2, 3]), &empty, false).is_empty());
+        let mut joined_late = observed(1, &[1, 2, 3], &[1, 2, 3]);
+        joined_late.others_in_raft = true;
+        assert!(
+            decide(&joined_late, &empty, true).is_empty(),
+            "never a second cluster"
+        );
+    }
+
+    #[test]
+    fn the_leader_adds_learners_and_promotes_up_to_the_target() {
+        let obs = observed(1, &[1, 2, 3, 4], &[1, 2, 3, 4]);
+        let actions = decide(&obs, &leader_view(&[1], &[2, 3]), true);
+        assert!(actions.contains(&Action::AddLearner(4, addr(4))));
+        assert!(actions.contains(&Action::SetVoters(BTreeSet::from([1, 2, 3]))));
+    }
+
+    #[test]
+    fn dead_peers_are_dropped_and_voters_replaced() {
+        // 5 voters, peer 5 died: 4 alive, so 3 voters; 5 is removed.
+        let obs = observed(1, &[1, 2, 3, 4], &[1, 2, 3, 4]);
+        let actions = decide(&obs, &leader_view(&[1, 2, 3, 4, 5], &[]), true);
+        assert_eq!(
+            actions,
+            vec![
+                Action::SetVoters(BTreeSet::from([1, 2, 3])),
+                Action::Remove(BTreeSet::from([5]))
+            ]
+        );
+        // A suspect peer is kept.
+        let obs = observed(1, &[1, 2, 3], &[1, 2, 3, 4]);
+        let actions = decide(&obs, &leader_view(&[1, 2, 3], &[4]), true);
+        assert!(actions.is_empty(), "{actions:?}");
+    }
+
+    #[test]
+    fn followers_do_nothing_and_roles_are_named() {
+        let mut view = leader_view(&[1, 2, 3], &[4]);
+        view.is_leader = false;
+        assert!(decide(&observed(2, &[1, 2, 3, 4], &[1, 2, 3, 4]), &view, true).is_empty());
+        assert_eq!(role(&view, 2), "voter");
+        assert_eq!(role(&view, 4), "learner");
+        assert_eq!(role(&view, 9), "none");
+        assert_eq!(voter_target(7), 5);
+    }
+}
