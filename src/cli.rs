@@ -51,6 +51,10 @@ enum Command {
     Join(crate::cluster::cli::JoinArgs),
     /// Show the cluster as one of its peers sees it.
     Status(crate::cluster::cli::StatusArgs),
+    /// Start a test on the cluster, through any peer (same options as `run`).
+    Start(Box<crate::cluster::cli::StartArgs>),
+    /// Stop the cluster's running test, through any peer.
+    Stop(crate::cluster::cli::StopArgs),
 }
 
 #[derive(Args)]
@@ -100,8 +104,10 @@ pub fn main_with(registry: TaskRegistry) -> ExitCode {
         },
         Command::Demo(demo) => run_demo(&registry, demo),
         Command::Serve(serve) => run_serve(serve),
-        Command::Join(join) => crate::cluster::cli::join(join),
+        Command::Join(join) => crate::cluster::cli::join(join, std::sync::Arc::new(registry)),
         Command::Status(status) => crate::cluster::cli::status(status),
+        Command::Start(start) => crate::cluster::cli::start(*start),
+        Command::Stop(stop) => crate::cluster::cli::stop(stop),
     };
     ExitCode::from(code)
 }

@@ -31,6 +31,7 @@ fn open(rate: f64, secs: u64, max_in_flight: usize) -> EngineConfig {
         thread_strategy: None,
         blocking_threads: 0,
         drain_timeout: Duration::from_secs(5),
+        start_at: None,
     }
 }
 
@@ -171,6 +172,7 @@ async fn closed_model_runs_each_instance_alone_and_cleans_up() {
         thread_strategy: None,
         blocking_threads: 0,
         drain_timeout: Duration::from_secs(5),
+        start_at: None,
     };
     let outcome = engine::run(factory, config, &mut NoObserver, StopSignal::new())
         .await

@@ -55,6 +55,7 @@ fn plan(epoch: u64) -> Plan {
         epoch,
         start_unix_ms: 1,
         shares: BTreeMap::from([("a".to_owned(), 0.5), ("b".to_owned(), 0.5)]),
+        definition: String::new(),
     }
 }
 

@@ -9,11 +9,14 @@ use clap::{ArgAction, Args};
 use std::sync::Arc;
 
 use super::auth::{Admission, MtlsIdentity};
+use super::control::{self, ControlReply, ControlRequest};
 use super::membership::{Peer, PeerConfig, hostname};
-use super::network::request_status;
+use super::network::{KIND_CONTROL, client_request, request_status};
 use super::status::ClusterStatus;
 use crate::cli::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, runtime};
+use crate::config::RunArgs;
 use crate::config::duration::HumanDuration;
+use crate::task::TaskRegistry;
 
 /// Default UDP port of a peer.
 pub const DEFAULT_PORT: u16 = 7700;
@@ -141,8 +144,9 @@ pub struct StatusArgs {
     pub security: SecurityArgs,
 }
 
-/// Runs `vajra-peer join` until SIGINT or SIGTERM.
-pub fn join(args: JoinArgs) -> u8 {
+/// Runs `vajra-peer join` until SIGINT or SIGTERM, running the cluster's
+/// tests with the tasks in `registry`.
+pub fn join(args: JoinArgs, registry: Arc<TaskRegistry>) -> u8 {
     let admission = match args.security.admission() {
         Ok(a) => a,
         Err(e) => {
@@ -176,7 +180,7 @@ pub fn join(args: JoinArgs) -> u8 {
         return EXIT_RUNTIME;
     };
     rt.block_on(async move {
-        let peer = match Peer::start(config.clone()).await {
+        let peer = match Peer::start(config.clone(), registry).await {
             Ok(peer) => peer,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -243,4 +247,239 @@ pub fn status(args: StatusArgs) -> u8 {
         print!("{}", status.render());
     }
     EXIT_OK
+}
+
+/// Arguments of `vajra-peer start`.
+#[derive(Debug, Clone, Args)]
+pub struct StartArgs {
+    /// The test, with the same options as `run`.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Any peer of the cluster, HOST:PORT.
+    #[arg(long, env = "VAJRA_PEER", default_value = "127.0.0.1:7700")]
+    pub peer: String,
+    /// Wait for the end, then print the merged summary and exit with the
+    /// thresholds' verdict, as `run` does.
+    #[arg(long, action = ArgAction::SetTrue)]
+    pub wait: bool,
+    /// Cluster id and peer authentication.
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// Arguments of `vajra-peer stop`.
+#[derive(Debug, Clone, Args)]
+pub struct StopArgs {
+    /// Any peer of the cluster, HOST:PORT.
+    #[arg(long, env = "VAJRA_PEER", default_value = "127.0.0.1:7700")]
+    pub peer: String,
+    /// Cluster id and peer authentication.
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+fn resolve_peer(peer: &str) -> Result<SocketAddr, String> {
+    peer.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("cannot resolve --peer {peer}"))
+}
+
+async fn control(
+    peer: SocketAddr,
+    security: &SecurityArgs,
+    admission: Admission,
+    request: &ControlRequest,
+) -> anyhow::Result<ControlReply> {
+    let body = serde_json::to_vec(request)?;
+    let answer = client_request(peer, &security.cluster_id, admission, KIND_CONTROL, &body).await?;
+    Ok(serde_json::from_slice(&answer)?)
+}
+
+/// Runs `vajra-peer start`.
+pub fn start(args: StartArgs) -> u8 {
+    let (admission, peer) = match (args.security.admission(), resolve_peer(&args.peer)) {
+        (Ok(a), Ok(p)) => (a, p),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let mut run = match &args.run.config {
+        Some(path) => match crate::config::file::load(path) {
+            Ok(file) => args.run.clone().over(file),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_CONFIG;
+            }
+        },
+        None => args.run.clone(),
+    };
+    run.config = None;
+    let settings = match crate::config::resolve(run.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let Ok(rt) = runtime(1) else {
+        return EXIT_RUNTIME;
+    };
+    rt.block_on(async move {
+        let reply = match control(
+            peer,
+            &args.security,
+            admission.clone(),
+            &ControlRequest::Start(Box::new(run)),
+        )
+        .await
+        {
+            Ok(reply) => reply,
+            Err(e) => {
+                eprintln!("error: {peer}: {e:#}");
+                return EXIT_RUNTIME;
+            }
+        };
+        if !reply.ok {
+            eprintln!("error: {}", reply.message);
+            return EXIT_CONFIG;
+        }
+        let plan = reply.plan.clone().expect("a started test has a plan");
+        eprintln!("{}", reply.message);
+        if !args.wait {
+            return EXIT_OK;
+        }
+        wait_and_report(&args.security, admission, &plan, &reply.peers, &settings).await
+    })
+}
+
+/// Polls every peer of `plan` for its report until all have one, then
+/// prints and writes the merged report.
+async fn wait_and_report(
+    security: &SecurityArgs,
+    admission: Admission,
+    plan: &super::plan::Plan,
+    peers: &std::collections::BTreeMap<String, String>,
+    settings: &crate::config::RunSettings,
+) -> u8 {
+    let curve_secs = match &settings.engine.load {
+        crate::engine::LoadModel::Open { profile, .. } => profile.curve.duration(),
+        crate::engine::LoadModel::Closed { .. } => 0.0,
+    };
+    let deadline = std::time::Instant::now()
+        + control::START_DELAY
+        + Duration::from_secs_f64(curve_secs)
+        + settings.engine.drain_timeout
+        + Duration::from_secs(30);
+    let mut reports = std::collections::BTreeMap::new();
+    while reports.len() < plan.shares.len() {
+        if std::time::Instant::now() > deadline {
+            let missing: Vec<_> = plan
+                .shares
+                .keys()
+                .filter(|p| !reports.contains_key(*p))
+                .collect();
+            eprintln!("error: no report from {missing:?} in time; the figures would be incomplete");
+            return EXIT_RUNTIME;
+        }
+        for node in plan
+            .shares
+            .keys()
+            .filter(|n| !reports.contains_key(*n))
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            let Some(addr) = peers.get(&node).and_then(|a| a.parse().ok()) else {
+                continue;
+            };
+            let request = ControlRequest::Results(plan.test_id.clone());
+            if let Ok(reply) = control(addr, security, admission.clone(), &request).await {
+                if let Some(report) = reply.report {
+                    reports.insert(node, report);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let parts: Vec<_> = reports.into_iter().collect();
+    let merged =
+        match crate::export::merge::merge_reports(&parts, &settings.thresholds, settings.max_lag) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("error: merging reports: {e:#}");
+                return EXIT_RUNTIME;
+            }
+        };
+    let target = plan_target_rate(settings);
+    print!("{}", crate::export::console::summary(&merged, target));
+    for (node, report) in &parts {
+        println!(
+            "  peer {node}: {} completed, {} dropped",
+            report.main.completed, report.main.dropped
+        );
+    }
+    for path in &settings.outputs {
+        if let Err(e) = crate::export::files::write(&merged, path) {
+            eprintln!("error: {e:#}");
+            return EXIT_RUNTIME;
+        }
+    }
+    if merged.outcome == "interrupted" {
+        crate::cli::EXIT_INTERRUPTED
+    } else if !merged.thresholds_passed() || merged.outcome == "aborted" {
+        crate::cli::EXIT_THRESHOLD
+    } else if settings.fail_on_unreliable && !merged.self_check.reliable {
+        crate::cli::EXIT_UNRELIABLE
+    } else {
+        EXIT_OK
+    }
+}
+
+fn plan_target_rate(settings: &crate::config::RunSettings) -> Option<f64> {
+    match &settings.engine.load {
+        crate::engine::LoadModel::Open { profile, .. } => {
+            let main_secs = profile.curve.duration() - profile.warmup_secs;
+            Some(
+                profile
+                    .curve
+                    .count_between(profile.warmup_secs, profile.curve.duration())
+                    / main_secs.max(1e-9),
+            )
+        }
+        crate::engine::LoadModel::Closed { .. } => None,
+    }
+}
+
+/// Runs `vajra-peer stop`.
+pub fn stop(args: StopArgs) -> u8 {
+    let (admission, peer) = match (args.security.admission(), resolve_peer(&args.peer)) {
+        (Ok(a), Ok(p)) => (a, p),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let Ok(rt) = runtime(1) else {
+        return EXIT_RUNTIME;
+    };
+    match rt.block_on(control(
+        peer,
+        &args.security,
+        admission,
+        &ControlRequest::Stop,
+    )) {
+        Ok(reply) if reply.ok => {
+            eprintln!("{}", reply.message);
+            EXIT_OK
+        }
+        Ok(reply) => {
+            eprintln!("error: {}", reply.message);
+            EXIT_CONFIG
+        }
+        Err(e) => {
+            eprintln!("error: {peer}: {e:#}");
+            EXIT_RUNTIME
+        }
+    }
 }

@@ -10,14 +10,17 @@ use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig
 use parking_lot::Mutex;
 
 use super::auth::Admission;
+use super::control::Controller;
 use super::coordinator::{self, Observed, Settling};
 use super::discovery::MdnsDiscovery;
 use super::gossip::QuicGossip;
 use super::network::{Identity, Network};
 use super::raft::{self, Raft, RaftNode};
+use super::runner::{self, Activity, Results, SharedActivity};
 use super::state::{self, PeerInfo};
 use super::status::{ClusterStatus, Liveness, MemberStatus};
 use crate::metrics::cpu::{CpuMeter, available_cores};
+use crate::task::TaskRegistry;
 
 /// Default gossip interval. With chitchat's phi-accrual detector at a
 /// threshold of 8, a silent peer is declared dead about 8 mean heartbeat
@@ -78,13 +81,16 @@ pub struct Peer {
     status_cache: Arc<Mutex<Vec<u8>>>,
     refresher: tokio::task::JoinHandle<()>,
     coordinator: tokio::task::JoinHandle<()>,
+    runner: tokio::task::JoinHandle<()>,
+    activity: SharedActivity,
     raft: Option<RaftNode>,
     mdns: Option<(MdnsDiscovery, tokio::task::JoinHandle<()>)>,
 }
 
 impl Peer {
-    /// Binds the endpoint, starts gossip and begins publishing state.
-    pub async fn start(config: PeerConfig) -> anyhow::Result<Self> {
+    /// Binds the endpoint, starts gossip and begins publishing state; runs
+    /// the cluster's tests with the tasks in `registry`.
+    pub async fn start(config: PeerConfig, registry: Arc<TaskRegistry>) -> anyhow::Result<Self> {
         let advertise = match config.advertise {
             Some(a) => a,
             None => advertise_address(config.listen, &config.seeds)?,
@@ -172,6 +178,8 @@ impl Peer {
             status_cache,
             refresher: tokio::spawn(async {}),
             coordinator: tokio::spawn(async {}),
+            runner: tokio::spawn(async {}),
+            activity: Arc::default(),
             raft: None,
             mdns,
         };
@@ -182,6 +190,25 @@ impl Peer {
             raft_id,
             advertise,
         ));
+        let results: Results = Arc::default();
+        peer.runner = tokio::spawn(runner::run(
+            config.node_id.clone(),
+            Arc::clone(&registry),
+            raft_node.machine.watch(),
+            Arc::clone(&results),
+            Arc::clone(&peer.activity),
+        ));
+        let cache = Arc::clone(&peer.status_cache);
+        Controller {
+            network: peer.network.clone(),
+            raft: raft_node.raft.clone(),
+            machine: raft_node.machine.clone(),
+            me: raft_id,
+            registry,
+            results,
+            status: Arc::new(move || serde_json::from_slice(&cache.lock()).ok()),
+        }
+        .serve();
         peer.raft = Some(raft_node);
         Ok(peer)
     }
@@ -194,6 +221,7 @@ impl Peer {
             gossip_interval: self.gossip_interval,
             heard: Arc::clone(&self.heard),
             status_cache: Arc::clone(&self.status_cache),
+            activity: Arc::clone(&self.activity),
         }
     }
 
@@ -216,6 +244,7 @@ impl Peer {
     pub async fn shutdown(self) {
         self.refresher.abort();
         self.coordinator.abort();
+        self.runner.abort();
         if let Some(node) = &self.raft {
             let _ = node.raft.shutdown().await;
         }
@@ -237,6 +266,7 @@ struct View {
     gossip_interval: Duration,
     heard: Arc<Mutex<HeardTracker>>,
     status_cache: Arc<Mutex<Vec<u8>>>,
+    activity: SharedActivity,
 }
 
 impl View {
@@ -293,8 +323,28 @@ async fn refresh_loop(view: View) {
     let mut cpu = CpuMeter::new();
     let mut last_cpu = Instant::now();
     let mut tick = tokio::time::interval(view.gossip_interval / 2);
+    let mut published = Activity::default();
     loop {
         tick.tick().await;
+        let activity = view.activity.lock().clone();
+        if activity != published {
+            let mut chitchat = view.chitchat.lock().await;
+            let me = chitchat.self_node_state();
+            me.set(
+                state::STATUS,
+                if activity.status.is_empty() {
+                    "idle"
+                } else {
+                    &activity.status
+                },
+            );
+            me.set(state::TARGET_RATE, format!("{:.1}", activity.target_rate));
+            me.set(
+                state::ACHIEVED_RATE,
+                format!("{:.1}", activity.achieved_rate),
+            );
+            published = activity;
+        }
         if last_cpu.elapsed() >= Duration::from_secs(1) {
             last_cpu = Instant::now();
             let load = cpu.sample();

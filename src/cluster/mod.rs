@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod control;
 pub mod coordinator;
 pub mod discovery;
 pub mod gossip;
@@ -24,6 +25,7 @@ pub mod membership;
 pub mod network;
 pub mod plan;
 pub mod raft;
+pub mod runner;
 pub mod state;
 pub mod status;
 pub mod tls;

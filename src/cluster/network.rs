@@ -33,6 +33,8 @@ pub const KIND_GOSSIP: u8 = 1;
 pub const KIND_STATUS: u8 = 2;
 /// Stream kind: a Raft RPC, answered on the same stream (bidirectional).
 pub const KIND_RAFT: u8 = 3;
+/// Stream kind: a control command (start, stop, results), JSON both ways.
+pub const KIND_CONTROL: u8 = 4;
 /// Largest message accepted on a stream.
 pub const MAX_MESSAGE: usize = 1 << 20;
 /// Largest hello or welcome.
@@ -493,6 +495,18 @@ pub async fn request_status(
     cluster_id: &str,
     admission: Admission,
 ) -> anyhow::Result<Vec<u8>> {
+    client_request(to, cluster_id, admission, KIND_STATUS, &[]).await
+}
+
+/// Sends one request of stream `kind` to the peer at `to`, authenticating
+/// as a client, and returns the answer.
+pub async fn client_request(
+    to: SocketAddr,
+    cluster_id: &str,
+    admission: Admission,
+    kind: u8,
+    body: &[u8],
+) -> anyhow::Result<Vec<u8>> {
     let bind: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse()?;
     let mut endpoint = quinn::Endpoint::client(bind)?;
     endpoint.set_default_client_config(tls::client_config(&admission)?);
@@ -505,15 +519,16 @@ pub async fn request_status(
     let work = async {
         let conn = connect(&endpoint, &identity, to, "client").await?;
         let (mut send, mut recv) = conn.open_bi().await?;
-        send.write_all(&[KIND_STATUS]).await?;
+        send.write_all(&[kind]).await?;
+        send.write_all(body).await?;
         send.finish()?;
-        let body = recv.read_to_end(MAX_MESSAGE).await?;
+        let answer = recv.read_to_end(MAX_MESSAGE).await?;
         conn.close(0u32.into(), b"done");
-        anyhow::Ok(body)
+        anyhow::Ok(answer)
     };
-    let result = tokio::time::timeout(Duration::from_secs(5), work)
+    let result = tokio::time::timeout(Duration::from_secs(15), work)
         .await
-        .map_err(|_| anyhow::anyhow!("no answer from {to} within 5s"))?;
+        .map_err(|_| anyhow::anyhow!("no answer from {to} within 15s"))?;
     let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
     result
 }

@@ -158,6 +158,9 @@ pub struct Plan {
     pub start_unix_ms: u64,
     /// Fraction of the cluster's rate curve per node id (sums to 1).
     pub shares: BTreeMap<String, f64>,
+    /// The test's settings (`RunArgs` as JSON), the same for every peer.
+    #[serde(default)]
+    pub definition: String,
 }
 
 impl Plan {
@@ -167,12 +170,14 @@ impl Plan {
         start_unix_ms: u64,
         strategy: &dyn DistributionStrategy,
         peers: &[Candidate],
+        definition: String,
     ) -> Result<Self, PlanError> {
         Ok(Self {
             test_id: test_id.to_owned(),
             epoch: 1,
             start_unix_ms,
             shares: split(strategy, peers)?,
+            definition,
         })
     }
 
@@ -188,6 +193,7 @@ impl Plan {
             epoch: self.epoch + 1,
             start_unix_ms,
             shares: split(strategy, peers)?,
+            definition: self.definition.clone(),
         })
     }
 
@@ -268,7 +274,7 @@ mod tests {
             .iter()
             .map(|id| peer(id, 1.0, 2, 0.0))
             .collect();
-        let plan = Plan::first("t1", 0, &Equal, &peers).unwrap();
+        let plan = Plan::first("t1", 0, &Equal, &peers, String::new()).unwrap();
         let total: u64 = peers
             .iter()
             .map(|p| {

@@ -9,14 +9,14 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, ValueEnum};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::duration::HumanDuration;
 use crate::engine::Saturation;
 use crate::task::ThreadStrategy;
 
 /// Load pattern names for `--pattern`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PatternKind {
     /// A fixed rate (`--tps`).
@@ -34,7 +34,7 @@ pub enum PatternKind {
 }
 
 /// Every setting of `vajra-peer run`.
-#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RunArgs {
     /// Read settings from a TOML or YAML file (keys are the flag names);

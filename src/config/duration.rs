@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Parses a human duration; a bare number is refused because its unit would
 /// be a guess.
@@ -77,6 +77,12 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
 impl From<HumanDuration> for Duration {
     fn from(d: HumanDuration) -> Self {
         d.0
@@ -94,6 +100,19 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+    }
+
+    #[test]
+    fn serialises_to_text_that_parses_back() {
+        for text in ["30s", "1.5s", "250ms", "1h 30m"] {
+            let d: HumanDuration = text.parse().unwrap();
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(
+                serde_json::from_str::<HumanDuration>(&json).unwrap(),
+                d,
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub fn resolve(args: RunArgs) -> Result<RunSettings, ConfigError> {
             thread_strategy: args.thread_strategy,
             blocking_threads: positive("blocking-threads", args.blocking_threads)?.unwrap_or(0),
             drain_timeout: args.drain_timeout.map_or(DEFAULT_DRAIN_TIMEOUT, Into::into),
+            start_at: None,
         },
         threads,
         thresholds,

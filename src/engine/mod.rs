@@ -77,6 +77,9 @@ pub struct EngineConfig {
     pub blocking_threads: usize,
     /// How long in-flight work may finish after the load ends.
     pub drain_timeout: Duration,
+    /// Wall-clock instant the run clock starts at (after instances are set
+    /// up), so peers of a cluster start together; `None` starts at once.
+    pub start_at: Option<SystemTime>,
 }
 
 /// Receives each second's results while the run is going.
@@ -205,7 +208,7 @@ pub async fn run_controlled<F: TaskFactory>(
                 elastic: !blocking,
                 saturation: *saturation,
             };
-            start_open(&ctx, &spawner, profile, pool, control).await?
+            start_open(&ctx, &spawner, profile, pool, control, config.start_at).await?
         }
         LoadModel::Closed {
             concurrency,
@@ -213,7 +216,7 @@ pub async fn run_controlled<F: TaskFactory>(
             duration,
         } => {
             let deadline_ns = (*warmup + *duration).as_nanos() as u64;
-            start_closed(&ctx, &spawner, *concurrency, deadline_ns).await?
+            start_closed(&ctx, &spawner, *concurrency, deadline_ns, config.start_at).await?
         }
     };
     let started_at = SystemTime::now();
@@ -278,6 +281,7 @@ async fn start_open<F: TaskFactory>(
     profile: &CompiledProfile,
     pool: Pool,
     control: LoadControl,
+    start_at: Option<SystemTime>,
 ) -> Result<Started, EngineError> {
     let (tx, rx) = async_channel::unbounded();
     let (ready_tx, ready_rx) = mpsc::unbounded_channel();
@@ -288,6 +292,7 @@ async fn start_open<F: TaskFactory>(
         );
     }
     wait_ready(ctx, ready_rx, pool.started).await?;
+    wait_for_start(start_at).await;
     let schedule = ArrivalSchedule::new(profile.curve.clone());
     let planned = schedule.total_arrivals();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -317,6 +322,7 @@ async fn start_closed<F: TaskFactory>(
     spawner: &Arc<Spawner>,
     concurrency: usize,
     deadline_ns: u64,
+    start_at: Option<SystemTime>,
 ) -> Result<Started, EngineError> {
     if concurrency == 0 {
         return Err(EngineError::Invalid(
@@ -337,6 +343,7 @@ async fn start_closed<F: TaskFactory>(
         );
     }
     let ready = wait_ready(ctx, ready_rx, concurrency).await;
+    wait_for_start(start_at).await;
     ctx.clock.start();
     let _ = go_tx.send(true);
     ready?;
@@ -346,6 +353,13 @@ async fn start_closed<F: TaskFactory>(
         planned: None,
         followed: Arc::default(),
     })
+}
+
+/// Sleeps until the wall clock reaches `start_at` (if it is in the future).
+async fn wait_for_start(start_at: Option<SystemTime>) {
+    if let Some(wait) = start_at.and_then(|at| at.duration_since(SystemTime::now()).ok()) {
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// Waits until `expected` workers have set up; fails on the first that can't.

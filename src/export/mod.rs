@@ -7,6 +7,7 @@
 
 pub mod console;
 pub mod files;
+pub mod merge;
 pub mod report;
 
 pub use report::Report;

@@ -139,6 +139,10 @@ pub struct Report {
     pub series: Vec<WindowReport>,
     /// Cumulative histograms.
     pub histograms: Histograms,
+    /// For a distributed test: each peer's own report, by node id (the
+    /// figures above are their exact merge).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub peers: BTreeMap<String, Report>,
 }
 
 impl Report {
@@ -207,6 +211,7 @@ impl Report {
             warmup,
             tags,
             series: metrics.series().to_vec(),
+            peers: BTreeMap::new(),
         }
     }
 

@@ -227,6 +227,28 @@ impl RateCurve {
         Self::new(points)
     }
 
+    /// The part of this curve from `at` seconds on, shifted to start at 0
+    /// (a single point at rate 0 if `at` is past the end).
+    pub fn after(&self, at: f64) -> Result<Self, CurveError> {
+        let end = self.duration();
+        if at >= end {
+            return Self::new(vec![
+                RatePoint { at: 0.0, rate: 0.0 },
+                RatePoint { at: 0.0, rate: 0.0 },
+            ]);
+        }
+        let at = at.max(0.0);
+        let mut points = vec![RatePoint {
+            at: 0.0,
+            rate: self.rate_at(at),
+        }];
+        points.extend(self.points.iter().filter(|p| p.at > at).map(|p| RatePoint {
+            at: p.at - at,
+            rate: p.rate,
+        }));
+        Self::new(points)
+    }
+
     /// This curve followed by `next`, shifted to start where this one ends.
     pub fn then(&self, next: &RateCurve) -> Result<Self, CurveError> {
         let offset = self.duration();
@@ -374,6 +396,15 @@ mod tests {
             (late.total() - (20.0 + 1500.0)).abs() < 1e-9,
             "a gap past the end runs at 0"
         );
+    }
+
+    #[test]
+    fn the_part_after_a_time_keeps_the_rest_of_the_area() {
+        let ramp = curve(&[(0.0, 0.0), (10.0, 100.0)]);
+        let rest = ramp.after(4.0).unwrap();
+        assert!((rest.total() - (ramp.total() - ramp.count_until(4.0))).abs() < 1e-9);
+        assert!((rest.duration() - 6.0).abs() < 1e-12);
+        assert_eq!(ramp.after(20.0).unwrap().total(), 0.0);
     }
 
     #[test]

@@ -14,7 +14,9 @@ use super::http::{HttpOptions, http_factory};
 use super::noop::Noop;
 use super::sleep::{SleepSpec, sleep_factory};
 use super::{Task, TaskFactory, ThreadStrategy};
-use crate::engine::{self, EngineConfig, EngineError, RunObserver, RunOutcome, StopSignal};
+use crate::engine::{
+    self, EngineConfig, EngineError, LoadControl, RunObserver, RunOutcome, StopSignal,
+};
 
 /// Options a task can be configured with from the command line or a file.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +56,15 @@ pub trait RunnableTask: Send {
         observer: &'a mut dyn RunObserver,
         stop: StopSignal,
     ) -> Pin<Box<dyn Future<Output = Result<RunOutcome, EngineError>> + Send + 'a>>;
+
+    /// Runs it, taking rate updates from `control` while it goes.
+    fn run_controlled<'a>(
+        self: Box<Self>,
+        config: EngineConfig,
+        observer: &'a mut dyn RunObserver,
+        stop: StopSignal,
+        control: LoadControl,
+    ) -> Pin<Box<dyn Future<Output = Result<RunOutcome, EngineError>> + Send + 'a>>;
 }
 
 struct Runnable<F>(F);
@@ -70,6 +81,18 @@ impl<F: TaskFactory> RunnableTask for Runnable<F> {
         stop: StopSignal,
     ) -> Pin<Box<dyn Future<Output = Result<RunOutcome, EngineError>> + Send + 'a>> {
         Box::pin(engine::run(self.0, config, observer, stop))
+    }
+
+    fn run_controlled<'a>(
+        self: Box<Self>,
+        config: EngineConfig,
+        observer: &'a mut dyn RunObserver,
+        stop: StopSignal,
+        control: LoadControl,
+    ) -> Pin<Box<dyn Future<Output = Result<RunOutcome, EngineError>> + Send + 'a>> {
+        Box::pin(engine::run_controlled(
+            self.0, config, observer, stop, control,
+        ))
     }
 }
 

@@ -2,6 +2,8 @@
 //! JSON report, serve the built-in target.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

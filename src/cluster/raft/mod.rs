@@ -173,6 +173,7 @@ mod tests {
             epoch,
             start_unix_ms: 0,
             shares: BTreeMap::from([("a".to_owned(), 1.0)]),
+            definition: String::new(),
         }
     }
 

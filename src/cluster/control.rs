@@ -1,0 +1,225 @@
+//! Control commands from any node: start and stop a distributed test, and
+//! fetch a peer's report. A peer that is not the Raft leader forwards
+//! start and stop to the leader, so a client may talk to any peer.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::network::{KIND_CONTROL, Network};
+use super::plan::{Candidate, Equal, Plan};
+use super::raft::store::StateMachine;
+use super::raft::{Command, Raft};
+use super::runner::Results;
+use super::status::{ClusterStatus, Liveness};
+use crate::config::{self, RunArgs};
+use crate::engine::LoadModel;
+use crate::export::Report;
+use crate::task::TaskRegistry;
+
+/// How far in the future a test starts, so every peer has the plan (and
+/// its instances set up) before the first arrival is due.
+pub const START_DELAY: Duration = Duration::from_millis(1_500);
+
+/// A control request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControlRequest {
+    /// Start a test with these settings.
+    Start(Box<RunArgs>),
+    /// Stop the running test.
+    Stop,
+    /// This peer's report of a test.
+    Results(String),
+}
+
+/// The answer to a control request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ControlReply {
+    /// Whether it was done.
+    pub ok: bool,
+    /// What happened, or why not.
+    pub message: String,
+    /// The plan committed by a start.
+    pub plan: Option<Plan>,
+    /// Peers taking part: node id → endpoint address.
+    pub peers: BTreeMap<String, String>,
+    /// A report, for `Results`.
+    pub report: Option<Report>,
+}
+
+impl ControlReply {
+    fn refused(message: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            message: message.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// What the control handler needs.
+#[derive(Clone)]
+pub struct Controller {
+    /// This peer's endpoint.
+    pub network: Network,
+    /// Its Raft handle.
+    pub raft: Raft,
+    /// Its applied Raft state.
+    pub machine: StateMachine,
+    /// Its Raft id.
+    pub me: u64,
+    /// Tasks it can run (to validate a start).
+    pub registry: Arc<TaskRegistry>,
+    /// Its finished reports.
+    pub results: Results,
+    /// Its current view of the cluster.
+    pub status: Arc<dyn Fn() -> Option<ClusterStatus> + Send + Sync>,
+}
+
+impl Controller {
+    /// Answers control requests on the endpoint.
+    pub fn serve(self) {
+        let network = self.network.clone();
+        network.serve_requests(
+            KIND_CONTROL,
+            Arc::new(move |body: Bytes| {
+                let this = self.clone();
+                Box::pin(async move {
+                    let reply = match serde_json::from_slice::<ControlRequest>(&body) {
+                        Ok(request) => this.handle(request, &body).await,
+                        Err(e) => ControlReply::refused(format!("malformed control request: {e}")),
+                    };
+                    serde_json::to_vec(&reply).expect("replies serialise")
+                })
+            }),
+        );
+    }
+
+    async fn handle(&self, request: ControlRequest, raw: &[u8]) -> ControlReply {
+        if let ControlRequest::Results(test_id) = &request {
+            return match self.results.lock().get(test_id) {
+                Some(Ok(report)) => ControlReply {
+                    ok: true,
+                    report: Some(report.clone()),
+                    ..ControlReply::default()
+                },
+                Some(Err(e)) => ControlReply::refused(format!("this peer's run failed: {e}")),
+                None => ControlReply::refused("no report yet"),
+            };
+        }
+        let metrics = self.raft.metrics().borrow().clone();
+        match metrics.current_leader {
+            Some(leader) if leader == self.me => match request {
+                ControlRequest::Start(args) => self.start(*args).await,
+                ControlRequest::Stop => self.stop().await,
+                ControlRequest::Results(_) => unreachable!("answered above"),
+            },
+            Some(leader) => {
+                let addr = metrics
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .find(|(id, _)| **id == leader)
+                    .and_then(|(_, node)| node.addr.parse::<SocketAddr>().ok());
+                let Some(addr) = addr else {
+                    return ControlReply::refused("the leader's address is unknown; retry");
+                };
+                match self
+                    .network
+                    .request(addr, KIND_CONTROL, raw, Duration::from_secs(10))
+                    .await
+                {
+                    Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                        ControlReply::refused(format!("bad reply from the leader: {e}"))
+                    }),
+                    Err(e) => ControlReply::refused(format!("cannot reach the leader: {e:#}")),
+                }
+            }
+            None => ControlReply::refused("no Raft leader yet; retry in a moment"),
+        }
+    }
+
+    async fn start(&self, args: RunArgs) -> ControlReply {
+        let settings = match config::resolve(args.clone()) {
+            Ok(s) => s,
+            Err(e) => return ControlReply::refused(e.to_string()),
+        };
+        if !matches!(settings.engine.load, LoadModel::Open { .. }) {
+            return ControlReply::refused(
+                "a distributed test needs a target rate (--tps or a pattern)",
+            );
+        }
+        if let Err(e) = self.registry.build(&settings.task) {
+            return ControlReply::refused(format!("{e:#}"));
+        }
+        let Some(status) = (self.status)() else {
+            return ControlReply::refused("membership not known yet; retry");
+        };
+        let live: Vec<_> = status
+            .members
+            .iter()
+            .filter(|m| m.state == Liveness::Alive)
+            .collect();
+        let candidates: Vec<Candidate> = live
+            .iter()
+            .map(|m| Candidate {
+                id: m.id.clone(),
+                weight: m.info.weight,
+                cores: m.info.cores,
+                cpu_percent: m.info.cpu_percent,
+            })
+            .collect();
+        let now_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let definition = serde_json::to_string(&args).expect("settings serialise");
+        let test_id = format!("t{now_ms}");
+        let plan = match Plan::first(
+            &test_id,
+            now_ms + START_DELAY.as_millis() as u64,
+            &Equal,
+            &candidates,
+            definition,
+        ) {
+            Ok(plan) => plan,
+            Err(e) => return ControlReply::refused(e.to_string()),
+        };
+        match self.raft.client_write(Command::SetPlan(plan.clone())).await {
+            Ok(response) if response.data.accepted => ControlReply {
+                ok: true,
+                message: format!("test {test_id} starts on {} peers", plan.shares.len()),
+                peers: live
+                    .iter()
+                    .map(|m| (m.id.clone(), m.address.clone()))
+                    .collect(),
+                plan: Some(plan),
+                report: None,
+            },
+            Ok(response) => ControlReply::refused(response.data.message),
+            Err(e) => ControlReply::refused(format!("could not commit the plan: {e}")),
+        }
+    }
+
+    async fn stop(&self) -> ControlReply {
+        let Some(plan) = self.machine.state().plan else {
+            return ControlReply::refused("no test is running");
+        };
+        let command = Command::StopTest {
+            test_id: plan.test_id.clone(),
+        };
+        match self.raft.client_write(command).await {
+            Ok(response) if response.data.accepted => ControlReply {
+                ok: true,
+                message: format!("test {} stopped", plan.test_id),
+                plan: Some(plan),
+                ..ControlReply::default()
+            },
+            Ok(response) => ControlReply::refused(response.data.message),
+            Err(e) => ControlReply::refused(format!("could not commit the stop: {e}")),
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Running this peer's share of the cluster's test.
+//!
+//! The runner follows the Raft state machine. A new plan that gives this
+//! peer a share starts the standalone engine on the share's rate curve at
+//! the plan's wall-clock start; a later epoch of the same test splices the
+//! new share into the running schedule at the epoch's start (no burst, no
+//! gap); a stop interrupts it. When the engine ends, the peer keeps the
+//! report for whoever asks (`start --wait` merges them).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::raft::ClusterState;
+use crate::config::{self, RunArgs};
+use crate::engine::{EngineConfig, LoadControl, LoadModel, RunObserver, StopSignal};
+use crate::export::Report;
+use crate::load::RateCurve;
+use crate::load::profile::CompiledProfile;
+use crate::metrics::{Aggregator, WindowReport};
+use crate::task::TaskRegistry;
+
+/// Finished tests' reports (or why the run failed), by test id.
+pub type Results = Arc<Mutex<BTreeMap<String, Result<Report, String>>>>;
+
+/// What this peer is doing, for gossip.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Activity {
+    /// "idle", "running T (epoch E)" or "finished T".
+    pub status: String,
+    /// Rate this peer is asked for now.
+    pub target_rate: f64,
+    /// Rate it achieved in the last second.
+    pub achieved_rate: f64,
+}
+
+/// Shared activity, read by the gossip refresher.
+pub type SharedActivity = Arc<Mutex<Activity>>;
+
+struct Running {
+    test_id: String,
+    epoch: u64,
+    start_unix_ms: u64,
+    cluster_curve: RateCurve,
+    control: LoadControl,
+    stop: StopSignal,
+}
+
+/// Follows `state` and runs this peer's (`me`) shares until the channel
+/// closes.
+pub async fn run(
+    me: String,
+    registry: Arc<TaskRegistry>,
+    mut state: watch::Receiver<ClusterState>,
+    results: Results,
+    activity: SharedActivity,
+) {
+    let mut running: Option<Running> = None;
+    loop {
+        let cluster = state.borrow_and_update().clone();
+        follow(&me, &registry, &cluster, &mut running, &results, &activity);
+        if state.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn follow(
+    me: &str,
+    registry: &Arc<TaskRegistry>,
+    cluster: &ClusterState,
+    running: &mut Option<Running>,
+    results: &Results,
+    activity: &SharedActivity,
+) {
+    if running
+        .as_ref()
+        .is_some_and(|r| results.lock().contains_key(&r.test_id))
+    {
+        *running = None;
+    }
+    match (&cluster.plan, running.as_mut()) {
+        (Some(plan), None)
+            if plan.shares.contains_key(me) && !results.lock().contains_key(&plan.test_id) =>
+        {
+            match start(me, registry, plan, results, activity) {
+                Ok(r) => *running = Some(r),
+                Err(e) => {
+                    tracing::warn!("cannot run test {}: {e}", plan.test_id);
+                    results.lock().insert(plan.test_id.clone(), Err(e));
+                }
+            }
+        }
+        (Some(plan), Some(r)) if plan.test_id == r.test_id && plan.epoch > r.epoch => {
+            resplit(me, plan, r, activity);
+        }
+        (Some(plan), Some(r)) if plan.test_id != r.test_id => {
+            r.stop.interrupt();
+            *running = None;
+        }
+        (None, Some(r)) => {
+            r.stop.interrupt();
+            *running = None;
+        }
+        _ => {}
+    }
+}
+
+fn start(
+    me: &str,
+    registry: &Arc<TaskRegistry>,
+    plan: &super::plan::Plan,
+    results: &Results,
+    activity: &SharedActivity,
+) -> Result<Running, String> {
+    let args: RunArgs =
+        serde_json::from_str(&plan.definition).map_err(|e| format!("bad test definition: {e}"))?;
+    let settings = config::resolve(args).map_err(|e| e.to_string())?;
+    let LoadModel::Open {
+        profile,
+        preallocate,
+        max_in_flight,
+        saturation,
+    } = settings.engine.load.clone()
+    else {
+        return Err("a distributed test needs a target rate".into());
+    };
+    let share = plan.shares[me];
+    let curve = profile.curve.scaled(share).map_err(|e| e.to_string())?;
+    let engine = EngineConfig {
+        load: LoadModel::Open {
+            profile: CompiledProfile {
+                curve,
+                warmup_secs: profile.warmup_secs,
+            },
+            preallocate,
+            max_in_flight,
+            saturation,
+        },
+        start_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(plan.start_unix_ms)),
+        ..settings.engine.clone()
+    };
+    let runnable = registry
+        .build(&settings.task)
+        .map_err(|e| format!("{e:#}"))?;
+    let (control, stop) = (LoadControl::new(), StopSignal::new());
+    let task = {
+        let (control, stop) = (control.clone(), stop.clone());
+        let (results, activity) = (Arc::clone(results), Arc::clone(activity));
+        let test_id = plan.test_id.clone();
+        let label = format!("running {} (epoch {})", plan.test_id, plan.epoch);
+        async move {
+            activity.lock().status = label;
+            let mut observer = ActivityObserver(Arc::clone(&activity));
+            let outcome = runnable
+                .run_controlled(engine, &mut observer, stop, control)
+                .await;
+            let report = outcome
+                .map(|o| {
+                    Report::build(
+                        &settings.task.name,
+                        &o,
+                        &settings.thresholds,
+                        settings.max_lag,
+                    )
+                })
+                .map_err(|e| e.to_string());
+            results.lock().insert(test_id.clone(), report);
+            *activity.lock() = Activity {
+                status: format!("finished {test_id}"),
+                ..Activity::default()
+            };
+        }
+    };
+    tokio::spawn(task);
+    Ok(Running {
+        test_id: plan.test_id.clone(),
+        epoch: plan.epoch,
+        start_unix_ms: plan.start_unix_ms,
+        cluster_curve: profile.curve,
+        control,
+        stop,
+    })
+}
+
+/// Switches the running engine to this peer's share of a new epoch, from
+/// the epoch's start on.
+fn resplit(me: &str, plan: &super::plan::Plan, running: &mut Running, activity: &SharedActivity) {
+    let at = plan.start_unix_ms.saturating_sub(running.start_unix_ms) as f64 / 1_000.0;
+    let share = plan.shares.get(me).copied().unwrap_or(0.0);
+    match running
+        .cluster_curve
+        .after(at)
+        .and_then(|tail| tail.scaled(share))
+    {
+        Ok(tail) => {
+            running.control.update(at, tail);
+            running.epoch = plan.epoch;
+            activity.lock().status = format!("running {} (epoch {})", plan.test_id, plan.epoch);
+        }
+        Err(e) => tracing::warn!("cannot follow epoch {}: {e}", plan.epoch),
+    }
+}
+
+struct ActivityObserver(SharedActivity);
+
+impl RunObserver for ActivityObserver {
+    fn on_window(
+        &mut self,
+        window: &WindowReport,
+        target: Option<f64>,
+        _: &Aggregator,
+    ) -> Option<String> {
+        let mut activity = self.0.lock();
+        activity.target_rate = target.unwrap_or(0.0);
+        activity.achieved_rate = window.rate;
+        None
+    }
+}

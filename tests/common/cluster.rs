@@ -1,0 +1,148 @@
+//! A set of `vajra-peer join` processes on loopback for tests.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::UdpSocket;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use super::binary;
+use vajra::cluster::ClusterStatus;
+
+/// A set of peer processes, killed on drop.
+pub struct Cluster {
+    pub secret: tempfile::NamedTempFile,
+    peers: BTreeMap<String, (Child, u16)>,
+}
+
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn secret_file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(f, "{text}").unwrap();
+    f
+}
+
+impl Cluster {
+    pub fn new() -> Self {
+        Self {
+            secret: secret_file("correct horse battery staple"),
+            peers: BTreeMap::new(),
+        }
+    }
+
+    pub fn start(&mut self, name: &str, port: u16, seed: Option<u16>) {
+        let secret = self.secret.path().to_owned();
+        self.start_with(
+            name,
+            port,
+            seed,
+            &["--cluster-secret-file", secret.to_str().unwrap()],
+        );
+    }
+
+    pub fn start_with(&mut self, name: &str, port: u16, seed: Option<u16>, extra: &[&str]) {
+        let mut cmd = binary();
+        cmd.args([
+            "join",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--name",
+            name,
+            "--gossip-interval",
+            "100ms",
+        ]);
+        if let Some(seed) = seed {
+            cmd.args(["--seed", &format!("127.0.0.1:{seed}")]);
+        }
+        let child = cmd
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.peers.insert(name.to_owned(), (child, port));
+    }
+
+    pub fn port(&self, name: &str) -> u16 {
+        self.peers[name].1
+    }
+
+    pub fn signal(&self, name: &str, signal: i32) {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.peers[name].0.id() as i32, signal) };
+    }
+
+    pub fn kill(&mut self, name: &str) {
+        let (mut child, _) = self.peers.remove(name).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// `name`'s view of the cluster, if it answers.
+    pub fn status(&self, name: &str) -> Option<ClusterStatus> {
+        self.status_at(self.port(name), self.secret.path().to_str().unwrap())
+    }
+
+    pub fn status_at(&self, port: u16, secret: &str) -> Option<ClusterStatus> {
+        let out = binary()
+            .args([
+                "status",
+                "--json",
+                "--peer",
+                &format!("127.0.0.1:{port}"),
+                "--cluster-secret-file",
+                secret,
+            ])
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Polls until every peer in `observers` sees `check` hold, or `limit`.
+    pub fn wait_until(
+        &self,
+        observers: &[&str],
+        limit: Duration,
+        check: impl Fn(&ClusterStatus) -> bool,
+    ) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if observers
+                .iter()
+                .all(|o| self.status(o).is_some_and(|s| check(&s)))
+            {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, (child, _)) in self.peers.iter_mut() {
+            // SAFETY: a stopped child must be resumed to die cleanly.
+            unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Asks the peer on `port` for its status, with `auth` flags.
+pub fn status_with(port: u16, auth: &[&str]) -> Option<ClusterStatus> {
+    let out = binary()
+        .args(["status", "--json", "--peer", &format!("127.0.0.1:{port}")])
+        .args(auth)
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
