@@ -160,3 +160,119 @@ fn bad_commands_get_clear_errors_from_any_node() {
         String::from_utf8_lossy(&stop.stderr)
     );
 }
+
+fn start_and_wait(
+    cluster: &Cluster,
+    via: &str,
+    extra: &[&str],
+    report: &std::path::Path,
+) -> std::process::Child {
+    binary()
+        .args([
+            "start",
+            "--peer",
+            &format!("127.0.0.1:{}", cluster.port(via)),
+        ])
+        .args([
+            "--cluster-secret-file",
+            cluster.secret.path().to_str().unwrap(),
+        ])
+        .args(extra)
+        .args(["--wait", "--output"])
+        .arg(report)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_peer_killed_mid_test_is_re_split_and_its_work_so_far_is_kept() {
+    let (mut cluster, _) = three_peers();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("killed.json");
+    let child = start_and_wait(
+        &cluster,
+        "d1",
+        &["--task", "noop", "--tps", "3000", "--duration", "20s"],
+        &path,
+    );
+    // The test starts 1.5 s after the command; kill d3 about 8 s in.
+    std::thread::sleep(Duration::from_millis(9_500));
+    cluster.kill("d3");
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let total = report.main.completed;
+    eprintln!(
+        "with d3 killed: cluster total {total} of 60000 ({:.2} %); events {:?}",
+        100.0 * total as f64 / 60_000.0,
+        report.events
+    );
+    assert!(
+        total.abs_diff(60_000) <= 3_000,
+        "cluster total {total} not within 5 % of 60000"
+    );
+    assert!(
+        report.events.iter().any(|e| e.contains("d3")),
+        "the lost peer is reported"
+    );
+    assert_eq!(
+        report.peers.values().map(|r| r.main.completed).sum::<u64>(),
+        total,
+        "nothing counted twice"
+    );
+    let survivors: u64 = ["d1", "d2"]
+        .iter()
+        .map(|p| report.peers[*p].main.completed)
+        .sum();
+    assert!(
+        survivors > 44_000,
+        "the survivors took over d3's share: {survivors}"
+    );
+}
+
+#[test]
+fn a_peer_joining_mid_test_takes_a_share() {
+    let mut cluster = Cluster::new();
+    let first = free_port();
+    cluster.start("j1", first, None);
+    cluster.start("j2", free_port(), Some(first));
+    cluster
+        .wait_until(&["j1", "j2"], Duration::from_secs(8), |s| {
+            s.leader.is_some() && s.live_ids() == ["j1", "j2"]
+        })
+        .expect("two peers with a leader");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("joined.json");
+    let child = start_and_wait(
+        &cluster,
+        "j2",
+        &["--task", "noop", "--tps", "2000", "--duration", "15s"],
+        &path,
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    cluster.start("j3", free_port(), Some(first));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let total = report.main.completed;
+    let joined = report.peers.get("j3").map_or(0, |r| r.main.completed);
+    eprintln!("with j3 joining: cluster total {total} of 30000, j3 ran {joined}");
+    assert!(joined > 1_000, "the newcomer took a share: {joined}");
+    assert!(
+        total.abs_diff(30_000) <= 300,
+        "cluster total {total} not within 1 % of 30000 (a join loses nothing)"
+    );
+}

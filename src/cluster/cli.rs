@@ -267,6 +267,9 @@ pub struct StartArgs {
     pub security: SecurityArgs,
 }
 
+/// A peer silent this long while a test runs is counted as lost.
+const LOST_AFTER: Duration = Duration::from_secs(4);
+
 /// Arguments of `vajra-peer stop`.
 #[derive(Debug, Clone, Args)]
 pub struct StopArgs {
@@ -372,40 +375,84 @@ async fn wait_and_report(
         + Duration::from_secs_f64(curve_secs)
         + settings.engine.drain_timeout
         + Duration::from_secs(30);
+    // Every peer hands out its figures so far while it runs, so the last
+    // ones of a peer that dies are kept and merged (its work up to then).
+    let test_end =
+        std::time::Instant::now() + control::START_DELAY + Duration::from_secs_f64(curve_secs);
     let mut reports = std::collections::BTreeMap::new();
-    while reports.len() < plan.shares.len() {
-        if std::time::Instant::now() > deadline {
-            let missing: Vec<_> = plan
-                .shares
-                .keys()
-                .filter(|p| !reports.contains_key(*p))
-                .collect();
-            eprintln!("error: no report from {missing:?} in time; the figures would be incomplete");
+    let mut finished = std::collections::BTreeSet::new();
+    let mut heard: std::collections::BTreeMap<String, std::time::Instant> = plan
+        .shares
+        .keys()
+        .map(|n| (n.clone(), std::time::Instant::now()))
+        .collect();
+    let mut addresses = peers.clone();
+    loop {
+        let now = std::time::Instant::now();
+        if now > deadline {
+            eprintln!(
+                "error: the test did not finish in time on {:?}",
+                plan.shares
+                    .keys()
+                    .filter(|p| !finished.contains(*p))
+                    .collect::<Vec<_>>()
+            );
             return EXIT_RUNTIME;
         }
-        for node in plan
-            .shares
+        let pending: Vec<String> = heard
             .keys()
-            .filter(|n| !reports.contains_key(*n))
+            .filter(|n| !finished.contains(*n))
             .cloned()
-            .collect::<Vec<_>>()
-        {
-            let Some(addr) = peers.get(&node).and_then(|a| a.parse().ok()) else {
+            .collect();
+        for node in pending {
+            let Some(addr) = addresses.get(&node).and_then(|a| a.parse().ok()) else {
                 continue;
             };
             let request = ControlRequest::Results(plan.test_id.clone());
             if let Ok(reply) = control(addr, security, admission.clone(), &request).await {
+                // Peers that joined the test at a later epoch are followed too.
+                for (id, address) in reply.peers {
+                    addresses.entry(id).or_insert(address);
+                }
+                for id in reply.plan.iter().flat_map(|p| p.shares.keys()) {
+                    heard
+                        .entry(id.clone())
+                        .or_insert_with(std::time::Instant::now);
+                }
                 if let Some(report) = reply.report {
+                    heard.insert(node.clone(), std::time::Instant::now());
+                    if report.outcome != "running" {
+                        finished.insert(node.clone());
+                    }
                     reports.insert(node, report);
                 }
             }
         }
+        let lost = heard
+            .iter()
+            .filter(|(n, at)| !finished.contains(*n) && at.elapsed() > LOST_AFTER)
+            .count();
+        if finished.len() == heard.len() || (finished.len() + lost == heard.len() && now > test_end)
+        {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let events: Vec<String> = heard
+        .keys()
+        .filter(|n| !finished.contains(*n))
+        .map(|n| match reports.get(n) {
+            Some(r) => format!("peer {n} was lost; its figures cover its first {:.0} s (the others took over its share)", r.load_secs),
+            None => format!("peer {n} was lost before reporting anything"),
+        })
+        .collect();
     let parts: Vec<_> = reports.into_iter().collect();
     let merged =
         match crate::export::merge::merge_reports(&parts, &settings.thresholds, settings.max_lag) {
-            Ok(m) => m,
+            Ok(mut m) => {
+                m.events = events;
+                m
+            }
             Err(e) => {
                 eprintln!("error: merging reports: {e:#}");
                 return EXIT_RUNTIME;

@@ -2,7 +2,7 @@
 //! fetch a peer's report. A peer that is not the Raft leader forwards
 //! start and stop to the leader, so a client may talk to any peer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -14,7 +14,7 @@ use super::network::{KIND_CONTROL, Network};
 use super::plan::{Candidate, Equal, Plan};
 use super::raft::store::StateMachine;
 use super::raft::{Command, Raft};
-use super::runner::Results;
+use super::runner::{PeerResult, Results};
 use super::status::{ClusterStatus, Liveness};
 use crate::config::{self, RunArgs};
 use crate::engine::LoadModel;
@@ -101,15 +101,26 @@ impl Controller {
 
     async fn handle(&self, request: ControlRequest, raw: &[u8]) -> ControlReply {
         if let ControlRequest::Results(test_id) = &request {
-            return match self.results.lock().get(test_id) {
-                Some(Ok(report)) => ControlReply {
+            // Also say who runs the test now, so a waiting client learns of
+            // peers that joined it at a later epoch.
+            let plan = self.machine.state().plan.filter(|p| &p.test_id == test_id);
+            let peers = (self.status)()
+                .map(|s| s.members.into_iter().map(|m| (m.id, m.address)).collect())
+                .unwrap_or_default();
+            let mut reply = match self.results.lock().get(test_id) {
+                Some(PeerResult::Running(report) | PeerResult::Finished(report)) => ControlReply {
                     ok: true,
-                    report: Some(report.clone()),
+                    report: Some((**report).clone()),
                     ..ControlReply::default()
                 },
-                Some(Err(e)) => ControlReply::refused(format!("this peer's run failed: {e}")),
+                Some(PeerResult::Failed(e)) => {
+                    ControlReply::refused(format!("this peer's run failed: {e}"))
+                }
                 None => ControlReply::refused("no report yet"),
             };
+            reply.plan = plan;
+            reply.peers = peers;
+            return reply;
         }
         let metrics = self.raft.metrics().borrow().clone();
         match metrics.current_leader {
@@ -222,4 +233,118 @@ impl Controller {
             Err(e) => ControlReply::refused(format!("could not commit the stop: {e}")),
         }
     }
+}
+
+/// How far ahead of now a re-split epoch starts, so every peer has applied
+/// it before it takes effect.
+pub const RESPLIT_DELAY: Duration = Duration::from_millis(300);
+/// Extra time after a test's curve and drain before the leader ends it.
+const END_GRACE: Duration = Duration::from_secs(3);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Controller {
+    /// The leader's duty, every tick: re-split the running test when a
+    /// share holder is declared dead or a new peer is alive (the cluster
+    /// keeps its total rate), and end the test once every peer is done.
+    pub async fn supervise(self) {
+        let mut ends: HashMap<String, Option<(u64, u64)>> = HashMap::new();
+        let mut tick = tokio::time::interval(super::coordinator::TICK);
+        loop {
+            tick.tick().await;
+            if self.raft.metrics().borrow().current_leader == Some(self.me) {
+                self.supervise_once(&mut ends).await;
+            }
+        }
+    }
+
+    async fn supervise_once(&self, ends: &mut HashMap<String, Option<(u64, u64)>>) {
+        let Some(plan) = self.machine.state().plan else {
+            return;
+        };
+        let Some((end_ms, drain_ms)) = *ends
+            .entry(plan.test_id.clone())
+            .or_insert_with(|| test_end(&plan))
+        else {
+            return;
+        };
+        let now = now_ms();
+        if now > end_ms + drain_ms + END_GRACE.as_millis() as u64 {
+            let command = Command::StopTest {
+                test_id: plan.test_id.clone(),
+            };
+            if let Err(e) = self.raft.client_write(command).await {
+                tracing::debug!("ending test {}: {e}", plan.test_id);
+            }
+            return;
+        }
+        if now + RESPLIT_DELAY.as_millis() as u64 >= end_ms {
+            return;
+        }
+        let Some(status) = (self.status)() else {
+            return;
+        };
+        let alive: Vec<_> = status
+            .members
+            .iter()
+            .filter(|m| m.state == Liveness::Alive)
+            .collect();
+        let holder_lost = plan.shares.keys().any(|holder| {
+            status
+                .members
+                .iter()
+                .filter(|m| &m.id == holder)
+                .all(|m| m.state == Liveness::Dead)
+        });
+        let newcomer = alive.iter().any(|m| !plan.shares.contains_key(&m.id));
+        if !(holder_lost || newcomer) {
+            return;
+        }
+        let candidates: Vec<Candidate> = alive
+            .iter()
+            .map(|m| Candidate {
+                id: m.id.clone(),
+                weight: m.info.weight,
+                cores: m.info.cores,
+                cpu_percent: m.info.cpu_percent,
+            })
+            .collect();
+        let next = match plan.resplit(now + RESPLIT_DELAY.as_millis() as u64, &Equal, &candidates) {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::warn!("cannot re-split test {}: {e}", plan.test_id);
+                return;
+            }
+        };
+        let peers: Vec<_> = next.shares.keys().cloned().collect();
+        match self.raft.client_write(Command::SetPlan(next.clone())).await {
+            Ok(r) if r.data.accepted => {
+                tracing::info!(
+                    "test {} re-split at epoch {} over {peers:?}",
+                    plan.test_id,
+                    next.epoch
+                )
+            }
+            Ok(r) => tracing::debug!("re-split refused: {}", r.data.message),
+            Err(e) => tracing::debug!("re-split not committed: {e}"),
+        }
+    }
+}
+
+/// When a plan's test ends (Unix ms) and how long its peers may drain.
+fn test_end(plan: &Plan) -> Option<(u64, u64)> {
+    let args: RunArgs = serde_json::from_str(&plan.definition).ok()?;
+    let settings = config::resolve(args).ok()?;
+    let LoadModel::Open { profile, .. } = &settings.engine.load else {
+        return None;
+    };
+    let duration_ms = (profile.curve.duration() * 1_000.0) as u64;
+    Some((
+        plan.test_start_unix_ms + duration_ms,
+        settings.engine.drain_timeout.as_millis() as u64,
+    ))
 }

@@ -82,6 +82,7 @@ pub struct Peer {
     refresher: tokio::task::JoinHandle<()>,
     coordinator: tokio::task::JoinHandle<()>,
     runner: tokio::task::JoinHandle<()>,
+    supervisor: tokio::task::JoinHandle<()>,
     activity: SharedActivity,
     raft: Option<RaftNode>,
     mdns: Option<(MdnsDiscovery, tokio::task::JoinHandle<()>)>,
@@ -179,6 +180,7 @@ impl Peer {
             refresher: tokio::spawn(async {}),
             coordinator: tokio::spawn(async {}),
             runner: tokio::spawn(async {}),
+            supervisor: tokio::spawn(async {}),
             activity: Arc::default(),
             raft: None,
             mdns,
@@ -199,7 +201,7 @@ impl Peer {
             Arc::clone(&peer.activity),
         ));
         let cache = Arc::clone(&peer.status_cache);
-        Controller {
+        let controller = Controller {
             network: peer.network.clone(),
             raft: raft_node.raft.clone(),
             machine: raft_node.machine.clone(),
@@ -207,8 +209,9 @@ impl Peer {
             registry,
             results,
             status: Arc::new(move || serde_json::from_slice(&cache.lock()).ok()),
-        }
-        .serve();
+        };
+        controller.clone().serve();
+        peer.supervisor = tokio::spawn(controller.supervise());
         peer.raft = Some(raft_node);
         Ok(peer)
     }
@@ -245,6 +248,7 @@ impl Peer {
         self.refresher.abort();
         self.coordinator.abort();
         self.runner.abort();
+        self.supervisor.abort();
         if let Some(node) = &self.raft {
             let _ = node.raft.shutdown().await;
         }

@@ -161,6 +161,10 @@ pub struct Plan {
     /// The test's settings (`RunArgs` as JSON), the same for every peer.
     #[serde(default)]
     pub definition: String,
+    /// Wall-clock start of the test's first epoch, Unix milliseconds: the
+    /// origin of the rate curve every epoch is a part of.
+    #[serde(default)]
+    pub test_start_unix_ms: u64,
 }
 
 impl Plan {
@@ -178,6 +182,7 @@ impl Plan {
             start_unix_ms,
             shares: split(strategy, peers)?,
             definition,
+            test_start_unix_ms: start_unix_ms,
         })
     }
 
@@ -194,7 +199,13 @@ impl Plan {
             start_unix_ms,
             shares: split(strategy, peers)?,
             definition: self.definition.clone(),
+            test_start_unix_ms: self.test_start_unix_ms,
         })
+    }
+
+    /// Seconds from the test's start to this epoch's start.
+    pub fn epoch_offset_secs(&self) -> f64 {
+        self.start_unix_ms.saturating_sub(self.test_start_unix_ms) as f64 / 1_000.0
     }
 
     /// `node`'s part of the cluster curve, or `None` if it has no share.

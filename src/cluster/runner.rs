@@ -23,8 +23,30 @@ use crate::load::profile::CompiledProfile;
 use crate::metrics::{Aggregator, WindowReport};
 use crate::task::TaskRegistry;
 
-/// Finished tests' reports (or why the run failed), by test id.
-pub type Results = Arc<Mutex<BTreeMap<String, Result<Report, String>>>>;
+/// What this peer has to say about a test.
+#[derive(Debug, Clone)]
+pub enum PeerResult {
+    /// Still running: its figures so far (outcome "running").
+    Running(Box<Report>),
+    /// Finished: its final report.
+    Finished(Box<Report>),
+    /// Its run could not be carried out.
+    Failed(String),
+}
+
+impl PeerResult {
+    /// Whether the run is over (finished or failed).
+    pub fn is_over(&self) -> bool {
+        !matches!(self, Self::Running(_))
+    }
+}
+
+/// This peer's results, by test id.
+pub type Results = Arc<Mutex<BTreeMap<String, PeerResult>>>;
+
+fn is_over(results: &Results, test_id: &str) -> bool {
+    results.lock().get(test_id).is_some_and(PeerResult::is_over)
+}
 
 /// What this peer is doing, for gossip.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -78,7 +100,7 @@ fn follow(
 ) {
     if running
         .as_ref()
-        .is_some_and(|r| results.lock().contains_key(&r.test_id))
+        .is_some_and(|r| is_over(results, &r.test_id))
     {
         *running = None;
     }
@@ -90,7 +112,9 @@ fn follow(
                 Ok(r) => *running = Some(r),
                 Err(e) => {
                     tracing::warn!("cannot run test {}: {e}", plan.test_id);
-                    results.lock().insert(plan.test_id.clone(), Err(e));
+                    results
+                        .lock()
+                        .insert(plan.test_id.clone(), PeerResult::Failed(e));
                 }
             }
         }
@@ -129,13 +153,15 @@ fn start(
         return Err("a distributed test needs a target rate".into());
     };
     let share = plan.shares[me];
-    let curve = profile.curve.scaled(share).map_err(|e| e.to_string())?;
+    // A peer that joins at a later epoch runs the rest of the curve from
+    // that epoch's start.
+    let offset = plan.epoch_offset_secs();
+    let cluster_curve = profile.curve.after(offset).map_err(|e| e.to_string())?;
+    let curve = cluster_curve.scaled(share).map_err(|e| e.to_string())?;
+    let warmup_secs = (profile.warmup_secs - offset).max(0.0);
     let engine = EngineConfig {
         load: LoadModel::Open {
-            profile: CompiledProfile {
-                curve,
-                warmup_secs: profile.warmup_secs,
-            },
+            profile: CompiledProfile { curve, warmup_secs },
             preallocate,
             max_in_flight,
             saturation,
@@ -154,21 +180,26 @@ fn start(
         let label = format!("running {} (epoch {})", plan.test_id, plan.epoch);
         async move {
             activity.lock().status = label;
-            let mut observer = ActivityObserver(Arc::clone(&activity));
+            let mut observer = ActivityObserver {
+                activity: Arc::clone(&activity),
+                results: Arc::clone(&results),
+                test_id: test_id.clone(),
+                task: settings.task.name.clone(),
+                warmup_secs,
+            };
             let outcome = runnable
                 .run_controlled(engine, &mut observer, stop, control)
                 .await;
-            let report = outcome
-                .map(|o| {
-                    Report::build(
-                        &settings.task.name,
-                        &o,
-                        &settings.thresholds,
-                        settings.max_lag,
-                    )
-                })
-                .map_err(|e| e.to_string());
-            results.lock().insert(test_id.clone(), report);
+            let result = match outcome {
+                Ok(o) => PeerResult::Finished(Box::new(Report::build(
+                    &settings.task.name,
+                    &o,
+                    &settings.thresholds,
+                    settings.max_lag,
+                ))),
+                Err(e) => PeerResult::Failed(e.to_string()),
+            };
+            results.lock().insert(test_id.clone(), result);
             *activity.lock() = Activity {
                 status: format!("finished {test_id}"),
                 ..Activity::default()
@@ -180,7 +211,7 @@ fn start(
         test_id: plan.test_id.clone(),
         epoch: plan.epoch,
         start_unix_ms: plan.start_unix_ms,
-        cluster_curve: profile.curve,
+        cluster_curve,
         control,
         stop,
     })
@@ -205,18 +236,38 @@ fn resplit(me: &str, plan: &super::plan::Plan, running: &mut Running, activity: 
     }
 }
 
-struct ActivityObserver(SharedActivity);
+/// Publishes the run's rates for gossip and its figures so far for
+/// `start --wait` (which keeps the last ones of a peer that dies).
+struct ActivityObserver {
+    activity: SharedActivity,
+    results: Results,
+    test_id: String,
+    task: String,
+    warmup_secs: f64,
+}
 
 impl RunObserver for ActivityObserver {
     fn on_window(
         &mut self,
         window: &WindowReport,
         target: Option<f64>,
-        _: &Aggregator,
+        totals: &Aggregator,
     ) -> Option<String> {
-        let mut activity = self.0.lock();
-        activity.target_rate = target.unwrap_or(0.0);
-        activity.achieved_rate = window.rate;
+        {
+            let mut activity = self.activity.lock();
+            activity.target_rate = target.unwrap_or(0.0);
+            activity.achieved_rate = window.rate;
+        }
+        let snapshot = Report::snapshot(
+            &self.task,
+            totals,
+            self.warmup_secs,
+            (window.second + 1) as f64,
+        );
+        self.results.lock().insert(
+            self.test_id.clone(),
+            PeerResult::Running(Box::new(snapshot)),
+        );
         None
     }
 }

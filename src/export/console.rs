@@ -172,6 +172,9 @@ pub fn summary(report: &Report, target_rate: Option<f64>) -> String {
             .as_ref()
             .map_or(String::new(), |r| format!(" ({r})")),
     );
+    for event in &report.events {
+        let _ = writeln!(out, "event: {event}");
+    }
     if report.outcome == "interrupted" {
         let _ = writeln!(
             out,

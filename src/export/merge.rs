@@ -195,5 +195,6 @@ pub fn merge_reports(
         main,
         warmup,
         peers: parts.iter().cloned().collect(),
+        events: Vec::new(),
     })
 }

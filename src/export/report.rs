@@ -1,13 +1,13 @@
 //! The report of a finished run: what the summary, JSON and CSV show.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{RunOutcome, StopCause};
 use crate::metrics::histogram::encode_v2;
-use crate::metrics::{ErrorCount, LatencySummary, OpStats, Phase, WindowReport};
+use crate::metrics::{Aggregator, ErrorCount, LatencySummary, OpStats, Phase, WindowReport};
 use crate::threshold::{Threshold, ThresholdInput, ThresholdResult, format_ns};
 
 /// Version tag of the JSON report layout (see docs/report-schema.md).
@@ -143,6 +143,22 @@ pub struct Report {
     /// figures above are their exact merge).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub peers: BTreeMap<String, Report>,
+    /// What happened during a distributed test (peers lost, re-splits).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+}
+
+/// What a report needs to know about a run besides its metrics.
+struct RunFacts {
+    model: &'static str,
+    started_at: SystemTime,
+    outcome: &'static str,
+    abort_reason: Option<String>,
+    load_secs: f64,
+    warmup_secs: f64,
+    planned: Option<u64>,
+    instances: usize,
+    unfinished: u64,
 }
 
 impl Report {
@@ -154,13 +170,59 @@ impl Report {
         thresholds: &[Threshold],
         max_lag: Duration,
     ) -> Self {
-        let metrics = &outcome.metrics;
+        let (outcome_name, abort_reason) = match &outcome.stop {
+            None => ("completed", None),
+            Some(StopCause::Interrupted) => ("interrupted", None),
+            Some(StopCause::Aborted(reason)) => ("aborted", Some(reason.clone())),
+        };
+        let facts = RunFacts {
+            model: if outcome.curve.is_some() {
+                "open"
+            } else {
+                "closed"
+            },
+            started_at: outcome.started_at,
+            outcome: outcome_name,
+            abort_reason,
+            load_secs: outcome.load_secs,
+            warmup_secs: outcome.warmup_secs,
+            planned: outcome.planned,
+            instances: outcome.instances,
+            unfinished: outcome.unfinished,
+        };
+        Self::from_metrics(task, &outcome.metrics, &facts, thresholds, max_lag)
+    }
+
+    /// A report of a run still going (outcome "running"), from its metrics
+    /// so far: what a peer hands out before its run ends.
+    pub fn snapshot(task: &str, metrics: &Aggregator, warmup_secs: f64, elapsed_secs: f64) -> Self {
+        let facts = RunFacts {
+            model: "open",
+            started_at: SystemTime::now() - Duration::from_secs_f64(elapsed_secs.max(0.0)),
+            outcome: "running",
+            abort_reason: None,
+            load_secs: elapsed_secs,
+            warmup_secs,
+            planned: None,
+            instances: 0,
+            unfinished: 0,
+        };
+        Self::from_metrics(task, metrics, &facts, &[], Duration::MAX)
+    }
+
+    fn from_metrics(
+        task: &str,
+        metrics: &Aggregator,
+        facts: &RunFacts,
+        thresholds: &[Threshold],
+        max_lag: Duration,
+    ) -> Self {
         let main_stats = metrics.phase_total(Phase::Main);
-        let main_secs = (outcome.load_secs - outcome.warmup_secs).max(0.0);
+        let main_secs = (facts.load_secs - facts.warmup_secs).max(0.0);
         let main = PhaseReport::of(&main_stats, main_secs);
         let warmup_stats = metrics.phase_total(Phase::Warmup);
-        let warmup = (outcome.warmup_secs > 0.0)
-            .then(|| PhaseReport::of(&warmup_stats, outcome.warmup_secs.min(outcome.load_secs)));
+        let warmup = (facts.warmup_secs > 0.0)
+            .then(|| PhaseReport::of(&warmup_stats, facts.warmup_secs.min(facts.load_secs)));
         let tags = metrics
             .tagged(Phase::Main)
             .into_iter()
@@ -176,29 +238,19 @@ impl Report {
             dropped: main.dropped,
             rate: main.rate,
         };
-        let (outcome_name, abort_reason) = match &outcome.stop {
-            None => ("completed", None),
-            Some(StopCause::Interrupted) => ("interrupted", None),
-            Some(StopCause::Aborted(reason)) => ("aborted", Some(reason.clone())),
-        };
         Self {
             schema: SCHEMA.to_owned(),
             task: task.to_owned(),
-            model: if outcome.curve.is_some() {
-                "open"
-            } else {
-                "closed"
-            }
-            .to_owned(),
-            started_at: humantime::format_rfc3339_millis(outcome.started_at).to_string(),
-            outcome: outcome_name.to_owned(),
-            abort_reason,
-            load_secs: outcome.load_secs,
-            warmup_secs: outcome.warmup_secs,
-            planned: outcome.planned,
-            instances: outcome.instances,
-            unfinished: outcome.unfinished,
-            self_check: self_check(metrics.series(), lag, max_lag, outcome.warmup_secs),
+            model: facts.model.to_owned(),
+            started_at: humantime::format_rfc3339_millis(facts.started_at).to_string(),
+            outcome: facts.outcome.to_owned(),
+            abort_reason: facts.abort_reason.clone(),
+            load_secs: facts.load_secs,
+            warmup_secs: facts.warmup_secs,
+            planned: facts.planned,
+            instances: facts.instances,
+            unfinished: facts.unfinished,
+            self_check: self_check(metrics.series(), lag, max_lag, facts.warmup_secs),
             thresholds: thresholds.iter().map(|t| t.evaluate(&input)).collect(),
             scheduler_lag: lag.map(LatencySummary::of),
             histograms: Histograms {
@@ -212,6 +264,7 @@ impl Report {
             tags,
             series: metrics.series().to_vec(),
             peers: BTreeMap::new(),
+            events: Vec::new(),
         }
     }
 

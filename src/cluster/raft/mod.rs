@@ -174,6 +174,7 @@ mod tests {
             start_unix_ms: 0,
             shares: BTreeMap::from([("a".to_owned(), 1.0)]),
             definition: String::new(),
+            test_start_unix_ms: 0,
         }
     }
 
