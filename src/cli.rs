@@ -55,6 +55,8 @@ enum Command {
     Start(Box<crate::cluster::cli::StartArgs>),
     /// Stop the cluster's running test, through any peer.
     Stop(crate::cluster::cli::StopArgs),
+    /// Change the running test's cluster rate at a new epoch, through any peer.
+    Update(crate::cluster::cli::UpdateArgs),
 }
 
 #[derive(Args)]
@@ -108,6 +110,7 @@ pub fn main_with(registry: TaskRegistry) -> ExitCode {
         Command::Status(status) => crate::cluster::cli::status(status),
         Command::Start(start) => crate::cluster::cli::start(*start),
         Command::Stop(stop) => crate::cluster::cli::stop(stop),
+        Command::Update(update) => crate::cluster::cli::update(update),
     };
     ExitCode::from(code)
 }

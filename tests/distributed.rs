@@ -276,3 +276,55 @@ fn a_peer_joining_mid_test_takes_a_share() {
         "cluster total {total} not within 1 % of 30000 (a join loses nothing)"
     );
 }
+
+#[test]
+fn a_rate_update_mid_test_delivers_the_integral_of_the_new_curve() {
+    let (cluster, _) = three_peers();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("updated.json");
+    let child = start_and_wait(
+        &cluster,
+        "d1",
+        &["--task", "noop", "--tps", "3000", "--duration", "20s"],
+        &path,
+    );
+    std::thread::sleep(Duration::from_millis(11_500));
+    let update = binary()
+        .args([
+            "update",
+            "--tps",
+            "6000",
+            "--peer",
+            &format!("127.0.0.1:{}", cluster.port("d3")),
+        ])
+        .args([
+            "--cluster-secret-file",
+            cluster.secret.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&update.stderr).into_owned();
+    assert_eq!(update.status.code(), Some(0), "{said}");
+    // "test T: 6000/s from 10.123 s (epoch 2)"
+    let at: f64 = said
+        .split("from ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let expected = 3_000.0 * at + 6_000.0 * (20.0 - at);
+    let total = report.main.completed as f64;
+    eprintln!("update at {at:.3} s: cluster total {total}, integral {expected:.0}");
+    assert!(
+        (total - expected).abs() <= expected * 0.01,
+        "total {total} vs integral {expected}"
+    );
+}

@@ -57,6 +57,7 @@ fn plan(epoch: u64) -> Plan {
         shares: BTreeMap::from([("a".to_owned(), 0.5), ("b".to_owned(), 0.5)]),
         definition: String::new(),
         test_start_unix_ms: 1,
+        rate_updates: Vec::new(),
     }
 }
 

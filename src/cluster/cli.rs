@@ -498,9 +498,34 @@ fn plan_target_rate(settings: &crate::config::RunSettings) -> Option<f64> {
     }
 }
 
+/// Arguments of `vajra-peer update`.
+#[derive(Debug, Clone, Args)]
+pub struct UpdateArgs {
+    /// New cluster rate, per second, from a fraction of a second from now
+    /// until the test's planned end.
+    #[arg(long)]
+    pub tps: f64,
+    /// Any peer of the cluster, HOST:PORT.
+    #[arg(long, env = "VAJRA_PEER", default_value = "127.0.0.1:7700")]
+    pub peer: String,
+    /// Cluster id and peer authentication.
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// Runs `vajra-peer update`.
+pub fn update(args: UpdateArgs) -> u8 {
+    simple_command(&args.peer, &args.security, ControlRequest::Update(args.tps))
+}
+
 /// Runs `vajra-peer stop`.
 pub fn stop(args: StopArgs) -> u8 {
-    let (admission, peer) = match (args.security.admission(), resolve_peer(&args.peer)) {
+    simple_command(&args.peer, &args.security, ControlRequest::Stop)
+}
+
+/// Sends one control command and prints its answer.
+fn simple_command(peer: &str, security: &SecurityArgs, request: ControlRequest) -> u8 {
+    let (admission, peer) = match (security.admission(), resolve_peer(peer)) {
         (Ok(a), Ok(p)) => (a, p),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("error: {e}");
@@ -510,12 +535,7 @@ pub fn stop(args: StopArgs) -> u8 {
     let Ok(rt) = runtime(1) else {
         return EXIT_RUNTIME;
     };
-    match rt.block_on(control(
-        peer,
-        &args.security,
-        admission,
-        &ControlRequest::Stop,
-    )) {
+    match rt.block_on(control(peer, security, admission, &request)) {
         Ok(reply) if reply.ok => {
             eprintln!("{}", reply.message);
             EXIT_OK

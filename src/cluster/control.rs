@@ -32,6 +32,8 @@ pub enum ControlRequest {
     Start(Box<RunArgs>),
     /// Stop the running test.
     Stop,
+    /// Change the running test's cluster rate.
+    Update(f64),
     /// This peer's report of a test.
     Results(String),
 }
@@ -127,6 +129,7 @@ impl Controller {
             Some(leader) if leader == self.me => match request {
                 ControlRequest::Start(args) => self.start(*args).await,
                 ControlRequest::Stop => self.stop().await,
+                ControlRequest::Update(tps) => self.update(tps).await,
                 ControlRequest::Results(_) => unreachable!("answered above"),
             },
             Some(leader) => {
@@ -212,6 +215,34 @@ impl Controller {
             },
             Ok(response) => ControlReply::refused(response.data.message),
             Err(e) => ControlReply::refused(format!("could not commit the plan: {e}")),
+        }
+    }
+
+    async fn update(&self, tps: f64) -> ControlReply {
+        if !(tps.is_finite() && tps >= 0.0) {
+            return ControlReply::refused(format!("invalid `tps`: must be a rate >= 0, got {tps}"));
+        }
+        let Some(plan) = self.machine.state().plan else {
+            return ControlReply::refused("no test is running");
+        };
+        let at_ms = now_ms() + RESPLIT_DELAY.as_millis() as u64;
+        if test_end(&plan).is_none_or(|(end, _)| at_ms >= end) {
+            return ControlReply::refused("the test is ending; nothing left to update");
+        }
+        let next = plan.with_rate(at_ms, tps);
+        let at_secs = next.epoch_offset_secs();
+        match self.raft.client_write(Command::SetPlan(next.clone())).await {
+            Ok(response) if response.data.accepted => ControlReply {
+                ok: true,
+                message: format!(
+                    "test {}: {tps}/s from {at_secs:.3} s (epoch {})",
+                    plan.test_id, next.epoch
+                ),
+                plan: Some(next),
+                ..ControlReply::default()
+            },
+            Ok(response) => ControlReply::refused(response.data.message),
+            Err(e) => ControlReply::refused(format!("could not commit the update: {e}")),
         }
     }
 

@@ -165,6 +165,19 @@ pub struct Plan {
     /// origin of the rate curve every epoch is a part of.
     #[serde(default)]
     pub test_start_unix_ms: u64,
+    /// Rate changes ordered while the test runs, oldest first.
+    #[serde(default)]
+    pub rate_updates: Vec<RateUpdate>,
+}
+
+/// From `at_secs` after the test's start, the cluster targets `tps` until
+/// the test's planned end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RateUpdate {
+    /// Seconds after the test's start.
+    pub at_secs: f64,
+    /// New cluster rate.
+    pub tps: f64,
 }
 
 impl Plan {
@@ -183,6 +196,7 @@ impl Plan {
             shares: split(strategy, peers)?,
             definition,
             test_start_unix_ms: start_unix_ms,
+            rate_updates: Vec::new(),
         })
     }
 
@@ -200,7 +214,33 @@ impl Plan {
             shares: split(strategy, peers)?,
             definition: self.definition.clone(),
             test_start_unix_ms: self.test_start_unix_ms,
+            rate_updates: self.rate_updates.clone(),
         })
+    }
+
+    /// The cluster's rate curve with every rate update applied: `base` (the
+    /// definition's curve) spliced at each update.
+    pub fn cluster_curve(&self, base: &RateCurve) -> Result<RateCurve, PlanError> {
+        let end = base.duration();
+        let mut curve = base.clone();
+        for update in &self.rate_updates {
+            let rest = (end - update.at_secs).max(0.0);
+            curve = curve.splice(update.at_secs, &RateCurve::constant(update.tps, rest)?)?;
+        }
+        Ok(curve)
+    }
+
+    /// The next epoch with the same shares and the rate changed to `tps`
+    /// from `start_unix_ms` on.
+    pub fn with_rate(&self, start_unix_ms: u64, tps: f64) -> Self {
+        let mut next = self.clone();
+        next.epoch += 1;
+        next.start_unix_ms = start_unix_ms;
+        next.rate_updates.push(RateUpdate {
+            at_secs: next.epoch_offset_secs(),
+            tps,
+        });
+        next
     }
 
     /// Seconds from the test's start to this epoch's start.
@@ -294,6 +334,10 @@ mod tests {
             })
             .sum();
         assert!(total.abs_diff(60_000) <= 1, "cluster total {total}");
+        let faster = plan.with_rate(5_000, 6_000.0);
+        let curve = faster.cluster_curve(&cluster).unwrap();
+        assert!((curve.total() - (3_000.0 * 5.0 + 6_000.0 * 15.0)).abs() < 1e-6);
+        assert_eq!(faster.epoch, 2);
         let next = plan.resplit(10_000, &Equal, &peers[..2]).unwrap();
         assert_eq!(next.epoch, 2);
         assert_eq!(next.shares["x"], 0.5);

@@ -65,8 +65,10 @@ pub type SharedActivity = Arc<Mutex<Activity>>;
 struct Running {
     test_id: String,
     epoch: u64,
-    start_unix_ms: u64,
-    cluster_curve: RateCurve,
+    /// Seconds from the test's start to this peer's run-clock origin.
+    clock_offset: f64,
+    /// The definition's rate curve (origin at the test's start).
+    base_curve: RateCurve,
     control: LoadControl,
     stop: StopSignal,
 }
@@ -156,7 +158,10 @@ fn start(
     // A peer that joins at a later epoch runs the rest of the curve from
     // that epoch's start.
     let offset = plan.epoch_offset_secs();
-    let cluster_curve = profile.curve.after(offset).map_err(|e| e.to_string())?;
+    let effective = plan
+        .cluster_curve(&profile.curve)
+        .map_err(|e| e.to_string())?;
+    let cluster_curve = effective.after(offset).map_err(|e| e.to_string())?;
     let curve = cluster_curve.scaled(share).map_err(|e| e.to_string())?;
     let warmup_secs = (profile.warmup_secs - offset).max(0.0);
     let engine = EngineConfig {
@@ -210,8 +215,8 @@ fn start(
     Ok(Running {
         test_id: plan.test_id.clone(),
         epoch: plan.epoch,
-        start_unix_ms: plan.start_unix_ms,
-        cluster_curve,
+        clock_offset: offset,
+        base_curve: profile.curve,
         control,
         stop,
     })
@@ -220,15 +225,16 @@ fn start(
 /// Switches the running engine to this peer's share of a new epoch, from
 /// the epoch's start on.
 fn resplit(me: &str, plan: &super::plan::Plan, running: &mut Running, activity: &SharedActivity) {
-    let at = plan.start_unix_ms.saturating_sub(running.start_unix_ms) as f64 / 1_000.0;
+    let at_test = plan.epoch_offset_secs();
     let share = plan.shares.get(me).copied().unwrap_or(0.0);
-    match running
-        .cluster_curve
-        .after(at)
-        .and_then(|tail| tail.scaled(share))
-    {
+    let tail = plan
+        .cluster_curve(&running.base_curve)
+        .map_err(|e| e.to_string())
+        .and_then(|curve| curve.after(at_test).map_err(|e| e.to_string()))
+        .and_then(|rest| rest.scaled(share).map_err(|e| e.to_string()));
+    match tail {
         Ok(tail) => {
-            running.control.update(at, tail);
+            running.control.update(at_test - running.clock_offset, tail);
             running.epoch = plan.epoch;
             activity.lock().status = format!("running {} (epoch {})", plan.test_id, plan.epoch);
         }

@@ -175,6 +175,7 @@ mod tests {
             shares: BTreeMap::from([("a".to_owned(), 1.0)]),
             definition: String::new(),
             test_start_unix_ms: 0,
+            rate_updates: Vec::new(),
         }
     }
 
