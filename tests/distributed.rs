@@ -328,3 +328,49 @@ fn a_rate_update_mid_test_delivers_the_integral_of_the_new_curve() {
         "total {total} vs integral {expected}"
     );
 }
+
+#[test]
+fn the_leader_killed_mid_test_does_not_stop_the_test() {
+    let (mut cluster, names) = three_peers();
+    let leader = cluster.status("d1").unwrap().leader.unwrap();
+    let via = names.iter().find(|n| **n != leader).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("leader.json");
+    let child = start_and_wait(
+        &cluster,
+        via,
+        &["--task", "noop", "--tps", "3000", "--duration", "20s"],
+        &path,
+    );
+    std::thread::sleep(Duration::from_millis(9_500));
+    cluster.kill(&leader);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let total = report.main.completed;
+    eprintln!(
+        "with the leader {leader} killed: cluster total {total} of 60000 ({:.2} %)",
+        100.0 * total as f64 / 60_000.0
+    );
+    // A new leader must be elected before the lost share is re-split:
+    // about a second more than losing a follower (see docs/cluster.md).
+    assert!(
+        total.abs_diff(60_000) <= 4_800,
+        "cluster total {total} not within 8 % of 60000"
+    );
+    assert!(report.events.iter().any(|e| e.contains(&leader)));
+    let survivors: u64 = names
+        .iter()
+        .filter(|n| **n != leader)
+        .map(|p| report.peers[*p].main.completed)
+        .sum();
+    assert!(
+        survivors > 44_000,
+        "a new leader re-split the test onto the survivors: {survivors}"
+    );
+}
