@@ -311,8 +311,11 @@ impl View {
             })
             .collect();
         members.sort_by(|a, b| a.id.cmp(&b.id).then(a.generation.cmp(&b.generation)));
+        let (cluster_target_rate, cluster_achieved_rate) = ClusterStatus::cluster_rates(&members);
         ClusterStatus {
             leader: ClusterStatus::find_leader(&members),
+            cluster_target_rate,
+            cluster_achieved_rate,
             cluster_id: self.cluster_id.clone(),
             node: me.node_id.to_string(),
             security: self.network.identity().admission.mode().into(),

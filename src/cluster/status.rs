@@ -49,6 +49,12 @@ pub struct ClusterStatus {
     pub members: Vec<MemberStatus>,
     /// The live member that gossips being the Raft leader, if any.
     pub leader: Option<String>,
+    /// Sum of the live members' target rates.
+    #[serde(default)]
+    pub cluster_target_rate: f64,
+    /// Sum of the live members' achieved rates (last second).
+    #[serde(default)]
+    pub cluster_achieved_rate: f64,
     /// What its endpoint refused or dropped.
     pub counters: CounterSnapshot,
 }
@@ -61,6 +67,16 @@ impl ClusterStatus {
             .filter(|m| m.state != Liveness::Dead)
             .map(|m| m.id.as_str())
             .collect()
+    }
+
+    /// Sums of the live members' target and achieved rates.
+    pub fn cluster_rates(members: &[MemberStatus]) -> (f64, f64) {
+        members
+            .iter()
+            .filter(|m| m.state != Liveness::Dead)
+            .fold((0.0, 0.0), |(t, a), m| {
+                (t + m.info.target_rate, a + m.info.achieved_rate)
+            })
     }
 
     /// The Raft leader as gossip reports it (live members only).
@@ -117,6 +133,20 @@ impl ClusterStatus {
                 m.info.raft_role,
                 m.info.status,
             );
+        }
+        if self.cluster_target_rate > 0.0 || self.cluster_achieved_rate > 0.0 {
+            let _ = writeln!(
+                out,
+                "cluster rate: achieved {:.1}/s of target {:.1}/s (per peer: target/achieved)",
+                self.cluster_achieved_rate, self.cluster_target_rate
+            );
+            for m in self.members.iter().filter(|m| m.info.target_rate > 0.0) {
+                let _ = writeln!(
+                    out,
+                    "  {:<24} {:>10.1} {:>10.1}",
+                    m.id, m.info.target_rate, m.info.achieved_rate
+                );
+            }
         }
         let c = &self.counters;
         let _ = writeln!(
