@@ -178,18 +178,8 @@ impl Controller {
             .iter()
             .filter(|m| m.state == Liveness::Alive)
             .collect();
-        let candidates: Vec<Candidate> = live
-            .iter()
-            .map(|m| Candidate {
-                id: m.id.clone(),
-                weight: m.info.weight,
-                cores: m.info.cores,
-                cpu_percent: m.info.cpu_percent,
-            })
-            .collect();
-        let now_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let candidates = candidates(&live);
+        let now_ms = now_ms();
         let definition = serde_json::to_string(&args).expect("settings serialise");
         let test_id = format!("t{now_ms}");
         let plan = match Plan::first(
@@ -335,15 +325,7 @@ impl Controller {
         if !(holder_lost || newcomer) {
             return;
         }
-        let candidates: Vec<Candidate> = alive
-            .iter()
-            .map(|m| Candidate {
-                id: m.id.clone(),
-                weight: m.info.weight,
-                cores: m.info.cores,
-                cpu_percent: m.info.cpu_percent,
-            })
-            .collect();
+        let candidates = candidates(&alive);
         let next = match plan.resplit(now + RESPLIT_DELAY.as_millis() as u64, &Equal, &candidates) {
             Ok(next) => next,
             Err(e) => {
@@ -364,6 +346,19 @@ impl Controller {
             Err(e) => tracing::debug!("re-split not committed: {e}"),
         }
     }
+}
+
+/// What the distribution strategies know of each live member.
+fn candidates(alive: &[&super::status::MemberStatus]) -> Vec<Candidate> {
+    alive
+        .iter()
+        .map(|m| Candidate {
+            id: m.id.clone(),
+            weight: m.info.weight,
+            cores: m.info.cores,
+            cpu_percent: m.info.cpu_percent,
+        })
+        .collect()
 }
 
 /// When a plan's test ends (Unix ms) and how long its peers may drain.
