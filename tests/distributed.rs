@@ -374,3 +374,45 @@ fn the_leader_killed_mid_test_does_not_stop_the_test() {
         "a new leader re-split the test onto the survivors: {survivors}"
     );
 }
+
+#[test]
+fn a_frozen_peer_that_resumes_keeps_the_total_within_3_percent() {
+    let (cluster, _) = three_peers();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("frozen.json");
+    let child = start_and_wait(
+        &cluster,
+        "d1",
+        &["--task", "noop", "--tps", "3000", "--duration", "20s"],
+        &path,
+    );
+    std::thread::sleep(Duration::from_millis(9_500));
+    cluster.signal("d3", libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(4));
+    cluster.signal("d3", libc::SIGCONT);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let total = report.main.completed;
+    eprintln!(
+        "with d3 frozen 4 s: cluster total {total} of 60000 ({:.2} %), per peer {:?}",
+        100.0 * total as f64 / 60_000.0,
+        report
+            .peers
+            .iter()
+            .map(|(p, r)| (p.clone(), r.main.completed))
+            .collect::<Vec<_>>()
+    );
+    // Known gap (docs/cluster.md): until the resumed peer has the new epoch
+    // (it may first have to be re-added to Raft) it keeps running its old
+    // share, so up to about a second of it runs twice (+1.6 % measured).
+    assert!(
+        total.abs_diff(60_000) <= 1_800,
+        "cluster total {total} not within 3 % of 60000"
+    );
+}

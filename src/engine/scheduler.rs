@@ -59,7 +59,8 @@ const NANOS_PER_SEC: u64 = 1_000_000_000;
 const MAX_SLEEP: Duration = Duration::from_millis(20);
 
 /// A change of the target rate while a run is going: from `at_secs` on the
-/// run clock (or now, if that has passed), the rate follows `tail`.
+/// run clock the rate follows `tail`. If arrivals due after `at_secs` were
+/// already released, the change starts after the last of them.
 #[derive(Debug, Clone)]
 pub struct CurveUpdate {
     /// When the new rate takes over, seconds since the run started.
@@ -131,9 +132,10 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
     lower_timer_slack();
     let rec = ctx.hub.recorder();
     let mut workers = pool.started;
+    let mut last_released_s = 0.0;
     loop {
         if let Some(update) = control.take() {
-            apply_update(&ctx, &mut schedule, update);
+            apply_update(&mut schedule, last_released_s, update);
         }
         // After the last arrival the run still lasts until the curve ends
         // (it may end with a stretch at rate 0), and may still be updated.
@@ -144,8 +146,9 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
             Woke::Updated => continue,
             Woke::Due => {}
         }
-        if schedule.next().is_none() {
-            break;
+        match schedule.next() {
+            Some(due) => last_released_s = due,
+            None => break,
         }
         let now_ns = ctx.clock.now_ns();
         let busy = ctx.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
@@ -179,16 +182,17 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
     (schedule.curve().clone(), planned)
 }
 
-/// Splices the update into the schedule's curve, never earlier than now:
-/// every arrival released so far was due before the splice point, so the
-/// count carries over with no arrival repeated or skipped.
-fn apply_update<F: TaskFactory>(
-    ctx: &RunContext<F>,
-    schedule: &mut ArrivalSchedule,
-    update: CurveUpdate,
-) {
-    let now_s = ctx.clock.now_ns() as f64 / NANOS_PER_SEC as f64;
-    let at = update.at_secs.max(now_s);
+/// Splices the update into the schedule's curve at its time, or at the due
+/// time of the last arrival released if that is later: every released
+/// arrival was due before the splice point, so the count carries over with
+/// no arrival repeated or skipped.
+///
+/// The splice point may lie in the past. That is the case of a peer that
+/// was frozen while the cluster moved its share elsewhere: arrivals it owed
+/// before the new epoch are still sent (late, measured from when they were
+/// due), but none after it, so the load is never run twice.
+fn apply_update(schedule: &mut ArrivalSchedule, last_released_s: f64, update: CurveUpdate) {
+    let at = update.at_secs.max(last_released_s);
     match schedule.curve().splice(at, &update.tail) {
         Ok(curve) => schedule.replace_curve(curve),
         Err(e) => tracing::warn!("rate update ignored: {e}"),
