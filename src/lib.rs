@@ -14,6 +14,9 @@
 //! - [`threshold`]: pass/fail criteria and their evaluation.
 //! - [`export`]: the report model, console output, JSON and CSV files.
 //! - [`config`]: flags, environment and files layered into a run.
+//! - [`cluster`]: identical peers as one cluster: the QUIC endpoint and its
+//!   admission, gossip membership (chitchat), discovery, Raft (openraft),
+//!   load plans, the runner of a peer's share and the control commands.
 //! - [`target`]: a built-in HTTP target for demos, tests and benchmarks.
 //! - [`cli`]: the `vajra-peer` command line, reusable by user binaries.
 //!
