@@ -9,7 +9,7 @@
 //!   to, and the arrival schedule derived from its integral.
 //! - [`engine`]: runs a task under a load model: scheduler thread, workers,
 //!   drain, stop signal.
-//! - [`metrics`]: sharded lock-free-of-global-locks recording, HDR
+//! - [`metrics`]: sharded recording with no global lock, HDR
 //!   histograms, the per-second aggregator, CPU self-measurement.
 //! - [`threshold`]: pass/fail criteria and their evaluation.
 //! - [`export`]: the report model, console output, JSON and CSV files.

@@ -4,6 +4,7 @@
 //!   histograms), serialised as JSON.
 //! - [`console`]: live progress and the end-of-run summary table.
 //! - [`files`]: writing `.json` and `.csv` report files.
+//! - [`merge`]: the exact merge of peers' reports into the cluster's.
 
 pub mod console;
 pub mod files;
