@@ -186,29 +186,42 @@ fn start_and_wait(
         .unwrap()
 }
 
-#[test]
-fn a_peer_killed_mid_test_is_re_split_and_its_work_so_far_is_kept() {
-    let (mut cluster, _) = three_peers();
+/// Runs 3000/s for 20 s through `via` with `--wait`, calls `during` on the
+/// cluster `after` the command was given (the test starts 1.5 s after it),
+/// and returns the merged report.
+fn run_3000_for_20s(
+    cluster: &mut Cluster,
+    via: &str,
+    after: Duration,
+    during: impl FnOnce(&mut Cluster),
+) -> Report {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("killed.json");
+    let path = dir.path().join("cluster.json");
     let child = start_and_wait(
-        &cluster,
-        "d1",
+        cluster,
+        via,
         &["--task", "noop", "--tps", "3000", "--duration", "20s"],
         &path,
     );
-    // The test starts 1.5 s after the command; kill d3 about 8 s in.
-    std::thread::sleep(Duration::from_millis(9_500));
-    cluster.kill("d3");
+    std::thread::sleep(after);
+    during(cluster);
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
         Some(0),
-        "{stdout}\n{}",
+        "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: Report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_peer_killed_mid_test_is_re_split_and_its_work_so_far_is_kept() {
+    let (mut cluster, _) = three_peers();
+    // Kill d3 about 8 s into the test.
+    let report = run_3000_for_20s(&mut cluster, "d1", Duration::from_millis(9_500), |c| {
+        c.kill("d3")
+    });
     let total = report.main.completed;
     eprintln!(
         "with d3 killed: cluster total {total} of 60000 ({:.2} %); events {:?}",
@@ -333,25 +346,11 @@ fn a_rate_update_mid_test_delivers_the_integral_of_the_new_curve() {
 fn the_leader_killed_mid_test_does_not_stop_the_test() {
     let (mut cluster, names) = three_peers();
     let leader = cluster.status("d1").unwrap().leader.unwrap();
-    let via = names.iter().find(|n| **n != leader).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("leader.json");
-    let child = start_and_wait(
-        &cluster,
-        via,
-        &["--task", "noop", "--tps", "3000", "--duration", "20s"],
-        &path,
-    );
-    std::thread::sleep(Duration::from_millis(9_500));
-    cluster.kill(&leader);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let via = *names.iter().find(|n| **n != leader).unwrap();
+    let victim = leader.clone();
+    let report = run_3000_for_20s(&mut cluster, via, Duration::from_millis(9_500), move |c| {
+        c.kill(&victim)
+    });
     let total = report.main.completed;
     eprintln!(
         "with the leader {leader} killed: cluster total {total} of 60000 ({:.2} %)",
@@ -376,31 +375,21 @@ fn the_leader_killed_mid_test_does_not_stop_the_test() {
 }
 
 #[test]
-fn a_frozen_peer_that_resumes_keeps_the_total_within_3_percent() {
-    let (cluster, _) = three_peers();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("frozen.json");
-    let child = start_and_wait(
-        &cluster,
-        "d1",
-        &["--task", "noop", "--tps", "3000", "--duration", "20s"],
-        &path,
-    );
-    std::thread::sleep(Duration::from_millis(9_500));
-    cluster.signal("d3", libc::SIGSTOP);
-    std::thread::sleep(Duration::from_secs(4));
-    cluster.signal("d3", libc::SIGCONT);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+fn a_frozen_peer_that_resumes_neither_doubles_nor_loses_load() {
+    let (mut cluster, names) = three_peers();
+    // Freeze the Raft leader: the harder case, since on resume it still
+    // believes it leads.
+    let frozen = cluster.status("d1").unwrap().leader.unwrap();
+    let via = *names.iter().find(|n| **n != frozen).unwrap();
+    let victim = frozen.clone();
+    let report = run_3000_for_20s(&mut cluster, via, Duration::from_millis(9_500), move |c| {
+        c.signal(&victim, libc::SIGSTOP);
+        std::thread::sleep(Duration::from_secs(4));
+        c.signal(&victim, libc::SIGCONT);
+    });
     let total = report.main.completed;
     eprintln!(
-        "with d3 frozen 4 s: cluster total {total} of 60000 ({:.2} %), per peer {:?}",
+        "with the leader {frozen} frozen 4 s: cluster total {total} of 60000 ({:.2} %), per peer {:?}",
         100.0 * total as f64 / 60_000.0,
         report
             .peers
@@ -408,11 +397,14 @@ fn a_frozen_peer_that_resumes_keeps_the_total_within_3_percent() {
             .map(|(p, r)| (p.clone(), r.main.completed))
             .collect::<Vec<_>>()
     );
-    // Known gap (docs/cluster.md): until the resumed peer has the new epoch
-    // (it may first have to be re-added to Raft) it keeps running its old
-    // share, so up to about a second of it runs twice (+1.6 % measured).
+    // While frozen its share moved to the others; on resume it holds,
+    // confirms the epoch with the leader, and sends only what it owed from
+    // before the re-split: it never runs the moved share twice. When the
+    // frozen peer led, a little of its owed load can still go missing
+    // (measured 97.9-100 %, docs/cluster.md).
+    assert!(total <= 60_600, "load was run twice: {total}");
     assert!(
-        total.abs_diff(60_000) <= 1_800,
+        total >= 58_200,
         "cluster total {total} not within 3 % of 60000"
     );
 }

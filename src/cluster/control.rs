@@ -36,6 +36,8 @@ pub enum ControlRequest {
     Update(f64),
     /// This peer's report of a test.
     Results(String),
+    /// The plan the leader has committed (forwarded to the leader).
+    CurrentPlan,
 }
 
 /// The answer to a control request.
@@ -101,6 +103,15 @@ impl Controller {
         );
     }
 
+    /// Asks the leader (through this peer) for the plan it has committed:
+    /// `Some(plan or none)` when the leader answered.
+    pub async fn leader_plan(&self) -> Option<Option<Plan>> {
+        let request = ControlRequest::CurrentPlan;
+        let raw = serde_json::to_vec(&request).expect("requests serialise");
+        let reply = self.handle(request, &raw).await;
+        reply.ok.then_some(reply.plan)
+    }
+
     async fn handle(&self, request: ControlRequest, raw: &[u8]) -> ControlReply {
         if let ControlRequest::Results(test_id) = &request {
             // Also say who runs the test now, so a waiting client learns of
@@ -130,6 +141,16 @@ impl Controller {
                 ControlRequest::Start(args) => self.start(*args).await,
                 ControlRequest::Stop => self.stop().await,
                 ControlRequest::Update(tps) => self.update(tps).await,
+                // A leader that was frozen may not know it was deposed:
+                // answer only after a quorum confirms the leadership.
+                ControlRequest::CurrentPlan => match self.raft.ensure_linearizable().await {
+                    Ok(_) => ControlReply {
+                        ok: true,
+                        plan: self.machine.state().plan,
+                        ..ControlReply::default()
+                    },
+                    Err(e) => ControlReply::refused(format!("leadership not confirmed: {e}")),
+                },
                 ControlRequest::Results(_) => unreachable!("answered above"),
             },
             Some(leader) => {

@@ -193,24 +193,30 @@ impl Peer {
             advertise,
         ));
         let results: Results = Arc::default();
-        peer.runner = tokio::spawn(runner::run(
-            config.node_id.clone(),
-            Arc::clone(&registry),
-            raft_node.machine.watch(),
-            Arc::clone(&results),
-            Arc::clone(&peer.activity),
-        ));
         let cache = Arc::clone(&peer.status_cache);
         let controller = Controller {
             network: peer.network.clone(),
             raft: raft_node.raft.clone(),
             machine: raft_node.machine.clone(),
             me: raft_id,
-            registry,
-            results,
+            registry: Arc::clone(&registry),
+            results: Arc::clone(&results),
             status: Arc::new(move || serde_json::from_slice(&cache.lock()).ok()),
         };
         controller.clone().serve();
+        let asking = controller.clone();
+        let leader_plan: runner::LeaderPlan = Arc::new(move || {
+            let asking = asking.clone();
+            Box::pin(async move { asking.leader_plan().await })
+        });
+        peer.runner = tokio::spawn(runner::run(
+            config.node_id.clone(),
+            registry,
+            raft_node.machine.watch(),
+            results,
+            Arc::clone(&peer.activity),
+            leader_plan,
+        ));
         peer.supervisor = tokio::spawn(controller.supervise());
         peer.raft = Some(raft_node);
         Ok(peer)

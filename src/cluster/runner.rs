@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use super::plan::Plan;
 use super::raft::ClusterState;
 use crate::config::{self, RunArgs};
 use crate::engine::{EngineConfig, LoadControl, LoadModel, RunObserver, StopSignal};
@@ -73,21 +74,56 @@ struct Running {
     stop: StopSignal,
 }
 
+/// How far behind its schedule a share may fall (a frozen process) before
+/// it holds and confirms the current epoch with the leader.
+pub const STALL_GUARD: Duration = Duration::from_millis(750);
+
+/// Asks the leader for its committed plan: `Some(plan or none)` if it
+/// answered.
+pub type LeaderPlan = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Option<Plan>>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Follows `state` and runs this peer's (`me`) shares until the channel
-/// closes.
+/// closes. A share that stalls (the process was frozen) holds until
+/// `leader_plan` confirms the epoch, so what moved to other peers meanwhile
+/// is never run twice.
 pub async fn run(
     me: String,
     registry: Arc<TaskRegistry>,
     mut state: watch::Receiver<ClusterState>,
     results: Results,
     activity: SharedActivity,
+    leader_plan: LeaderPlan,
 ) {
     let mut running: Option<Running> = None;
+    let mut check = tokio::time::interval(Duration::from_millis(100));
+    let mut cluster = state.borrow_and_update().clone();
     loop {
-        let cluster = state.borrow_and_update().clone();
         follow(&me, &registry, &cluster, &mut running, &results, &activity);
-        if state.changed().await.is_err() {
-            return;
+        tokio::select! {
+            changed = state.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                cluster = state.borrow_and_update().clone();
+            }
+            _ = check.tick() => {
+                if let Some(r) = running.as_ref().filter(|r| r.control.is_held()) {
+                    match leader_plan().await {
+                        // The leader's plan goes first; the local Raft
+                        // state will catch up with the same epoch.
+                        Some(Some(plan)) if plan.test_id == r.test_id && plan.epoch > r.epoch => {
+                            cluster = ClusterState { plan: Some(plan), ..cluster };
+                        }
+                        Some(Some(plan)) if plan.test_id == r.test_id => r.control.release(),
+                        Some(_) => r.stop.interrupt(),
+                        None => {}
+                    }
+                }
+            }
         }
     }
 }
@@ -178,6 +214,7 @@ fn start(
         .build(&settings.task)
         .map_err(|e| format!("{e:#}"))?;
     let (control, stop) = (LoadControl::new(), StopSignal::new());
+    control.hold_when_behind(STALL_GUARD);
     let task = {
         let (control, stop) = (control.clone(), stop.clone());
         let (results, activity) = (Arc::clone(results), Arc::clone(activity));

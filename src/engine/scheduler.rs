@@ -7,7 +7,7 @@
 //! difference to the actual dispatch is recorded as scheduler lag.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::worker::{RunContext, Spawner, open_worker};
@@ -80,6 +80,10 @@ pub struct LoadControl {
 struct ControlInner {
     pending: AtomicBool,
     update: Mutex<Option<CurveUpdate>>,
+    /// Hold dispatching when this far behind the schedule (ns; 0 = never).
+    stall_guard_ns: AtomicU64,
+    held: AtomicBool,
+    released: AtomicBool,
 }
 
 impl LoadControl {
@@ -95,6 +99,31 @@ impl LoadControl {
         self.inner.pending.store(true, Ordering::Release);
     }
 
+    /// Makes the scheduler stop dispatching, instead of catching up, when
+    /// it finds itself more than `guard` behind its schedule (the process
+    /// was frozen, say). It stays held until a rate update arrives or
+    /// [`release`](Self::release) is called: a cluster peer uses this to
+    /// confirm its share with the leader before sending what it owes.
+    pub fn hold_when_behind(&self, guard: Duration) {
+        self.inner
+            .stall_guard_ns
+            .store(guard.as_nanos() as u64, Ordering::Release);
+    }
+
+    /// Whether the scheduler is holding after a stall.
+    pub fn is_held(&self) -> bool {
+        self.inner.held.load(Ordering::Acquire)
+    }
+
+    /// Lets a held scheduler go on (it then sends the arrivals it owes).
+    pub fn release(&self) {
+        self.inner.released.store(true, Ordering::Release);
+    }
+
+    fn stall_guard_ns(&self) -> Option<u64> {
+        Some(self.inner.stall_guard_ns.load(Ordering::Acquire)).filter(|g| *g > 0)
+    }
+
     fn is_pending(&self) -> bool {
         self.inner.pending.load(Ordering::Acquire)
     }
@@ -106,6 +135,27 @@ impl LoadControl {
         self.inner.pending.store(false, Ordering::Release);
         self.inner.update.lock().take()
     }
+}
+
+/// Waits while held after a stall: until an update (true: apply it) or a
+/// release (false: dispatch), or the run stops (None).
+fn hold<F: TaskFactory>(ctx: &RunContext<F>, control: &LoadControl) -> Option<bool> {
+    control.inner.released.store(false, Ordering::Release);
+    control.inner.held.store(true, Ordering::Release);
+    let outcome = loop {
+        if ctx.stop.is_stopped() {
+            break None;
+        }
+        if control.is_pending() {
+            break Some(true);
+        }
+        if control.inner.released.swap(false, Ordering::AcqRel) {
+            break Some(false);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    control.inner.held.store(false, Ordering::Release);
+    outcome
 }
 
 /// What a sleep ended with.
@@ -133,9 +183,13 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
     let rec = ctx.hub.recorder();
     let mut workers = pool.started;
     let mut last_released_s = 0.0;
+    // A hold is armed while on schedule; after a hold ends, what is owed is
+    // sent before the next stall can hold again.
+    let mut hold_armed = true;
     loop {
         if let Some(update) = control.take() {
             apply_update(&mut schedule, last_released_s, update);
+            hold_armed = false;
         }
         // After the last arrival the run still lasts until the curve ends
         // (it may end with a stretch at rate 0), and may still be updated.
@@ -145,6 +199,18 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
             Woke::Stopped => break,
             Woke::Updated => continue,
             Woke::Due => {}
+        }
+        if let Some(guard) = control.stall_guard_ns() {
+            let behind = ctx.clock.now_ns().saturating_sub(due_ns);
+            if behind > guard && hold_armed {
+                match hold(&ctx, &control) {
+                    None => break,
+                    Some(true) => continue,
+                    Some(false) => hold_armed = false,
+                }
+            } else if behind <= guard {
+                hold_armed = true;
+            }
         }
         match schedule.next() {
             Some(due) => last_released_s = due,
