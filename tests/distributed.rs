@@ -408,3 +408,81 @@ fn a_frozen_peer_that_resumes_neither_doubles_nor_loses_load() {
         "cluster total {total} not within 3 % of 60000"
     );
 }
+
+#[test]
+fn weighted_distribution_splits_by_peer_weight() {
+    let mut cluster = Cluster::new();
+    let secret = cluster.secret.path().to_str().unwrap().to_owned();
+    let first = free_port();
+    cluster.start_with(
+        "w1",
+        first,
+        None,
+        &["--cluster-secret-file", &secret, "--weight", "1"],
+    );
+    cluster.start_with(
+        "w2",
+        free_port(),
+        Some(first),
+        &["--cluster-secret-file", &secret, "--weight", "3"],
+    );
+    cluster
+        .wait_until(&["w1", "w2"], Duration::from_secs(8), |s| {
+            s.leader.is_some() && s.live_ids() == ["w1", "w2"]
+        })
+        .expect("two peers with a leader");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weighted.json");
+    let bad = binary()
+        .args([
+            "start",
+            "--peer",
+            &format!("127.0.0.1:{first}"),
+            "--cluster-secret-file",
+            &secret,
+        ])
+        .args([
+            "--task",
+            "noop",
+            "--tps",
+            "400",
+            "--duration",
+            "5s",
+            "--distribution",
+            "random",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown strategy 'random'"));
+    let out = start_and_wait(
+        &cluster,
+        "w1",
+        &[
+            "--task",
+            "noop",
+            "--tps",
+            "400",
+            "--duration",
+            "5s",
+            "--distribution",
+            "weighted",
+        ],
+        &path,
+    )
+    .wait_with_output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let (light, heavy) = (
+        report.peers["w1"].main.completed,
+        report.peers["w2"].main.completed,
+    );
+    eprintln!("weighted 1:3 -> {light} : {heavy}");
+    assert_eq!((light, heavy), (500, 1_500), "shares follow the weights");
+}

@@ -58,6 +58,7 @@ fn plan(epoch: u64) -> Plan {
         definition: String::new(),
         test_start_unix_ms: 1,
         rate_updates: Vec::new(),
+        strategy: "equal".into(),
     }
 }
 

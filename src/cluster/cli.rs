@@ -262,6 +262,10 @@ pub struct StartArgs {
     /// thresholds' verdict, as `run` does.
     #[arg(long, action = ArgAction::SetTrue)]
     pub wait: bool,
+    /// How the rate is split: equal, weighted (by each peer's --weight) or
+    /// capacity (by cores and idle CPU).
+    #[arg(long, env = "VAJRA_DISTRIBUTION", default_value = "equal")]
+    pub distribution: String,
     /// Cluster id and peer authentication.
     #[command(flatten)]
     pub security: SecurityArgs,
@@ -299,6 +303,27 @@ async fn control(
     Ok(serde_json::from_slice(&answer)?)
 }
 
+/// Like [`control`], retrying for a few seconds while the cluster has no
+/// Raft leader yet (it is forming or electing).
+async fn control_until_led(
+    peer: SocketAddr,
+    security: &SecurityArgs,
+    admission: Admission,
+    request: &ControlRequest,
+) -> anyhow::Result<ControlReply> {
+    for _ in 0..20 {
+        let reply = control(peer, security, admission.clone(), request).await?;
+        let leaderless = !reply.ok
+            && (reply.message.starts_with("no Raft leader")
+                || reply.message.contains("leader's address"));
+        if !leaderless {
+            return Ok(reply);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    control(peer, security, admission, request).await
+}
+
 /// Runs `vajra-peer start`.
 pub fn start(args: StartArgs) -> u8 {
     let (admission, peer) = match (args.security.admission(), resolve_peer(&args.peer)) {
@@ -308,6 +333,13 @@ pub fn start(args: StartArgs) -> u8 {
             return EXIT_CONFIG;
         }
     };
+    if super::plan::strategy(&args.distribution).is_none() {
+        eprintln!(
+            "error: invalid `distribution`: unknown strategy '{}' (expected equal, weighted or capacity)",
+            args.distribution
+        );
+        return EXIT_CONFIG;
+    }
     let mut run = match &args.run.config {
         Some(path) => match crate::config::file::load(path) {
             Ok(file) => args.run.clone().over(file),
@@ -330,13 +362,8 @@ pub fn start(args: StartArgs) -> u8 {
         return EXIT_RUNTIME;
     };
     rt.block_on(async move {
-        let reply = match control(
-            peer,
-            &args.security,
-            admission.clone(),
-            &ControlRequest::Start(Box::new(run)),
-        )
-        .await
+        let request = ControlRequest::Start(Box::new(run), args.distribution.clone());
+        let reply = match control_until_led(peer, &args.security, admission.clone(), &request).await
         {
             Ok(reply) => reply,
             Err(e) => {
@@ -535,7 +562,7 @@ fn simple_command(peer: &str, security: &SecurityArgs, request: ControlRequest) 
     let Ok(rt) = runtime(1) else {
         return EXIT_RUNTIME;
     };
-    match rt.block_on(control(peer, security, admission, &request)) {
+    match rt.block_on(control_until_led(peer, security, admission, &request)) {
         Ok(reply) if reply.ok => {
             eprintln!("{}", reply.message);
             EXIT_OK

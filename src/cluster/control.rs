@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::network::{KIND_CONTROL, Network};
-use super::plan::{Candidate, Equal, Plan};
+use super::plan::{Candidate, Equal, Plan, strategy};
 use super::raft::store::StateMachine;
 use super::raft::{Command, Raft};
 use super::runner::{PeerResult, Results};
@@ -28,8 +28,9 @@ pub const START_DELAY: Duration = Duration::from_millis(1_500);
 /// A control request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControlRequest {
-    /// Start a test with these settings.
-    Start(Box<RunArgs>),
+    /// Start a test with these settings, split by the named strategy
+    /// ("equal", "weighted" or "capacity").
+    Start(Box<RunArgs>, String),
     /// Stop the running test.
     Stop,
     /// Change the running test's cluster rate.
@@ -138,7 +139,7 @@ impl Controller {
         let metrics = self.raft.metrics().borrow().clone();
         match metrics.current_leader {
             Some(leader) if leader == self.me => match request {
-                ControlRequest::Start(args) => self.start(*args).await,
+                ControlRequest::Start(args, strategy) => self.start(*args, &strategy).await,
                 ControlRequest::Stop => self.stop().await,
                 ControlRequest::Update(tps) => self.update(tps).await,
                 // A leader that was frozen may not know it was deposed:
@@ -178,7 +179,12 @@ impl Controller {
         }
     }
 
-    async fn start(&self, args: RunArgs) -> ControlReply {
+    async fn start(&self, args: RunArgs, strategy_name: &str) -> ControlReply {
+        let Some(strategy) = strategy(strategy_name) else {
+            return ControlReply::refused(format!(
+                "invalid `distribution`: unknown strategy '{strategy_name}' (expected equal, weighted or capacity)"
+            ));
+        };
         let settings = match config::resolve(args.clone()) {
             Ok(s) => s,
             Err(e) => return ControlReply::refused(e.to_string()),
@@ -206,7 +212,7 @@ impl Controller {
         let plan = match Plan::first(
             &test_id,
             now_ms + START_DELAY.as_millis() as u64,
-            &Equal,
+            strategy.as_ref(),
             &candidates,
             definition,
         ) {
@@ -347,7 +353,12 @@ impl Controller {
             return;
         }
         let candidates = candidates(&alive);
-        let next = match plan.resplit(now + RESPLIT_DELAY.as_millis() as u64, &Equal, &candidates) {
+        let strategy = strategy(&plan.strategy).unwrap_or_else(|| Box::new(Equal));
+        let next = match plan.resplit(
+            now + RESPLIT_DELAY.as_millis() as u64,
+            strategy.as_ref(),
+            &candidates,
+        ) {
             Ok(next) => next,
             Err(e) => {
                 tracing::warn!("cannot re-split test {}: {e}", plan.test_id);

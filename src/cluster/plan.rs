@@ -168,6 +168,13 @@ pub struct Plan {
     /// Rate changes ordered while the test runs, oldest first.
     #[serde(default)]
     pub rate_updates: Vec<RateUpdate>,
+    /// Name of the distribution strategy, used again at every re-split.
+    #[serde(default = "default_strategy")]
+    pub strategy: String,
+}
+
+fn default_strategy() -> String {
+    "equal".to_owned()
 }
 
 /// From `at_secs` after the test's start, the cluster targets `tps` until
@@ -197,6 +204,7 @@ impl Plan {
             definition,
             test_start_unix_ms: start_unix_ms,
             rate_updates: Vec::new(),
+            strategy: strategy.name().to_owned(),
         })
     }
 
@@ -215,6 +223,7 @@ impl Plan {
             definition: self.definition.clone(),
             test_start_unix_ms: self.test_start_unix_ms,
             rate_updates: self.rate_updates.clone(),
+            strategy: strategy.name().to_owned(),
         })
     }
 

@@ -176,6 +176,7 @@ mod tests {
             definition: String::new(),
             test_start_unix_ms: 0,
             rate_updates: Vec::new(),
+            strategy: "equal".into(),
         }
     }
 
