@@ -49,13 +49,15 @@ pub trait RunnableTask: Send {
     /// The task's own thread strategy.
     fn thread_strategy(&self) -> ThreadStrategy;
 
-    /// Runs it.
+    /// Runs it with a fixed load.
     fn run<'a>(
         self: Box<Self>,
         config: EngineConfig,
         observer: &'a mut dyn RunObserver,
         stop: StopSignal,
-    ) -> Pin<Box<dyn Future<Output = Result<RunOutcome, EngineError>> + Send + 'a>>;
+    ) -> Pin<Box<dyn Future<Output = Result<RunOutcome, EngineError>> + Send + 'a>> {
+        self.run_controlled(config, observer, stop, LoadControl::new())
+    }
 
     /// Runs it, taking rate updates from `control` while it goes.
     fn run_controlled<'a>(
@@ -72,15 +74,6 @@ struct Runnable<F>(F);
 impl<F: TaskFactory> RunnableTask for Runnable<F> {
     fn thread_strategy(&self) -> ThreadStrategy {
         <F::Task as Task>::THREAD_STRATEGY
-    }
-
-    fn run<'a>(
-        self: Box<Self>,
-        config: EngineConfig,
-        observer: &'a mut dyn RunObserver,
-        stop: StopSignal,
-    ) -> Pin<Box<dyn Future<Output = Result<RunOutcome, EngineError>> + Send + 'a>> {
-        Box::pin(engine::run(self.0, config, observer, stop))
     }
 
     fn run_controlled<'a>(
