@@ -11,11 +11,12 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::network::{KIND_CONTROL, Network};
-use super::plan::{Candidate, Equal, Plan, strategy};
+use super::plan::{Plan, strategy};
 use super::raft::store::StateMachine;
 use super::raft::{Command, Raft};
 use super::runner::{PeerResult, Results};
 use super::status::{ClusterStatus, Liveness};
+use super::supervise::{Duty, RESPLIT_DELAY, candidates, duty, test_end};
 use crate::config::{self, RunArgs};
 use crate::engine::LoadModel;
 use crate::export::Report;
@@ -283,12 +284,6 @@ impl Controller {
     }
 }
 
-/// How far ahead of now a re-split epoch starts, so every peer has applied
-/// it before it takes effect.
-pub const RESPLIT_DELAY: Duration = Duration::from_millis(300);
-/// Extra time after a test's curve and drain before the leader ends it.
-const END_GRACE: Duration = Duration::from_secs(3);
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -314,95 +309,39 @@ impl Controller {
         let Some(plan) = self.machine.state().plan else {
             return;
         };
-        let Some((end_ms, drain_ms)) = *ends
+        let Some(end) = *ends
             .entry(plan.test_id.clone())
             .or_insert_with(|| test_end(&plan))
         else {
             return;
         };
-        let now = now_ms();
-        if now > end_ms + drain_ms + END_GRACE.as_millis() as u64 {
-            let command = Command::StopTest {
-                test_id: plan.test_id.clone(),
-            };
-            if let Err(e) = self.raft.client_write(command).await {
-                tracing::debug!("ending test {}: {e}", plan.test_id);
-            }
-            return;
-        }
-        if now + RESPLIT_DELAY.as_millis() as u64 >= end_ms {
-            return;
-        }
         let Some(status) = (self.status)() else {
             return;
         };
-        let alive: Vec<_> = status
-            .members
-            .iter()
-            .filter(|m| m.state == Liveness::Alive)
-            .collect();
-        let holder_lost = plan.shares.keys().any(|holder| {
-            status
-                .members
-                .iter()
-                .filter(|m| &m.id == holder)
-                .all(|m| m.state == Liveness::Dead)
-        });
-        let newcomer = alive.iter().any(|m| !plan.shares.contains_key(&m.id));
-        if !(holder_lost || newcomer) {
-            return;
-        }
-        let candidates = candidates(&alive);
-        let strategy = strategy(&plan.strategy).unwrap_or_else(|| Box::new(Equal));
-        let next = match plan.resplit(
-            now + RESPLIT_DELAY.as_millis() as u64,
-            strategy.as_ref(),
-            &candidates,
-        ) {
-            Ok(next) => next,
+        let command = match duty(&plan, end, &status, now_ms()) {
+            Ok(Duty::Idle) => return,
+            Ok(Duty::End) => Command::StopTest {
+                test_id: plan.test_id.clone(),
+            },
+            Ok(Duty::Resplit(next)) => Command::SetPlan(next),
             Err(e) => {
                 tracing::warn!("cannot re-split test {}: {e}", plan.test_id);
                 return;
             }
         };
-        let peers: Vec<_> = next.shares.keys().cloned().collect();
-        match self.raft.client_write(Command::SetPlan(next.clone())).await {
-            Ok(r) if r.data.accepted => {
-                tracing::info!(
-                    "test {} re-split at epoch {} over {peers:?}",
-                    plan.test_id,
-                    next.epoch
-                )
-            }
-            Ok(r) => tracing::debug!("re-split refused: {}", r.data.message),
-            Err(e) => tracing::debug!("re-split not committed: {e}"),
+        let what = match &command {
+            Command::SetPlan(next) => format!(
+                "re-split at epoch {} over {:?}",
+                next.epoch,
+                next.shares.keys().collect::<Vec<_>>()
+            ),
+            _ => "ended".to_owned(),
+        };
+        match self.raft.client_write(command).await {
+            Ok(r) if r.data.accepted => tracing::info!("test {} {what}", plan.test_id),
+            Ok(r) => tracing::debug!("test {} not {what}: {}", plan.test_id, r.data.message),
+            Err(e) => tracing::debug!("test {} not {what}: {e}", plan.test_id),
         }
     }
 }
 
-/// What the distribution strategies know of each live member.
-fn candidates(alive: &[&super::status::MemberStatus]) -> Vec<Candidate> {
-    alive
-        .iter()
-        .map(|m| Candidate {
-            id: m.id.clone(),
-            weight: m.info.weight,
-            cores: m.info.cores,
-            cpu_percent: m.info.cpu_percent,
-        })
-        .collect()
-}
-
-/// When a plan's test ends (Unix ms) and how long its peers may drain.
-fn test_end(plan: &Plan) -> Option<(u64, u64)> {
-    let args: RunArgs = serde_json::from_str(&plan.definition).ok()?;
-    let settings = config::resolve(args).ok()?;
-    let LoadModel::Open { profile, .. } = &settings.engine.load else {
-        return None;
-    };
-    let duration_ms = (profile.curve.duration() * 1_000.0) as u64;
-    Some((
-        plan.test_start_unix_ms + duration_ms,
-        settings.engine.drain_timeout.as_millis() as u64,
-    ))
-}

@@ -14,6 +14,9 @@
 //! - [`status`]: the cluster picture `vajra-peer status` prints.
 //! - [`plan`]: splitting a rate across peers (strategies, epochs); the
 //!   distributed test will replicate plans through Raft.
+//! - [`control`]: start, stop, update and results from any node.
+//! - [`supervise`]: the leader's pure decision to re-split or end a test.
+//! - [`runner`]: runs this peer's share of the committed plan.
 
 pub mod auth;
 pub mod cli;
@@ -28,6 +31,7 @@ pub mod raft;
 pub mod runner;
 pub mod state;
 pub mod status;
+pub mod supervise;
 pub mod tls;
 
 pub use auth::{Admission, MtlsIdentity};

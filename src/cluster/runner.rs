@@ -116,10 +116,17 @@ pub async fn run(
                         // The leader's plan goes first; the local Raft
                         // state will catch up with the same epoch.
                         Some(Some(plan)) if plan.test_id == r.test_id && plan.epoch > r.epoch => {
+                            tracing::info!("held share: the leader is at epoch {}", plan.epoch);
                             cluster = ClusterState { plan: Some(plan), ..cluster };
                         }
-                        Some(Some(plan)) if plan.test_id == r.test_id => r.control.release(),
-                        Some(_) => r.stop.interrupt(),
+                        Some(Some(plan)) if plan.test_id == r.test_id => {
+                            tracing::info!("held share released: epoch {} confirmed", r.epoch);
+                            r.control.release();
+                        }
+                        Some(_) => {
+                            tracing::info!("held share stopped: the leader runs no such test");
+                            r.stop.interrupt();
+                        }
                         None => {}
                     }
                 }
@@ -147,7 +154,15 @@ fn follow(
             if plan.shares.contains_key(me) && !results.lock().contains_key(&plan.test_id) =>
         {
             match start(me, registry, plan, results, activity) {
-                Ok(r) => *running = Some(r),
+                Ok(r) => {
+                    tracing::info!(
+                        "running test {} at epoch {}: share {:.4}",
+                        plan.test_id,
+                        plan.epoch,
+                        plan.shares[me]
+                    );
+                    *running = Some(r);
+                }
                 Err(e) => {
                     tracing::warn!("cannot run test {}: {e}", plan.test_id);
                     results
@@ -241,6 +256,10 @@ fn start(
                 ))),
                 Err(e) => PeerResult::Failed(e.to_string()),
             };
+            match &result {
+                PeerResult::Failed(e) => tracing::warn!("test {test_id} failed here: {e}"),
+                _ => tracing::info!("test {test_id} finished here"),
+            }
             results.lock().insert(test_id.clone(), result);
             *activity.lock() = Activity {
                 status: format!("finished {test_id}"),
@@ -271,6 +290,7 @@ fn resplit(me: &str, plan: &super::plan::Plan, running: &mut Running, activity: 
         .and_then(|rest| rest.scaled(share).map_err(|e| e.to_string()));
     match tail {
         Ok(tail) => {
+            tracing::info!("following epoch {}: share {share:.4}", plan.epoch);
             running.control.update(at_test - running.clock_offset, tail);
             running.epoch = plan.epoch;
             activity.lock().status = format!("running {} (epoch {})", plan.test_id, plan.epoch);

@@ -13,6 +13,8 @@ use vajra::cluster::ClusterStatus;
 pub struct Cluster {
     pub secret: tempfile::NamedTempFile,
     peers: BTreeMap<String, (Child, u16)>,
+    /// Each peer's log (`VAJRA_LOG=vajra=info`), shown when a test fails.
+    logs: tempfile::TempDir,
 }
 
 pub fn free_port() -> u16 {
@@ -34,6 +36,7 @@ impl Cluster {
         Self {
             secret: secret_file("correct horse battery staple"),
             peers: BTreeMap::new(),
+            logs: tempfile::tempdir().unwrap(),
         }
     }
 
@@ -61,10 +64,16 @@ impl Cluster {
         if let Some(seed) = seed {
             cmd.args(["--seed", &format!("127.0.0.1:{seed}")]);
         }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.path().join(format!("{name}.log")))
+            .unwrap();
         let child = cmd
             .args(extra)
+            .env("VAJRA_LOG", "vajra=info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         self.peers.insert(name.to_owned(), (child, port));
@@ -105,6 +114,24 @@ impl Cluster {
         serde_json::from_slice(&out.stdout).ok()
     }
 
+    /// Prints the end of every peer's log, for a failed test.
+    fn print_logs(&self) {
+        let Ok(entries) = std::fs::read_dir(self.logs.path()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!(
+                "--- {} (last {} lines) ---\n{}",
+                entry.file_name().to_string_lossy(),
+                tail.len(),
+                tail.join("\n")
+            );
+        }
+    }
+
     /// Polls until every peer in `observers` sees `check` hold, or `limit`.
     pub fn wait_until(
         &self,
@@ -128,6 +155,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_logs();
+        }
         for (_, (child, _)) in self.peers.iter_mut() {
             // SAFETY: a stopped child must be resumed to die cleanly.
             unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
