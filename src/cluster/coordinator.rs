@@ -16,12 +16,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::BasicNode;
 use openraft::ChangeMembers;
+// Tokio's clock (the same as std's unless paused, as the simulation does).
+use tokio::time::Instant;
 
 use super::raft::Raft;
+use super::status::{ClusterStatus, Liveness};
 
 /// How long the live set must stay unchanged before a bootstrap.
 pub const SETTLE: Duration = Duration::from_secs(1);
@@ -121,6 +124,52 @@ pub fn decide(observed: &Observed, raft: &RaftView, settled: bool) -> Vec<Action
         actions.push(Action::Remove(gone));
     }
     actions
+}
+
+/// What gossip's picture `status` says, in Raft ids, for peer `me`
+/// reachable at `my_addr` (always counted alive and present).
+pub fn observed(status: &ClusterStatus, me: u64, my_addr: SocketAddr) -> Observed {
+    let mut observed = Observed {
+        me,
+        ..Observed::default()
+    };
+    for m in &status.members {
+        let Ok(addr) = m.address.parse::<SocketAddr>() else {
+            continue;
+        };
+        if m.info.raft_id == 0 {
+            continue;
+        }
+        if m.state == Liveness::Alive {
+            observed.alive.insert(m.info.raft_id, addr);
+            if m.info.raft_id != me && !matches!(m.info.raft_role.as_str(), "none" | "") {
+                observed.others_in_raft = true;
+            }
+        }
+        if m.state != Liveness::Dead {
+            observed.present.insert(m.info.raft_id);
+        }
+    }
+    observed.alive.insert(me, my_addr);
+    observed.present.insert(me);
+    observed
+}
+
+/// One coordinator tick for peer `me`: reads gossip's `status` and Raft,
+/// carries out what [`decide`] says, and returns the Raft role to gossip
+/// (under [`super::state::RAFT_ROLE`]).
+pub async fn tick(
+    status: &ClusterStatus,
+    raft: &Raft,
+    me: u64,
+    my_addr: SocketAddr,
+    settling: &mut Settling,
+) -> &'static str {
+    let observed = observed(status, me, my_addr);
+    let settled = settling.observe(observed.alive.keys().copied().collect());
+    let actions = decide(&observed, &view(raft, me), settled);
+    apply(raft, me, my_addr, actions).await;
+    role(&view(raft, me), me)
 }
 
 /// Reads this peer's Raft state.

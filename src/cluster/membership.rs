@@ -1,20 +1,22 @@
 //! A peer's membership: the endpoint, chitchat on top of it, the state it
 //! publishes and the liveness picture it derives.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, spawn_chitchat};
+use chitchat::{
+    Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, spawn_chitchat,
+};
 use parking_lot::Mutex;
 
 use super::auth::Admission;
 use super::control::Controller;
-use super::coordinator::{self, Observed, Settling};
+use super::coordinator::{self, Settling};
 use super::discovery::MdnsDiscovery;
 use super::gossip::QuicGossip;
-use super::network::{Identity, Network};
+use super::network::{CounterSnapshot, Identity, Network};
 use super::raft::{self, Raft, RaftNode};
 use super::runner::{self, Activity, Results, SharedActivity};
 use super::state::{self, PeerInfo};
@@ -30,7 +32,7 @@ pub const DEFAULT_GOSSIP_INTERVAL: Duration = Duration::from_millis(150);
 /// Phi threshold of the failure detector.
 pub const PHI_THRESHOLD: f64 = 8.0;
 /// A live peer silent for this many gossip intervals is shown as suspect.
-const SUSPECT_AFTER_INTERVALS: u32 = 4;
+pub const SUSPECT_AFTER_INTERVALS: u32 = 4;
 
 /// Everything a peer needs to join.
 #[derive(Debug, Clone)]
@@ -55,14 +57,21 @@ pub struct PeerConfig {
     pub mdns: bool,
 }
 
-/// When each node's heartbeat last advanced, as seen here.
+/// When each node's heartbeat last advanced, as seen here (on tokio's
+/// clock, which the simulation pauses and advances).
 #[derive(Default)]
-struct HeardTracker {
-    last: HashMap<ChitchatId, (u64, Instant)>,
+pub struct HeardTracker {
+    last: HashMap<ChitchatId, (u64, tokio::time::Instant)>,
 }
 
 impl HeardTracker {
-    fn observe(&mut self, id: &ChitchatId, heartbeat: u64, now: Instant) -> Duration {
+    /// Records `id`'s `heartbeat` seen at `now`; how long it has not moved.
+    pub fn observe(
+        &mut self,
+        id: &ChitchatId,
+        heartbeat: u64,
+        now: tokio::time::Instant,
+    ) -> Duration {
         let entry = self.last.entry(id.clone()).or_insert((heartbeat, now));
         if heartbeat != entry.0 {
             *entry = (heartbeat, now);
@@ -282,52 +291,72 @@ struct View {
 impl View {
     async fn status(&self) -> ClusterStatus {
         let chitchat = self.chitchat.lock().await;
-        let me = chitchat.self_chitchat_id().clone();
-        let live: Vec<ChitchatId> = chitchat.live_nodes().cloned().collect();
-        let dead: Vec<ChitchatId> = chitchat.dead_nodes().cloned().collect();
-        let now = Instant::now();
-        let suspect_after = self.gossip_interval * SUSPECT_AFTER_INTERVALS;
         let mut heard = self.heard.lock();
-        let mut members: Vec<MemberStatus> = chitchat
-            .node_states()
-            .iter()
-            .map(|(id, node)| {
-                let silent = heard.observe(id, u64::from(node.heartbeat()), now);
-                let state = if *id == me {
-                    Liveness::Alive
-                } else if dead.contains(id) {
-                    Liveness::Dead
-                } else if live.contains(id) && silent < suspect_after {
-                    Liveness::Alive
+        cluster_status(
+            &chitchat,
+            &mut heard,
+            self.gossip_interval * SUSPECT_AFTER_INTERVALS,
+            &self.cluster_id,
+            self.network.identity().admission.mode(),
+            self.network.counters(),
+        )
+    }
+}
+
+/// The cluster as `chitchat` sees it: every known member's liveness (a live
+/// member silent for `suspect_after` is suspect) and what it publishes.
+/// `heard` follows heartbeats across calls.
+pub fn cluster_status(
+    chitchat: &Chitchat,
+    heard: &mut HeardTracker,
+    suspect_after: Duration,
+    cluster_id: &str,
+    security: &str,
+    counters: CounterSnapshot,
+) -> ClusterStatus {
+    let me = chitchat.self_chitchat_id().clone();
+    let live: HashSet<&ChitchatId> = chitchat.live_nodes().collect();
+    let dead: HashSet<&ChitchatId> = chitchat.dead_nodes().collect();
+    let now = tokio::time::Instant::now();
+    let mut members: Vec<MemberStatus> = chitchat
+        .node_states()
+        .iter()
+        .map(|(id, node)| {
+            let silent = heard.observe(id, u64::from(node.heartbeat()), now);
+            let state = if *id == me {
+                Liveness::Alive
+            } else if dead.contains(id) {
+                Liveness::Dead
+            } else if live.contains(id) && silent < suspect_after {
+                Liveness::Alive
+            } else {
+                Liveness::Suspect
+            };
+            MemberStatus {
+                id: id.node_id.to_string(),
+                generation: id.generation_id,
+                address: id.gossip_advertise_addr.to_string(),
+                state,
+                last_heard_ms: if *id == me {
+                    0
                 } else {
-                    Liveness::Suspect
-                };
-                MemberStatus {
-                    id: id.node_id.to_string(),
-                    generation: id.generation_id,
-                    address: id.gossip_advertise_addr.to_string(),
-                    state,
-                    last_heard_ms: if *id == me {
-                        0
-                    } else {
-                        silent.as_millis() as u64
-                    },
-                    info: PeerInfo::from_node_state(node),
-                }
-            })
-            .collect();
-        members.sort_by(|a, b| a.id.cmp(&b.id).then(a.generation.cmp(&b.generation)));
-        let (cluster_target_rate, cluster_achieved_rate) = ClusterStatus::cluster_rates(&members);
-        ClusterStatus {
-            leader: ClusterStatus::find_leader(&members),
-            cluster_target_rate,
-            cluster_achieved_rate,
-            cluster_id: self.cluster_id.clone(),
-            node: me.node_id.to_string(),
-            security: self.network.identity().admission.mode().into(),
-            members,
-            counters: self.network.counters(),
-        }
+                    silent.as_millis() as u64
+                },
+                info: PeerInfo::from_node_state(node),
+            }
+        })
+        .collect();
+    members.sort_by(|a, b| a.id.cmp(&b.id).then(a.generation.cmp(&b.generation)));
+    let (cluster_target_rate, cluster_achieved_rate) = ClusterStatus::cluster_rates(&members);
+    ClusterStatus {
+        leader: ClusterStatus::find_leader(&members),
+        cluster_target_rate,
+        cluster_achieved_rate,
+        cluster_id: cluster_id.to_owned(),
+        node: me.node_id.to_string(),
+        security: security.into(),
+        members,
+        counters,
     }
 }
 
@@ -380,34 +409,7 @@ async fn coordinate(view: View, raft: Raft, me: u64, my_addr: SocketAddr) {
     loop {
         tick.tick().await;
         let status = view.status().await;
-        let mut observed = Observed {
-            me,
-            ..Observed::default()
-        };
-        for m in &status.members {
-            let Ok(addr) = m.address.parse::<SocketAddr>() else {
-                continue;
-            };
-            if m.info.raft_id == 0 {
-                continue;
-            }
-            if m.state == Liveness::Alive {
-                observed.alive.insert(m.info.raft_id, addr);
-                if m.info.raft_id != me && !matches!(m.info.raft_role.as_str(), "none" | "") {
-                    observed.others_in_raft = true;
-                }
-            }
-            if m.state != Liveness::Dead {
-                observed.present.insert(m.info.raft_id);
-            }
-        }
-        observed.alive.insert(me, my_addr);
-        observed.present.insert(me);
-        let settled = settling.observe(observed.alive.keys().copied().collect());
-        let raft_view = coordinator::view(&raft, me);
-        let actions = coordinator::decide(&observed, &raft_view, settled);
-        coordinator::apply(&raft, me, my_addr, actions).await;
-        let role = coordinator::role(&coordinator::view(&raft, me), me);
+        let role = coordinator::tick(&status, &raft, me, my_addr, &mut settling).await;
         if role != gossiped_role {
             gossiped_role = role;
             view.chitchat

@@ -128,8 +128,25 @@ pub struct RaftNode {
 impl RaftNode {
     /// Starts a Raft member `id` whose RPCs travel over `network`.
     pub async fn start(network: &Network, id: u64) -> anyhow::Result<Self> {
+        let node = Self::start_with(
+            rpc::QuicRaftNetwork::new(network.clone()),
+            id,
+            &network.identity().cluster_id,
+        )
+        .await?;
+        rpc::serve(network, node.raft.clone());
+        Ok(node)
+    }
+
+    /// Starts a Raft member `id` of `cluster_name` whose RPCs go through
+    /// `transport` (the QUIC endpoint, or the simulation's in-memory
+    /// network); answering incoming RPCs is the transport owner's job.
+    pub async fn start_with<N>(transport: N, id: u64, cluster_name: &str) -> anyhow::Result<Self>
+    where
+        N: openraft::RaftNetworkFactory<TypeConfig>,
+    {
         let config = openraft::Config {
-            cluster_name: network.identity().cluster_id.clone(),
+            cluster_name: cluster_name.to_owned(),
             heartbeat_interval: HEARTBEAT_MS,
             election_timeout_min: ELECTION_TIMEOUT_MS.0,
             election_timeout_max: ELECTION_TIMEOUT_MS.1,
@@ -140,12 +157,11 @@ impl RaftNode {
         let raft = Raft::new(
             id,
             Arc::new(config),
-            rpc::QuicRaftNetwork::new(network.clone()),
+            transport,
             store::LogStore::default(),
             machine.clone(),
         )
         .await?;
-        rpc::serve(network, raft.clone());
         Ok(Self { id, raft, machine })
     }
 }
