@@ -57,6 +57,34 @@ pub struct PeerConfig {
     pub mdns: bool,
 }
 
+/// chitchat's settings for a peer: gossip every `gossip_interval`, the
+/// phi-accrual detector at [`PHI_THRESHOLD`], dead members kept for an hour.
+pub fn chitchat_config(
+    chitchat_id: ChitchatId,
+    cluster_id: &str,
+    gossip_interval: Duration,
+    listen_addr: SocketAddr,
+    seed_nodes: Vec<String>,
+) -> ChitchatConfig {
+    ChitchatConfig {
+        chitchat_id,
+        cluster_id: cluster_id.to_owned(),
+        gossip_interval,
+        listen_addr,
+        seed_nodes,
+        failure_detector_config: FailureDetectorConfig {
+            phi_threshold: PHI_THRESHOLD,
+            sampling_window_size: 1_000,
+            max_interval: Duration::from_secs(10),
+            initial_interval: gossip_interval,
+            dead_node_grace_period: Duration::from_secs(3_600),
+        },
+        marked_for_deletion_grace_period: Duration::from_secs(3_600),
+        catchup_callback: None,
+        extra_liveness_predicate: None,
+    }
+}
+
 /// When each node's heartbeat last advanced, as seen here (on tokio's
 /// clock, which the simulation pauses and advances).
 #[derive(Default)]
@@ -132,23 +160,13 @@ impl Peer {
             raft_id,
             raft_role: "none".into(),
         };
-        let chitchat_config = ChitchatConfig {
+        let chitchat_config = chitchat_config(
             chitchat_id,
-            cluster_id: config.cluster_id.clone(),
-            gossip_interval: config.gossip_interval,
-            listen_addr: network.local_addr()?,
-            seed_nodes: config.seeds.clone(),
-            failure_detector_config: FailureDetectorConfig {
-                phi_threshold: PHI_THRESHOLD,
-                sampling_window_size: 1_000,
-                max_interval: Duration::from_secs(10),
-                initial_interval: config.gossip_interval,
-                dead_node_grace_period: Duration::from_secs(3_600),
-            },
-            marked_for_deletion_grace_period: Duration::from_secs(3_600),
-            catchup_callback: None,
-            extra_liveness_predicate: None,
-        };
+            &config.cluster_id,
+            config.gossip_interval,
+            network.local_addr()?,
+            config.seeds.clone(),
+        );
         let transport = QuicGossip::new(network.clone(), inbox);
         let handle =
             Arc::new(spawn_chitchat(chitchat_config, info.key_values(), &transport).await?);

@@ -1,0 +1,191 @@
+//! The invariants, checked while the simulation runs. Every violation is
+//! kept with the run's seed and the virtual time (step) it was seen at.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use parking_lot::Mutex;
+use vajra::cluster::plan::Plan;
+
+use crate::clock::Clock;
+use crate::ledger::base_curve;
+
+/// One broken invariant.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    /// The run's seed.
+    pub seed: u64,
+    /// Virtual milliseconds since the run started.
+    pub at_ms: u64,
+    /// Which invariant.
+    pub invariant: &'static str,
+    /// What was seen.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "VIOLATION {} (seed {}, step t={} ms): {}",
+            self.invariant, self.seed, self.at_ms, self.detail
+        )
+    }
+}
+
+/// Invariant names, as reported.
+pub mod names {
+    /// At most one leader per Raft term.
+    pub const ONE_LEADER: &str = "one-leader-per-term";
+    /// Every committed plan's shares sum to one, hence to the curve.
+    pub const SHARES_SUM: &str = "shares-sum-to-curve";
+    /// An epoch means one plan everywhere.
+    pub const SAME_PLAN: &str = "one-plan-per-epoch";
+    /// Plans only move forward and a peer holds one epoch at a time.
+    pub const ONE_EPOCH: &str = "one-epoch-at-a-time";
+    /// Membership and plan converge once faults stop.
+    pub const CONVERGENCE: &str = "convergence-bound";
+    /// The intended count stays near the target integral.
+    pub const COUNT: &str = "count-within-tolerance";
+    /// Merged histogram counts equal the sum of the peers'.
+    pub const HISTOGRAMS: &str = "merged-histogram-counts";
+    /// The cluster forms (gossip, a leader, every peer in Raft).
+    pub const FORMATION: &str = "formation";
+    /// The test ends: every peer applies its stop.
+    pub const ENDS: &str = "test-ends";
+}
+
+#[derive(Default)]
+struct Inner {
+    checks: BTreeMap<&'static str, u64>,
+    violations: Vec<Violation>,
+    leaders: HashMap<u64, u64>,
+    plans: HashMap<(String, u64), Plan>,
+}
+
+/// Collects checks and violations.
+pub struct Checker {
+    seed: u64,
+    clock: Clock,
+    inner: Mutex<Inner>,
+}
+
+/// Largest rounding error allowed when shares add up to the curve.
+const SUM_EPSILON: f64 = 1e-9;
+
+impl Checker {
+    /// A checker for the run with `seed`.
+    pub fn new(seed: u64, clock: Clock) -> Self {
+        Self {
+            seed,
+            clock,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// Counts one check of `invariant`; records a violation unless `ok`.
+    pub fn check(&self, invariant: &'static str, ok: bool, detail: impl FnOnce() -> String) {
+        let mut inner = self.inner.lock();
+        *inner.checks.entry(invariant).or_default() += 1;
+        if !ok {
+            let violation = Violation {
+                seed: self.seed,
+                at_ms: self.clock.ms(),
+                invariant,
+                detail: detail(),
+            };
+            eprintln!("{violation}");
+            inner.violations.push(violation);
+        }
+    }
+
+    /// Node `id` is leader in `term`.
+    pub fn leader_seen(&self, term: u64, id: u64) {
+        let previous = *self.inner.lock().leaders.entry(term).or_insert(id);
+        self.check(names::ONE_LEADER, previous == id, || {
+            format!("term {term} has leaders {previous} and {id}")
+        });
+    }
+
+    /// A peer applied `plan`: the same epoch must be the same plan on every
+    /// peer, and a plan seen for the first time must split the whole curve.
+    pub fn plan_applied(&self, plan: &Plan) {
+        let key = (plan.test_id.clone(), plan.epoch);
+        let first = {
+            let mut inner = self.inner.lock();
+            match inner.plans.get(&key) {
+                Some(seen) => Some(seen == plan),
+                None => {
+                    inner.plans.insert(key, plan.clone());
+                    None
+                }
+            }
+        };
+        match first {
+            Some(same) => self.check(names::SAME_PLAN, same, || {
+                format!(
+                    "epoch {} of {} differs between peers",
+                    plan.epoch, plan.test_id
+                )
+            }),
+            None => self.check_split(plan),
+        }
+    }
+
+    fn check_split(&self, plan: &Plan) {
+        let sum: f64 = plan.shares.values().sum();
+        let valid = plan.shares.values().all(|s| s.is_finite() && *s >= 0.0);
+        self.check(
+            names::SHARES_SUM,
+            valid && (sum - 1.0).abs() <= SUM_EPSILON,
+            || format!("epoch {} shares sum to {sum}", plan.epoch),
+        );
+        let Some(curve) = base_curve(plan).and_then(|b| plan.cluster_curve(&b).ok()) else {
+            self.check(names::SHARES_SUM, false, || {
+                format!("epoch {}: no cluster curve", plan.epoch)
+            });
+            return;
+        };
+        let (from, to) = (plan.epoch_offset_secs(), curve.duration());
+        for i in 0..8 {
+            let t = from + (to - from).max(0.0) * f64::from(i) / 7.0;
+            let want = curve.rate_at(t);
+            let got: f64 = plan
+                .shares
+                .keys()
+                .filter_map(|node| plan.share_of(node, &curve).ok().flatten())
+                .map(|share| share.rate_at(t))
+                .sum();
+            self.check(
+                names::SHARES_SUM,
+                (got - want).abs() <= SUM_EPSILON * want.max(1.0),
+                || {
+                    format!(
+                        "epoch {} at {t:.3} s: shares give {got}/s of {want}/s",
+                        plan.epoch
+                    )
+                },
+            );
+        }
+    }
+
+    /// Every violation so far.
+    pub fn violations(&self) -> Vec<Violation> {
+        self.inner.lock().violations.clone()
+    }
+
+    /// Checks done so far, per invariant.
+    pub fn checks(&self) -> BTreeMap<&'static str, u64> {
+        self.inner.lock().checks.clone()
+    }
+
+    /// Distinct (term, leader) pairs seen.
+    pub fn terms_seen(&self) -> usize {
+        self.inner.lock().leaders.len()
+    }
+
+    /// Distinct plans (test, epoch) seen.
+    pub fn plans_seen(&self) -> usize {
+        self.inner.lock().plans.len()
+    }
+}

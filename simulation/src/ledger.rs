@@ -1,0 +1,111 @@
+//! Which epoch each peer incarnation held, from when to when, and the
+//! count it intended to send: the integral of its share of the cluster
+//! curve over each interval, computed with the same curve functions the
+//! runner uses (`Plan::cluster_curve`, `RateCurve::after`, `scaled`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use vajra::cluster::plan::Plan;
+use vajra::config::{self, RunArgs};
+use vajra::engine::LoadModel;
+use vajra::load::RateCurve;
+
+/// The rate curve of a plan's test definition (origin at the test start).
+pub fn base_curve(plan: &Plan) -> Option<RateCurve> {
+    let args: RunArgs = serde_json::from_str(&plan.definition).ok()?;
+    match config::resolve(args).ok()?.engine.load {
+        LoadModel::Open { profile, .. } => Some(profile.curve),
+        _ => None,
+    }
+}
+
+/// One peer incarnation holding one epoch.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// Peer name.
+    pub peer: String,
+    /// Its generation.
+    pub generation: u64,
+    /// The plan of the epoch.
+    pub plan: Arc<Plan>,
+    /// When it started running this epoch (Unix ms).
+    pub from_ms: u64,
+    /// When it stopped (Unix ms), if it did.
+    pub to_ms: Option<u64>,
+}
+
+impl Segment {
+    /// What this peer intended to send during the segment.
+    pub fn intended(&self, base: &RateCurve) -> f64 {
+        let share = self.plan.shares.get(&self.peer).copied().unwrap_or(0.0);
+        let Ok(curve) = self.plan.cluster_curve(base) else {
+            return 0.0;
+        };
+        let origin = self.plan.test_start_unix_ms;
+        let from = self.from_ms.saturating_sub(origin) as f64 / 1_000.0;
+        let to = self
+            .to_ms
+            .map_or(curve.duration(), |t| {
+                t.saturating_sub(origin) as f64 / 1_000.0
+            })
+            .min(curve.duration());
+        if share <= 0.0 || to <= from || from >= curve.duration() {
+            return 0.0;
+        }
+        curve
+            .after(from)
+            .and_then(|rest| rest.scaled(share))
+            .map_or(0.0, |mine| mine.count_until(to - from))
+    }
+}
+
+/// Every segment of the run.
+#[derive(Default)]
+pub struct Ledger {
+    segments: Mutex<Vec<Segment>>,
+}
+
+impl Ledger {
+    /// `peer` (generation `generation`) runs `plan` from `at_ms`; returns
+    /// the epoch it still held, if any (which it must have closed first).
+    pub fn open(&self, peer: &str, generation: u64, plan: Arc<Plan>, at_ms: u64) -> Option<u64> {
+        let mut segments = self.segments.lock();
+        let still = segments
+            .iter()
+            .find(|s| s.peer == peer && s.generation == generation && s.to_ms.is_none())
+            .map(|s| s.plan.epoch);
+        segments.push(Segment {
+            peer: peer.to_owned(),
+            generation,
+            plan,
+            from_ms: at_ms,
+            to_ms: None,
+        });
+        still
+    }
+
+    /// `peer` stops running its epoch at `at_ms` (never before it began).
+    pub fn close(&self, peer: &str, generation: u64, at_ms: u64) {
+        for s in self.segments.lock().iter_mut() {
+            if s.peer == peer && s.generation == generation && s.to_ms.is_none() {
+                s.to_ms = Some(at_ms.max(s.from_ms));
+            }
+        }
+    }
+
+    /// Every segment.
+    pub fn segments(&self) -> Vec<Segment> {
+        self.segments.lock().clone()
+    }
+
+    /// Intended count per incarnation (name, generation).
+    pub fn intended(&self, base: &RateCurve) -> BTreeMap<(String, u64), f64> {
+        let mut counts = BTreeMap::new();
+        for s in self.segments.lock().iter() {
+            *counts.entry((s.peer.clone(), s.generation)).or_insert(0.0) += s.intended(base);
+        }
+        counts
+    }
+}

@@ -1,0 +1,473 @@
+//! One simulation run: form the cluster, start a test, play the scenario's
+//! faults, watch the invariants, and sum up.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chitchat::transport::ChannelTransport;
+use vajra::cluster::supervise::{END_GRACE, test_end};
+
+use crate::clock::{Clock, UNIX_ORIGIN_MS};
+use crate::finish::{self, Counts};
+use crate::invariants::{Checker, Violation, names};
+use crate::ledger::Ledger;
+use crate::measure::{self, Pending};
+use crate::net::{Net, NetStats, peer_addr};
+use crate::peer::Shared;
+use crate::raft_net::Registry;
+use crate::scenario::{self, Action, Scenario};
+use crate::world::World;
+
+/// How often the driver looks (virtual time).
+pub const STEP: Duration = Duration::from_millis(100);
+/// Time without faults at the end of a test, for convergence.
+pub const QUIET: Duration = Duration::from_secs(25);
+/// Faults start this long after the test does.
+pub const FAULTS_FROM: Duration = Duration::from_secs(5);
+/// Stated bound: after the last fault, membership and plan agree within it.
+pub const CONVERGENCE_BOUND: Duration = Duration::from_secs(20);
+/// Stated bound for formation (gossip, leader, every peer in Raft).
+pub const FORMATION_BOUND: Duration = Duration::from_secs(300);
+/// Stated bound used for the count tolerance: a killed (or restarted)
+/// peer's share is missing (or doubled) for at most this long, and a
+/// partitioned or one-way-cut peer's for the fault's length plus this. A
+/// frozen peer sends what it owed late, and a newcomer runs from its
+/// epoch's start, so neither costs anything beyond this window.
+pub const EXPOSURE_WINDOW: Duration = Duration::from_secs(5);
+/// How many of the first peers serve as seeds.
+pub const SEEDS: usize = 3;
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Peers at the start.
+    pub peers: usize,
+    /// Seed of every random decision the simulation makes.
+    pub seed: u64,
+    /// Faults to play.
+    pub scenario: Scenario,
+    /// Length of the test, virtual seconds (at least 35).
+    pub duration_secs: u64,
+    /// Gossip interval.
+    pub gossip_interval: Duration,
+    /// Cluster rate at the start of the test.
+    pub rate: f64,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Peers at the start.
+    pub peers: usize,
+    /// Peers running at the end.
+    pub peers_at_end: usize,
+    /// The seed.
+    pub seed: u64,
+    /// The scenario's name.
+    pub scenario: String,
+    /// Virtual seconds simulated.
+    pub virtual_secs: f64,
+    /// Wall-clock seconds it took.
+    pub wall_secs: f64,
+    /// Every peer saw every peer alive (virtual ms after start).
+    pub gossip_formed_ms: Option<u64>,
+    /// A leader, with every peer in its Raft membership (ms after start).
+    pub raft_formed_ms: Option<u64>,
+    /// Kill → every peer sees it dead (ms), per kill.
+    pub detections: Vec<u64>,
+    /// Kill → every peer's plan leaves it out (ms), per share holder.
+    pub resplits: Vec<u64>,
+    /// Last fault → membership, Raft and plan agree (ms).
+    pub convergence_ms: Option<u64>,
+    /// Faults played, by kind.
+    pub faults: BTreeMap<&'static str, u64>,
+    /// Counts.
+    pub counts: Counts,
+    /// Distinct plans (epochs) committed.
+    pub epochs: usize,
+    /// Distinct Raft terms with a leader.
+    pub terms: usize,
+    /// Checks done, per invariant.
+    pub checks: BTreeMap<&'static str, u64>,
+    /// Violations.
+    pub violations: Vec<Violation>,
+    /// What the network did.
+    pub net: NetStats,
+}
+
+/// Runs `config` on a paused current-thread runtime.
+pub fn run(config: &Config) -> anyhow::Result<Summary> {
+    anyhow::ensure!(
+        config.duration_secs >= 35,
+        "--duration must be at least 35 s"
+    );
+    anyhow::ensure!(config.peers >= 1, "--peers must be at least 1");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()?;
+    let wall = std::time::Instant::now();
+    let mut summary = runtime.block_on(simulate(config))?;
+    summary.wall_secs = wall.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+async fn simulate(config: &Config) -> anyhow::Result<Summary> {
+    let clock = Clock::start();
+    let checker = Arc::new(Checker::new(config.seed, clock));
+    let shared = Arc::new(Shared {
+        net: Arc::new(Net::new(config.seed)),
+        channel: ChannelTransport::default(),
+        registry: Arc::new(Registry::default()),
+        clock,
+        checker: Arc::clone(&checker),
+        ledger: Arc::new(Ledger::default()),
+        gossip_interval: config.gossip_interval,
+        seeds: (0..SEEDS.min(config.peers))
+            .map(|i| peer_addr(i).to_string())
+            .collect(),
+    });
+    let mut driver = Driver::new(World::new(Arc::clone(&shared)), config);
+    for _ in 0..config.peers {
+        driver.world.join().await?;
+    }
+    let mut summary = Summary {
+        peers: config.peers,
+        seed: config.seed,
+        scenario: config.scenario.to_string(),
+        ..Summary::default()
+    };
+    form(&driver.world, &mut summary).await;
+    if summary.raft_formed_ms.is_some() {
+        driver.play(config, &mut summary).await;
+    }
+    summary.peers_at_end = driver.world.peers.len();
+    summary.faults = driver.faults.clone();
+    summary.virtual_secs = clock.ms() as f64 / 1_000.0;
+    finish::check(
+        &driver.world,
+        &driver.pending,
+        driver.exposure,
+        &mut summary,
+    );
+    summary.epochs = checker.plans_seen();
+    summary.terms = checker.terms_seen();
+    summary.checks = checker.checks();
+    summary.violations = checker.violations();
+    summary.net = shared.net.stats();
+    Ok(summary)
+}
+
+/// Waits for gossip to agree and Raft to take every peer in.
+async fn form(world: &World, summary: &mut Summary) {
+    let clock = world.shared.clock;
+    while clock.ms() < FORMATION_BOUND.as_millis() as u64 {
+        tokio::time::sleep(STEP).await;
+        if summary.gossip_formed_ms.is_none() && measure::gossip_agrees(world).await {
+            summary.gossip_formed_ms = Some(clock.ms());
+        }
+        if summary.gossip_formed_ms.is_some() && measure::raft_agrees(world) {
+            summary.raft_formed_ms = Some(clock.ms());
+            return;
+        }
+    }
+    world.shared.checker.check(names::FORMATION, false, || {
+        format!(
+            "no formed cluster within {FORMATION_BOUND:?} (gossip {:?})",
+            summary.gossip_formed_ms
+        )
+    });
+}
+
+/// Plays a scenario on the world.
+struct Driver {
+    world: World,
+    rng: fastrand::Rng,
+    pending: Vec<Pending>,
+    exposure: f64,
+    rate: f64,
+    peak_rate: f64,
+    minority: Vec<usize>,
+    partitioned_at: Option<u64>,
+    thaws: Vec<(u64, usize)>,
+    uncuts: Vec<(u64, Vec<(SocketAddr, SocketAddr)>)>,
+    faults: BTreeMap<&'static str, u64>,
+}
+
+impl Driver {
+    fn new(world: World, config: &Config) -> Self {
+        Self {
+            world,
+            rng: fastrand::Rng::with_seed(config.seed.rotate_left(17) ^ 0x5151),
+            pending: Vec::new(),
+            exposure: 0.0,
+            rate: config.rate,
+            peak_rate: config.rate,
+            minority: Vec::new(),
+            partitioned_at: None,
+            thaws: Vec::new(),
+            uncuts: Vec::new(),
+            faults: BTreeMap::new(),
+        }
+    }
+
+    async fn play(&mut self, config: &Config, summary: &mut Summary) {
+        let clock = self.world.shared.clock;
+        let definition = serde_json::json!({
+            "task": "noop",
+            "tps": config.rate,
+            "duration": format!("{}s", config.duration_secs),
+            "ramp-up": "5s",
+        })
+        .to_string();
+        let plan = loop {
+            match self.world.start_test(definition.clone()).await {
+                Ok(plan) => break plan,
+                Err(e) if clock.ms() < FORMATION_BOUND.as_millis() as u64 => {
+                    tracing::debug!("start refused: {e}");
+                    tokio::time::sleep(STEP).await;
+                }
+                Err(e) => {
+                    self.world
+                        .shared
+                        .checker
+                        .check(names::FORMATION, false, || {
+                            format!("the test could not start: {e}")
+                        });
+                    return;
+                }
+            }
+        };
+        let test_start = plan.start_unix_ms - UNIX_ORIGIN_MS;
+        let window = (
+            FAULTS_FROM.as_millis() as u64,
+            (config.duration_secs * 1_000).saturating_sub(QUIET.as_millis() as u64),
+        );
+        let mut events = scenario::events(config.scenario, window, &mut self.rng).into_iter();
+        let mut next = events.next();
+        let quiet_from = test_start + window.1;
+        // The leader ends the test after its curve, the drain and a grace.
+        let (end_unix, drain) = test_end(&plan).unwrap_or((plan.start_unix_ms, 0));
+        let end = end_unix - UNIX_ORIGIN_MS + drain + END_GRACE.as_millis() as u64 + 3_000;
+        let mut last_look = 0;
+        while clock.ms() < end {
+            let now = clock.ms();
+            while let Some(event) = next.as_ref().filter(|e| test_start + e.at_ms <= now) {
+                let action = event.action.clone();
+                self.apply(action).await;
+                next = events.next();
+            }
+            self.follow_ups(now);
+            measure::poll(&self.world, &mut self.pending, now).await;
+            if now >= quiet_from && summary.convergence_ms.is_none() && now >= last_look + 500 {
+                last_look = now;
+                if measure::gossip_agrees(&self.world).await
+                    && measure::raft_agrees(&self.world)
+                    && measure::plans_agree(&self.world)
+                {
+                    summary.convergence_ms = Some(now - quiet_from);
+                }
+            }
+            tokio::time::sleep(STEP).await;
+        }
+    }
+
+    /// Wakes frozen peers and restores cut links that are due.
+    fn follow_ups(&mut self, now: u64) {
+        let net = Arc::clone(&self.world.shared.net);
+        for (_, index) in self.thaws.iter().filter(|(due, _)| *due <= now) {
+            self.world.set_frozen(*index, false);
+        }
+        self.thaws.retain(|(due, _)| *due > now);
+        for (_, links) in self.uncuts.iter().filter(|(due, _)| *due <= now) {
+            for (from, to) in links {
+                net.uncut(*from, *to);
+            }
+        }
+        self.uncuts.retain(|(due, _)| *due > now);
+    }
+
+    /// The largest share now, for the count tolerance.
+    fn max_share(&self) -> f64 {
+        let plan = self
+            .world
+            .leader()
+            .and_then(|i| self.world.peers[&i].node.machine.state().plan);
+        plan.map_or(1.0, |p| p.shares.values().copied().fold(0.0, f64::max))
+    }
+
+    /// Adds what `peers` peers' shares may be off by over `secs` (plus the
+    /// exposure window) to the count tolerance.
+    fn expose(&mut self, peers: usize, secs: f64) {
+        self.exposure += peers as f64
+            * self.max_share()
+            * self.peak_rate
+            * (secs + EXPOSURE_WINDOW.as_secs_f64());
+    }
+
+    fn count(&mut self, kind: &'static str) {
+        *self.faults.entry(kind).or_default() += 1;
+    }
+
+    /// Awake running peers other than the seeds, in index order.
+    fn candidates(&self) -> Vec<usize> {
+        self.world
+            .peers
+            .iter()
+            .filter(|(i, p)| **i >= SEEDS && !p.is_frozen())
+            .map(|(i, _)| *i)
+            .collect()
+    }
+
+    fn pick(&mut self) -> Option<usize> {
+        let candidates = self.candidates();
+        (!candidates.is_empty()).then(|| candidates[self.rng.usize(..candidates.len())])
+    }
+
+    async fn apply(&mut self, action: Action) {
+        let now = self.world.shared.clock.ms();
+        tracing::info!("t={now} ms: {action:?}");
+        match action {
+            Action::Conditions { loss, delay_ms } => {
+                self.world.shared.net.set_conditions(loss, delay_ms);
+            }
+            Action::Kill => {
+                if let Some(index) = self.pick() {
+                    self.kill(index).await;
+                }
+            }
+            Action::KillLeader => {
+                if let Some(index) = self.world.leader() {
+                    self.kill(index).await;
+                }
+            }
+            Action::Restart => self.restart().await,
+            Action::Join => {
+                if self.world.join().await.is_ok() {
+                    self.count("join");
+                }
+            }
+            Action::Freeze(ms) => {
+                if let Some(index) = self.pick() {
+                    self.world.set_frozen(index, true);
+                    self.thaws.push((now + ms, index));
+                    self.count("freeze");
+                    self.expose(1, 0.0);
+                }
+            }
+            Action::Partition {
+                fraction,
+                with_leader,
+                sticky,
+            } => self.partition(fraction, with_leader, sticky),
+            Action::Heal => self.heal(now),
+            Action::Asymmetric(k, ms) => self.asymmetric(k, ms, now),
+            Action::RateUpdate(factor) => {
+                let tps = self.rate * factor;
+                if self.world.update_rate(tps).await.is_ok() {
+                    self.count("rate update");
+                    self.exposure += (tps - self.rate).abs() * 1.0;
+                    self.rate = tps;
+                    self.peak_rate = self.peak_rate.max(tps);
+                }
+            }
+        }
+    }
+
+    async fn kill(&mut self, index: usize) {
+        let Some(peer) = self.world.peers.get(&index) else {
+            return;
+        };
+        let id = peer.chitchat_id.clone();
+        let held_share = peer
+            .node
+            .machine
+            .state()
+            .plan
+            .is_some_and(|p| p.shares.contains_key(&peer.name));
+        self.expose(1, 0.0);
+        if self.world.kill(index).await {
+            self.count("kill");
+            self.pending.push(Pending {
+                id,
+                at_ms: self.world.shared.clock.ms(),
+                detected_ms: None,
+                held_share,
+                resplit_ms: None,
+                cancelled: false,
+            });
+        }
+    }
+
+    async fn restart(&mut self) {
+        let down: Vec<usize> = self.world.down.keys().copied().collect();
+        if down.is_empty() {
+            return;
+        }
+        let index = down[self.rng.usize(..down.len())];
+        let name = crate::world::peer_name(index);
+        for p in self.pending.iter_mut().filter(|p| p.id.node_id == name) {
+            p.cancelled = true;
+        }
+        if self.world.restart(index).await.is_ok() {
+            self.count("restart");
+            self.expose(1, 0.0);
+        }
+    }
+
+    fn partition(&mut self, fraction: f64, with_leader: bool, sticky: bool) {
+        let running: Vec<usize> = self.world.peers.keys().copied().collect();
+        let k = ((running.len() as f64 * fraction).round() as usize).clamp(1, running.len() / 2);
+        self.minority.retain(|i| self.world.peers.contains_key(i));
+        if !sticky || self.minority.is_empty() {
+            let mut shuffled = running;
+            self.rng.shuffle(&mut shuffled);
+            shuffled.truncate(k);
+            if let Some(leader) = self.world.leader().filter(|_| with_leader) {
+                if !shuffled.contains(&leader) {
+                    shuffled[0] = leader;
+                }
+            }
+            self.minority = shuffled;
+        }
+        self.world
+            .shared
+            .net
+            .partition(&self.world.addrs(&self.minority));
+        self.partitioned_at = Some(self.world.shared.clock.ms());
+        self.count("partition");
+    }
+
+    fn heal(&mut self, now: u64) {
+        self.world.shared.net.heal();
+        if let Some(since) = self.partitioned_at.take() {
+            let secs = (now - since) as f64 / 1_000.0;
+            self.expose(self.minority.len(), secs);
+        }
+    }
+
+    fn asymmetric(&mut self, k: usize, ms: u64, now: u64) {
+        let mut chosen = Vec::new();
+        for _ in 0..k {
+            if let Some(i) = self.pick().filter(|i| !chosen.contains(i)) {
+                chosen.push(i);
+            }
+        }
+        let senders = self.world.addrs(&chosen);
+        let everyone = self
+            .world
+            .addrs(&self.world.peers.keys().copied().collect::<Vec<_>>());
+        let mut links = Vec::new();
+        for from in &senders {
+            for to in everyone.iter().filter(|to| *to != from) {
+                self.world.shared.net.cut(*from, *to);
+                links.push((*from, *to));
+            }
+        }
+        self.uncuts.push((now + ms, links));
+        self.count("one-way cut");
+        self.expose(chosen.len(), ms as f64 / 1_000.0);
+    }
+}

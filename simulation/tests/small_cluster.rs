@@ -1,0 +1,87 @@
+//! A small simulated cluster (30 peers) through churn and partitions: the
+//! invariants hold, killed share holders' shares are re-split, and the
+//! cluster's intended count tracks the target integral.
+
+use std::time::Duration;
+
+use vajra_simulation::{Config, Scenario, Summary, report, run};
+
+fn simulate(scenario: Scenario, peers: usize, seed: u64) -> Summary {
+    let summary = run(&Config {
+        peers,
+        seed,
+        scenario,
+        duration_secs: 40,
+        gossip_interval: Duration::from_millis(150),
+        rate: 1_000.0,
+    })
+    .expect("the simulation runs");
+    println!("{}", report::render(&summary));
+    summary
+}
+
+#[test]
+fn churn_keeps_the_invariants_and_resplits_killed_shares() {
+    let s = simulate(Scenario::Churn, 30, 7);
+    assert!(s.violations.is_empty(), "{:?}", s.violations);
+    assert!(s.raft_formed_ms.is_some(), "the cluster formed");
+    assert!(
+        s.faults.get("kill").copied().unwrap_or(0) >= 2,
+        "{:?}",
+        s.faults
+    );
+    assert!(!s.detections.is_empty(), "kills were detected");
+    assert!(
+        !s.resplits.is_empty(),
+        "a killed share holder's share was re-split"
+    );
+    assert!(
+        s.resplits.iter().all(|&ms| ms <= 5_000),
+        "re-split within 5 s: {:?}",
+        s.resplits
+    );
+    assert!(
+        s.detections.iter().all(|&ms| ms <= 3_000),
+        "{:?}",
+        s.detections
+    );
+    assert!(s.convergence_ms.is_some());
+    let c = &s.counts;
+    assert!(c.target > 0.0 && (c.intended - c.target).abs() <= c.tolerance);
+    assert_eq!(c.merged_total, c.peer_total);
+    assert!(s.epochs >= 3, "re-splits and rate updates made new epochs");
+    for invariant in [
+        "one-leader-per-term",
+        "shares-sum-to-curve",
+        "one-epoch-at-a-time",
+    ] {
+        assert!(
+            s.checks.get(invariant).copied().unwrap_or(0) > 0,
+            "{invariant} checked"
+        );
+    }
+}
+
+#[test]
+fn without_faults_the_intended_count_is_the_integral() {
+    let s = simulate(Scenario::Steady, 20, 3);
+    assert!(s.violations.is_empty(), "{:?}", s.violations);
+    let c = &s.counts;
+    assert!(
+        (c.intended - c.target).abs() < 1e-6 * c.target,
+        "intended {} vs target {}",
+        c.intended,
+        c.target
+    );
+    assert_eq!(c.incarnations, 20);
+    assert_eq!(s.epochs, 2, "the start and one rate update");
+}
+
+#[test]
+fn partitions_heal_and_converge() {
+    let s = simulate(Scenario::Partition, 20, 11);
+    assert!(s.violations.is_empty(), "{:?}", s.violations);
+    assert!(s.faults.get("partition").copied().unwrap_or(0) >= 2);
+    assert!(s.net.blocked > 0, "the partition dropped messages");
+    assert!(s.convergence_ms.is_some());
+}
