@@ -35,7 +35,8 @@ pub fn render(s: &Summary) -> String {
     );
     let _ = writeln!(
         out,
-        "formation: gossip converged {} · Raft with every peer {}",
+        "formation: seeds led at {} · then gossip converged in {} · Raft with every peer in {}",
+        secs(s.seeds_led_ms),
         secs(s.gossip_formed_ms),
         secs(s.raft_formed_ms)
     );
