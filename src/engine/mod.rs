@@ -92,6 +92,16 @@ pub trait RunObserver: Send {
         target_rate: Option<f64>,
         totals: &Aggregator,
     ) -> Option<String>;
+
+    /// How often the observer wants [`RunObserver::on_progress`] between
+    /// windows; `None` (the default) never calls it.
+    fn progress_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Called every [`RunObserver::progress_interval`] with a preview of
+    /// the totals, open windows included, `elapsed_s` into the run.
+    fn on_progress(&mut self, _preview: &Aggregator, _elapsed_s: f64) {}
 }
 
 /// An observer that watches nothing.
@@ -396,15 +406,24 @@ async fn sweep_until_load_ends<F: TaskFactory>(
         LoadDone::Workers => None,
     };
     let mut next_second = 1u64;
+    let progress_every = observer.progress_interval();
+    let mut next_progress = progress_every.map(|every| origin + every);
     loop {
         let sweep_at = origin + Duration::from_secs(next_second) + SWEEP_GRACE;
+        let wake_at = next_progress.map_or(sweep_at, |p| p.min(sweep_at));
         let finished = tokio::select! {
-            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(sweep_at)) => false,
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake_at)) => false,
             _ = ctx.stop.stopped() => true,
             _ = wait_load_done(ctx, scheduler_done.as_mut()) => true,
         };
         if finished {
             return;
+        }
+        if wake_at < sweep_at {
+            let now = std::time::Instant::now();
+            observer.on_progress(&aggregator.preview(), (now - origin).as_secs_f64());
+            next_progress = progress_every.map(|every| now + every);
+            continue;
         }
         for window in aggregator.collect(next_second).to_vec() {
             let target =

@@ -79,7 +79,7 @@ pub struct LoadControl {
 #[derive(Default)]
 struct ControlInner {
     pending: AtomicBool,
-    update: Mutex<Option<CurveUpdate>>,
+    updates: Mutex<Vec<CurveUpdate>>,
     /// Hold dispatching when this far behind the schedule (ns; 0 = never).
     stall_guard_ns: AtomicU64,
     held: AtomicBool,
@@ -92,10 +92,14 @@ impl LoadControl {
         Self::default()
     }
 
-    /// Asks the run to follow `tail` from `at_secs` (a later update
-    /// replaces one not yet applied).
+    /// Asks the run to follow `tail` from `at_secs`. Updates not applied
+    /// yet are applied in the order given, each spliced over the last, so a
+    /// peer catching up on several epochs follows every one of them.
     pub fn update(&self, at_secs: f64, tail: RateCurve) {
-        *self.inner.update.lock() = Some(CurveUpdate { at_secs, tail });
+        self.inner
+            .updates
+            .lock()
+            .push(CurveUpdate { at_secs, tail });
         self.inner.pending.store(true, Ordering::Release);
     }
 
@@ -128,12 +132,12 @@ impl LoadControl {
         self.inner.pending.load(Ordering::Acquire)
     }
 
-    fn take(&self) -> Option<CurveUpdate> {
+    fn take(&self) -> Vec<CurveUpdate> {
         if !self.is_pending() {
-            return None;
+            return Vec::new();
         }
         self.inner.pending.store(false, Ordering::Release);
-        self.inner.update.lock().take()
+        std::mem::take(&mut *self.inner.updates.lock())
     }
 }
 
@@ -187,8 +191,11 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
     // sent before the next stall can hold again.
     let mut hold_armed = true;
     loop {
-        if let Some(update) = control.take() {
-            apply_update(&mut schedule, last_released_s, update);
+        let updates = control.take();
+        if !updates.is_empty() {
+            for update in updates {
+                apply_update(&mut schedule, last_released_s, update);
+            }
             hold_armed = false;
         }
         // After the last arrival the run still lasts until the curve ends

@@ -78,6 +78,24 @@ impl Aggregator {
         self.absorb(windows, until, Some(elapsed_s))
     }
 
+    /// The totals so far including results of windows still open, as a
+    /// separate aggregator (the series holds closed windows only). Nothing
+    /// is taken from the hub, so the run's own figures are unchanged.
+    pub fn preview(&self) -> Aggregator {
+        let mut totals = self.totals.clone();
+        for w in self.hub.peek_open() {
+            totals.merge(&w);
+        }
+        Aggregator {
+            hub: Arc::clone(&self.hub),
+            warmup_secs: self.warmup_secs,
+            totals,
+            series: self.series.clone(),
+            collected_before: self.collected_before,
+            cpu: CpuMeter::new(),
+        }
+    }
+
     fn absorb(
         &mut self,
         windows: Vec<WindowStats>,

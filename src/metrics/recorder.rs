@@ -86,6 +86,15 @@ impl MetricsHub {
             .collect()
     }
 
+    /// Copies of every window not taken yet, left in place: what a live
+    /// preview adds to the closed windows.
+    pub fn peek_open(&self) -> Vec<WindowStats> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.0.lock().open.clone())
+            .collect()
+    }
+
     /// Takes every window, open or not (at the end of a run).
     pub fn take_all(&self) -> Vec<WindowStats> {
         self.take_closed(u64::MAX)
