@@ -220,17 +220,26 @@ fn a_peer_killed_mid_test_is_re_split_and_its_work_so_far_is_kept() {
     let (mut cluster, _) = three_peers();
     // Kill d3 about 8 s into the test.
     let report = run_3000_for_20s(&mut cluster, "d1", Duration::from_millis(9_500), |c| {
+        eprintln!("killing d3 at {:?}", std::time::SystemTime::now());
         c.kill("d3")
     });
+    cluster.print_logs();
     let total = report.main.completed;
     eprintln!(
-        "with d3 killed: cluster total {total} of 60000 ({:.2} %); events {:?}",
+        "with d3 killed: cluster total {total} of 60000 ({:.2} %); events {:?}; per peer {:?}",
         100.0 * total as f64 / 60_000.0,
-        report.events
+        report.events,
+        report
+            .peers
+            .iter()
+            .map(|(p, r)| (p.clone(), r.main.completed))
+            .collect::<Vec<_>>()
     );
+    // Measured 97.5-98.0 % (the share is lost for ~0.5 s of detection by
+    // probe plus the 0.3 s epoch delay); 4 % leaves room for a loaded box.
     assert!(
-        total.abs_diff(60_000) <= 3_000,
-        "cluster total {total} not within 5 % of 60000"
+        total.abs_diff(60_000) <= 2_400,
+        "cluster total {total} not within 4 % of 60000"
     );
     assert!(
         report.events.iter().any(|e| e.contains("d3")),
@@ -357,10 +366,11 @@ fn the_leader_killed_mid_test_does_not_stop_the_test() {
         100.0 * total as f64 / 60_000.0
     );
     // A new leader must be elected before the lost share is re-split:
-    // about a second more than losing a follower (see docs/cluster.md).
+    // about half a second more than losing a follower (measured 96.9-97.3 %,
+    // see docs/cluster.md).
     assert!(
-        total.abs_diff(60_000) <= 4_800,
-        "cluster total {total} not within 8 % of 60000"
+        total.abs_diff(60_000) <= 3_000,
+        "cluster total {total} not within 5 % of 60000"
     );
     assert!(report.events.iter().any(|e| e.contains(&leader)));
     let survivors: u64 = names

@@ -59,6 +59,7 @@ fn plan(epoch: u64) -> Plan {
         test_start_unix_ms: 1,
         rate_updates: Vec::new(),
         strategy: "equal".into(),
+        past: Vec::new(),
     }
 }
 

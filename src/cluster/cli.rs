@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::auth::{Admission, MtlsIdentity};
 use super::control::{self, ControlReply, ControlRequest};
 use super::membership::{Peer, PeerConfig, hostname};
-use super::network::{KIND_CONTROL, client_request, request_status};
+use super::network::{Client, KIND_CONTROL, client_request, request_status};
 use super::status::ClusterStatus;
 use crate::cli::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, runtime};
 use crate::config::RunArgs;
@@ -273,6 +273,12 @@ pub struct StartArgs {
 
 /// A peer silent this long while a test runs is counted as lost.
 const LOST_AFTER: Duration = Duration::from_secs(4);
+/// How long `start --wait` waits for one peer's figures.
+const RESULTS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often `start --wait` asks each running peer for its figures so far
+/// (a peer refreshes them every 200 ms; what one holds when it dies is
+/// what the report keeps of it).
+const RESULTS_POLL: Duration = Duration::from_millis(200);
 
 /// Arguments of `vajra-peer stop`.
 #[derive(Debug, Clone, Args)]
@@ -414,6 +420,15 @@ async fn wait_and_report(
         .map(|n| (n.clone(), std::time::Instant::now()))
         .collect();
     let mut addresses = peers.clone();
+    let client = match Client::new(&security.cluster_id, admission) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let request = serde_json::to_vec(&ControlRequest::Results(plan.test_id.clone()))
+        .expect("requests serialise");
     loop {
         let now = std::time::Instant::now();
         if now > deadline {
@@ -431,12 +446,21 @@ async fn wait_and_report(
             .filter(|n| !finished.contains(*n))
             .cloned()
             .collect();
-        for node in pending {
-            let Some(addr) = addresses.get(&node).and_then(|a| a.parse().ok()) else {
-                continue;
-            };
-            let request = ControlRequest::Results(plan.test_id.clone());
-            if let Ok(reply) = control(addr, security, admission.clone(), &request).await {
+        let asks = pending.into_iter().filter_map(|node| {
+            let addr: SocketAddr = addresses.get(&node)?.parse().ok()?;
+            let (client, request) = (&client, &request);
+            Some(async move {
+                let answer = client
+                    .request(addr, KIND_CONTROL, request, RESULTS_TIMEOUT)
+                    .await
+                    .ok()?;
+                let reply: ControlReply = serde_json::from_slice(&answer).ok()?;
+                Some((node, reply))
+            })
+        });
+        let replies = futures_util::future::join_all(asks).await;
+        for (node, reply) in replies.into_iter().flatten() {
+            {
                 // Peers that joined the test at a later epoch are followed too.
                 for (id, address) in reply.peers {
                     addresses.entry(id).or_insert(address);
@@ -463,13 +487,14 @@ async fn wait_and_report(
         {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(RESULTS_POLL).await;
     }
+    client.close().await;
     let events: Vec<String> = heard
         .keys()
         .filter(|n| !finished.contains(*n))
         .map(|n| match reports.get(n) {
-            Some(r) => format!("peer {n} was lost; its figures cover its first {:.0} s (the others took over its share)", r.load_secs),
+            Some(r) => format!("peer {n} was lost; its figures cover its first {:.1} s (the others took over its share)", r.load_secs),
             None => format!("peer {n} was lost before reporting anything"),
         })
         .collect();

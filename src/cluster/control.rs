@@ -2,7 +2,7 @@
 //! fetch a peer's report. A peer that is not the Raft leader forwards
 //! start and stop to the leader, so a client may talk to any peer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -10,13 +10,16 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::network::KIND_STATUS;
 use super::network::{KIND_CONTROL, Network};
 use super::plan::{Plan, strategy};
 use super::raft::store::StateMachine;
 use super::raft::{Command, Raft};
 use super::runner::{PeerResult, Results};
 use super::status::{ClusterStatus, Liveness};
-use super::supervise::{Duty, RESPLIT_DELAY, candidates, duty, test_end};
+use super::supervise::{
+    Duty, PROBE_TIMEOUT, RESPLIT_DELAY, SUPERVISE_EVERY, candidates, duty, suspects, test_end,
+};
 use crate::config::{self, RunArgs};
 use crate::engine::LoadModel;
 use crate::export::Report;
@@ -296,13 +299,33 @@ impl Controller {
     /// keeps its total rate), and end the test once every peer is done.
     pub async fn supervise(self) {
         let mut ends: HashMap<String, Option<(u64, u64)>> = HashMap::new();
-        let mut tick = tokio::time::interval(super::coordinator::TICK);
+        let mut tick = tokio::time::interval(SUPERVISE_EVERY);
         loop {
             tick.tick().await;
             if self.raft.metrics().borrow().current_leader == Some(self.me) {
                 self.supervise_once(&mut ends).await;
             }
         }
+    }
+
+    /// Probes each suspect directly; returns those that did not answer.
+    async fn probe(&self, suspects: Vec<(String, String)>) -> BTreeSet<String> {
+        let probes = suspects.into_iter().map(|(id, address)| async move {
+            let answered = match address.parse::<SocketAddr>() {
+                Ok(addr) => self
+                    .network
+                    .request(addr, KIND_STATUS, &[], PROBE_TIMEOUT)
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            };
+            (!answered).then_some(id)
+        });
+        futures_util::future::join_all(probes)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     async fn supervise_once(&self, ends: &mut HashMap<String, Option<(u64, u64)>>) {
@@ -318,7 +341,8 @@ impl Controller {
         let Some(status) = (self.status)() else {
             return;
         };
-        let command = match duty(&plan, end, &status, now_ms()) {
+        let unreachable = self.probe(suspects(&plan, &status)).await;
+        let command = match duty(&plan, end, &status, &unreachable, now_ms()) {
             Ok(Duty::Idle) => return,
             Ok(Duty::End) => Command::StopTest {
                 test_id: plan.test_id.clone(),
@@ -344,4 +368,3 @@ impl Controller {
         }
     }
 }
-

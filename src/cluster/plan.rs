@@ -171,6 +171,36 @@ pub struct Plan {
     /// Name of the distribution strategy, used again at every re-split.
     #[serde(default = "default_strategy")]
     pub strategy: String,
+    /// The latest earlier epochs (at most [`KEPT_EPOCHS`]), oldest first, so
+    /// a peer that missed some (it was frozen or cut off) follows each one
+    /// in turn rather than jump, which would run a moved share twice.
+    #[serde(default)]
+    pub past: Vec<PastEpoch>,
+}
+
+/// How many earlier epochs a plan keeps.
+pub const KEPT_EPOCHS: usize = 32;
+
+/// An earlier epoch's start and shares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PastEpoch {
+    /// Its number.
+    pub epoch: u64,
+    /// Its wall-clock start, Unix milliseconds.
+    pub start_unix_ms: u64,
+    /// Its shares per node id.
+    pub shares: BTreeMap<String, f64>,
+}
+
+/// Where one node's share changes: an epoch's start and its fraction then.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShareChange {
+    /// The epoch.
+    pub epoch: u64,
+    /// Seconds from the test's start.
+    pub at_secs: f64,
+    /// The node's fraction of the cluster curve from then on (0 if none).
+    pub share: f64,
 }
 
 fn default_strategy() -> String {
@@ -205,6 +235,7 @@ impl Plan {
             test_start_unix_ms: start_unix_ms,
             rate_updates: Vec::new(),
             strategy: strategy.name().to_owned(),
+            past: Vec::new(),
         })
     }
 
@@ -224,6 +255,7 @@ impl Plan {
             test_start_unix_ms: self.test_start_unix_ms,
             rate_updates: self.rate_updates.clone(),
             strategy: strategy.name().to_owned(),
+            past: self.past_with_this(),
         })
     }
 
@@ -243,6 +275,7 @@ impl Plan {
     /// from `start_unix_ms` on.
     pub fn with_rate(&self, start_unix_ms: u64, tps: f64) -> Self {
         let mut next = self.clone();
+        next.past = self.past_with_this();
         next.epoch += 1;
         next.start_unix_ms = start_unix_ms;
         next.rate_updates.push(RateUpdate {
@@ -250,6 +283,36 @@ impl Plan {
             tps,
         });
         next
+    }
+
+    fn past_with_this(&self) -> Vec<PastEpoch> {
+        let mut past = self.past.clone();
+        past.push(PastEpoch {
+            epoch: self.epoch,
+            start_unix_ms: self.start_unix_ms,
+            shares: self.shares.clone(),
+        });
+        let excess = past.len().saturating_sub(KEPT_EPOCHS);
+        past.drain(..excess);
+        past
+    }
+
+    /// `node`'s share at every epoch after `epoch`, up to this one, oldest
+    /// first (as far back as the plan keeps).
+    pub fn share_changes_after(&self, node: &str, epoch: u64) -> Vec<ShareChange> {
+        let change = |e: u64, start_ms: u64, shares: &BTreeMap<String, f64>| ShareChange {
+            epoch: e,
+            at_secs: start_ms.saturating_sub(self.test_start_unix_ms) as f64 / 1_000.0,
+            share: shares.get(node).copied().unwrap_or(0.0),
+        };
+        self.past
+            .iter()
+            .filter(|p| p.epoch > epoch)
+            .map(|p| change(p.epoch, p.start_unix_ms, &p.shares))
+            .chain(
+                (self.epoch > epoch).then(|| change(self.epoch, self.start_unix_ms, &self.shares)),
+            )
+            .collect()
     }
 
     /// Seconds from the test's start to this epoch's start.
@@ -351,5 +414,35 @@ mod tests {
         assert_eq!(next.epoch, 2);
         assert_eq!(next.shares["x"], 0.5);
         assert_eq!(next.share_of("z", &cluster).unwrap(), None);
+    }
+
+    #[test]
+    fn a_peer_that_missed_epochs_sees_each_of_its_share_changes() {
+        let peers: Vec<_> = ["x", "y", "z"]
+            .iter()
+            .map(|id| peer(id, 1.0, 2, 0.0))
+            .collect();
+        let first = Plan::first("t1", 1_000, &Equal, &peers, String::new()).unwrap();
+        // z is lost at 5 s, comes back at 8 s; the rate changes at 12 s.
+        let without_z = first.resplit(6_000, &Equal, &peers[..2]).unwrap();
+        let with_z = without_z.resplit(9_000, &Equal, &peers).unwrap();
+        let faster = with_z.with_rate(13_000, 9_000.0);
+        let changes = faster.share_changes_after("z", 1);
+        let seen: Vec<_> = changes
+            .iter()
+            .map(|c| (c.epoch, c.at_secs, (c.share * 3.0).round()))
+            .collect();
+        assert_eq!(
+            seen,
+            [(2, 5.0, 0.0), (3, 8.0, 1.0), (4, 12.0, 1.0)],
+            "z follows its share to 0 and back, never straight to the latest"
+        );
+        assert!(faster.share_changes_after("z", 4).is_empty());
+        let mut plan = faster;
+        for at in 0..2 * KEPT_EPOCHS as u64 {
+            plan = plan.with_rate(20_000 + at, 1_000.0);
+        }
+        assert_eq!(plan.past.len(), KEPT_EPOCHS, "old epochs are let go");
+        assert_eq!(plan.past.last().unwrap().epoch, plan.epoch - 1);
     }
 }

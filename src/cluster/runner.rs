@@ -278,25 +278,44 @@ fn start(
     })
 }
 
-/// Switches the running engine to this peer's share of a new epoch, from
-/// the epoch's start on.
+/// Switches the running engine to this peer's share of each epoch after
+/// the one it runs, in turn from each epoch's start on: a peer that missed
+/// epochs (frozen, cut off) must not jump to the latest, or it would owe
+/// its old share across epochs where others carried it.
 fn resplit(me: &str, plan: &super::plan::Plan, running: &mut Running, activity: &SharedActivity) {
-    let at_test = plan.epoch_offset_secs();
-    let share = plan.shares.get(me).copied().unwrap_or(0.0);
-    let tail = plan
-        .cluster_curve(&running.base_curve)
-        .map_err(|e| e.to_string())
-        .and_then(|curve| curve.after(at_test).map_err(|e| e.to_string()))
-        .and_then(|rest| rest.scaled(share).map_err(|e| e.to_string()));
-    match tail {
-        Ok(tail) => {
-            tracing::info!("following epoch {}: share {share:.4}", plan.epoch);
-            running.control.update(at_test - running.clock_offset, tail);
-            running.epoch = plan.epoch;
-            activity.lock().status = format!("running {} (epoch {})", plan.test_id, plan.epoch);
-        }
-        Err(e) => tracing::warn!("cannot follow epoch {}: {e}", plan.epoch),
+    let cluster_curve = match plan.cluster_curve(&running.base_curve) {
+        Ok(curve) => curve,
+        Err(e) => return tracing::warn!("cannot follow epoch {}: {e}", plan.epoch),
+    };
+    let changes = plan.share_changes_after(me, running.epoch);
+    if changes.first().is_some_and(|c| c.epoch > running.epoch + 1) {
+        tracing::warn!(
+            "epochs {}..{} are no longer kept; following from epoch {}",
+            running.epoch + 1,
+            changes[0].epoch,
+            changes[0].epoch
+        );
     }
+    for change in changes {
+        let tail = cluster_curve
+            .after(change.at_secs)
+            .and_then(|rest| rest.scaled(change.share));
+        match tail {
+            Ok(tail) => {
+                tracing::info!(
+                    "following epoch {}: share {:.4}",
+                    change.epoch,
+                    change.share
+                );
+                running
+                    .control
+                    .update(change.at_secs - running.clock_offset, tail);
+                running.epoch = change.epoch;
+            }
+            Err(e) => return tracing::warn!("cannot follow epoch {}: {e}", change.epoch),
+        }
+    }
+    activity.lock().status = format!("running {} (epoch {})", plan.test_id, plan.epoch);
 }
 
 /// Publishes the run's rates for gossip and its figures so far for
@@ -309,7 +328,29 @@ struct ActivityObserver {
     warmup_secs: f64,
 }
 
+/// How often a running share refreshes its figures so far: a peer that
+/// dies takes at most this much unreported work with it.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+impl ActivityObserver {
+    fn publish(&self, totals: &Aggregator, elapsed_s: f64) {
+        let snapshot = Report::snapshot(&self.task, totals, self.warmup_secs, elapsed_s);
+        self.results.lock().insert(
+            self.test_id.clone(),
+            PeerResult::Running(Box::new(snapshot)),
+        );
+    }
+}
+
 impl RunObserver for ActivityObserver {
+    fn progress_interval(&self) -> Option<Duration> {
+        Some(PROGRESS_EVERY)
+    }
+
+    fn on_progress(&mut self, preview: &Aggregator, elapsed_s: f64) {
+        self.publish(preview, elapsed_s);
+    }
+
     fn on_window(
         &mut self,
         window: &WindowReport,
@@ -321,16 +362,7 @@ impl RunObserver for ActivityObserver {
             activity.target_rate = target.unwrap_or(0.0);
             activity.achieved_rate = window.rate;
         }
-        let snapshot = Report::snapshot(
-            &self.task,
-            totals,
-            self.warmup_secs,
-            (window.second + 1) as f64,
-        );
-        self.results.lock().insert(
-            self.test_id.clone(),
-            PeerResult::Running(Box::new(snapshot)),
-        );
+        self.publish(&totals.preview(), (window.second + 1) as f64);
         None
     }
 }

@@ -3,6 +3,7 @@
 //! test, re-split it, or do nothing? The controller commits what this
 //! decides; the simulation drives the same function.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::plan::{Candidate, Equal, Plan, PlanError, strategy};
@@ -13,6 +14,12 @@ use crate::engine::LoadModel;
 /// How far ahead of now a re-split epoch starts, so every peer has applied
 /// it before it takes effect.
 pub const RESPLIT_DELAY: Duration = Duration::from_millis(300);
+/// How often the leader looks for a duty: a lost share waits at most this
+/// long after its holder is declared dead.
+pub const SUPERVISE_EVERY: Duration = Duration::from_millis(100);
+/// How long the leader waits for a suspected share holder to answer a
+/// direct probe before it re-splits the share as lost.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 /// Extra time after a test's curve and drain before the leader ends it.
 pub const END_GRACE: Duration = Duration::from_secs(3);
 
@@ -42,12 +49,27 @@ pub fn test_end(plan: &Plan) -> Option<(u64, u64)> {
     ))
 }
 
+/// Share holders gossip shows as suspect (silent for a few intervals but
+/// not yet declared dead), with their addresses: the leader probes them
+/// directly rather than wait for the failure detector's verdict.
+pub fn suspects(plan: &Plan, status: &ClusterStatus) -> Vec<(String, String)> {
+    status
+        .members
+        .iter()
+        .filter(|m| m.state == Liveness::Suspect && plan.shares.contains_key(&m.id))
+        .map(|m| (m.id.clone(), m.address.clone()))
+        .collect()
+}
+
 /// Decides the leader's duty for `plan` (ending at `end`, from
-/// [`test_end`]) seen through `status` at `now_ms`.
+/// [`test_end`]) seen through `status` at `now_ms`. A share holder that is
+/// dead, or in `unreachable` (a suspect that failed its probe), has lost
+/// its share; an alive member without a share is a newcomer.
 pub fn duty(
     plan: &Plan,
     end: (u64, u64),
     status: &ClusterStatus,
+    unreachable: &BTreeSet<String>,
     now_ms: u64,
 ) -> Result<Duty, PlanError> {
     let (end_ms, drain_ms) = end;
@@ -61,14 +83,15 @@ pub fn duty(
     let alive: Vec<&MemberStatus> = status
         .members
         .iter()
-        .filter(|m| m.state == Liveness::Alive)
+        .filter(|m| m.state == Liveness::Alive && !unreachable.contains(&m.id))
         .collect();
     let holder_lost = plan.shares.keys().any(|holder| {
-        status
-            .members
-            .iter()
-            .filter(|m| &m.id == holder)
-            .all(|m| m.state == Liveness::Dead)
+        unreachable.contains(holder)
+            || status
+                .members
+                .iter()
+                .filter(|m| &m.id == holder)
+                .all(|m| m.state == Liveness::Dead)
     });
     let newcomer = alive.iter().any(|m| !plan.shares.contains_key(&m.id));
     if !(holder_lost || newcomer) {

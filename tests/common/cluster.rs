@@ -115,7 +115,7 @@ impl Cluster {
     }
 
     /// Prints the end of every peer's log, for a failed test.
-    fn print_logs(&self) {
+    pub fn print_logs(&self) {
         let Ok(entries) = std::fs::read_dir(self.logs.path()) else {
             return;
         };
