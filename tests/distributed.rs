@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::binary;
 use common::cluster::{Cluster, free_port};
+use vajra::cluster::status::TestPhase;
 use vajra::export::Report;
 use vajra::metrics::histogram::{decode_v2, merge, new_histogram};
 
@@ -136,6 +137,25 @@ fn bad_commands_get_clear_errors_from_any_node() {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
+    // Every node shows the test's phase from the replicated state: set up
+    // until its start time (1.5 s away), then running.
+    let phases: Vec<_> = ["d1", "d2", "d3"]
+        .iter()
+        .map(|n| cluster.status(n).unwrap().test.unwrap().phase)
+        .collect();
+    assert!(
+        phases
+            .iter()
+            .all(|p| matches!(p, TestPhase::Distributing | TestPhase::Running)),
+        "{phases:?}"
+    );
+    cluster
+        .wait_until(&["d1", "d2", "d3"], Duration::from_secs(5), |s| {
+            s.test
+                .as_ref()
+                .is_some_and(|t| t.phase == TestPhase::Running && t.peers == 3 && t.epoch == 1)
+        })
+        .expect("the test runs on 3 peers at epoch 1 in everyone's status");
     let second = start(&["--task", "noop", "--tps", "10", "--duration", "30s"]);
     assert_eq!(second.status.code(), Some(2));
     assert!(
@@ -159,6 +179,13 @@ fn bad_commands_get_clear_errors_from_any_node() {
         "{}",
         String::from_utf8_lossy(&stop.stderr)
     );
+    cluster
+        .wait_until(&["d1", "d2", "d3"], Duration::from_secs(3), |s| {
+            s.test
+                .as_ref()
+                .is_some_and(|t| t.phase == TestPhase::Failed)
+        })
+        .expect("a test stopped before its end shows as failed everywhere");
 }
 
 fn start_and_wait(
@@ -220,9 +247,33 @@ fn a_peer_killed_mid_test_is_re_split_and_its_work_so_far_is_kept() {
     let (mut cluster, _) = three_peers();
     // Kill d3 about 8 s into the test.
     let report = run_3000_for_20s(&mut cluster, "d1", Duration::from_millis(9_500), |c| {
+        let status = c.status("d1").unwrap();
+        let test = status.test.expect("a test in status");
+        assert_eq!(
+            (test.phase, test.epoch, test.peers),
+            (TestPhase::Running, 1, 3)
+        );
+        // Peers on one host share a clock: what is measured is the error.
+        assert!(status.clock_skew_ms < 20.0, "skew {}", status.clock_skew_ms);
+        assert!(
+            status
+                .members
+                .iter()
+                .filter(|m| m.id != "d1")
+                .all(|m| m.clock_offset_ms.is_some_and(|o| o.abs() < 20.0)),
+            "{:?}",
+            status.members
+        );
         eprintln!("killing d3 at {:?}", std::time::SystemTime::now());
         c.kill("d3")
     });
+    cluster
+        .wait_until(&["d1", "d2"], Duration::from_secs(8), |s| {
+            s.test
+                .as_ref()
+                .is_some_and(|t| t.phase == TestPhase::Completed)
+        })
+        .expect("the test completes in every survivor's status");
     cluster.print_logs();
     let total = report.main.completed;
     eprintln!(

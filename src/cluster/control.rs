@@ -344,7 +344,7 @@ impl Controller {
         let unreachable = self.probe(suspects(&plan, &status)).await;
         let command = match duty(&plan, end, &status, &unreachable, now_ms()) {
             Ok(Duty::Idle) => return,
-            Ok(Duty::End) => Command::StopTest {
+            Ok(Duty::End) => Command::EndTest {
                 test_id: plan.test_id.clone(),
             },
             Ok(Duty::Resplit(next)) => Command::SetPlan(next),

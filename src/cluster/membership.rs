@@ -12,15 +12,17 @@ use chitchat::{
 use parking_lot::Mutex;
 
 use super::auth::Admission;
+use super::clock::{self, Offsets};
 use super::control::Controller;
 use super::coordinator::{self, Settling};
 use super::discovery::MdnsDiscovery;
 use super::gossip::QuicGossip;
 use super::network::{CounterSnapshot, Identity, Network};
+use super::raft::store::StateMachine;
 use super::raft::{self, Raft, RaftNode};
 use super::runner::{self, Activity, Results, SharedActivity};
 use super::state::{self, PeerInfo};
-use super::status::{ClusterStatus, Liveness, MemberStatus};
+use super::status::{ClusterStatus, Liveness, MemberStatus, TestStatus};
 use crate::metrics::cpu::{CpuMeter, available_cores};
 use crate::task::TaskRegistry;
 
@@ -121,6 +123,9 @@ pub struct Peer {
     runner: tokio::task::JoinHandle<()>,
     supervisor: tokio::task::JoinHandle<()>,
     activity: SharedActivity,
+    offsets: Offsets,
+    machine: StateMachine,
+    clock: tokio::task::JoinHandle<()>,
     raft: Option<RaftNode>,
     mdns: Option<(MdnsDiscovery, tokio::task::JoinHandle<()>)>,
 }
@@ -209,6 +214,9 @@ impl Peer {
             runner: tokio::spawn(async {}),
             supervisor: tokio::spawn(async {}),
             activity: Arc::default(),
+            offsets: Arc::default(),
+            machine: raft_node.machine.clone(),
+            clock: tokio::spawn(async {}),
             raft: None,
             mdns,
         };
@@ -231,6 +239,13 @@ impl Peer {
             status: Arc::new(move || serde_json::from_slice(&cache.lock()).ok()),
         };
         controller.clone().serve();
+        clock::serve(&peer.network);
+        peer.clock = tokio::spawn(clock::track(
+            peer.network.clone(),
+            config.node_id.clone(),
+            Arc::clone(&controller.status),
+            Arc::clone(&peer.offsets),
+        ));
         let asking = controller.clone();
         let leader_plan: runner::LeaderPlan = Arc::new(move || {
             let asking = asking.clone();
@@ -258,6 +273,8 @@ impl Peer {
             heard: Arc::clone(&self.heard),
             status_cache: Arc::clone(&self.status_cache),
             activity: Arc::clone(&self.activity),
+            offsets: Arc::clone(&self.offsets),
+            machine: self.machine.clone(),
         }
     }
 
@@ -282,6 +299,7 @@ impl Peer {
         self.coordinator.abort();
         self.runner.abort();
         self.supervisor.abort();
+        self.clock.abort();
         if let Some(node) = &self.raft {
             let _ = node.raft.shutdown().await;
         }
@@ -304,21 +322,38 @@ struct View {
     heard: Arc<Mutex<HeardTracker>>,
     status_cache: Arc<Mutex<Vec<u8>>>,
     activity: SharedActivity,
+    offsets: Offsets,
+    machine: StateMachine,
 }
 
 impl View {
     async fn status(&self) -> ClusterStatus {
-        let chitchat = self.chitchat.lock().await;
-        let mut heard = self.heard.lock();
-        cluster_status(
-            &chitchat,
-            &mut heard,
-            self.gossip_interval * SUSPECT_AFTER_INTERVALS,
-            &self.cluster_id,
-            self.network.identity().admission.mode(),
-            self.network.counters(),
-        )
+        let mut status = {
+            let chitchat = self.chitchat.lock().await;
+            let mut heard = self.heard.lock();
+            cluster_status(
+                &chitchat,
+                &mut heard,
+                self.gossip_interval * SUSPECT_AFTER_INTERVALS,
+                &self.cluster_id,
+                self.network.identity().admission.mode(),
+                self.network.counters(),
+            )
+        };
+        let offsets = self.offsets.lock();
+        for member in &mut status.members {
+            member.clock_offset_ms = offsets.get(&member.id).map(|o| o.offset_ms);
+        }
+        status.clock_skew_ms = clock::spread_ms(offsets.values());
+        status.test = TestStatus::of(&self.machine.state(), now_unix_ms());
+        status
     }
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The cluster as `chitchat` sees it: every known member's liveness (a live
@@ -361,6 +396,7 @@ pub fn cluster_status(
                     silent.as_millis() as u64
                 },
                 info: PeerInfo::from_node_state(node),
+                clock_offset_ms: None,
             }
         })
         .collect();
@@ -375,6 +411,8 @@ pub fn cluster_status(
         security: security.into(),
         members,
         counters,
+        clock_skew_ms: 0.0,
+        test: None,
     }
 }
 

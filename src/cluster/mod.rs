@@ -4,6 +4,7 @@
 //!   non-blocking per-peer send queues, refusal counters.
 //! - [`tls`]: TLS 1.3 configuration of the endpoint.
 //! - [`auth`]: the cluster-secret challenge bound to the TLS session.
+//! - [`clock`]: clock offsets between peers, measured over the endpoint.
 //! - [`gossip`]: chitchat's transport over the endpoint.
 //! - [`discovery`]: finding peers by mDNS (seeds are chitchat's own).
 //! - [`cli`]: the `join` and `status` subcommands.
@@ -20,6 +21,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod control;
 pub mod coordinator;
 pub mod discovery;

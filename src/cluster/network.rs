@@ -35,6 +35,8 @@ pub const KIND_STATUS: u8 = 2;
 pub const KIND_RAFT: u8 = 3;
 /// Stream kind: a control command (start, stop, results), JSON both ways.
 pub const KIND_CONTROL: u8 = 4;
+/// Stream kind: a peer's clock reading (request/response).
+pub const KIND_CLOCK: u8 = 5;
 /// Largest message accepted on a stream.
 pub const MAX_MESSAGE: usize = 1 << 20;
 /// Largest hello or welcome.

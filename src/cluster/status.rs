@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::network::CounterSnapshot;
+use super::raft::ClusterState;
 use super::state::PeerInfo;
+use super::supervise::test_end;
 
 /// Liveness of a member as this node sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +36,9 @@ pub struct MemberStatus {
     pub last_heard_ms: u64,
     /// What it publishes.
     pub info: PeerInfo,
+    /// Its clock minus the answering node's, milliseconds, when measured.
+    #[serde(default)]
+    pub clock_offset_ms: Option<f64>,
 }
 
 /// A node's view of the whole cluster.
@@ -57,6 +62,81 @@ pub struct ClusterStatus {
     pub cluster_achieved_rate: f64,
     /// What its endpoint refused or dropped.
     pub counters: CounterSnapshot,
+    /// The largest difference between two members' clocks it measured
+    /// (itself included), milliseconds.
+    #[serde(default)]
+    pub clock_skew_ms: f64,
+    /// The current or last test, from the replicated Raft state.
+    #[serde(default)]
+    pub test: Option<TestStatus>,
+}
+
+/// Where a distributed test is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TestPhase {
+    /// Accepted by the leader, plan not committed yet (the leader's answer
+    /// to `start` is the only place this is seen: it lasts one commit).
+    Created,
+    /// Plan committed; peers set up their instances until the start time.
+    Distributing,
+    /// Between the start time and the end of the rate curve.
+    Running,
+    /// The curve is over; peers drain in-flight executions.
+    Stopping,
+    /// Ran to its planned end.
+    Completed,
+    /// Stopped before its end.
+    Failed,
+}
+
+/// The current or last test, as every peer's Raft state has it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestStatus {
+    /// Test id.
+    pub id: String,
+    /// Where it is.
+    pub phase: TestPhase,
+    /// Current epoch (0 once it is over).
+    pub epoch: u64,
+    /// Peers with a share in the current epoch.
+    pub peers: usize,
+    /// Seconds since its start (negative before), while it runs.
+    pub elapsed_secs: Option<f64>,
+}
+
+impl TestStatus {
+    /// The test in `state` at `now_ms` (Unix milliseconds), if any.
+    pub fn of(state: &ClusterState, now_ms: u64) -> Option<Self> {
+        let Some(plan) = &state.plan else {
+            return state.finished.as_ref().map(|f| TestStatus {
+                id: f.test_id.clone(),
+                phase: if f.completed {
+                    TestPhase::Completed
+                } else {
+                    TestPhase::Failed
+                },
+                epoch: 0,
+                peers: 0,
+                elapsed_secs: None,
+            });
+        };
+        let end_ms = test_end(plan).map_or(u64::MAX, |(end, _)| end);
+        let phase = if now_ms < plan.test_start_unix_ms {
+            TestPhase::Distributing
+        } else if now_ms < end_ms {
+            TestPhase::Running
+        } else {
+            TestPhase::Stopping
+        };
+        Some(TestStatus {
+            id: plan.test_id.clone(),
+            phase,
+            epoch: plan.epoch,
+            peers: plan.shares.len(),
+            elapsed_secs: Some((now_ms as f64 - plan.test_start_unix_ms as f64) / 1_000.0),
+        })
+    }
 }
 
 impl ClusterStatus {
@@ -134,6 +214,27 @@ impl ClusterStatus {
                 m.info.status,
             );
         }
+        if let Some(test) = &self.test {
+            let phase = format!("{:?}", test.phase).to_uppercase();
+            let _ = write!(out, "test {}: {phase}", test.id);
+            if test.epoch > 0 {
+                let _ = write!(out, " (epoch {}, {} peers", test.epoch, test.peers);
+                if let Some(elapsed) = test.elapsed_secs {
+                    let _ = write!(out, ", {elapsed:.1} s since start");
+                }
+                out.push(')');
+            }
+            out.push('\n');
+        }
+        let _ = write!(out, "clock skew {:.1} ms", self.clock_skew_ms);
+        if self.clock_skew_ms > super::clock::SKEW_WARNING_MS {
+            let _ = write!(
+                out,
+                " -- WARNING: above {} ms, peers start tests that far apart; sync their clocks (NTP)",
+                super::clock::SKEW_WARNING_MS
+            );
+        }
+        out.push('\n');
         if self.cluster_target_rate > 0.0 || self.cluster_achieved_rate > 0.0 {
             let _ = writeln!(
                 out,

@@ -258,15 +258,25 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
 /// Splices the update into the schedule's curve at its time, or at the due
 /// time of the last arrival released if that is later: every released
 /// arrival was due before the splice point, so the count carries over with
-/// no arrival repeated or skipped.
+/// no arrival repeated or skipped. An update that arrives late keeps its
+/// place in time: the part of its tail that is already past is cut off, so
+/// the run still ends when the tail says and never runs long.
 ///
 /// The splice point may lie in the past. That is the case of a peer that
 /// was frozen while the cluster moved its share elsewhere: arrivals it owed
 /// before the new epoch are still sent (late, measured from when they were
 /// due), but none after it, so the load is never run twice.
 fn apply_update(schedule: &mut ArrivalSchedule, last_released_s: f64, update: CurveUpdate) {
-    let at = update.at_secs.max(last_released_s);
-    match schedule.curve().splice(at, &update.tail) {
+    let late = last_released_s - update.at_secs;
+    let spliced = if late > 0.0 {
+        update
+            .tail
+            .after(late)
+            .and_then(|rest| schedule.curve().splice(last_released_s, &rest))
+    } else {
+        schedule.curve().splice(update.at_secs, &update.tail)
+    };
+    match spliced {
         Ok(curve) => schedule.replace_curve(curve),
         Err(e) => tracing::warn!("rate update ignored: {e}"),
     }
@@ -298,5 +308,50 @@ fn lower_timer_slack() {
     // calling thread.
     unsafe {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn released_until(schedule: &mut ArrivalSchedule, until_s: f64) -> f64 {
+        let mut last = 0.0;
+        while schedule.peek().is_some_and(|due| due <= until_s) {
+            last = schedule.next().unwrap();
+        }
+        last
+    }
+
+    #[test]
+    fn a_late_update_keeps_its_place_in_time_and_the_run_its_end() {
+        let mut schedule = ArrivalSchedule::new(RateCurve::constant(10.0, 10.0).unwrap());
+        let last = released_until(&mut schedule, 5.0);
+        // An update meant for 3 s (20/s until the end at 10 s) arrives when
+        // arrivals up to 5 s are out.
+        let update = CurveUpdate {
+            at_secs: 3.0,
+            tail: RateCurve::constant(20.0, 7.0).unwrap(),
+        };
+        apply_update(&mut schedule, last, update);
+        assert!((schedule.curve().duration() - 10.0).abs() < 1e-9);
+        // The new rate takes over at the last released arrival (4.95 s):
+        // 10/s to there, 20/s for the 5.05 s left, never past 10 s.
+        assert!((schedule.curve().total() - (49.5 + 101.0)).abs() < 1e-9);
+        assert_eq!(schedule.total_arrivals(), 151);
+    }
+
+    #[test]
+    fn an_update_in_the_future_of_a_frozen_schedule_leaves_what_is_owed() {
+        let mut schedule = ArrivalSchedule::new(RateCurve::constant(10.0, 10.0).unwrap());
+        let last = released_until(&mut schedule, 2.0);
+        // Frozen since 2 s; from 4 s on its share is 0.
+        let update = CurveUpdate {
+            at_secs: 4.0,
+            tail: RateCurve::constant(0.0, 6.0).unwrap(),
+        };
+        apply_update(&mut schedule, last, update);
+        assert!((schedule.curve().duration() - 10.0).abs() < 1e-9);
+        assert_eq!(schedule.total_arrivals(), 40, "2-4 s is still owed");
     }
 }

@@ -46,9 +46,15 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub enum Command {
     /// Adopt a plan: the first epoch of a test, or a later re-split.
     SetPlan(Plan),
-    /// End the test with this id.
+    /// Stop the test with this id before its end (a user's `stop`): it
+    /// ends as failed.
     StopTest {
         /// The test to stop.
+        test_id: String,
+    },
+    /// End the test with this id after its curve and drain: it completed.
+    EndTest {
+        /// The test that is over.
         test_id: String,
     },
 }
@@ -67,8 +73,20 @@ pub struct CommandResponse {
 pub struct ClusterState {
     /// The plan in force, if a test is running.
     pub plan: Option<Plan>,
-    /// Tests that were stopped, most recent last.
+    /// Tests that were stopped or ended, most recent last.
     pub stopped: Vec<String>,
+    /// How the last test that is over ended.
+    #[serde(default)]
+    pub finished: Option<FinishedTest>,
+}
+
+/// How a test ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishedTest {
+    /// Its id.
+    pub test_id: String,
+    /// Whether it ran to its planned end (else it was stopped).
+    pub completed: bool,
 }
 
 impl ClusterState {
@@ -99,10 +117,14 @@ impl ClusterState {
                     }
                 }
             },
-            Command::StopTest { test_id } => match &self.plan {
+            Command::StopTest { test_id } | Command::EndTest { test_id } => match &self.plan {
                 Some(current) if &current.test_id == test_id => {
                     self.plan = None;
                     self.stopped.push(test_id.clone());
+                    self.finished = Some(FinishedTest {
+                        test_id: test_id.clone(),
+                        completed: matches!(command, Command::EndTest { .. }),
+                    });
                     CommandResponse {
                         accepted: true,
                         message: String::new(),
