@@ -253,14 +253,19 @@ fn a_peer_killed_mid_test_is_re_split_and_its_work_so_far_is_kept() {
             (test.phase, test.epoch, test.peers),
             (TestPhase::Running, 1, 3)
         );
-        // Peers on one host share a clock: what is measured is the error.
-        assert!(status.clock_skew_ms < 20.0, "skew {}", status.clock_skew_ms);
+        // Peers on one host share a clock: what is measured is the error,
+        // at most half a round trip (long on a loaded 2-core box).
+        assert!(
+            status.clock_skew_ms < 100.0,
+            "skew {}",
+            status.clock_skew_ms
+        );
         assert!(
             status
                 .members
                 .iter()
                 .filter(|m| m.id != "d1")
-                .all(|m| m.clock_offset_ms.is_some_and(|o| o.abs() < 20.0)),
+                .all(|m| m.clock_offset_ms.is_some_and(|o| o.abs() < 100.0)),
             "{:?}",
             status.members
         );

@@ -321,7 +321,9 @@ async fn control_until_led(
         let reply = control(peer, security, admission.clone(), request).await?;
         let leaderless = !reply.ok
             && (reply.message.starts_with("no Raft leader")
-                || reply.message.contains("leader's address"));
+                || reply.message.contains("leader's address")
+                || reply.message.starts_with("leadership not confirmed")
+                || reply.message.starts_with("cannot reach the leader"));
         if !leaderless {
             return Ok(reply);
         }

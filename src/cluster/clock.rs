@@ -23,7 +23,7 @@ pub const SKEW_WARNING_MS: f64 = 50.0;
 /// How often offsets are measured again.
 const ROUND_EVERY: Duration = Duration::from_secs(3);
 /// Round trips per peer and round; the shortest one is kept.
-const TRIES: usize = 3;
+const TRIES: usize = 5;
 /// Peers measured per round (the closest in id order after this one, so
 /// every pair gets measured by someone as membership grows).
 const PEERS_PER_ROUND: usize = 8;

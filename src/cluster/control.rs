@@ -142,22 +142,19 @@ impl Controller {
         }
         let metrics = self.raft.metrics().borrow().clone();
         match metrics.current_leader {
-            Some(leader) if leader == self.me => match request {
-                ControlRequest::Start(args, strategy) => self.start(*args, &strategy).await,
-                ControlRequest::Stop => self.stop().await,
-                ControlRequest::Update(tps) => self.update(tps).await,
-                // A leader that was frozen may not know it was deposed:
-                // answer only after a quorum confirms the leadership.
-                ControlRequest::CurrentPlan => match self.raft.ensure_linearizable().await {
-                    Ok(_) => ControlReply {
-                        ok: true,
-                        plan: self.machine.state().plan,
-                        ..ControlReply::default()
-                    },
-                    Err(e) => ControlReply::refused(format!("leadership not confirmed: {e}")),
-                },
-                ControlRequest::Results(_) => unreachable!("answered above"),
-            },
+            // A leader answers from its state machine: make sure it has
+            // applied every committed entry (a new leader may not have yet)
+            // and that a quorum still follows it (a frozen one may have
+            // been deposed without knowing).
+            Some(leader) if leader == self.me => {
+                if let Err(e) = self.raft.ensure_linearizable().await {
+                    return ControlReply::refused(format!(
+                        "leadership not confirmed: {e}; retry in a moment"
+                    ));
+                }
+                self.lead(request).await
+            }
+
             Some(leader) => {
                 let addr = metrics
                     .membership_config
@@ -180,6 +177,21 @@ impl Controller {
                 }
             }
             None => ControlReply::refused("no Raft leader yet; retry in a moment"),
+        }
+    }
+
+    /// Carries out a command as the confirmed leader.
+    async fn lead(&self, request: ControlRequest) -> ControlReply {
+        match request {
+            ControlRequest::Start(args, strategy) => self.start(*args, &strategy).await,
+            ControlRequest::Stop => self.stop().await,
+            ControlRequest::Update(tps) => self.update(tps).await,
+            ControlRequest::CurrentPlan => ControlReply {
+                ok: true,
+                plan: self.machine.state().plan,
+                ..ControlReply::default()
+            },
+            ControlRequest::Results(_) => unreachable!("answered before forwarding"),
         }
     }
 

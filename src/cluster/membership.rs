@@ -258,6 +258,7 @@ impl Peer {
             results,
             Arc::clone(&peer.activity),
             leader_plan,
+            Arc::clone(&controller.status),
         ));
         peer.supervisor = tokio::spawn(controller.supervise());
         peer.raft = Some(raft_node);

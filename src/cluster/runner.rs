@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use super::plan::Plan;
 use super::raft::ClusterState;
+use super::status::{ClusterStatus, Liveness};
 use crate::config::{self, RunArgs};
 use crate::engine::{EngineConfig, LoadControl, LoadModel, RunObserver, StopSignal};
 use crate::export::Report;
@@ -72,6 +73,24 @@ struct Running {
     base_curve: RateCurve,
     control: LoadControl,
     stop: StopSignal,
+    /// Whether this peer last saw itself cut off from the Raft quorum.
+    cut_off: bool,
+}
+
+/// Whether this peer is on the minority side of a partition: gossip shows
+/// at most half of the Raft voters alive (itself included). The majority
+/// side re-splits this peer's share once it sees this peer dead or fails
+/// to probe it; this side notices the silence about as soon (a member is
+/// suspect after 4 silent gossip intervals) and stops its share, so the
+/// cluster rate stays near its target instead of doubling.
+pub fn cut_off(status: &ClusterStatus) -> bool {
+    let voters: Vec<_> = status
+        .members
+        .iter()
+        .filter(|m| matches!(m.info.raft_role.as_str(), "voter" | "leader"))
+        .collect();
+    let alive = voters.iter().filter(|m| m.state == Liveness::Alive).count();
+    !voters.is_empty() && alive * 2 <= voters.len()
 }
 
 /// How far behind its schedule a share may fall (a frozen process) before
@@ -97,6 +116,7 @@ pub async fn run(
     results: Results,
     activity: SharedActivity,
     leader_plan: LeaderPlan,
+    status: Arc<dyn Fn() -> Option<ClusterStatus> + Send + Sync>,
 ) {
     let mut running: Option<Running> = None;
     let mut check = tokio::time::interval(Duration::from_millis(100));
@@ -111,6 +131,16 @@ pub async fn run(
                 cluster = state.borrow_and_update().clone();
             }
             _ = check.tick() => {
+                if let Some(r) = running.as_mut() {
+                    // Once per cut: a leader that confirms the epoch while
+                    // gossip still looks cut (asymmetric links) releases it.
+                    let cut = status().is_some_and(|s| cut_off(&s));
+                    if cut && !r.cut_off && !r.control.is_held() {
+                        tracing::warn!("cut off from the Raft quorum: holding this peer's share");
+                        r.control.hold_now();
+                    }
+                    r.cut_off = cut;
+                }
                 if let Some(r) = running.as_ref().filter(|r| r.control.is_held()) {
                     match leader_plan().await {
                         // The leader's plan goes first; the local Raft
@@ -275,6 +305,7 @@ fn start(
         base_curve: profile.curve,
         control,
         stop,
+        cut_off: false,
     })
 }
 
@@ -364,5 +395,77 @@ impl RunObserver for ActivityObserver {
         }
         self.publish(&totals.preview(), (window.second + 1) as f64);
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::state::PeerInfo;
+    use crate::cluster::status::MemberStatus;
+
+    fn member(id: &str, raft_role: &str, state: Liveness) -> MemberStatus {
+        MemberStatus {
+            id: id.into(),
+            generation: 1,
+            address: "127.0.0.1:1".into(),
+            state,
+            last_heard_ms: 0,
+            info: PeerInfo {
+                name: id.into(),
+                role: "peer".into(),
+                weight: 1.0,
+                cores: 1,
+                cpu_percent: 0.0,
+                version: String::new(),
+                status: String::new(),
+                target_rate: 0.0,
+                achieved_rate: 0.0,
+                security: String::new(),
+                raft_id: 1,
+                raft_role: raft_role.into(),
+            },
+            clock_offset_ms: None,
+        }
+    }
+
+    fn status(members: Vec<MemberStatus>) -> ClusterStatus {
+        ClusterStatus {
+            cluster_id: "c".into(),
+            node: "a".into(),
+            security: "secret".into(),
+            members,
+            leader: None,
+            cluster_target_rate: 0.0,
+            cluster_achieved_rate: 0.0,
+            counters: Default::default(),
+            clock_skew_ms: 0.0,
+            test: None,
+        }
+    }
+
+    #[test]
+    fn only_a_side_without_a_majority_of_voters_is_cut_off() {
+        use Liveness::*;
+        let alone = status(vec![
+            member("a", "voter", Alive),
+            member("b", "leader", Suspect),
+            member("c", "voter", Dead),
+            member("d", "learner", Alive),
+        ]);
+        assert!(cut_off(&alone), "1 of 3 voters alive");
+        let majority = status(vec![
+            member("a", "voter", Alive),
+            member("b", "leader", Dead),
+            member("c", "voter", Alive),
+        ]);
+        assert!(!cut_off(&majority), "the leader died: 2 of 3 still agree");
+        let even = status(vec![
+            member("a", "leader", Alive),
+            member("b", "voter", Dead),
+        ]);
+        assert!(cut_off(&even), "half is not a majority");
+        let forming = status(vec![member("a", "none", Alive)]);
+        assert!(!cut_off(&forming), "no Raft voters yet");
     }
 }

@@ -19,7 +19,7 @@ pub const RESPLIT_DELAY: Duration = Duration::from_millis(300);
 pub const SUPERVISE_EVERY: Duration = Duration::from_millis(100);
 /// How long the leader waits for a suspected share holder to answer a
 /// direct probe before it re-splits the share as lost.
-pub const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Extra time after a test's curve and drain before the leader ends it.
 pub const END_GRACE: Duration = Duration::from_secs(3);
 

@@ -84,6 +84,7 @@ struct ControlInner {
     stall_guard_ns: AtomicU64,
     held: AtomicBool,
     released: AtomicBool,
+    hold_requested: AtomicBool,
 }
 
 impl LoadControl {
@@ -112,6 +113,13 @@ impl LoadControl {
         self.inner
             .stall_guard_ns
             .store(guard.as_nanos() as u64, Ordering::Release);
+    }
+
+    /// Makes the scheduler hold now, as after a stall, until an update or
+    /// [`release`](Self::release): a cluster peer cut off from the quorum
+    /// stops sending its share this way.
+    pub fn hold_now(&self) {
+        self.inner.hold_requested.store(true, Ordering::Release);
     }
 
     /// Whether the scheduler is holding after a stall.
@@ -167,6 +175,7 @@ enum Woke {
     Due,
     Stopped,
     Updated,
+    HoldRequested,
 }
 
 /// Runs the schedule to its end or until the run stops, applying rate
@@ -205,6 +214,15 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
         match sleep_until(&ctx, due_ns, &control) {
             Woke::Stopped => break,
             Woke::Updated => continue,
+            Woke::HoldRequested => match hold(&ctx, &control) {
+                None => break,
+                Some(true) => continue,
+                // Released: send what is owed without holding again.
+                Some(false) => {
+                    hold_armed = false;
+                    continue;
+                }
+            },
             Woke::Due => {}
         }
         if let Some(guard) = control.stall_guard_ns() {
@@ -291,6 +309,9 @@ fn sleep_until<F: TaskFactory>(ctx: &RunContext<F>, due_ns: u64, control: &LoadC
         }
         if control.is_pending() {
             return Woke::Updated;
+        }
+        if control.inner.hold_requested.swap(false, Ordering::AcqRel) {
+            return Woke::HoldRequested;
         }
         let now = ctx.clock.now_ns();
         if now >= due_ns {
