@@ -422,6 +422,7 @@ async fn wait_and_report(
         .map(|n| (n.clone(), std::time::Instant::now()))
         .collect();
     let mut addresses = peers.clone();
+    let mut latest_plan = Some(plan.clone());
     let client = match Client::new(&security.cluster_id, admission) {
         Ok(c) => c,
         Err(e) => {
@@ -467,6 +468,11 @@ async fn wait_and_report(
                 for (id, address) in reply.peers {
                     addresses.entry(id).or_insert(address);
                 }
+                if let Some(plan) = &reply.plan
+                    && latest_plan.as_ref().is_none_or(|l| l.epoch < plan.epoch)
+                {
+                    latest_plan = Some(plan.clone());
+                }
                 for id in reply.plan.iter().flat_map(|p| p.shares.keys()) {
                     heard
                         .entry(id.clone())
@@ -492,13 +498,17 @@ async fn wait_and_report(
         tokio::time::sleep(RESULTS_POLL).await;
     }
     client.close().await;
-    let events: Vec<String> = heard
+    let lost = heard
         .keys()
         .filter(|n| !finished.contains(*n))
         .map(|n| match reports.get(n) {
             Some(r) => format!("peer {n} was lost; its figures cover its first {:.1} s (the others took over its share)", r.load_secs),
             None => format!("peer {n} was lost before reporting anything"),
-        })
+        });
+    let events: Vec<String> = latest_plan
+        .iter()
+        .flat_map(|p| p.epoch_events())
+        .chain(lost)
         .collect();
     let parts: Vec<_> = reports.into_iter().collect();
     let merged =

@@ -315,6 +315,57 @@ impl Plan {
             .collect()
     }
 
+    /// What changed at each epoch after the first that the plan keeps, for
+    /// a report's events: who left, who joined, what the rate became.
+    pub fn epoch_events(&self) -> Vec<String> {
+        let mut epochs: Vec<(u64, u64, &BTreeMap<String, f64>)> = self
+            .past
+            .iter()
+            .map(|p| (p.epoch, p.start_unix_ms, &p.shares))
+            .collect();
+        epochs.push((self.epoch, self.start_unix_ms, &self.shares));
+        let secs = |ms: u64| ms.saturating_sub(self.test_start_unix_ms) as f64 / 1_000.0;
+        epochs
+            .windows(2)
+            .map(|pair| {
+                let ((_, _, before), (epoch, start_ms, after)) = (pair[0], pair[1]);
+                let left: Vec<&str> = before
+                    .keys()
+                    .filter(|id| !after.contains_key(*id))
+                    .map(String::as_str)
+                    .collect();
+                let joined: Vec<&str> = after
+                    .keys()
+                    .filter(|id| !before.contains_key(*id))
+                    .map(String::as_str)
+                    .collect();
+                let at = secs(start_ms);
+                let mut what = Vec::new();
+                if !left.is_empty() {
+                    what.push(format!("re-split without {}", left.join(", ")));
+                }
+                if !joined.is_empty() {
+                    what.push(format!("{} joined", joined.join(", ")));
+                }
+                if let Some(update) = self
+                    .rate_updates
+                    .iter()
+                    .find(|u| (u.at_secs - at).abs() < 1e-3)
+                {
+                    what.push(format!("rate {}/s", update.tps));
+                }
+                if what.is_empty() {
+                    what.push("shares changed".to_owned());
+                }
+                format!(
+                    "epoch {epoch} from {at:.1} s: {} ({} peers)",
+                    what.join("; "),
+                    after.len()
+                )
+            })
+            .collect()
+    }
+
     /// Seconds from the test's start to this epoch's start.
     pub fn epoch_offset_secs(&self) -> f64 {
         self.start_unix_ms.saturating_sub(self.test_start_unix_ms) as f64 / 1_000.0
@@ -438,6 +489,14 @@ mod tests {
             "z follows its share to 0 and back, never straight to the latest"
         );
         assert!(faster.share_changes_after("z", 4).is_empty());
+        assert_eq!(
+            faster.epoch_events(),
+            [
+                "epoch 2 from 5.0 s: re-split without z (2 peers)",
+                "epoch 3 from 8.0 s: z joined (3 peers)",
+                "epoch 4 from 12.0 s: rate 9000/s (3 peers)",
+            ]
+        );
         let mut plan = faster;
         for at in 0..2 * KEPT_EPOCHS as u64 {
             plan = plan.with_rate(20_000 + at, 1_000.0);
