@@ -273,7 +273,7 @@ fn a_peer_killed_mid_test_is_re_split_and_its_work_so_far_is_kept() {
         c.kill("d3")
     });
     cluster
-        .wait_until(&["d1", "d2"], Duration::from_secs(8), |s| {
+        .wait_until(&["d1", "d2"], Duration::from_secs(20), |s| {
             s.test
                 .as_ref()
                 .is_some_and(|t| t.phase == TestPhase::Completed)

@@ -128,7 +128,7 @@ pub async fn track(
 
 /// Up to `PEERS_PER_ROUND` of `live` following `me` in id order, wrapping.
 fn neighbours(me: &str, live: &[(String, SocketAddr)]) -> Vec<(String, SocketAddr)> {
-    let mut sorted = live.to_vec();
+    let mut sorted: Vec<_> = live.iter().filter(|(id, _)| id != me).cloned().collect();
     sorted.sort();
     let start = sorted.partition_point(|(id, _)| id.as_str() < me);
     sorted.rotate_left(start);

@@ -18,7 +18,8 @@ use super::raft::{Command, Raft};
 use super::runner::{PeerResult, Results};
 use super::status::{ClusterStatus, Liveness};
 use super::supervise::{
-    Duty, PROBE_TIMEOUT, RESPLIT_DELAY, SUPERVISE_EVERY, candidates, duty, suspects, test_end,
+    AliveSince, Duty, PROBE_TIMEOUT, RESPLIT_DELAY, SUPERVISE_EVERY, candidates, duty, suspects,
+    test_end,
 };
 use crate::config::{self, RunArgs};
 use crate::engine::LoadModel;
@@ -312,10 +313,13 @@ impl Controller {
     pub async fn supervise(self) {
         let mut ends: HashMap<String, Option<(u64, u64)>> = HashMap::new();
         let mut tick = tokio::time::interval(SUPERVISE_EVERY);
+        let mut alive_since = AliveSince::default();
         loop {
             tick.tick().await;
             if self.raft.metrics().borrow().current_leader == Some(self.me) {
-                self.supervise_once(&mut ends).await;
+                self.supervise_once(&mut ends, &mut alive_since).await;
+            } else {
+                alive_since = AliveSince::default();
             }
         }
     }
@@ -340,7 +344,11 @@ impl Controller {
             .collect()
     }
 
-    async fn supervise_once(&self, ends: &mut HashMap<String, Option<(u64, u64)>>) {
+    async fn supervise_once(
+        &self,
+        ends: &mut HashMap<String, Option<(u64, u64)>>,
+        alive_since: &mut AliveSince,
+    ) {
         let Some(plan) = self.machine.state().plan else {
             return;
         };
@@ -350,9 +358,10 @@ impl Controller {
         else {
             return;
         };
-        let Some(status) = (self.status)() else {
+        let Some(mut status) = (self.status)() else {
             return;
         };
+        alive_since.settle(&mut status, now_ms());
         let unreachable = self.probe(suspects(&plan, &status)).await;
         let command = match duty(&plan, end, &status, &unreachable, now_ms()) {
             Ok(Duty::Idle) => return,

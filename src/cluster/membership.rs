@@ -1,7 +1,7 @@
 //! A peer's membership: the endpoint, chitchat on top of it, the state it
 //! publishes and the liveness picture it derives.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -258,7 +258,10 @@ impl Peer {
             results,
             Arc::clone(&peer.activity),
             leader_plan,
-            Arc::clone(&controller.status),
+            runner::QuorumView {
+                status: Arc::clone(&controller.status),
+                voters: voter_ids(raft_node.raft.clone()),
+            },
         ));
         peer.supervisor = tokio::spawn(controller.supervise());
         peer.raft = Some(raft_node);
@@ -349,6 +352,18 @@ impl View {
         status.test = TestStatus::of(&self.machine.state(), now_unix_ms());
         status
     }
+}
+
+/// This peer's current Raft voter ids, as its membership config has them.
+fn voter_ids(raft: Raft) -> Arc<dyn Fn() -> BTreeSet<u64> + Send + Sync> {
+    Arc::new(move || {
+        raft.metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    })
 }
 
 fn now_unix_ms() -> u64 {

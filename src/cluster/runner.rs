@@ -7,7 +7,7 @@
 //! gap); a stop interrupts it. When the engine ends, the peer keeps the
 //! report for whoever asks (`start --wait` merges them).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -77,20 +77,31 @@ struct Running {
     cut_off: bool,
 }
 
-/// Whether this peer is on the minority side of a partition: gossip shows
-/// at most half of the Raft voters alive (itself included). The majority
-/// side re-splits this peer's share once it sees this peer dead or fails
-/// to probe it; this side notices the silence about as soon (a member is
-/// suspect after 4 silent gossip intervals) and stops its share, so the
-/// cluster rate stays near its target instead of doubling.
-pub fn cut_off(status: &ClusterStatus) -> bool {
+/// What the runner reads to tell whether this peer is cut off.
+#[derive(Clone)]
+pub struct QuorumView {
+    /// The peer's current view of the cluster.
+    pub status: Arc<dyn Fn() -> Option<ClusterStatus> + Send + Sync>,
+    /// Its Raft membership's voter ids.
+    pub voters: Arc<dyn Fn() -> BTreeSet<u64> + Send + Sync>,
+}
+
+/// Whether this peer is on the minority side of a partition: gossip has
+/// declared at least half of the Raft voters (`voters`, Raft ids from this
+/// peer's membership config) dead (it is never dead to itself). The majority side re-splits this peer's share once it sees
+/// this peer dead or fails to probe it; this side's failure detector
+/// declares the others dead about as soon and stops its share, so the
+/// cluster rate stays near its target instead of doubling. Suspicion alone
+/// is not enough: on a loaded box peers are briefly suspect now and then,
+/// and holding on it would stall load all over the cluster.
+pub fn cut_off(status: &ClusterStatus, voters: &BTreeSet<u64>) -> bool {
     let voters: Vec<_> = status
         .members
         .iter()
-        .filter(|m| matches!(m.info.raft_role.as_str(), "voter" | "leader"))
+        .filter(|m| voters.contains(&m.info.raft_id))
         .collect();
-    let alive = voters.iter().filter(|m| m.state == Liveness::Alive).count();
-    !voters.is_empty() && alive * 2 <= voters.len()
+    let dead = voters.iter().filter(|m| m.state == Liveness::Dead).count();
+    !voters.is_empty() && dead * 2 >= voters.len()
 }
 
 /// How far behind its schedule a share may fall (a frozen process) before
@@ -116,7 +127,7 @@ pub async fn run(
     results: Results,
     activity: SharedActivity,
     leader_plan: LeaderPlan,
-    status: Arc<dyn Fn() -> Option<ClusterStatus> + Send + Sync>,
+    view: QuorumView,
 ) {
     let mut running: Option<Running> = None;
     let mut check = tokio::time::interval(Duration::from_millis(100));
@@ -134,7 +145,7 @@ pub async fn run(
                 if let Some(r) = running.as_mut() {
                     // Once per cut: a leader that confirms the epoch while
                     // gossip still looks cut (asymmetric links) releases it.
-                    let cut = status().is_some_and(|s| cut_off(&s));
+                    let cut = (view.status)().is_some_and(|s| cut_off(&s, &(view.voters)()));
                     if cut && !r.cut_off && !r.control.is_held() {
                         tracing::warn!("cut off from the Raft quorum: holding this peer's share");
                         r.control.hold_now();
@@ -401,71 +412,48 @@ impl RunObserver for ActivityObserver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::state::PeerInfo;
-    use crate::cluster::status::MemberStatus;
-
-    fn member(id: &str, raft_role: &str, state: Liveness) -> MemberStatus {
-        MemberStatus {
-            id: id.into(),
-            generation: 1,
-            address: "127.0.0.1:1".into(),
-            state,
-            last_heard_ms: 0,
-            info: PeerInfo {
-                name: id.into(),
-                role: "peer".into(),
-                weight: 1.0,
-                cores: 1,
-                cpu_percent: 0.0,
-                version: String::new(),
-                status: String::new(),
-                target_rate: 0.0,
-                achieved_rate: 0.0,
-                security: String::new(),
-                raft_id: 1,
-                raft_role: raft_role.into(),
-            },
-            clock_offset_ms: None,
-        }
-    }
-
-    fn status(members: Vec<MemberStatus>) -> ClusterStatus {
-        ClusterStatus {
-            cluster_id: "c".into(),
-            node: "a".into(),
-            security: "secret".into(),
-            members,
-            leader: None,
-            cluster_target_rate: 0.0,
-            cluster_achieved_rate: 0.0,
-            counters: Default::default(),
-            clock_skew_ms: 0.0,
-            test: None,
-        }
-    }
+    use crate::cluster::status::fixtures::{member, status};
 
     #[test]
     fn only_a_side_without_a_majority_of_voters_is_cut_off() {
         use Liveness::*;
+        let three = BTreeSet::from([1, 2, 3]);
         let alone = status(vec![
-            member("a", "voter", Alive),
-            member("b", "leader", Suspect),
-            member("c", "voter", Dead),
-            member("d", "learner", Alive),
+            member("a", 1, Alive),
+            member("b", 2, Dead),
+            member("c", 3, Dead),
+            member("d", 4, Alive),
         ]);
-        assert!(cut_off(&alone), "1 of 3 voters alive");
+        assert!(cut_off(&alone, &three), "1 of 3 voters alive");
+        let slow = status(vec![
+            member("a", 1, Alive),
+            member("b", 2, Suspect),
+            member("c", 3, Suspect),
+        ]);
+        assert!(
+            !cut_off(&slow, &three),
+            "suspicion alone does not hold the share"
+        );
         let majority = status(vec![
-            member("a", "voter", Alive),
-            member("b", "leader", Dead),
-            member("c", "voter", Alive),
+            member("a", 1, Alive),
+            member("b", 2, Dead),
+            member("c", 3, Alive),
         ]);
-        assert!(!cut_off(&majority), "the leader died: 2 of 3 still agree");
-        let even = status(vec![
-            member("a", "leader", Alive),
-            member("b", "voter", Dead),
+        assert!(!cut_off(&majority, &three), "the leader died: 2 of 3 agree");
+        // Two live peers keep one voter; the dead former voters gossip
+        // stale roles but are out of the Raft membership.
+        let shrunk = status(vec![
+            member("a", 1, Alive),
+            member("b", 2, Alive),
+            member("c", 3, Dead),
+            member("d", 4, Dead),
         ]);
-        assert!(cut_off(&even), "half is not a majority");
-        let forming = status(vec![member("a", "none", Alive)]);
-        assert!(!cut_off(&forming), "no Raft voters yet");
+        assert!(!cut_off(&shrunk, &BTreeSet::from([1])));
+        let even = status(vec![member("a", 1, Alive), member("b", 2, Dead)]);
+        assert!(
+            cut_off(&even, &BTreeSet::from([1, 2])),
+            "half is no majority"
+        );
+        assert!(!cut_off(&alone, &BTreeSet::new()), "no Raft voters yet");
     }
 }

@@ -262,3 +262,49 @@ impl ClusterStatus {
         out
     }
 }
+
+/// Members and statuses for unit tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    pub fn member(id: &str, raft_id: u64, state: Liveness) -> MemberStatus {
+        MemberStatus {
+            id: id.into(),
+            generation: 1,
+            address: "127.0.0.1:1".into(),
+            state,
+            last_heard_ms: 0,
+            info: PeerInfo {
+                name: id.into(),
+                role: "peer".into(),
+                weight: 1.0,
+                cores: 1,
+                cpu_percent: 0.0,
+                version: String::new(),
+                status: String::new(),
+                target_rate: 0.0,
+                achieved_rate: 0.0,
+                security: String::new(),
+                raft_id,
+                raft_role: String::new(),
+            },
+            clock_offset_ms: None,
+        }
+    }
+
+    pub fn status(members: Vec<MemberStatus>) -> ClusterStatus {
+        ClusterStatus {
+            cluster_id: "c".into(),
+            node: "a".into(),
+            security: "secret".into(),
+            members,
+            leader: None,
+            cluster_target_rate: 0.0,
+            cluster_achieved_rate: 0.0,
+            counters: Default::default(),
+            clock_skew_ms: 0.0,
+            test: None,
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! test, re-split it, or do nothing? The controller commits what this
 //! decides; the simulation drives the same function.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use super::plan::{Candidate, Equal, Plan, PlanError, strategy};
@@ -20,6 +20,11 @@ pub const SUPERVISE_EVERY: Duration = Duration::from_millis(100);
 /// How long the leader waits for a suspected share holder to answer a
 /// direct probe before it re-splits the share as lost.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a member must have been alive, without a break, before the
+/// leader gives it a share. A killed peer can look alive for a moment after
+/// it was re-split away (a heartbeat of its last seconds reaches this node
+/// late through another peer); without this it would be re-added at once.
+pub const NEWCOMER_SETTLE: Duration = Duration::from_secs(1);
 /// Extra time after a test's curve and drain before the leader ends it.
 pub const END_GRACE: Duration = Duration::from_secs(3);
 
@@ -102,6 +107,41 @@ pub fn duty(
     Ok(Duty::Resplit(next))
 }
 
+/// Follows how long each member has been alive without a break.
+#[derive(Debug, Default)]
+pub struct AliveSince {
+    since_ms: HashMap<String, u64>,
+    primed: bool,
+}
+
+impl AliveSince {
+    /// Updates from `status` at `now_ms`, then shows members alive for less
+    /// than [`NEWCOMER_SETTLE`] as suspect, so [`duty`] neither re-splits
+    /// onto them nor counts them as newcomers yet (a share holder among
+    /// them keeps its share).
+    /// The first call trusts every member alive then (a newly elected
+    /// leader must not wait to re-split the share of the one it replaced).
+    pub fn settle(&mut self, status: &mut ClusterStatus, now_ms: u64) {
+        let first = if self.primed { now_ms } else { 0 };
+        self.primed = true;
+        self.since_ms.retain(|id, _| {
+            status
+                .members
+                .iter()
+                .any(|m| &m.id == id && m.state == Liveness::Alive)
+        });
+        for member in &mut status.members {
+            if member.state != Liveness::Alive {
+                continue;
+            }
+            let since = *self.since_ms.entry(member.id.clone()).or_insert(first);
+            if now_ms.saturating_sub(since) < NEWCOMER_SETTLE.as_millis() as u64 {
+                member.state = Liveness::Suspect;
+            }
+        }
+    }
+}
+
 /// What the distribution strategies know of each live member.
 pub fn candidates(alive: &[&MemberStatus]) -> Vec<Candidate> {
     alive
@@ -113,4 +153,34 @@ pub fn candidates(alive: &[&MemberStatus]) -> Vec<Candidate> {
             cpu_percent: m.info.cpu_percent,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::status::fixtures::{member, status};
+
+    fn states(s: &ClusterStatus) -> Vec<Liveness> {
+        s.members.iter().map(|m| m.state).collect()
+    }
+
+    #[test]
+    fn a_member_counts_as_alive_once_it_has_been_for_a_second() {
+        use Liveness::*;
+        let mut since = AliveSince::default();
+        let mut first = status(vec![member("a", 1, Alive), member("b", 2, Dead)]);
+        since.settle(&mut first, 10_000);
+        assert_eq!(states(&first), [Alive, Dead], "the first view is trusted");
+        let mut back = status(vec![member("a", 1, Alive), member("b", 2, Alive)]);
+        since.settle(&mut back, 10_500);
+        assert_eq!(states(&back), [Alive, Suspect], "b just came back");
+        let mut later = status(vec![member("a", 1, Alive), member("b", 2, Alive)]);
+        since.settle(&mut later, 11_600);
+        assert_eq!(states(&later), [Alive, Alive]);
+        let mut flicker = status(vec![member("a", 1, Alive), member("b", 2, Suspect)]);
+        since.settle(&mut flicker, 11_700);
+        let mut again = status(vec![member("a", 1, Alive), member("b", 2, Alive)]);
+        since.settle(&mut again, 11_800);
+        assert_eq!(states(&again), [Alive, Suspect], "a break starts over");
+    }
 }
