@@ -59,8 +59,8 @@ const NANOS_PER_SEC: u64 = 1_000_000_000;
 const MAX_SLEEP: Duration = Duration::from_millis(20);
 
 /// A change of the target rate while a run is going: from `at_secs` on the
-/// run clock the rate follows `tail`. If arrivals due after `at_secs` were
-/// already released, the change starts after the last of them.
+/// run clock the rate follows `tail`, even if that instant is past (the
+/// arrivals already released count against the new curve).
 #[derive(Debug, Clone)]
 pub struct CurveUpdate {
     /// When the new rate takes over, seconds since the run started.
@@ -195,7 +195,6 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
     lower_timer_slack();
     let rec = ctx.hub.recorder();
     let mut workers = pool.started;
-    let mut last_released_s = 0.0;
     // A hold is armed while on schedule; after a hold ends, what is owed is
     // sent before the next stall can hold again.
     let mut hold_armed = true;
@@ -203,7 +202,7 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
         let updates = control.take();
         if !updates.is_empty() {
             for update in updates {
-                apply_update(&mut schedule, last_released_s, update);
+                apply_update(&mut schedule, update);
             }
             hold_armed = false;
         }
@@ -237,9 +236,8 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
                 hold_armed = true;
             }
         }
-        match schedule.next() {
-            Some(due) => last_released_s = due,
-            None => break,
+        if schedule.next().is_none() {
+            break;
         }
         let now_ns = ctx.clock.now_ns();
         let busy = ctx.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
@@ -273,28 +271,21 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
     (schedule.curve().clone(), planned)
 }
 
-/// Splices the update into the schedule's curve at its time, or at the due
-/// time of the last arrival released if that is later: every released
-/// arrival was due before the splice point, so the count carries over with
-/// no arrival repeated or skipped. An update that arrives late keeps its
-/// place in time: the part of its tail that is already past is cut off, so
-/// the run still ends when the tail says and never runs long.
+/// Splices the update into the schedule's curve at its time, even when
+/// that is already past. The schedule keeps its count of released arrivals
+/// and the next one is due when the new curve's integral reaches it, so the
+/// run's total is the new curve's integral exactly: an update that arrives
+/// late after a cut pauses until the new curve catches up with what was
+/// sent (never more than was sent too early), and one after a rise sends
+/// what the rise owed at once (late, measured from when it was due). The
+/// run still ends when the new curve says.
 ///
 /// The splice point may lie in the past. That is the case of a peer that
 /// was frozen while the cluster moved its share elsewhere: arrivals it owed
 /// before the new epoch are still sent (late, measured from when they were
 /// due), but none after it, so the load is never run twice.
-fn apply_update(schedule: &mut ArrivalSchedule, last_released_s: f64, update: CurveUpdate) {
-    let late = last_released_s - update.at_secs;
-    let spliced = if late > 0.0 {
-        update
-            .tail
-            .after(late)
-            .and_then(|rest| schedule.curve().splice(last_released_s, &rest))
-    } else {
-        schedule.curve().splice(update.at_secs, &update.tail)
-    };
-    match spliced {
+fn apply_update(schedule: &mut ArrivalSchedule, update: CurveUpdate) {
+    match schedule.curve().splice(update.at_secs, &update.tail) {
         Ok(curve) => schedule.replace_curve(curve),
         Err(e) => tracing::warn!("rate update ignored: {e}"),
     }
@@ -336,42 +327,50 @@ fn lower_timer_slack() {
 mod tests {
     use super::*;
 
-    fn released_until(schedule: &mut ArrivalSchedule, until_s: f64) -> f64 {
-        let mut last = 0.0;
+    fn release_until(schedule: &mut ArrivalSchedule, until_s: f64) {
         while schedule.peek().is_some_and(|due| due <= until_s) {
-            last = schedule.next().unwrap();
+            schedule.next();
         }
-        last
     }
 
     #[test]
-    fn a_late_update_keeps_its_place_in_time_and_the_run_its_end() {
-        let mut schedule = ArrivalSchedule::new(RateCurve::constant(10.0, 10.0).unwrap());
-        let last = released_until(&mut schedule, 5.0);
+    fn a_late_update_keeps_its_place_in_time_and_the_integral() {
         // An update meant for 3 s (20/s until the end at 10 s) arrives when
-        // arrivals up to 5 s are out.
+        // arrivals up to 5 s are out: 20 are owed at once.
+        let mut rise = ArrivalSchedule::new(RateCurve::constant(10.0, 10.0).unwrap());
+        release_until(&mut rise, 5.0);
         let update = CurveUpdate {
             at_secs: 3.0,
             tail: RateCurve::constant(20.0, 7.0).unwrap(),
         };
-        apply_update(&mut schedule, last, update);
-        assert!((schedule.curve().duration() - 10.0).abs() < 1e-9);
-        // The new rate takes over at the last released arrival (4.95 s):
-        // 10/s to there, 20/s for the 5.05 s left, never past 10 s.
-        assert!((schedule.curve().total() - (49.5 + 101.0)).abs() < 1e-9);
-        assert_eq!(schedule.total_arrivals(), 151);
+        apply_update(&mut rise, update);
+        assert!((rise.curve().duration() - 10.0).abs() < 1e-9);
+        assert_eq!(rise.total_arrivals(), 30 + 140);
+        assert!(rise.peek().unwrap() < 5.0, "what the rise owed is due");
+        // A cut to 5/s meant for 3 s: 10 were sent too early, so the next
+        // arrival waits until the new curve has caught up (at 7 s).
+        let mut cut = ArrivalSchedule::new(RateCurve::constant(10.0, 10.0).unwrap());
+        release_until(&mut cut, 5.0);
+        let update = CurveUpdate {
+            at_secs: 3.0,
+            tail: RateCurve::constant(5.0, 7.0).unwrap(),
+        };
+        apply_update(&mut cut, update);
+        assert_eq!(cut.total_arrivals(), 30 + 35);
+        let next = cut.peek().unwrap();
+        assert!((next - 7.1).abs() < 1e-9, "next due at {next}");
     }
 
     #[test]
     fn an_update_in_the_future_of_a_frozen_schedule_leaves_what_is_owed() {
         let mut schedule = ArrivalSchedule::new(RateCurve::constant(10.0, 10.0).unwrap());
-        let last = released_until(&mut schedule, 2.0);
+        release_until(&mut schedule, 2.0);
         // Frozen since 2 s; from 4 s on its share is 0.
         let update = CurveUpdate {
             at_secs: 4.0,
             tail: RateCurve::constant(0.0, 6.0).unwrap(),
         };
-        apply_update(&mut schedule, last, update);
+        apply_update(&mut schedule, update);
         assert!((schedule.curve().duration() - 10.0).abs() < 1e-9);
         assert_eq!(schedule.total_arrivals(), 40, "2-4 s is still owed");
     }
