@@ -77,6 +77,10 @@ struct Running {
     cut_off: bool,
 }
 
+/// How long a peer that looks cut off waits for a leader to confirm its
+/// epoch before it holds its share.
+const CONFIRM_WITHIN: Duration = Duration::from_millis(500);
+
 /// What the runner reads to tell whether this peer is cut off.
 #[derive(Clone)]
 pub struct QuorumView {
@@ -143,12 +147,18 @@ pub async fn run(
             }
             _ = check.tick() => {
                 if let Some(r) = running.as_mut() {
-                    // Once per cut: a leader that confirms the epoch while
-                    // gossip still looks cut (asymmetric links) releases it.
+                    // Once per cut, and only if no leader confirms the
+                    // epoch soon: gossip alone also looks cut on a starved
+                    // box, and holding there would stall the cluster.
                     let cut = (view.status)().is_some_and(|s| cut_off(&s, &(view.voters)()));
                     if cut && !r.cut_off && !r.control.is_held() {
-                        tracing::warn!("cut off from the Raft quorum: holding this peer's share");
-                        r.control.hold_now();
+                        let confirmed = tokio::time::timeout(CONFIRM_WITHIN, leader_plan())
+                            .await
+                            .is_ok_and(|answer| answer.is_some());
+                        if !confirmed {
+                            tracing::warn!("cut off from the Raft quorum: holding this peer's share");
+                            r.control.hold_now();
+                        }
                     }
                     r.cut_off = cut;
                 }
