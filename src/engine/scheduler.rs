@@ -14,7 +14,7 @@ use super::worker::{RunContext, Spawner, open_worker};
 use parking_lot::Mutex;
 
 use crate::load::{ArrivalSchedule, RateCurve};
-use crate::metrics::Phase;
+use crate::metrics::{Phase, Recorder};
 use crate::task::TaskFactory;
 
 /// What to do with an arrival when every allowed instance is busy.
@@ -150,12 +150,19 @@ impl LoadControl {
 }
 
 /// Waits while held after a stall: until an update (true: apply it) or a
-/// release (false: dispatch), or the run stops (None).
-fn hold<F: TaskFactory>(ctx: &RunContext<F>, control: &LoadControl) -> Option<bool> {
+/// release (false: dispatch), or the run stops or its curve ends while
+/// still held (None: a hold never outlives the run, and what it kept back
+/// is counted as dropped by the caller).
+fn hold<F: TaskFactory>(
+    ctx: &RunContext<F>,
+    control: &LoadControl,
+    curve_end_s: f64,
+) -> Option<bool> {
     control.inner.released.store(false, Ordering::Release);
     control.inner.held.store(true, Ordering::Release);
+    let end_ns = (curve_end_s * NANOS_PER_SEC as f64) as u64;
     let outcome = loop {
-        if ctx.stop.is_stopped() {
+        if ctx.stop.is_stopped() || ctx.clock.now_ns() > end_ns {
             break None;
         }
         if control.is_pending() {
@@ -168,6 +175,19 @@ fn hold<F: TaskFactory>(ctx: &RunContext<F>, control: &LoadControl) -> Option<bo
     };
     control.inner.held.store(false, Ordering::Release);
     outcome
+}
+
+/// Counts the arrivals a hold kept back until the run ended as dropped.
+fn drop_held<F: TaskFactory>(ctx: &RunContext<F>, rec: &Recorder, schedule: &ArrivalSchedule) {
+    if ctx.stop.is_stopped() {
+        return;
+    }
+    let now_ns = ctx.clock.now_ns();
+    let left = schedule
+        .total_arrivals()
+        .saturating_sub(schedule.next_index());
+    tracing::warn!("the run ended while held: {left} arrivals it kept back are counted as dropped");
+    rec.record_dropped(now_ns / NANOS_PER_SEC, Phase::Main, left);
 }
 
 /// What a sleep ended with.
@@ -213,8 +233,11 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
         match sleep_until(&ctx, due_ns, &control) {
             Woke::Stopped => break,
             Woke::Updated => continue,
-            Woke::HoldRequested => match hold(&ctx, &control) {
-                None => break,
+            Woke::HoldRequested => match hold(&ctx, &control, schedule.curve().duration()) {
+                None => {
+                    drop_held(&ctx, &rec, &schedule);
+                    break;
+                }
                 Some(true) => continue,
                 // Released: send what is owed without holding again.
                 Some(false) => {
@@ -227,8 +250,11 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
         if let Some(guard) = control.stall_guard_ns() {
             let behind = ctx.clock.now_ns().saturating_sub(due_ns);
             if behind > guard && hold_armed {
-                match hold(&ctx, &control) {
-                    None => break,
+                match hold(&ctx, &control, schedule.curve().duration()) {
+                    None => {
+                        drop_held(&ctx, &rec, &schedule);
+                        break;
+                    }
                     Some(true) => continue,
                     Some(false) => hold_armed = false,
                 }
