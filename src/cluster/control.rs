@@ -306,20 +306,35 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// How many probes in a row a suspect must miss before its share is
+/// re-split: one missed answer on a starved box is not a death.
+const PROBE_MISSES: u32 = 2;
+
+/// What the leader remembers between supervision ticks.
+#[derive(Default)]
+struct Watch {
+    /// Each test's end and drain, once parsed.
+    ends: HashMap<String, Option<(u64, u64)>>,
+    /// How long members have been alive.
+    alive_since: AliveSince,
+    /// Probes missed in a row by each suspect.
+    misses: HashMap<String, u32>,
+}
+
 impl Controller {
     /// The leader's duty, every tick: re-split the running test when a
     /// share holder is declared dead or a new peer is alive (the cluster
     /// keeps its total rate), and end the test once every peer is done.
     pub async fn supervise(self) {
-        let mut ends: HashMap<String, Option<(u64, u64)>> = HashMap::new();
+        let mut watch = Watch::default();
         let mut tick = tokio::time::interval(SUPERVISE_EVERY);
-        let mut alive_since = AliveSince::default();
         loop {
             tick.tick().await;
             if self.raft.metrics().borrow().current_leader == Some(self.me) {
-                self.supervise_once(&mut ends, &mut alive_since).await;
+                self.supervise_once(&mut watch).await;
             } else {
-                alive_since = AliveSince::default();
+                watch.alive_since = AliveSince::default();
+                watch.misses.clear();
             }
         }
     }
@@ -344,15 +359,12 @@ impl Controller {
             .collect()
     }
 
-    async fn supervise_once(
-        &self,
-        ends: &mut HashMap<String, Option<(u64, u64)>>,
-        alive_since: &mut AliveSince,
-    ) {
+    async fn supervise_once(&self, watch: &mut Watch) {
         let Some(plan) = self.machine.state().plan else {
             return;
         };
-        let Some(end) = *ends
+        let Some(end) = *watch
+            .ends
             .entry(plan.test_id.clone())
             .or_insert_with(|| test_end(&plan))
         else {
@@ -361,8 +373,22 @@ impl Controller {
         let Some(mut status) = (self.status)() else {
             return;
         };
-        alive_since.settle(&mut status, now_ms());
-        let unreachable = self.probe(suspects(&plan, &status)).await;
+        watch.alive_since.settle(&mut status, now_ms());
+        let suspected = suspects(&plan, &status);
+        let silent = self.probe(suspected.clone()).await;
+        watch
+            .misses
+            .retain(|id, _| suspected.iter().any(|(s, _)| s == id));
+        for (id, _) in &suspected {
+            let misses = watch.misses.entry(id.clone()).or_default();
+            *misses = if silent.contains(id) { *misses + 1 } else { 0 };
+        }
+        let unreachable: BTreeSet<String> = watch
+            .misses
+            .iter()
+            .filter(|(_, m)| **m >= PROBE_MISSES)
+            .map(|(id, _)| id.clone())
+            .collect();
         let command = match duty(&plan, end, &status, &unreachable, now_ms()) {
             Ok(Duty::Idle) => return,
             Ok(Duty::End) => Command::EndTest {
