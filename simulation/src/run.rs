@@ -36,6 +36,9 @@ pub const FORMATION_BOUND: Duration = Duration::from_secs(300);
 /// frozen peer sends what it owed late, and a newcomer runs from its
 /// epoch's start, so neither costs anything beyond this window.
 pub const EXPOSURE_WINDOW: Duration = Duration::from_secs(5);
+/// Peers started per step after the seeds (a rollout, not a stampede: a
+/// thousand first gossip messages at once overflow the seeds' inboxes).
+pub const JOIN_BATCH: usize = 25;
 /// How many of the first peers serve as seeds.
 pub const SEEDS: usize = 3;
 
@@ -148,8 +151,11 @@ async fn simulate(config: &Config) -> anyhow::Result<Summary> {
         tokio::time::sleep(STEP).await;
     }
     summary.seeds_led_ms = Some(clock.ms());
-    for _ in SEEDS..config.peers {
+    for i in SEEDS..config.peers {
         driver.world.join().await?;
+        if (i - SEEDS + 1) % JOIN_BATCH == 0 {
+            tokio::time::sleep(STEP).await;
+        }
     }
     form(&driver.world, &mut summary).await;
     if summary.raft_formed_ms.is_some() {
