@@ -383,16 +383,27 @@ impl Driver {
             } => self.partition(fraction, with_leader, sticky),
             Action::Heal => self.heal(now),
             Action::Asymmetric(k, ms) => self.asymmetric(k, ms, now),
-            Action::RateUpdate(factor) => {
-                let tps = self.rate * factor;
-                if self.world.update_rate(tps).await.is_ok() {
+            Action::RateUpdate(factor) => self.update_rate(self.rate * factor).await,
+        }
+    }
+
+    /// Asks the leader for a new rate, as `vajra-peer update` would,
+    /// retrying while no leader commits (e.g. the old one is cut off).
+    async fn update_rate(&mut self, tps: f64) {
+        for _ in 0..5 {
+            match self.world.update_rate(tps).await {
+                Ok(_) => {
                     self.count("rate update");
                     self.exposure += (tps - self.rate).abs() * 1.0;
                     self.rate = tps;
                     self.peak_rate = self.peak_rate.max(tps);
+                    return;
                 }
+                Err(e) => tracing::info!("rate update not done: {e}"),
             }
+            tokio::time::sleep(STEP).await;
         }
+        self.count("rate update refused");
     }
 
     async fn kill(&mut self, index: usize) {

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::ServerState;
 use vajra::cluster::control::START_DELAY;
@@ -152,11 +153,14 @@ impl World {
     }
 }
 
+/// How long a client waits for a commit: a leader cut off in a minority
+/// never commits, and a client gives up on it (then retries).
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(2);
+
 async fn commit(member: &Member, command: Command) -> anyhow::Result<()> {
-    let response = member
-        .raft
-        .client_write(command)
+    let response = tokio::time::timeout(COMMIT_TIMEOUT, member.raft.client_write(command))
         .await
+        .map_err(|_| anyhow::anyhow!("no commit within {COMMIT_TIMEOUT:?}"))?
         .map_err(|e| anyhow::anyhow!("not committed: {e}"))?;
     anyhow::ensure!(response.data.accepted, "refused: {}", response.data.message);
     Ok(())
