@@ -21,7 +21,9 @@ use vajra::cluster::network::CounterSnapshot;
 use vajra::cluster::raft::{self, Command, Raft, RaftNode};
 use vajra::cluster::state::{self, PeerInfo};
 use vajra::cluster::status::ClusterStatus;
-use vajra::cluster::supervise::{Duty, PROBE_TIMEOUT, SUPERVISE_EVERY, duty, suspects, test_end};
+use vajra::cluster::supervise::{
+    AliveSince, Duty, PROBE_TIMEOUT, SUPERVISE_EVERY, duty, suspects, test_end,
+};
 
 use crate::clock::Clock;
 use crate::follower::{Follower, follow};
@@ -271,47 +273,86 @@ async fn coordinate(ctx: Ctx) {
     }
 }
 
+/// Probes a suspect must miss in a row before its share is re-split (as
+/// `control.rs` has it).
+const PROBE_MISSES: u32 = 2;
+
+/// What the leader remembers between supervision ticks.
+#[derive(Default)]
+struct Watch {
+    ends: HashMap<String, Option<(u64, u64)>>,
+    alive_since: AliveSince,
+    misses: HashMap<String, u32>,
+}
+
 /// The leader's supervision, as `Controller::supervise` does it: each tick
-/// the leader probes suspect share holders and commits what
-/// `supervise::duty` decides.
+/// the leader settles who counts as alive, probes suspect share holders
+/// and commits what `supervise::duty` decides.
 async fn supervise(ctx: Ctx) {
-    let mut ends: HashMap<String, Option<(u64, u64)>> = HashMap::new();
+    let mut watch = Watch::default();
     let mut tick = tokio::time::interval(SUPERVISE_EVERY);
     loop {
         tick.tick().await;
-        if ctx.frozen() || ctx.raft.metrics().borrow().current_leader != Some(ctx.me) {
+        if ctx.frozen() {
             continue;
         }
-        let Some(member) = ctx.shared.registry.get(ctx.me) else {
-            continue;
-        };
-        let Some(plan) = member.machine.state().plan else {
-            continue;
-        };
-        let Some(end) = *ends
-            .entry(plan.test_id.clone())
-            .or_insert_with(|| test_end(&plan))
-        else {
-            continue;
-        };
-        let status = ctx.status().await;
-        let unreachable = probe(&ctx, suspects(&plan, &status)).await;
-        let command = match duty(
-            &plan,
-            end,
-            &status,
-            &unreachable,
-            ctx.shared.clock.unix_ms(),
-        ) {
-            Ok(Duty::Idle) | Err(_) => continue,
-            Ok(Duty::End) => Command::StopTest {
-                test_id: plan.test_id.clone(),
-            },
-            Ok(Duty::Resplit(next)) => Command::SetPlan(next),
-        };
-        if let Err(e) = ctx.raft.client_write(command).await {
-            tracing::debug!("supervision not committed: {e}");
+        if ctx.raft.metrics().borrow().current_leader == Some(ctx.me) {
+            supervise_once(&ctx, &mut watch).await;
+        } else {
+            watch.alive_since = AliveSince::default();
+            watch.misses.clear();
         }
+    }
+}
+
+async fn supervise_once(ctx: &Ctx, watch: &mut Watch) {
+    let Some(member) = ctx.shared.registry.get(ctx.me) else {
+        return;
+    };
+    let Some(plan) = member.machine.state().plan else {
+        return;
+    };
+    let Some(end) = *watch
+        .ends
+        .entry(plan.test_id.clone())
+        .or_insert_with(|| test_end(&plan))
+    else {
+        return;
+    };
+    let mut status = ctx.status().await;
+    watch
+        .alive_since
+        .settle(&mut status, ctx.shared.clock.unix_ms());
+    let suspected = suspects(&plan, &status);
+    let silent = probe(ctx, suspected.clone()).await;
+    watch
+        .misses
+        .retain(|id, _| suspected.iter().any(|(s, _)| s == id));
+    for (id, _) in &suspected {
+        let misses = watch.misses.entry(id.clone()).or_default();
+        *misses = if silent.contains(id) { *misses + 1 } else { 0 };
+    }
+    let unreachable: BTreeSet<String> = watch
+        .misses
+        .iter()
+        .filter(|(_, m)| **m >= PROBE_MISSES)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let command = match duty(
+        &plan,
+        end,
+        &status,
+        &unreachable,
+        ctx.shared.clock.unix_ms(),
+    ) {
+        Ok(Duty::Idle) | Err(_) => return,
+        Ok(Duty::End) => Command::EndTest {
+            test_id: plan.test_id.clone(),
+        },
+        Ok(Duty::Resplit(next)) => Command::SetPlan(next),
+    };
+    if let Err(e) = ctx.raft.client_write(command).await {
+        tracing::debug!("supervision not committed: {e}");
     }
 }
 
