@@ -4,7 +4,7 @@
 //! supervision (`supervise::duty`), the runner model ([`crate::follower`])
 //! and a watch on Raft's metrics for the leader-per-term invariant.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,12 +18,10 @@ use tokio::task::JoinHandle;
 use vajra::cluster::coordinator::{self, Settling};
 use vajra::cluster::membership::{self, HeardTracker, SUSPECT_AFTER_INTERVALS};
 use vajra::cluster::network::CounterSnapshot;
-use vajra::cluster::raft::{self, Command, Raft, RaftNode};
+use vajra::cluster::raft::{self, Raft, RaftNode};
 use vajra::cluster::state::{self, PeerInfo};
 use vajra::cluster::status::ClusterStatus;
-use vajra::cluster::supervise::{
-    AliveSince, Duty, PROBE_TIMEOUT, SUPERVISE_EVERY, duty, suspects, test_end,
-};
+use vajra::cluster::supervise::{PROBE_TIMEOUT, SUPERVISE_EVERY, Supervisor};
 
 use crate::clock::Clock;
 use crate::follower::{Follower, follow};
@@ -273,23 +271,11 @@ async fn coordinate(ctx: Ctx) {
     }
 }
 
-/// Probes a suspect must miss in a row before its share is re-split (as
-/// `control.rs` has it).
-const PROBE_MISSES: u32 = 2;
-
-/// What the leader remembers between supervision ticks.
-#[derive(Default)]
-struct Watch {
-    ends: HashMap<String, Option<(u64, u64)>>,
-    alive_since: AliveSince,
-    misses: HashMap<String, u32>,
-}
-
 /// The leader's supervision, as `Controller::supervise` does it: each tick
-/// the leader settles who counts as alive, probes suspect share holders
-/// and commits what `supervise::duty` decides.
+/// the real [`Supervisor`] names the suspects, they are probed over the
+/// simulated network, and what it decides is committed.
 async fn supervise(ctx: Ctx) {
-    let mut watch = Watch::default();
+    let mut supervisor = Supervisor::default();
     let mut tick = tokio::time::interval(SUPERVISE_EVERY);
     loop {
         tick.tick().await;
@@ -297,59 +283,29 @@ async fn supervise(ctx: Ctx) {
             continue;
         }
         if ctx.raft.metrics().borrow().current_leader == Some(ctx.me) {
-            supervise_once(&ctx, &mut watch).await;
+            supervise_once(&ctx, &mut supervisor).await;
         } else {
-            watch.alive_since = AliveSince::default();
-            watch.misses.clear();
+            supervisor.reset();
         }
     }
 }
 
-async fn supervise_once(ctx: &Ctx, watch: &mut Watch) {
+async fn supervise_once(ctx: &Ctx, supervisor: &mut Supervisor) {
     let Some(member) = ctx.shared.registry.get(ctx.me) else {
         return;
     };
     let Some(plan) = member.machine.state().plan else {
         return;
     };
-    let Some(end) = *watch
-        .ends
-        .entry(plan.test_id.clone())
-        .or_insert_with(|| test_end(&plan))
-    else {
+    let mut status = ctx.status().await;
+    let Some(tick) = supervisor.begin(&plan, &mut status, ctx.shared.clock.unix_ms()) else {
         return;
     };
-    let mut status = ctx.status().await;
-    watch
-        .alive_since
-        .settle(&mut status, ctx.shared.clock.unix_ms());
-    let suspected = suspects(&plan, &status);
-    let silent = probe(ctx, suspected.clone()).await;
-    watch
-        .misses
-        .retain(|id, _| suspected.iter().any(|(s, _)| s == id));
-    for (id, _) in &suspected {
-        let misses = watch.misses.entry(id.clone()).or_default();
-        *misses = if silent.contains(id) { *misses + 1 } else { 0 };
-    }
-    let unreachable: BTreeSet<String> = watch
-        .misses
-        .iter()
-        .filter(|(_, m)| **m >= PROBE_MISSES)
-        .map(|(id, _)| id.clone())
-        .collect();
-    let command = match duty(
-        &plan,
-        end,
-        &status,
-        &unreachable,
-        ctx.shared.clock.unix_ms(),
-    ) {
-        Ok(Duty::Idle) | Err(_) => return,
-        Ok(Duty::End) => Command::EndTest {
-            test_id: plan.test_id.clone(),
-        },
-        Ok(Duty::Resplit(next)) => Command::SetPlan(next),
+    let silent = probe(ctx, tick.suspects.clone()).await;
+    let Ok(Some(command)) =
+        supervisor.finish(&plan, &tick, &status, &silent, ctx.shared.clock.unix_ms())
+    else {
+        return;
     };
     if let Err(e) = ctx.raft.client_write(command).await {
         tracing::debug!("supervision not committed: {e}");

@@ -2,7 +2,7 @@
 //! fetch a peer's report. A peer that is not the Raft leader forwards
 //! start and stop to the leader, so a client may talk to any peer.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -18,8 +18,7 @@ use super::raft::{Command, Raft};
 use super::runner::{PeerResult, Results};
 use super::status::{ClusterStatus, Liveness};
 use super::supervise::{
-    AliveSince, Duty, PROBE_TIMEOUT, RESPLIT_DELAY, SUPERVISE_EVERY, candidates, duty, suspects,
-    test_end,
+    PROBE_TIMEOUT, RESPLIT_DELAY, SUPERVISE_EVERY, Supervisor, candidates, test_end,
 };
 use crate::config::{self, RunArgs};
 use crate::engine::LoadModel;
@@ -306,35 +305,19 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// How many probes in a row a suspect must miss before its share is
-/// re-split: one missed answer on a starved box is not a death.
-const PROBE_MISSES: u32 = 2;
-
-/// What the leader remembers between supervision ticks.
-#[derive(Default)]
-struct Watch {
-    /// Each test's end and drain, once parsed.
-    ends: HashMap<String, Option<(u64, u64)>>,
-    /// How long members have been alive.
-    alive_since: AliveSince,
-    /// Probes missed in a row by each suspect.
-    misses: HashMap<String, u32>,
-}
-
 impl Controller {
     /// The leader's duty, every tick: re-split the running test when a
     /// share holder is declared dead or a new peer is alive (the cluster
     /// keeps its total rate), and end the test once every peer is done.
     pub async fn supervise(self) {
-        let mut watch = Watch::default();
+        let mut supervisor = Supervisor::default();
         let mut tick = tokio::time::interval(SUPERVISE_EVERY);
         loop {
             tick.tick().await;
             if self.raft.metrics().borrow().current_leader == Some(self.me) {
-                self.supervise_once(&mut watch).await;
+                self.supervise_once(&mut supervisor).await;
             } else {
-                watch.alive_since = AliveSince::default();
-                watch.misses.clear();
+                supervisor.reset();
             }
         }
     }
@@ -359,42 +342,20 @@ impl Controller {
             .collect()
     }
 
-    async fn supervise_once(&self, watch: &mut Watch) {
+    async fn supervise_once(&self, supervisor: &mut Supervisor) {
         let Some(plan) = self.machine.state().plan else {
-            return;
-        };
-        let Some(end) = *watch
-            .ends
-            .entry(plan.test_id.clone())
-            .or_insert_with(|| test_end(&plan))
-        else {
             return;
         };
         let Some(mut status) = (self.status)() else {
             return;
         };
-        watch.alive_since.settle(&mut status, now_ms());
-        let suspected = suspects(&plan, &status);
-        let silent = self.probe(suspected.clone()).await;
-        watch
-            .misses
-            .retain(|id, _| suspected.iter().any(|(s, _)| s == id));
-        for (id, _) in &suspected {
-            let misses = watch.misses.entry(id.clone()).or_default();
-            *misses = if silent.contains(id) { *misses + 1 } else { 0 };
-        }
-        let unreachable: BTreeSet<String> = watch
-            .misses
-            .iter()
-            .filter(|(_, m)| **m >= PROBE_MISSES)
-            .map(|(id, _)| id.clone())
-            .collect();
-        let command = match duty(&plan, end, &status, &unreachable, now_ms()) {
-            Ok(Duty::Idle) => return,
-            Ok(Duty::End) => Command::EndTest {
-                test_id: plan.test_id.clone(),
-            },
-            Ok(Duty::Resplit(next)) => Command::SetPlan(next),
+        let Some(tick) = supervisor.begin(&plan, &mut status, now_ms()) else {
+            return;
+        };
+        let silent = self.probe(tick.suspects.clone()).await;
+        let command = match supervisor.finish(&plan, &tick, &status, &silent, now_ms()) {
+            Ok(Some(command)) => command,
+            Ok(None) => return,
             Err(e) => {
                 tracing::warn!("cannot re-split test {}: {e}", plan.test_id);
                 return;

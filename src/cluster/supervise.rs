@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use super::plan::{Candidate, Equal, Plan, PlanError, strategy};
+use super::raft::Command;
 use super::status::{ClusterStatus, Liveness, MemberStatus};
 use crate::config::{self, RunArgs};
 use crate::engine::LoadModel;
@@ -139,6 +140,81 @@ impl AliveSince {
                 member.state = Liveness::Suspect;
             }
         }
+    }
+}
+
+/// How many probes in a row a suspect must miss before its share is
+/// re-split: one missed answer on a starved box is not a death.
+pub const PROBE_MISSES: u32 = 2;
+
+/// What the leader remembers between supervision ticks. A tick is
+/// [`Supervisor::begin`], probing the suspects it returns (over whatever
+/// transport), then [`Supervisor::finish`] with those that did not answer.
+#[derive(Debug, Default)]
+pub struct Supervisor {
+    ends: HashMap<String, Option<(u64, u64)>>,
+    alive_since: AliveSince,
+    misses: HashMap<String, u32>,
+}
+
+/// One supervision tick in progress.
+#[derive(Debug)]
+pub struct Tick {
+    end: (u64, u64),
+    /// Share holders to probe: node id and address.
+    pub suspects: Vec<(String, String)>,
+}
+
+impl Supervisor {
+    /// Forgets what a leadership term learned (this peer no longer leads).
+    pub fn reset(&mut self) {
+        self.alive_since = AliveSince::default();
+        self.misses.clear();
+    }
+
+    /// Starts a tick for `plan`: settles `status` (see [`AliveSince`]) and
+    /// names the suspects to probe; `None` if the plan has no end to keep.
+    pub fn begin(&mut self, plan: &Plan, status: &mut ClusterStatus, now_ms: u64) -> Option<Tick> {
+        let end = (*self
+            .ends
+            .entry(plan.test_id.clone())
+            .or_insert_with(|| test_end(plan)))?;
+        self.alive_since.settle(status, now_ms);
+        Some(Tick {
+            end,
+            suspects: suspects(plan, status),
+        })
+    }
+
+    /// Ends a tick with the suspects that did not answer (`silent`): the
+    /// command the leader should commit, if any.
+    pub fn finish(
+        &mut self,
+        plan: &Plan,
+        tick: &Tick,
+        status: &ClusterStatus,
+        silent: &BTreeSet<String>,
+        now_ms: u64,
+    ) -> Result<Option<Command>, PlanError> {
+        self.misses
+            .retain(|id, _| tick.suspects.iter().any(|(s, _)| s == id));
+        for (id, _) in &tick.suspects {
+            let misses = self.misses.entry(id.clone()).or_default();
+            *misses = if silent.contains(id) { *misses + 1 } else { 0 };
+        }
+        let unreachable: BTreeSet<String> = self
+            .misses
+            .iter()
+            .filter(|(_, m)| **m >= PROBE_MISSES)
+            .map(|(id, _)| id.clone())
+            .collect();
+        Ok(match duty(plan, tick.end, status, &unreachable, now_ms)? {
+            Duty::Idle => None,
+            Duty::End => Some(Command::EndTest {
+                test_id: plan.test_id.clone(),
+            }),
+            Duty::Resplit(next) => Some(Command::SetPlan(next)),
+        })
     }
 }
 
