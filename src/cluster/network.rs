@@ -177,11 +177,7 @@ impl Network {
             let conn = connection_to(&self.inner, to)
                 .await
                 .ok_or_else(|| anyhow::anyhow!("peer {to} is unreachable"))?;
-            let (mut send, mut recv) = conn.open_bi().await?;
-            send.write_all(&[kind]).await?;
-            send.write_all(body).await?;
-            send.finish()?;
-            Ok(recv.read_to_end(MAX_MESSAGE).await?)
+            exchange(&conn, kind, body).await
         };
         tokio::time::timeout(timeout, work)
             .await
@@ -520,11 +516,7 @@ pub async fn client_request(
     };
     let work = async {
         let conn = connect(&endpoint, &identity, to, "client").await?;
-        let (mut send, mut recv) = conn.open_bi().await?;
-        send.write_all(&[kind]).await?;
-        send.write_all(body).await?;
-        send.finish()?;
-        let answer = recv.read_to_end(MAX_MESSAGE).await?;
+        let answer = exchange(&conn, kind, body).await?;
         conn.close(0u32.into(), b"done");
         anyhow::Ok(answer)
     };
@@ -533,6 +525,15 @@ pub async fn client_request(
         .map_err(|_| anyhow::anyhow!("no answer from {to} within 15s"))?;
     let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
     result
+}
+
+/// One request of stream `kind` on `conn` and its whole answer.
+async fn exchange(conn: &quinn::Connection, kind: u8, body: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(&[kind]).await?;
+    send.write_all(body).await?;
+    send.finish()?;
+    Ok(recv.read_to_end(MAX_MESSAGE).await?)
 }
 
 /// A command-line client that keeps one admitted connection per peer, for
@@ -575,11 +576,7 @@ impl Client {
     ) -> anyhow::Result<Vec<u8>> {
         let work = async {
             let conn = self.connection(to).await?;
-            let (mut send, mut recv) = conn.open_bi().await?;
-            send.write_all(&[kind]).await?;
-            send.write_all(body).await?;
-            send.finish()?;
-            anyhow::Ok(recv.read_to_end(MAX_MESSAGE).await?)
+            exchange(&conn, kind, body).await
         };
         let result = tokio::time::timeout(timeout, work)
             .await
