@@ -1,6 +1,8 @@
 //! Raft over the peers' QUIC endpoints: three members elect a leader,
 //! replicate a plan, and survive the loss of the leader.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,10 +14,7 @@ use vajra::cluster::plan::Plan;
 use vajra::cluster::raft::{ClusterState, Command, RaftNode, node_id};
 
 fn free_addr() -> SocketAddr {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from(([127, 0, 0, 1], common::cluster::free_port()))
 }
 
 async fn member(name: &str) -> (Network, RaftNode, SocketAddr) {

@@ -1,9 +1,10 @@
 //! A set of `vajra-peer join` processes on loopback for tests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::UdpSocket;
 use std::process::{Child, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::binary;
@@ -17,12 +18,23 @@ pub struct Cluster {
     logs: tempfile::TempDir,
 }
 
+/// A loopback UDP port no other peer of this test process was given.
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up), so the
+/// ephemeral sockets of `status` clients cannot take one between this pick
+/// and the peer's own bind; and the ports handed out are remembered, because
+/// a peer binds only some time after it is started (a port freed by a probe
+/// bind used to be handed out twice).
 pub fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = fastrand::u16(20_000..32_000);
+        if !given.contains(&port) && UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
 }
 
 pub fn secret_file(text: &str) -> tempfile::NamedTempFile {
