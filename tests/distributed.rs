@@ -368,22 +368,8 @@ fn a_rate_update_mid_test_delivers_the_integral_of_the_new_curve() {
         &path,
     );
     std::thread::sleep(Duration::from_millis(11_500));
-    let update = binary()
-        .args([
-            "update",
-            "--tps",
-            "6000",
-            "--peer",
-            &format!("127.0.0.1:{}", cluster.port("d3")),
-        ])
-        .args([
-            "--cluster-secret-file",
-            cluster.secret.path().to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&update.stderr).into_owned();
-    assert_eq!(update.status.code(), Some(0), "{said}");
+    let (code, said) = update(&cluster, "d3", &["--tps", "6000"]);
+    assert_eq!(code, Some(0), "{said}");
     // "test T: 6000/s from 10.123 s (epoch 2)"
     let at: f64 = said
         .split("from ")
@@ -405,6 +391,75 @@ fn a_rate_update_mid_test_delivers_the_integral_of_the_new_curve() {
     assert!(
         (total - expected).abs() <= expected * 0.01,
         "total {total} vs integral {expected}"
+    );
+}
+
+/// Runs `vajra-peer update ARGS` through `peer`; returns its exit code and
+/// what it said.
+fn update(cluster: &Cluster, peer: &str, args: &[&str]) -> (Option<i32>, String) {
+    let out = binary()
+        .arg("update")
+        .args(args)
+        .args(["--peer", &format!("127.0.0.1:{}", cluster.port(peer))])
+        .args([
+            "--cluster-secret-file",
+            cluster.secret.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_update_to_a_new_pattern_replaces_the_rest_of_the_test() {
+    let (cluster, _) = three_peers();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repatterned.json");
+    let child = start_and_wait(
+        &cluster,
+        "d1",
+        &["--task", "noop", "--tps", "2000", "--duration", "10s"],
+        &path,
+    );
+    std::thread::sleep(Duration::from_millis(5_500));
+    let (code, said) = update(&cluster, "d2", &["--steps", "oops"]);
+    assert_eq!(
+        code,
+        Some(2),
+        "a bad pattern is refused before sending: {said}"
+    );
+    assert!(said.contains("steps"), "the error names the flag: {said}");
+    let (code, said) = update(&cluster, "d2", &["--steps", "1000:3s,4000:3s"]);
+    assert_eq!(code, Some(0), "{said}");
+    // "test T: a new pattern for 6.000 s (peak 4000/s) from 4.123 s (epoch 2)"
+    let at: f64 = said
+        .split(" from ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no start in {said:?}"));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let expected = 2_000.0 * at + 1_000.0 * 3.0 + 4_000.0 * 3.0;
+    let total = report.main.completed as f64;
+    eprintln!("pattern from {at:.3} s: cluster total {total}, integral {expected:.0}");
+    assert!(
+        (total - expected).abs() <= expected * 0.01,
+        "total {total} vs integral {expected}: the test ran the new pattern to its end"
+    );
+    assert!(
+        report.events.iter().any(|e| e.contains("new pattern")),
+        "{:?}",
+        report.events
     );
 }
 

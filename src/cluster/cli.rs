@@ -401,19 +401,19 @@ async fn wait_and_report(
     peers: &std::collections::BTreeMap<String, String>,
     settings: &crate::config::RunSettings,
 ) -> u8 {
-    let curve_secs = match &settings.engine.load {
-        crate::engine::LoadModel::Open { profile, .. } => profile.curve.duration(),
-        crate::engine::LoadModel::Closed { .. } => 0.0,
+    // The test's end follows the latest plan (a new pattern moves it).
+    let began = std::time::Instant::now();
+    let test_end_of = |plan: &super::plan::Plan| {
+        let curve_secs = match &settings.engine.load {
+            crate::engine::LoadModel::Open { profile, .. } => plan
+                .cluster_curve(&profile.curve)
+                .map_or(profile.curve.duration(), |c| c.duration()),
+            crate::engine::LoadModel::Closed { .. } => 0.0,
+        };
+        began + control::START_DELAY + Duration::from_secs_f64(curve_secs)
     };
-    let deadline = std::time::Instant::now()
-        + control::START_DELAY
-        + Duration::from_secs_f64(curve_secs)
-        + settings.engine.drain_timeout
-        + Duration::from_secs(30);
     // Every peer hands out its figures so far while it runs, so the last
     // ones of a peer that dies are kept and merged (its work up to then).
-    let test_end =
-        std::time::Instant::now() + control::START_DELAY + Duration::from_secs_f64(curve_secs);
     let mut reports = std::collections::BTreeMap::new();
     let mut finished = std::collections::BTreeSet::new();
     let mut heard: std::collections::BTreeMap<String, std::time::Instant> = plan
@@ -434,6 +434,8 @@ async fn wait_and_report(
         .expect("requests serialise");
     loop {
         let now = std::time::Instant::now();
+        let test_end = latest_plan.as_ref().map_or(began, test_end_of);
+        let deadline = test_end + settings.engine.drain_timeout + Duration::from_secs(30);
         if now > deadline {
             eprintln!(
                 "error: the test did not finish in time on {:?}",
@@ -522,7 +524,7 @@ async fn wait_and_report(
                 return EXIT_RUNTIME;
             }
         };
-    let target = plan_target_rate(settings);
+    let target = plan_target_rate(settings, latest_plan.as_ref());
     print!("{}", crate::export::console::summary(&merged, target));
     for (node, report) in &parts {
         println!(
@@ -547,28 +549,67 @@ async fn wait_and_report(
     }
 }
 
-fn plan_target_rate(settings: &crate::config::RunSettings) -> Option<f64> {
+/// The cluster's mean target rate over the measured part of the test, with
+/// the latest plan's rate updates.
+fn plan_target_rate(
+    settings: &crate::config::RunSettings,
+    plan: Option<&super::plan::Plan>,
+) -> Option<f64> {
     match &settings.engine.load {
         crate::engine::LoadModel::Open { profile, .. } => {
-            let main_secs = profile.curve.duration() - profile.warmup_secs;
-            Some(
-                profile
-                    .curve
-                    .count_between(profile.warmup_secs, profile.curve.duration())
-                    / main_secs.max(1e-9),
-            )
+            let curve = plan
+                .and_then(|p| p.cluster_curve(&profile.curve).ok())
+                .unwrap_or_else(|| profile.curve.clone());
+            let main_secs = curve.duration() - profile.warmup_secs;
+            Some(curve.count_between(profile.warmup_secs, curve.duration()) / main_secs.max(1e-9))
         }
         crate::engine::LoadModel::Closed { .. } => None,
     }
 }
 
-/// Arguments of `vajra-peer update`.
+/// Arguments of `vajra-peer update`: `--tps` alone changes the rate until
+/// the test's planned end; any pattern flag replaces the rest of the test
+/// with that pattern (the same flags as `run`), and the test then ends when
+/// the pattern does.
 #[derive(Debug, Clone, Args)]
 pub struct UpdateArgs {
-    /// New cluster rate, per second, from a fraction of a second from now
-    /// until the test's planned end.
+    /// New cluster rate per second (with no pattern flag: from a fraction
+    /// of a second from now until the test's planned end).
     #[arg(long)]
-    pub tps: f64,
+    pub tps: Option<f64>,
+    /// New pattern, from now on [default: inferred from the other flags].
+    #[arg(long, value_enum)]
+    pub pattern: Option<crate::config::args::PatternKind>,
+    /// Length of the new pattern: the test ends this long from now.
+    #[arg(long, short = 'd')]
+    pub duration: Option<HumanDuration>,
+    /// Linear ramp from 0 to --tps at the pattern's start.
+    #[arg(long)]
+    pub ramp_up: Option<HumanDuration>,
+    /// Linear ramp from --tps to 0 at the pattern's end.
+    #[arg(long)]
+    pub ramp_down: Option<HumanDuration>,
+    /// Step levels, RATE:DURATION,... e.g. 50:10s,150:10s.
+    #[arg(long)]
+    pub steps: Option<String>,
+    /// Spike pattern: rate during a spike (--tps is the base rate).
+    #[arg(long)]
+    pub spike_tps: Option<f64>,
+    /// Spike pattern: time from one spike to the next.
+    #[arg(long)]
+    pub spike_every: Option<HumanDuration>,
+    /// Spike pattern: how long each spike lasts.
+    #[arg(long)]
+    pub spike_duration: Option<HumanDuration>,
+    /// Sine pattern: swing around --tps.
+    #[arg(long)]
+    pub amplitude: Option<f64>,
+    /// Sine pattern: length of one wave.
+    #[arg(long)]
+    pub period: Option<HumanDuration>,
+    /// Custom pattern: TIME:RATE,... inline, or a file of "TIME,RATE" lines.
+    #[arg(long)]
+    pub points: Option<String>,
     /// Any peer of the cluster, HOST:PORT.
     #[arg(long, env = "VAJRA_PEER", default_value = "127.0.0.1:7700")]
     pub peer: String,
@@ -577,9 +618,67 @@ pub struct UpdateArgs {
     pub security: SecurityArgs,
 }
 
+impl UpdateArgs {
+    /// The control request these flags ask for, or what is wrong with them.
+    /// A pattern is compiled here, where its `--points` file is, and sent
+    /// as a rate curve.
+    pub fn request(&self) -> Result<ControlRequest, String> {
+        let pattern = RunArgs {
+            task: Some("noop".into()),
+            tps: self.tps,
+            pattern: self.pattern,
+            duration: self.duration,
+            ramp_up: self.ramp_up,
+            ramp_down: self.ramp_down,
+            steps: self.steps.clone(),
+            spike_tps: self.spike_tps,
+            spike_every: self.spike_every,
+            spike_duration: self.spike_duration,
+            amplitude: self.amplitude,
+            period: self.period,
+            points: self.points.clone(),
+            ..RunArgs::default()
+        };
+        let pattern_flags = [
+            self.pattern.is_some(),
+            self.duration.is_some(),
+            self.ramp_up.is_some(),
+            self.ramp_down.is_some(),
+            self.steps.is_some(),
+            self.spike_tps.is_some(),
+            self.spike_every.is_some(),
+            self.spike_duration.is_some(),
+            self.amplitude.is_some(),
+            self.period.is_some(),
+            self.points.is_some(),
+        ];
+        if !pattern_flags.contains(&true) {
+            return match self.tps {
+                Some(tps) => Ok(ControlRequest::Update(tps)),
+                None => Err("give --tps or a new pattern (see --help)".into()),
+            };
+        }
+        let settings = crate::config::resolve(pattern).map_err(|e| e.to_string())?;
+        match settings.engine.load {
+            crate::engine::LoadModel::Open { profile, .. } => Ok(ControlRequest::UpdatePattern(
+                profile.curve.points().to_vec(),
+            )),
+            crate::engine::LoadModel::Closed { .. } => {
+                Err("an update needs a rate (--tps or a pattern)".into())
+            }
+        }
+    }
+}
+
 /// Runs `vajra-peer update`.
 pub fn update(args: UpdateArgs) -> u8 {
-    simple_command(&args.peer, &args.security, ControlRequest::Update(args.tps))
+    match args.request() {
+        Ok(request) => simple_command(&args.peer, &args.security, request),
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_CONFIG
+        }
+    }
 }
 
 /// Runs `vajra-peer stop`.

@@ -23,7 +23,12 @@ use super::supervise::{
 use crate::config::{self, RunArgs};
 use crate::engine::LoadModel;
 use crate::export::Report;
+use crate::load::{RateCurve, RatePoint};
 use crate::task::TaskRegistry;
+
+/// How long the leader waits for a command to commit: a leader cut off in
+/// a minority cannot commit, and must answer rather than hang.
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How far in the future a test starts, so every peer has the plan (and
 /// its instances set up) before the first arrival is due.
@@ -37,8 +42,11 @@ pub enum ControlRequest {
     Start(Box<RunArgs>, String),
     /// Stop the running test.
     Stop,
-    /// Change the running test's cluster rate.
+    /// Change the running test's cluster rate until its planned end.
     Update(f64),
+    /// Replace the rest of the running test with this pattern (a rate
+    /// curve whose time 0 is a fraction of a second from now).
+    UpdatePattern(Vec<RatePoint>),
     /// This peer's report of a test.
     Results(String),
     /// The plan the leader has committed (forwarded to the leader).
@@ -185,7 +193,14 @@ impl Controller {
         match request {
             ControlRequest::Start(args, strategy) => self.start(*args, &strategy).await,
             ControlRequest::Stop => self.stop().await,
-            ControlRequest::Update(tps) => self.update(tps).await,
+            ControlRequest::Update(tps) => self.update(RateChange::Constant(tps)).await,
+            ControlRequest::UpdatePattern(points) => match RateCurve::new(points) {
+                Ok(curve) if curve.duration() > 0.0 => {
+                    self.update(RateChange::Pattern(curve)).await
+                }
+                Ok(_) => ControlReply::refused("the new pattern lasts no time"),
+                Err(e) => ControlReply::refused(format!("invalid pattern: {e}")),
+            },
             ControlRequest::CurrentPlan => ControlReply {
                 ok: true,
                 plan: self.machine.state().plan,
@@ -235,8 +250,11 @@ impl Controller {
             Ok(plan) => plan,
             Err(e) => return ControlReply::refused(e.to_string()),
         };
-        match self.raft.client_write(Command::SetPlan(plan.clone())).await {
-            Ok(response) if response.data.accepted => ControlReply {
+        match self
+            .commit(Command::SetPlan(plan.clone()), "the plan")
+            .await
+        {
+            Ok(()) => ControlReply {
                 ok: true,
                 message: format!("test {test_id} starts on {} peers", plan.shares.len()),
                 peers: live
@@ -246,13 +264,29 @@ impl Controller {
                 plan: Some(plan),
                 report: None,
             },
-            Ok(response) => ControlReply::refused(response.data.message),
-            Err(e) => ControlReply::refused(format!("could not commit the plan: {e}")),
+            Err(refusal) => refusal,
         }
     }
 
-    async fn update(&self, tps: f64) -> ControlReply {
-        if !(tps.is_finite() && tps >= 0.0) {
+    /// Commits `command` within [`COMMIT_TIMEOUT`]; a refusal says why not.
+    async fn commit(&self, command: Command, what: &str) -> Result<(), ControlReply> {
+        let write = self.raft.client_write(command);
+        match tokio::time::timeout(COMMIT_TIMEOUT, write).await {
+            Ok(Ok(response)) if response.data.accepted => Ok(()),
+            Ok(Ok(response)) => Err(ControlReply::refused(response.data.message)),
+            Ok(Err(e)) => Err(ControlReply::refused(format!(
+                "could not commit {what}: {e}"
+            ))),
+            Err(_) => Err(ControlReply::refused(format!(
+                "could not commit {what} within {COMMIT_TIMEOUT:?}: is a quorum of voters reachable?"
+            ))),
+        }
+    }
+
+    async fn update(&self, change: RateChange) -> ControlReply {
+        if let RateChange::Constant(tps) = change
+            && !(tps.is_finite() && tps >= 0.0)
+        {
             return ControlReply::refused(format!("invalid `tps`: must be a rate >= 0, got {tps}"));
         }
         let Some(plan) = self.machine.state().plan else {
@@ -262,20 +296,32 @@ impl Controller {
         if test_end(&plan).is_none_or(|(end, _)| at_ms >= end) {
             return ControlReply::refused("the test is ending; nothing left to update");
         }
-        let next = plan.with_rate(at_ms, tps);
+        let (next, what) = match &change {
+            RateChange::Constant(tps) => (plan.with_rate(at_ms, *tps), format!("{tps}/s")),
+            RateChange::Pattern(curve) => (
+                plan.with_pattern(at_ms, curve),
+                format!(
+                    "a new pattern for {:.3} s (peak {}/s)",
+                    curve.duration(),
+                    curve.peak_rate()
+                ),
+            ),
+        };
         let at_secs = next.epoch_offset_secs();
-        match self.raft.client_write(Command::SetPlan(next.clone())).await {
-            Ok(response) if response.data.accepted => ControlReply {
+        match self
+            .commit(Command::SetPlan(next.clone()), "the update")
+            .await
+        {
+            Ok(()) => ControlReply {
                 ok: true,
                 message: format!(
-                    "test {}: {tps}/s from {at_secs:.3} s (epoch {})",
+                    "test {}: {what} from {at_secs:.3} s (epoch {})",
                     plan.test_id, next.epoch
                 ),
                 plan: Some(next),
                 ..ControlReply::default()
             },
-            Ok(response) => ControlReply::refused(response.data.message),
-            Err(e) => ControlReply::refused(format!("could not commit the update: {e}")),
+            Err(refusal) => refusal,
         }
     }
 
@@ -286,17 +332,24 @@ impl Controller {
         let command = Command::StopTest {
             test_id: plan.test_id.clone(),
         };
-        match self.raft.client_write(command).await {
-            Ok(response) if response.data.accepted => ControlReply {
+        match self.commit(command, "the stop").await {
+            Ok(()) => ControlReply {
                 ok: true,
                 message: format!("test {} stopped", plan.test_id),
                 plan: Some(plan),
                 ..ControlReply::default()
             },
-            Ok(response) => ControlReply::refused(response.data.message),
-            Err(e) => ControlReply::refused(format!("could not commit the stop: {e}")),
+            Err(refusal) => refusal,
         }
     }
+}
+
+/// What an update changes the rate to.
+enum RateChange {
+    /// A constant rate until the test's planned end.
+    Constant(f64),
+    /// A new pattern replacing the rest of the test.
+    Pattern(RateCurve),
 }
 
 fn now_ms() -> u64 {
@@ -369,10 +422,11 @@ impl Controller {
             ),
             _ => "ended".to_owned(),
         };
-        match self.raft.client_write(command).await {
-            Ok(r) if r.data.accepted => tracing::info!("test {} {what}", plan.test_id),
-            Ok(r) => tracing::debug!("test {} not {what}: {}", plan.test_id, r.data.message),
-            Err(e) => tracing::debug!("test {} not {what}: {e}", plan.test_id),
+        match self.commit(command, &what).await {
+            Ok(()) => tracing::info!("test {} {what}", plan.test_id),
+            Err(refusal) => {
+                tracing::debug!("test {} not {what}: {}", plan.test_id, refusal.message)
+            }
         }
     }
 }

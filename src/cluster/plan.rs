@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::load::{CurveError, RateCurve};
+use crate::load::{CurveError, RateCurve, RatePoint};
 
 /// What a strategy knows about a peer that can take a share.
 #[derive(Debug, Clone, PartialEq)]
@@ -207,14 +207,45 @@ fn default_strategy() -> String {
     "equal".to_owned()
 }
 
-/// From `at_secs` after the test's start, the cluster targets `tps` until
-/// the test's planned end.
+/// A change of the cluster's rate from `at_secs` after the test's start:
+/// either a constant `tps` until the test's planned end, or a new pattern
+/// (`points`) that replaces the rest of the test, which then ends when the
+/// pattern does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RateUpdate {
     /// Seconds after the test's start.
     pub at_secs: f64,
-    /// New cluster rate.
+    /// New constant cluster rate (when `points` is empty); for a pattern,
+    /// its peak rate (shown in events).
     pub tps: f64,
+    /// The new pattern's curve, its time 0 at `at_secs`; empty for a
+    /// constant rate.
+    #[serde(default)]
+    pub points: Vec<RatePoint>,
+}
+
+impl RateUpdate {
+    /// The cluster curve from this update on, given the curve so far.
+    fn curve_after(&self, so_far: &RateCurve) -> Result<RateCurve, CurveError> {
+        if self.points.is_empty() {
+            let rest = (so_far.duration() - self.at_secs).max(0.0);
+            RateCurve::constant(self.tps, rest)
+        } else {
+            RateCurve::new(self.points.clone())
+        }
+    }
+
+    /// How a report's events describe it.
+    fn describe(&self) -> String {
+        match (self.points.first(), self.points.last()) {
+            (Some(first), Some(last)) => format!(
+                "new pattern for {:.1} s, peak {}/s",
+                last.at - first.at,
+                self.tps
+            ),
+            _ => format!("rate {}/s", self.tps),
+        }
+    }
 }
 
 impl Plan {
@@ -262,18 +293,31 @@ impl Plan {
     /// The cluster's rate curve with every rate update applied: `base` (the
     /// definition's curve) spliced at each update.
     pub fn cluster_curve(&self, base: &RateCurve) -> Result<RateCurve, PlanError> {
-        let end = base.duration();
         let mut curve = base.clone();
         for update in &self.rate_updates {
-            let rest = (end - update.at_secs).max(0.0);
-            curve = curve.splice(update.at_secs, &RateCurve::constant(update.tps, rest)?)?;
+            curve = curve.splice(update.at_secs, &update.curve_after(&curve)?)?;
         }
         Ok(curve)
     }
 
     /// The next epoch with the same shares and the rate changed to `tps`
-    /// from `start_unix_ms` on.
+    /// from `start_unix_ms` on, until the test's planned end.
     pub fn with_rate(&self, start_unix_ms: u64, tps: f64) -> Self {
+        self.with_update(start_unix_ms, tps, Vec::new())
+    }
+
+    /// The next epoch with the same shares and `pattern` (its time 0 at
+    /// `start_unix_ms`) replacing the rest of the test: the test now ends
+    /// when the pattern does.
+    pub fn with_pattern(&self, start_unix_ms: u64, pattern: &RateCurve) -> Self {
+        self.with_update(
+            start_unix_ms,
+            pattern.peak_rate(),
+            pattern.points().to_vec(),
+        )
+    }
+
+    fn with_update(&self, start_unix_ms: u64, tps: f64, points: Vec<RatePoint>) -> Self {
         let mut next = self.clone();
         next.past = self.past_with_this();
         next.epoch += 1;
@@ -281,6 +325,7 @@ impl Plan {
         next.rate_updates.push(RateUpdate {
             at_secs: next.epoch_offset_secs(),
             tps,
+            points,
         });
         next
     }
@@ -352,7 +397,7 @@ impl Plan {
                     .iter()
                     .find(|u| (u.at_secs - at).abs() < 1e-3)
                 {
-                    what.push(format!("rate {}/s", update.tps));
+                    what.push(update.describe());
                 }
                 if what.is_empty() {
                     what.push("shares changed".to_owned());
@@ -465,6 +510,45 @@ mod tests {
         assert_eq!(next.epoch, 2);
         assert_eq!(next.shares["x"], 0.5);
         assert_eq!(next.share_of("z", &cluster).unwrap(), None);
+    }
+
+    #[test]
+    fn a_new_pattern_replaces_the_rest_of_the_test_and_moves_its_end() {
+        let base = RateCurve::constant(1_000.0, 20.0).unwrap();
+        let peers = [peer("x", 1.0, 2, 0.0)];
+        let plan = Plan::first("t1", 0, &Equal, &peers, String::new()).unwrap();
+        // At 4 s: a ramp 0 -> 2000/s over 2 s, then 2000/s for 6 s.
+        let ramp = RateCurve::new(vec![
+            RatePoint { at: 0.0, rate: 0.0 },
+            RatePoint {
+                at: 2.0,
+                rate: 2_000.0,
+            },
+            RatePoint {
+                at: 8.0,
+                rate: 2_000.0,
+            },
+        ])
+        .unwrap();
+        let ramped = plan.with_pattern(4_000, &ramp);
+        let curve = ramped.cluster_curve(&base).unwrap();
+        assert!(
+            (curve.duration() - 12.0).abs() < 1e-9,
+            "ends with the pattern"
+        );
+        let expected = 1_000.0 * 4.0 + 2_000.0 + 2_000.0 * 6.0;
+        assert!((curve.total() - expected).abs() < 1e-6, "{}", curve.total());
+        // A later constant update holds until the pattern's end.
+        let slower = ramped.with_rate(10_000, 500.0);
+        let curve = slower.cluster_curve(&base).unwrap();
+        assert!((curve.duration() - 12.0).abs() < 1e-9);
+        assert!((curve.total() - (expected - 1_500.0 * 2.0)).abs() < 1e-6);
+        let events = slower.epoch_events();
+        assert!(
+            events[0].contains("new pattern for 8.0 s, peak 2000/s"),
+            "{events:?}"
+        );
+        assert!(events[1].contains("rate 500/s"), "{events:?}");
     }
 
     #[test]

@@ -48,7 +48,9 @@ pub fn test_end(plan: &Plan) -> Option<(u64, u64)> {
     let LoadModel::Open { profile, .. } = &settings.engine.load else {
         return None;
     };
-    let duration_ms = (profile.curve.duration() * 1_000.0) as u64;
+    // Rate updates with a new pattern move the end.
+    let curve = plan.cluster_curve(&profile.curve).ok()?;
+    let duration_ms = (curve.duration() * 1_000.0) as u64;
     Some((
         plan.test_start_unix_ms + duration_ms,
         settings.engine.drain_timeout.as_millis() as u64,

@@ -8,7 +8,7 @@
 use std::fmt;
 
 /// One corner of a rate curve: `rate` arrivals per second at `at` seconds.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RatePoint {
     /// Seconds since the start of the curve.
     pub at: f64,
