@@ -8,10 +8,15 @@
 //!
 //! `checksum` is CPU-bound, so it asks for the blocking thread strategy
 //! (a dedicated OS-thread pool); `--thread-strategy async` overrides it.
+//!
+//! It also registers a distribution strategy of its own for cluster runs:
+//! peers started from this binary split a test with
+//! `start --distribution spare-cores` (see `SpareCores`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use vajra::cluster::plan::{Candidate, DistributionStrategy, Strategies};
 use vajra::task::{Task, TaskError, TaskRegistry, TaskResult, ThreadStrategy};
 
 /// Data shared read-only by every instance, built once by the factory.
@@ -45,6 +50,27 @@ impl Task for Checksum {
     }
 }
 
+/// Shares by spare cores, favouring idle peers more strongly than the
+/// built-in `capacity` does: cores × idle², so a half-busy peer gets a
+/// quarter of an idle one's share per core.
+struct SpareCores;
+
+impl DistributionStrategy for SpareCores {
+    fn name(&self) -> &str {
+        "spare-cores"
+    }
+
+    fn weights(&self, peers: &[Candidate]) -> Vec<f64> {
+        peers
+            .iter()
+            .map(|p| {
+                let idle = (1.0 - p.cpu_percent / 100.0).clamp(0.05, 1.0);
+                f64::from(p.cores.max(1)) * idle * idle
+            })
+            .collect()
+    }
+}
+
 fn main() -> ExitCode {
     let mut registry = TaskRegistry::with_builtins();
     registry.register("checksum", |opts| {
@@ -60,5 +86,7 @@ fn main() -> ExitCode {
             })
         })
     });
-    vajra::cli::main_with(registry)
+    let mut strategies = Strategies::with_builtins();
+    strategies.register(SpareCores);
+    vajra::cli::main_with_strategies(registry, strategies)
 }

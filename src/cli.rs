@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::cluster::plan::Strategies;
 use crate::config::duration::HumanDuration;
 use crate::config::{self, ConfigError, RunArgs, RunSettings};
 use crate::engine::{LoadModel, StopCause, StopSignal};
@@ -88,8 +89,16 @@ struct ServeArgs {
     threads: Option<usize>,
 }
 
-/// Runs the `vajra-peer` command line with the tasks in `registry`.
+/// Runs the `vajra-peer` command line with the tasks in `registry` and the
+/// built-in distribution strategies.
 pub fn main_with(registry: TaskRegistry) -> ExitCode {
+    main_with_strategies(registry, Strategies::with_builtins())
+}
+
+/// Runs the `vajra-peer` command line with the tasks in `registry` and the
+/// distribution strategies in `strategies` (`start --distribution NAME`).
+/// Every peer of a cluster should run the same binary.
+pub fn main_with_strategies(registry: TaskRegistry, strategies: Strategies) -> ExitCode {
     init_logging();
     quiet_repeated_panics();
     let cli = match Cli::try_parse() {
@@ -106,7 +115,11 @@ pub fn main_with(registry: TaskRegistry) -> ExitCode {
         },
         Command::Demo(demo) => run_demo(&registry, demo),
         Command::Serve(serve) => run_serve(serve),
-        Command::Join(join) => crate::cluster::cli::join(join, std::sync::Arc::new(registry)),
+        Command::Join(join) => crate::cluster::cli::join(
+            join,
+            std::sync::Arc::new(registry),
+            std::sync::Arc::new(strategies),
+        ),
         Command::Status(status) => crate::cluster::cli::status(status),
         Command::Start(start) => crate::cluster::cli::start(*start),
         Command::Stop(stop) => crate::cluster::cli::stop(stop),

@@ -12,6 +12,7 @@ use super::auth::{Admission, MtlsIdentity};
 use super::control::{self, ControlReply, ControlRequest};
 use super::membership::{Peer, PeerConfig, hostname};
 use super::network::{Client, KIND_CONTROL, client_request, request_status};
+use super::plan::Strategies;
 use super::status::ClusterStatus;
 use crate::cli::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, runtime};
 use crate::config::RunArgs;
@@ -146,7 +147,7 @@ pub struct StatusArgs {
 
 /// Runs `vajra-peer join` until SIGINT or SIGTERM, running the cluster's
 /// tests with the tasks in `registry`.
-pub fn join(args: JoinArgs, registry: Arc<TaskRegistry>) -> u8 {
+pub fn join(args: JoinArgs, registry: Arc<TaskRegistry>, strategies: Arc<Strategies>) -> u8 {
     let admission = match args.security.admission() {
         Ok(a) => a,
         Err(e) => {
@@ -180,7 +181,7 @@ pub fn join(args: JoinArgs, registry: Arc<TaskRegistry>) -> u8 {
         return EXIT_RUNTIME;
     };
     rt.block_on(async move {
-        let peer = match Peer::start(config.clone(), registry).await {
+        let peer = match Peer::start(config.clone(), registry, strategies).await {
             Ok(peer) => peer,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -262,8 +263,9 @@ pub struct StartArgs {
     /// thresholds' verdict, as `run` does.
     #[arg(long, action = ArgAction::SetTrue)]
     pub wait: bool,
-    /// How the rate is split: equal, weighted (by each peer's --weight) or
-    /// capacity (by cores and idle CPU).
+    /// How the rate is split: equal, weighted (by each peer's --weight),
+    /// capacity (by cores and idle CPU), or one the peers' binary registered
+    /// (the leader checks the name).
     #[arg(long, env = "VAJRA_DISTRIBUTION", default_value = "equal")]
     pub distribution: String,
     /// Cluster id and peer authentication.
@@ -341,13 +343,6 @@ pub fn start(args: StartArgs) -> u8 {
             return EXIT_CONFIG;
         }
     };
-    if super::plan::strategy(&args.distribution).is_none() {
-        eprintln!(
-            "error: invalid `distribution`: unknown strategy '{}' (expected equal, weighted or capacity)",
-            args.distribution
-        );
-        return EXIT_CONFIG;
-    }
     let mut run = match &args.run.config {
         Some(path) => match crate::config::file::load(path) {
             Ok(file) => args.run.clone().over(file),

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::network::KIND_STATUS;
 use super::network::{KIND_CONTROL, Network};
-use super::plan::{Plan, strategy};
+use super::plan::{Plan, Strategies};
 use super::raft::store::StateMachine;
 use super::raft::{Command, Raft};
 use super::runner::{PeerResult, Results};
@@ -91,6 +91,8 @@ pub struct Controller {
     pub me: u64,
     /// Tasks it can run (to validate a start).
     pub registry: Arc<TaskRegistry>,
+    /// Distribution strategies it can split a test with.
+    pub strategies: Arc<Strategies>,
     /// Its finished reports.
     pub results: Results,
     /// Its current view of the cluster.
@@ -211,10 +213,9 @@ impl Controller {
     }
 
     async fn start(&self, args: RunArgs, strategy_name: &str) -> ControlReply {
-        let Some(strategy) = strategy(strategy_name) else {
-            return ControlReply::refused(format!(
-                "invalid `distribution`: unknown strategy '{strategy_name}' (expected equal, weighted or capacity)"
-            ));
+        let strategy = match self.strategies.named(strategy_name) {
+            Ok(strategy) => strategy,
+            Err(e) => return ControlReply::refused(e),
         };
         let settings = match config::resolve(args.clone()) {
             Ok(s) => s,
@@ -363,7 +364,7 @@ impl Controller {
     /// share holder is declared dead or a new peer is alive (the cluster
     /// keeps its total rate), and end the test once every peer is done.
     pub async fn supervise(self) {
-        let mut supervisor = Supervisor::default();
+        let mut supervisor = Supervisor::new(Arc::clone(&self.strategies));
         let mut tick = tokio::time::interval(SUPERVISE_EVERY);
         loop {
             tick.tick().await;

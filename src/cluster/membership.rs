@@ -18,6 +18,7 @@ use super::coordinator::{self, Settling};
 use super::discovery::MdnsDiscovery;
 use super::gossip::QuicGossip;
 use super::network::{CounterSnapshot, Identity, Network};
+use super::plan::Strategies;
 use super::raft::store::StateMachine;
 use super::raft::{self, Raft, RaftNode};
 use super::runner::{self, Activity, Results, SharedActivity};
@@ -132,8 +133,13 @@ pub struct Peer {
 
 impl Peer {
     /// Binds the endpoint, starts gossip and begins publishing state; runs
-    /// the cluster's tests with the tasks in `registry`.
-    pub async fn start(config: PeerConfig, registry: Arc<TaskRegistry>) -> anyhow::Result<Self> {
+    /// the cluster's tests with the tasks in `registry`, split by
+    /// `strategies`.
+    pub async fn start(
+        config: PeerConfig,
+        registry: Arc<TaskRegistry>,
+        strategies: Arc<Strategies>,
+    ) -> anyhow::Result<Self> {
         let advertise = match config.advertise {
             Some(a) => a,
             None => advertise_address(config.listen, &config.seeds)?,
@@ -235,6 +241,7 @@ impl Peer {
             machine: raft_node.machine.clone(),
             me: raft_id,
             registry: Arc::clone(&registry),
+            strategies,
             results: Arc::clone(&results),
             status: Arc::new(move || serde_json::from_slice(&cache.lock()).ok()),
         };

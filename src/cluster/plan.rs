@@ -10,6 +10,7 @@
 //! module is the pure part, shared by the peers and the simulation.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -87,13 +88,65 @@ impl DistributionStrategy for Capacity {
     }
 }
 
-/// A strategy by name: "equal", "weighted" or "capacity".
-pub fn strategy(name: &str) -> Option<Box<dyn DistributionStrategy>> {
-    match name {
-        "equal" => Some(Box::new(Equal)),
-        "weighted" => Some(Box::new(Weighted)),
-        "capacity" => Some(Box::new(Capacity)),
-        _ => None,
+/// The distribution strategies a peer knows, by name: the built-in
+/// "equal", "weighted" and "capacity", and any a user binary registers.
+///
+/// Every peer of a cluster should know the same ones: whichever becomes
+/// leader re-splits with the test's strategy, and one that does not know it
+/// falls back to "equal" (the total stays on target; the split changes).
+#[derive(Clone)]
+pub struct Strategies {
+    by_name: BTreeMap<String, Arc<dyn DistributionStrategy>>,
+}
+
+impl std::fmt::Debug for Strategies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+impl Default for Strategies {
+    fn default() -> Self {
+        Self::with_builtins()
+    }
+}
+
+impl Strategies {
+    /// The built-in strategies.
+    pub fn with_builtins() -> Self {
+        let mut strategies = Self {
+            by_name: BTreeMap::new(),
+        };
+        strategies.register(Equal);
+        strategies.register(Weighted);
+        strategies.register(Capacity);
+        strategies
+    }
+
+    /// Adds `strategy` under its name (replacing one of the same name).
+    pub fn register(&mut self, strategy: impl DistributionStrategy + 'static) {
+        self.by_name
+            .insert(strategy.name().to_owned(), Arc::new(strategy));
+    }
+
+    /// The strategy called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn DistributionStrategy>> {
+        self.by_name.get(name).cloned()
+    }
+
+    /// Every known name, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.by_name.keys().map(String::as_str).collect()
+    }
+
+    /// The strategy called `name`, or an error listing the known ones.
+    pub fn named(&self, name: &str) -> Result<Arc<dyn DistributionStrategy>, String> {
+        self.get(name).ok_or_else(|| {
+            format!(
+                "invalid `distribution`: unknown strategy '{name}' (expected {})",
+                self.names().join(", ")
+            )
+        })
     }
 }
 
@@ -456,7 +509,11 @@ mod tests {
             })
             .collect();
         for name in ["equal", "weighted", "capacity"] {
-            let shares = split(strategy(name).unwrap().as_ref(), &peers).unwrap();
+            let shares = split(
+                Strategies::with_builtins().get(name).unwrap().as_ref(),
+                &peers,
+            )
+            .unwrap();
             assert_eq!(shares.values().sum::<f64>(), 1.0, "{name}");
             assert_eq!(shares.len(), 7);
         }

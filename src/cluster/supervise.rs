@@ -6,7 +6,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use super::plan::{Candidate, Equal, Plan, PlanError, strategy};
+use std::sync::Arc;
+
+use super::plan::{Candidate, Equal, Plan, PlanError, Strategies};
 use super::raft::Command;
 use super::status::{ClusterStatus, Liveness, MemberStatus};
 use crate::config::{self, RunArgs};
@@ -75,6 +77,7 @@ pub fn suspects(plan: &Plan, status: &ClusterStatus) -> Vec<(String, String)> {
 /// its share; an alive member without a share is a newcomer.
 pub fn duty(
     plan: &Plan,
+    strategies: &Strategies,
     end: (u64, u64),
     status: &ClusterStatus,
     unreachable: &BTreeSet<String>,
@@ -105,7 +108,13 @@ pub fn duty(
     if !(holder_lost || newcomer) {
         return Ok(Duty::Idle);
     }
-    let strategy = strategy(&plan.strategy).unwrap_or_else(|| Box::new(Equal));
+    let strategy = strategies.get(&plan.strategy).unwrap_or_else(|| {
+        tracing::warn!(
+            "strategy '{}' is unknown here; re-splitting equally",
+            plan.strategy
+        );
+        Arc::new(Equal)
+    });
     let next = plan.resplit(starts_ms, strategy.as_ref(), &candidates(&alive))?;
     Ok(Duty::Resplit(next))
 }
@@ -154,7 +163,10 @@ pub const PROBE_MISSES: u32 = 2;
 /// transport), then [`Supervisor::finish`] with those that did not answer.
 #[derive(Debug, Default)]
 pub struct Supervisor {
-    ends: HashMap<String, Option<(u64, u64)>>,
+    strategies: Arc<Strategies>,
+    /// Each test's end, by test id and number of rate updates (a new
+    /// pattern moves the end).
+    ends: HashMap<(String, usize), Option<(u64, u64)>>,
     alive_since: AliveSince,
     misses: HashMap<String, u32>,
 }
@@ -168,6 +180,14 @@ pub struct Tick {
 }
 
 impl Supervisor {
+    /// A supervisor that re-splits with `strategies`.
+    pub fn new(strategies: Arc<Strategies>) -> Self {
+        Self {
+            strategies,
+            ..Self::default()
+        }
+    }
+
     /// Forgets what a leadership term learned (this peer no longer leads).
     pub fn reset(&mut self) {
         self.alive_since = AliveSince::default();
@@ -179,7 +199,7 @@ impl Supervisor {
     pub fn begin(&mut self, plan: &Plan, status: &mut ClusterStatus, now_ms: u64) -> Option<Tick> {
         let end = (*self
             .ends
-            .entry(plan.test_id.clone())
+            .entry((plan.test_id.clone(), plan.rate_updates.len()))
             .or_insert_with(|| test_end(plan)))?;
         self.alive_since.settle(status, now_ms);
         Some(Tick {
@@ -210,13 +230,22 @@ impl Supervisor {
             .filter(|(_, m)| **m >= PROBE_MISSES)
             .map(|(id, _)| id.clone())
             .collect();
-        Ok(match duty(plan, tick.end, status, &unreachable, now_ms)? {
-            Duty::Idle => None,
-            Duty::End => Some(Command::EndTest {
-                test_id: plan.test_id.clone(),
-            }),
-            Duty::Resplit(next) => Some(Command::SetPlan(next)),
-        })
+        Ok(
+            match duty(
+                plan,
+                &self.strategies,
+                tick.end,
+                status,
+                &unreachable,
+                now_ms,
+            )? {
+                Duty::Idle => None,
+                Duty::End => Some(Command::EndTest {
+                    test_id: plan.test_id.clone(),
+                }),
+                Duty::Resplit(next) => Some(Command::SetPlan(next)),
+            },
+        )
     }
 }
 
@@ -260,5 +289,72 @@ mod tests {
         let mut again = status(vec![member("a", 1, Alive), member("b", 2, Alive)]);
         since.settle(&mut again, 11_800);
         assert_eq!(states(&again), [Alive, Suspect], "a break starts over");
+    }
+
+    /// Twice the share for "a", by name.
+    struct FavourA;
+
+    impl crate::cluster::plan::DistributionStrategy for FavourA {
+        fn name(&self) -> &str {
+            "favour-a"
+        }
+
+        fn weights(&self, peers: &[Candidate]) -> Vec<f64> {
+            peers
+                .iter()
+                .map(|p| if p.id == "a" { 2.0 } else { 1.0 })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn a_lost_share_is_re_split_with_the_tests_own_strategy() {
+        use Liveness::*;
+        let mut strategies = Strategies::with_builtins();
+        strategies.register(FavourA);
+        let all = status(vec![
+            member("a", 1, Alive),
+            member("b", 2, Alive),
+            member("c", 3, Alive),
+        ]);
+        let peers = candidates(&all.members.iter().collect::<Vec<_>>());
+        let favour = strategies.get("favour-a").unwrap();
+        let plan = Plan::first("t", 0, favour.as_ref(), &peers, String::new()).unwrap();
+        assert_eq!(plan.shares["a"], 0.5);
+        let c_dead = status(vec![
+            member("a", 1, Alive),
+            member("b", 2, Alive),
+            member("c", 3, Dead),
+        ]);
+        let end = (60_000, 0);
+        let none = BTreeSet::new();
+        let Duty::Resplit(next) = duty(&plan, &strategies, end, &c_dead, &none, 5_000).unwrap()
+        else {
+            panic!("c's share is lost");
+        };
+        assert_eq!(next.strategy, "favour-a");
+        assert!(
+            (next.shares["a"] - 2.0 / 3.0).abs() < 1e-12,
+            "{:?}",
+            next.shares
+        );
+        assert_eq!(next.start_unix_ms, 5_000 + RESPLIT_DELAY.as_millis() as u64);
+        let unknown = duty(
+            &plan,
+            &Strategies::with_builtins(),
+            end,
+            &c_dead,
+            &none,
+            5_000,
+        );
+        let Ok(Duty::Resplit(equal)) = unknown else {
+            panic!("a peer without the strategy still re-splits");
+        };
+        assert_eq!(
+            equal.shares["a"], 0.5,
+            "equally, where the strategy is unknown"
+        );
+        let idle = duty(&plan, &strategies, end, &all, &none, 5_000).unwrap();
+        assert_eq!(idle, Duty::Idle, "nothing lost, nobody new");
     }
 }
