@@ -101,6 +101,36 @@ fn three_peers_run_3000_per_second_for_20_s_and_merge_exactly() {
         merged.value_at_quantile(0.99) as f64 / 1e3,
         report.main.latency.p99_us
     );
+    // So are every second's: peers' windows are the test's seconds.
+    let mut busy = 0;
+    for window in &report.series {
+        let mut expected = new_histogram();
+        let mut completed = 0;
+        for peer in report.peers.values() {
+            let Some(w) = peer.series.iter().find(|w| w.second == window.second) else {
+                continue;
+            };
+            completed += w.success + w.failure;
+            if let Some(h) = &w.histograms {
+                merge(&mut expected, &decode_v2(&h.latency).unwrap());
+            }
+        }
+        assert_eq!(window.success + window.failure, completed);
+        assert_eq!(
+            window.latency.count,
+            expected.len(),
+            "second {}",
+            window.second
+        );
+        assert_eq!(
+            window.latency.p99_us,
+            expected.value_at_quantile(0.99) as f64 / 1e3,
+            "second {}",
+            window.second
+        );
+        busy += usize::from(completed > 0);
+    }
+    assert!(busy >= 20, "20 seconds of load merged: {busy}");
 }
 
 #[test]
@@ -350,6 +380,21 @@ fn a_peer_joining_mid_test_takes_a_share() {
     let joined = report.peers.get("j3").map_or(0, |r| r.main.completed);
     eprintln!("with j3 joining: cluster total {total} of 30000, j3 ran {joined}");
     assert!(joined > 1_000, "the newcomer took a share: {joined}");
+    // The newcomer's run clock starts at the test's start too, so its
+    // seconds add to the others' where they belong: every full second of
+    // the merged series holds the cluster's 2000, none more.
+    let per_second: Vec<u64> = report.series.iter().map(|w| w.success).collect();
+    let off = per_second[1..14]
+        .iter()
+        .filter(|&&n| n.abs_diff(2_000) > 100)
+        .count();
+    assert!(off <= 1, "merged seconds stray from 2000/s: {per_second:?}");
+    let newcomer = &report.peers["j3"].series;
+    assert!(
+        newcomer.iter().take(5).all(|w| w.success == 0),
+        "j3 ran nothing before it joined: {:?}",
+        newcomer.iter().map(|w| w.success).collect::<Vec<_>>()
+    );
     assert!(
         total.abs_diff(30_000) <= 300,
         "cluster total {total} not within 1 % of 30000 (a join loses nothing)"

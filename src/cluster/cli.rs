@@ -409,7 +409,8 @@ async fn wait_and_report(
     };
     // Every peer hands out its figures so far while it runs, so the last
     // ones of a peer that dies are kept and merged (its work up to then).
-    let mut reports = std::collections::BTreeMap::new();
+    let mut reports: std::collections::BTreeMap<String, crate::export::Report> =
+        std::collections::BTreeMap::new();
     let mut finished = std::collections::BTreeSet::new();
     let mut heard: std::collections::BTreeMap<String, std::time::Instant> = plan
         .shares
@@ -425,8 +426,6 @@ async fn wait_and_report(
             return EXIT_RUNTIME;
         }
     };
-    let request = serde_json::to_vec(&ControlRequest::Results(plan.test_id.clone()))
-        .expect("requests serialise");
     loop {
         let now = std::time::Instant::now();
         let test_end = latest_plan.as_ref().map_or(began, test_end_of);
@@ -448,10 +447,16 @@ async fn wait_and_report(
             .collect();
         let asks = pending.into_iter().filter_map(|node| {
             let addr: SocketAddr = addresses.get(&node)?.parse().ok()?;
-            let (client, request) = (&client, &request);
+            // Only the windows not fetched yet: closed windows never change.
+            let request = serde_json::to_vec(&ControlRequest::Results {
+                test_id: plan.test_id.clone(),
+                skip: reports.get(&node).map_or(0, |r| r.series.len()),
+            })
+            .expect("requests serialise");
+            let client = &client;
             Some(async move {
                 let answer = client
-                    .request(addr, KIND_CONTROL, request, RESULTS_TIMEOUT)
+                    .request(addr, KIND_CONTROL, &request, RESULTS_TIMEOUT)
                     .await
                     .ok()?;
                 let reply: ControlReply = serde_json::from_slice(&answer).ok()?;
@@ -475,8 +480,12 @@ async fn wait_and_report(
                         .entry(id.clone())
                         .or_insert_with(std::time::Instant::now);
                 }
-                if let Some(report) = reply.report {
+                if let Some(mut report) = reply.report {
                     heard.insert(node.clone(), std::time::Instant::now());
+                    if let Some(known) = reports.remove(&node) {
+                        let new_windows = std::mem::replace(&mut report.series, known.series);
+                        report.series.extend(new_windows);
+                    }
                     if report.outcome != "running" {
                         finished.insert(node.clone());
                     }
@@ -499,7 +508,7 @@ async fn wait_and_report(
         .keys()
         .filter(|n| !finished.contains(*n))
         .map(|n| match reports.get(n) {
-            Some(r) => format!("peer {n} was lost; its figures cover its first {:.1} s (the others took over its share)", r.load_secs),
+            Some(r) => format!("peer {n} was lost; its figures cover the test up to {:.1} s (the others took over its share)", r.load_secs),
             None => format!("peer {n} was lost before reporting anything"),
         });
     let events: Vec<String> = latest_plan

@@ -47,8 +47,16 @@ pub enum ControlRequest {
     /// Replace the rest of the running test with this pattern (a rate
     /// curve whose time 0 is a fraction of a second from now).
     UpdatePattern(Vec<RatePoint>),
-    /// This peer's report of a test.
-    Results(String),
+    /// This peer's report of a test (figures so far while it runs), its
+    /// series without the first `skip` windows: a client polling a long
+    /// test asks only for the windows it has not seen (closed windows never
+    /// change).
+    Results {
+        /// The test.
+        test_id: String,
+        /// Windows of the series the client already has.
+        skip: usize,
+    },
     /// The plan the leader has committed (forwarded to the leader).
     CurrentPlan,
 }
@@ -128,7 +136,7 @@ impl Controller {
     }
 
     async fn handle(&self, request: ControlRequest, raw: &[u8]) -> ControlReply {
-        if let ControlRequest::Results(test_id) = &request {
+        if let ControlRequest::Results { test_id, skip } = &request {
             // Also say who runs the test now, so a waiting client learns of
             // peers that joined it at a later epoch.
             let plan = self.machine.state().plan.filter(|p| &p.test_id == test_id);
@@ -138,7 +146,10 @@ impl Controller {
             let mut reply = match self.results.lock().get(test_id) {
                 Some(PeerResult::Running(report) | PeerResult::Finished(report)) => ControlReply {
                     ok: true,
-                    report: Some((**report).clone()),
+                    report: Some(Report {
+                        series: report.series.iter().skip(*skip).cloned().collect(),
+                        ..(**report).clone()
+                    }),
                     ..ControlReply::default()
                 },
                 Some(PeerResult::Failed(e)) => {
@@ -208,7 +219,7 @@ impl Controller {
                 plan: self.machine.state().plan,
                 ..ControlReply::default()
             },
-            ControlRequest::Results(_) => unreachable!("answered before forwarding"),
+            ControlRequest::Results { .. } => unreachable!("answered before forwarding"),
         }
     }
 

@@ -67,8 +67,6 @@ pub type SharedActivity = Arc<Mutex<Activity>>;
 struct Running {
     test_id: String,
     epoch: u64,
-    /// Seconds from the test's start to this peer's run-clock origin.
-    clock_offset: f64,
     /// The definition's rate curve (origin at the test's start).
     base_curve: RateCurve,
     control: LoadControl,
@@ -257,15 +255,22 @@ fn start(
         return Err("a distributed test needs a target rate".into());
     };
     let share = plan.shares[me];
-    // A peer that joins at a later epoch runs the rest of the curve from
-    // that epoch's start.
+    // Every peer's run clock starts at the test's start, so its windows
+    // are the test's seconds and merge second by second. A peer that joins
+    // at a later epoch runs nothing until that epoch's start, then its
+    // share of the rest of the curve.
     let offset = plan.epoch_offset_secs();
     let effective = plan
         .cluster_curve(&profile.curve)
         .map_err(|e| e.to_string())?;
-    let cluster_curve = effective.after(offset).map_err(|e| e.to_string())?;
-    let curve = cluster_curve.scaled(share).map_err(|e| e.to_string())?;
-    let warmup_secs = (profile.warmup_secs - offset).max(0.0);
+    let mut curve = effective.scaled(share).map_err(|e| e.to_string())?;
+    if offset > 0.0 {
+        let rest = effective.after(offset).and_then(|c| c.scaled(share));
+        curve = RateCurve::constant(0.0, offset)
+            .and_then(|idle| idle.splice(offset, &rest?))
+            .map_err(|e| e.to_string())?;
+    }
+    let warmup_secs = profile.warmup_secs;
     let engine = EngineConfig {
         load: LoadModel::Open {
             profile: CompiledProfile { curve, warmup_secs },
@@ -273,7 +278,7 @@ fn start(
             max_in_flight,
             saturation,
         },
-        start_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(plan.start_unix_ms)),
+        start_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(plan.test_start_unix_ms)),
         ..settings.engine.clone()
     };
     let runnable = registry
@@ -322,7 +327,6 @@ fn start(
     Ok(Running {
         test_id: plan.test_id.clone(),
         epoch: plan.epoch,
-        clock_offset: offset,
         base_curve: profile.curve,
         control,
         stop,
@@ -359,9 +363,7 @@ fn resplit(me: &str, plan: &super::plan::Plan, running: &mut Running, activity: 
                     change.epoch,
                     change.share
                 );
-                running
-                    .control
-                    .update(change.at_secs - running.clock_offset, tail);
+                running.control.update(change.at_secs, tail);
                 running.epoch = change.epoch;
             }
             Err(e) => return tracing::warn!("cannot follow epoch {}: {e}", change.epoch),

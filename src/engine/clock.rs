@@ -20,6 +20,12 @@ impl RunClock {
         *self.origin.get_or_init(Instant::now)
     }
 
+    /// Starts the clock as if it had started at `origin` (later calls keep
+    /// the first origin).
+    pub fn start_from(&self, origin: Instant) -> Instant {
+        *self.origin.get_or_init(|| origin)
+    }
+
     /// The instant the clock started, if it has.
     pub fn origin(&self) -> Option<Instant> {
         self.origin.get().copied()

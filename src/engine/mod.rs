@@ -78,7 +78,10 @@ pub struct EngineConfig {
     /// How long in-flight work may finish after the load ends.
     pub drain_timeout: Duration,
     /// Wall-clock instant the run clock starts at (after instances are set
-    /// up), so peers of a cluster start together; `None` starts at once.
+    /// up), so peers of a cluster start together and count the same
+    /// seconds; `None` starts at once. An instant already past starts the
+    /// clock that far along: the arrivals due since then are owed (a peer
+    /// joining a running test gives itself a curve at rate 0 until then).
     pub start_at: Option<SystemTime>,
 }
 
@@ -302,11 +305,10 @@ async fn start_open<F: TaskFactory>(
         );
     }
     wait_ready(ctx, ready_rx, pool.started).await?;
-    wait_for_start(start_at).await;
+    start_clock(ctx, start_at).await;
     let schedule = ArrivalSchedule::new(profile.curve.clone());
     let planned = schedule.total_arrivals();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    ctx.clock.start();
     let (ctx2, spawner2) = (Arc::clone(ctx), Arc::clone(spawner));
     let followed = Arc::new(parking_lot::Mutex::new(None));
     let slot = Arc::clone(&followed);
@@ -353,8 +355,7 @@ async fn start_closed<F: TaskFactory>(
         );
     }
     let ready = wait_ready(ctx, ready_rx, concurrency).await;
-    wait_for_start(start_at).await;
-    ctx.clock.start();
+    start_clock(ctx, start_at).await;
     let _ = go_tx.send(true);
     ready?;
     Ok(Started {
@@ -365,10 +366,23 @@ async fn start_closed<F: TaskFactory>(
     })
 }
 
-/// Sleeps until the wall clock reaches `start_at` (if it is in the future).
-async fn wait_for_start(start_at: Option<SystemTime>) {
-    if let Some(wait) = start_at.and_then(|at| at.duration_since(SystemTime::now()).ok()) {
-        tokio::time::sleep(wait).await;
+/// Starts the run clock at `start_at`: sleeps until then if it is ahead,
+/// or backdates the clock's origin if it is past.
+async fn start_clock<F: TaskFactory>(ctx: &RunContext<F>, start_at: Option<SystemTime>) {
+    let Some(at) = start_at else {
+        ctx.clock.start();
+        return;
+    };
+    match at.duration_since(SystemTime::now()) {
+        Ok(wait) => {
+            tokio::time::sleep(wait).await;
+            ctx.clock.start();
+        }
+        Err(past) => {
+            let now = std::time::Instant::now();
+            ctx.clock
+                .start_from(now.checked_sub(past.duration()).unwrap_or(now));
+        }
     }
 }
 

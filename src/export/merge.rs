@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::report::{Histograms, PhaseReport, Report, SelfCheck};
 use crate::metrics::histogram::{decode_v2, encode_v2, merge, new_histogram};
 use crate::metrics::stats::ErrorCounts;
-use crate::metrics::{LatencyHistogram, LatencySummary, WindowReport};
+use crate::metrics::{HistogramPair, LatencyHistogram, LatencySummary, WindowReport};
 use crate::threshold::{Threshold, ThresholdInput};
 
 fn decode_all<'a>(encoded: impl Iterator<Item = &'a str>) -> anyhow::Result<LatencyHistogram> {
@@ -57,36 +57,115 @@ fn merge_phase(
     }
 }
 
-/// Adds the per-second counts of every peer. Per-second latency needs
-/// per-second histograms, which reports do not carry yet: merged windows
-/// leave their latency summaries empty rather than average percentiles.
-fn merge_series(parts: &[&Report]) -> Vec<WindowReport> {
-    let mut by_second: BTreeMap<u64, WindowReport> = BTreeMap::new();
+/// One second of the cluster: the peers' windows of that second added.
+struct MergedWindow {
+    report: WindowReport,
+    latency: LatencyHistogram,
+    service: LatencyHistogram,
+    /// Whether a peer had results that second but no histograms (a report
+    /// of an older version): its percentiles are then unknown.
+    incomplete: bool,
+}
+
+impl MergedWindow {
+    fn add(&mut self, w: &WindowReport) -> anyhow::Result<()> {
+        let entry = &mut self.report;
+        entry.dispatched += w.dispatched;
+        entry.dropped += w.dropped;
+        entry.success += w.success;
+        entry.failure += w.failure;
+        entry.rate += w.rate;
+        entry.duration_s = entry.duration_s.max(w.duration_s);
+        entry.lag_p99_us = entry.lag_p99_us.max(w.lag_p99_us);
+        entry.cpu_percent = entry.cpu_percent.max(w.cpu_percent);
+        match &w.histograms {
+            Some(h) => {
+                merge(&mut self.latency, &decode_v2(&h.latency)?);
+                merge(&mut self.service, &decode_v2(&h.service)?);
+            }
+            None => self.incomplete |= w.success + w.failure > 0,
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> WindowReport {
+        if !self.incomplete && !self.latency.is_empty() {
+            self.report.latency = LatencySummary::of(&self.latency);
+            self.report.service = LatencySummary::of(&self.service);
+            self.report.histograms = Some(HistogramPair {
+                latency: encode_v2(&self.latency),
+                service: encode_v2(&self.service),
+            });
+        }
+        self.report
+    }
+}
+
+/// Adds every peer's windows second by second (peers' run clocks all start
+/// at the test's start): counts add, and each second's percentiles come
+/// from the sum of that second's histograms, never from averaging.
+fn merge_series(parts: &[&Report]) -> anyhow::Result<Vec<WindowReport>> {
+    let mut by_second: BTreeMap<u64, MergedWindow> = BTreeMap::new();
     for report in parts {
         for w in &report.series {
-            let entry = by_second.entry(w.second).or_insert_with(|| WindowReport {
-                latency: LatencySummary::default(),
-                service: LatencySummary::default(),
-                dispatched: 0,
-                dropped: 0,
-                success: 0,
-                failure: 0,
-                rate: 0.0,
-                lag_p99_us: 0.0,
-                cpu_percent: 0.0,
-                ..w.clone()
+            let entry = by_second.entry(w.second).or_insert_with(|| MergedWindow {
+                report: WindowReport {
+                    latency: LatencySummary::default(),
+                    service: LatencySummary::default(),
+                    dispatched: 0,
+                    dropped: 0,
+                    success: 0,
+                    failure: 0,
+                    rate: 0.0,
+                    lag_p99_us: 0.0,
+                    cpu_percent: 0.0,
+                    histograms: None,
+                    ..w.clone()
+                },
+                latency: new_histogram(),
+                service: new_histogram(),
+                incomplete: false,
             });
-            entry.dispatched += w.dispatched;
-            entry.dropped += w.dropped;
-            entry.success += w.success;
-            entry.failure += w.failure;
-            entry.rate += w.rate;
-            entry.duration_s = entry.duration_s.max(w.duration_s);
-            entry.lag_p99_us = entry.lag_p99_us.max(w.lag_p99_us);
-            entry.cpu_percent = entry.cpu_percent.max(w.cpu_percent);
+            entry.add(w)?;
         }
     }
-    by_second.into_values().collect()
+    Ok(by_second.into_values().map(MergedWindow::finish).collect())
+}
+
+/// Each tag's merged figures and histograms. A tag some report has
+/// without its histograms (an older version's) is left out rather than
+/// given wrong percentiles.
+fn merge_tags(
+    reports: &[&Report],
+) -> anyhow::Result<(
+    BTreeMap<String, PhaseReport>,
+    BTreeMap<String, HistogramPair>,
+)> {
+    let names: std::collections::BTreeSet<&String> =
+        reports.iter().flat_map(|r| r.tags.keys()).collect();
+    let (mut tags, mut histograms) = (BTreeMap::new(), BTreeMap::new());
+    for name in names {
+        let with_tag: Vec<&Report> = reports
+            .iter()
+            .copied()
+            .filter(|r| r.tags.contains_key(name))
+            .collect();
+        let pairs: Option<Vec<&HistogramPair>> = with_tag
+            .iter()
+            .map(|r| r.histograms.tags.get(name))
+            .collect();
+        let Some(pairs) = pairs else { continue };
+        let latency = decode_all(pairs.iter().map(|p| p.latency.as_str()))?;
+        let service = decode_all(pairs.iter().map(|p| p.service.as_str()))?;
+        let parts: Vec<&PhaseReport> = with_tag.iter().map(|r| &r.tags[name]).collect();
+        tags.insert(name.clone(), merge_phase(&parts, &latency, &service));
+        let pair = HistogramPair {
+            latency: encode_v2(&latency),
+            service: encode_v2(&service),
+        };
+        histograms.insert(name.clone(), pair);
+    }
+    Ok((tags, histograms))
 }
 
 /// The cluster's report from its peers' (`(peer, report)` pairs),
@@ -150,6 +229,7 @@ pub fn merge_reports(
             ));
         }
     }
+    let (tags, tag_histograms) = merge_tags(&reports)?;
     let worst = ["aborted", "interrupted", "completed"]
         .into_iter()
         .find(|o| reports.iter().any(|r| r.outcome == *o))
@@ -166,7 +246,7 @@ pub fn merge_reports(
         planned: reports.iter().map(|r| r.planned).sum(),
         instances: reports.iter().map(|r| r.instances).sum(),
         unfinished: reports.iter().map(|r| r.unfinished).sum(),
-        tags: BTreeMap::new(),
+        tags,
         scheduler_lag: lag.as_ref().map(LatencySummary::of),
         self_check: SelfCheck {
             reliable: reasons.is_empty(),
@@ -185,16 +265,84 @@ pub fn merge_reports(
                 .fold(0.0, f64::max),
         },
         thresholds: thresholds.iter().map(|t| t.evaluate(&input)).collect(),
-        series: merge_series(&reports),
+        series: merge_series(&reports)?,
         histograms: Histograms {
             latency: encode_v2(&latency),
             service: encode_v2(&service),
             warmup_latency: warmup.as_ref().map(|_| encode_v2(&warmup_latency)),
             scheduler_lag: lag.as_ref().map(encode_v2),
+            tags: tag_histograms,
         },
         main,
         warmup,
         peers: parts.iter().cloned().collect(),
         events: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Aggregator, MetricsHub, Phase};
+
+    /// A peer's report: `n` executions of `latency_us` µs in each of the
+    /// seconds given, half of them tagged "login".
+    fn peer_report(seconds: &[u64], n: u64, latency_us: u64) -> Report {
+        let hub = MetricsHub::new(1);
+        let recorder = hub.recorder();
+        for &second in seconds {
+            for i in 0..n {
+                let tag = (i % 2 == 0).then_some("login");
+                let ns = (latency_us + i) * 1_000;
+                recorder.record_execution(second, (Phase::Main, tag), ns, ns / 2, None);
+            }
+        }
+        let mut metrics = Aggregator::new(hub, 0.0);
+        metrics.finish(4.0);
+        Report::snapshot("t", &metrics, 0.0, 4.0)
+    }
+
+    #[test]
+    fn windows_and_tags_merge_as_exactly_as_the_totals() {
+        let fast = peer_report(&[0, 1, 2], 100, 100);
+        let slow = peer_report(&[1, 2, 3], 50, 5_000);
+        let parts = [
+            ("a".to_owned(), fast.clone()),
+            ("b".to_owned(), slow.clone()),
+        ];
+        let merged = merge_reports(&parts, &[], Duration::MAX).unwrap();
+        assert_eq!(merged.main.completed, 300 + 150);
+        for window in &merged.series {
+            let mut expected = new_histogram();
+            for report in [&fast, &slow] {
+                let w = &report.series[window.second as usize];
+                if let Some(h) = &w.histograms {
+                    merge(&mut expected, &decode_v2(&h.latency).unwrap());
+                }
+            }
+            assert_eq!(window.latency.count, expected.len());
+            assert_eq!(
+                window.latency.p99_us,
+                expected.value_at_quantile(0.99) as f64 / 1e3
+            );
+        }
+        // Second 1 holds both peers: its p99 is the slow peer's, which no
+        // average of the two p99s would give.
+        let both = &merged.series[1];
+        assert_eq!(both.success, 150);
+        assert!(both.latency.p99_us > 5_000.0, "{:?}", both.latency);
+        let login = &merged.tags["login"];
+        assert_eq!(login.completed, 3 * 50 + 3 * 25);
+        let expected = decode_all(
+            [&fast, &slow]
+                .iter()
+                .map(|r| r.histograms.tags["login"].latency.as_str()),
+        )
+        .unwrap();
+        assert_eq!(login.latency, LatencySummary::of(&expected));
+        assert_eq!(
+            decode_v2(&merged.histograms.tags["login"].latency).unwrap(),
+            expected
+        );
+    }
 }

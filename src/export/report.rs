@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{RunOutcome, StopCause};
 use crate::metrics::histogram::encode_v2;
-use crate::metrics::{Aggregator, ErrorCount, LatencySummary, OpStats, Phase, WindowReport};
+use crate::metrics::{
+    Aggregator, ErrorCount, HistogramPair, LatencySummary, OpStats, Phase, WindowReport,
+};
 use crate::threshold::{Threshold, ThresholdInput, ThresholdResult, format_ns};
 
 /// Version tag of the JSON report layout (see docs/report-schema.md).
@@ -96,6 +98,9 @@ pub struct Histograms {
     pub warmup_latency: Option<String>,
     /// Scheduler lag, for paced runs.
     pub scheduler_lag: Option<String>,
+    /// Main-phase histograms per task tag, so tags merge exactly too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, HistogramPair>,
 }
 
 /// Everything a run reports.
@@ -223,10 +228,20 @@ impl Report {
         let warmup_stats = metrics.phase_total(Phase::Warmup);
         let warmup = (facts.warmup_secs > 0.0)
             .then(|| PhaseReport::of(&warmup_stats, facts.warmup_secs.min(facts.load_secs)));
-        let tags = metrics
-            .tagged(Phase::Main)
-            .into_iter()
-            .map(|(tag, stats)| (tag.to_owned(), PhaseReport::of(stats, main_secs)))
+        let tagged = metrics.tagged(Phase::Main);
+        let tags = tagged
+            .iter()
+            .map(|(tag, stats)| ((*tag).to_owned(), PhaseReport::of(stats, main_secs)))
+            .collect();
+        let tag_histograms = tagged
+            .iter()
+            .map(|(tag, stats)| {
+                let pair = HistogramPair {
+                    latency: encode_v2(&stats.latency),
+                    service: encode_v2(&stats.service),
+                };
+                ((*tag).to_owned(), pair)
+            })
             .collect();
         let lag = metrics.lag().filter(|h| !h.is_empty());
         let input = ThresholdInput {
@@ -258,6 +273,7 @@ impl Report {
                 service: encode_v2(&main_stats.service),
                 warmup_latency: warmup.as_ref().map(|_| encode_v2(&warmup_stats.latency)),
                 scheduler_lag: lag.map(encode_v2),
+                tags: tag_histograms,
             },
             main,
             warmup,

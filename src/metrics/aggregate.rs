@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::cpu::CpuMeter;
-use super::histogram::{LatencyHistogram, LatencySummary};
+use super::histogram::{LatencyHistogram, LatencySummary, encode_v2};
 use super::recorder::MetricsHub;
 use super::stats::{OpStats, Phase, WindowStats};
 
@@ -38,6 +38,20 @@ pub struct WindowReport {
     pub lag_p99_us: f64,
     /// Generator CPU use, percent of available cores.
     pub cpu_percent: f64,
+    /// This second's histograms, so windows of several peers merge exactly
+    /// (absent for a second without results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histograms: Option<HistogramPair>,
+}
+
+/// Latency and service-time histograms (of a window, or of a tag), HDR V2
+/// base64 (see [`encode_v2`](super::histogram::encode_v2)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistogramPair {
+    /// Latency from the intended start.
+    pub latency: String,
+    /// Service time from the actual start.
+    pub service: String,
 }
 
 /// Collects closed windows from a [`MetricsHub`] and keeps running totals.
@@ -147,6 +161,10 @@ impl Aggregator {
                 .as_ref()
                 .map_or(0.0, |h| h.value_at_quantile(0.99) as f64 / 1_000.0),
             cpu_percent,
+            histograms: (total.completed() > 0).then(|| HistogramPair {
+                latency: encode_v2(&total.latency),
+                service: encode_v2(&total.service),
+            }),
         }
     }
 

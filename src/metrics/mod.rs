@@ -12,7 +12,7 @@ pub mod histogram;
 pub mod recorder;
 pub mod stats;
 
-pub use aggregate::{Aggregator, WindowReport};
+pub use aggregate::{Aggregator, HistogramPair, WindowReport};
 pub use histogram::{LatencyHistogram, LatencySummary};
 pub use recorder::{MetricsHub, Recorder};
 pub use stats::{ErrorCount, OpStats, Phase};
