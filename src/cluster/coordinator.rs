@@ -9,10 +9,16 @@
 //!   membership it sees has been stable for [`SETTLE`]. Others wait to be
 //!   added. (Two sides of a partition that both start empty could each
 //!   bootstrap; seeds make that unlikely, and it is documented.)
-//! - **Leader duties.** Live peers missing from Raft are added as learners;
+//! - **Leader duties.** Live peers missing from Raft are added as learners,
+//!   all of them in one membership change (a change lists every member, so
+//!   adding n peers one by one would write n entries of up to n nodes);
 //!   peers gossip declares dead (or forgot) are removed; voters are kept at
-//!   5, 3 or 1 (the largest that fits the live count), existing live voters
-//!   first, then learners by id, the leader always included.
+//!   5, 3 or 1 (the largest that fits the peers present), existing voters
+//!   first, then live learners by id, the leader always included. A voter
+//!   only suspected (silent for a moment, say on a starved box) keeps its
+//!   seat until gossip declares it dead: replacing voters on every
+//!   suspicion churns the voter set, and a false suspicion followed by the
+//!   leader's death could leave too few caught-up voters for a quorum.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -62,8 +68,8 @@ pub struct RaftView {
 pub enum Action {
     /// Start a cluster with this peer as its only voter.
     Initialize,
-    /// Add a live peer as a learner.
-    AddLearner(u64, SocketAddr),
+    /// Add these live peers as learners, in one membership change.
+    AddLearners(BTreeMap<u64, SocketAddr>),
     /// Make exactly these the voters (demoted ones stay learners).
     SetVoters(BTreeSet<u64>),
     /// Drop these from the membership entirely.
@@ -93,19 +99,27 @@ pub fn decide(observed: &Observed, raft: &RaftView, settled: bool) -> Vec<Action
         return Vec::new();
     }
     let members: BTreeSet<u64> = raft.voters.union(&raft.learners).copied().collect();
-    let mut actions: Vec<Action> = observed
+    let mut actions = Vec::new();
+    let newcomers: BTreeMap<u64, SocketAddr> = observed
         .alive
         .iter()
         .filter(|(id, _)| !members.contains(id))
-        .map(|(id, addr)| Action::AddLearner(*id, *addr))
+        .map(|(id, addr)| (*id, *addr))
         .collect();
-    let target = voter_target(observed.alive.len());
+    if !newcomers.is_empty() {
+        actions.push(Action::AddLearners(newcomers));
+    }
+    let target = voter_target(observed.present.len());
     let mut voters: BTreeSet<u64> = BTreeSet::from([observed.me]);
-    let candidates = raft
+    let seated = raft
         .voters
         .iter()
-        .chain(raft.learners.iter())
+        .filter(|id| observed.present.contains(id));
+    let promotable = raft
+        .learners
+        .iter()
         .filter(|id| observed.alive.contains_key(id));
+    let candidates = seated.chain(promotable);
     for id in candidates {
         if voters.len() >= target {
             break;
@@ -214,17 +228,21 @@ pub async fn apply(raft: &Raft, me: u64, my_addr: SocketAddr, actions: Vec<Actio
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
-            Action::AddLearner(id, addr) => raft
-                .add_learner(
-                    *id,
-                    BasicNode {
-                        addr: addr.to_string(),
-                    },
-                    false,
-                )
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            Action::AddLearners(peers) => {
+                let nodes = peers
+                    .iter()
+                    .map(|(id, addr)| {
+                        let node = BasicNode {
+                            addr: addr.to_string(),
+                        };
+                        (*id, node)
+                    })
+                    .collect();
+                raft.change_membership(ChangeMembers::AddNodes(nodes), true)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
             Action::SetVoters(voters) => raft
                 .change_membership(ChangeMembers::ReplaceAllVoters(voters.clone()), true)
                 .await
@@ -312,8 +330,15 @@ mod tests {
     fn the_leader_adds_learners_and_promotes_up_to_the_target() {
         let obs = observed(1, &[1, 2, 3, 4], &[1, 2, 3, 4]);
         let actions = decide(&obs, &leader_view(&[1], &[2, 3]), true);
-        assert!(actions.contains(&Action::AddLearner(4, addr(4))));
+        assert!(actions.contains(&Action::AddLearners(BTreeMap::from([(4, addr(4))]))));
         assert!(actions.contains(&Action::SetVoters(BTreeSet::from([1, 2, 3]))));
+        let many = observed(1, &[1, 2, 3, 4, 5, 6], &[1, 2, 3, 4, 5, 6]);
+        let actions = decide(&many, &leader_view(&[1], &[]), true);
+        assert_eq!(
+            actions,
+            vec![Action::AddLearners((2..=6).map(|i| (i, addr(i))).collect())],
+            "every newcomer in one change; promoted once they are learners"
+        );
     }
 
     #[test]
@@ -332,6 +357,26 @@ mod tests {
         let obs = observed(1, &[1, 2, 3], &[1, 2, 3, 4]);
         let actions = decide(&obs, &leader_view(&[1, 2, 3], &[4]), true);
         assert!(actions.is_empty(), "{actions:?}");
+        // A suspect voter keeps its seat; a suspect learner is not promoted.
+        let obs = observed(1, &[1, 3, 4], &[1, 2, 3, 4]);
+        let actions = decide(&obs, &leader_view(&[1, 2, 3], &[4]), true);
+        assert!(actions.is_empty(), "{actions:?}");
+        let obs = observed(1, &[1, 2, 3], &[1, 2, 3, 4, 5]);
+        let actions = decide(&obs, &leader_view(&[1, 2, 3], &[4, 5]), true);
+        assert!(
+            actions.is_empty(),
+            "5 present, but 4 and 5 are suspect: {actions:?}"
+        );
+        // Once it is declared dead, a live learner replaces it.
+        let obs = observed(1, &[1, 3, 4], &[1, 3, 4]);
+        let actions = decide(&obs, &leader_view(&[1, 2, 3], &[4]), true);
+        assert_eq!(
+            actions,
+            vec![
+                Action::SetVoters(BTreeSet::from([1, 3, 4])),
+                Action::Remove(BTreeSet::from([2]))
+            ]
+        );
     }
 
     #[test]
