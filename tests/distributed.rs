@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::binary;
 use common::cluster::{Cluster, free_port};
+use vajra::cluster::ClusterStatus;
 use vajra::cluster::status::TestPhase;
 use vajra::export::Report;
 use vajra::metrics::histogram::{decode_v2, merge, new_histogram};
@@ -131,6 +132,24 @@ fn three_peers_run_3000_per_second_for_20_s_and_merge_exactly() {
         busy += usize::from(completed > 0);
     }
     assert!(busy >= 20, "20 seconds of load merged: {busy}");
+    // `status` on any node merges the same histograms: the same figures.
+    let status = cluster.status("d3").expect("status answers");
+    let figures = status.figures.expect("status shows the test's figures");
+    assert_eq!(figures.reporting, ["d1", "d2", "d3"]);
+    assert_eq!(figures.completed, total);
+    assert_eq!(figures.latency, report.main.latency);
+    assert_eq!(figures.service, report.main.service);
+    // Gossip carries each peer's digest, its own figures at a glance.
+    let digests_match = |s: &ClusterStatus| {
+        s.members.iter().all(|m| {
+            let own = &report.peers[&m.id].main;
+            m.info.digest.completed == own.completed
+                && m.info.digest.p99_us.round() == own.latency.p99_us.round()
+        })
+    };
+    cluster
+        .wait_until(&["d3"], Duration::from_secs(3), digests_match)
+        .expect("every peer's final digest reaches d3 through gossip");
 }
 
 #[test]

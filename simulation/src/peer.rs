@@ -238,6 +238,7 @@ fn info(name: &str, raft_id: u64) -> PeerInfo {
         security: "secret".into(),
         raft_id,
         raft_role: "none".into(),
+        digest: Default::default(),
     }
 }
 

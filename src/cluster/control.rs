@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::figures::{self, TestFigures};
 use super::network::KIND_STATUS;
 use super::network::{KIND_CONTROL, Network};
 use super::plan::{Plan, Strategies};
@@ -59,6 +60,9 @@ pub enum ControlRequest {
     },
     /// The plan the leader has committed (forwarded to the leader).
     CurrentPlan,
+    /// The current or last test's cluster-wide figures, merged by the peer
+    /// asked (not forwarded).
+    Figures,
 }
 
 /// The answer to a control request.
@@ -74,6 +78,9 @@ pub struct ControlReply {
     pub peers: BTreeMap<String, String>,
     /// A report, for `Results`.
     pub report: Option<Report>,
+    /// Merged figures, for `Figures`.
+    #[serde(default)]
+    pub figures: Option<TestFigures>,
 }
 
 impl ControlReply {
@@ -161,6 +168,9 @@ impl Controller {
             reply.peers = peers;
             return reply;
         }
+        if let ControlRequest::Figures = request {
+            return self.figures().await;
+        }
         let metrics = self.raft.metrics().borrow().clone();
         match metrics.current_leader {
             // A leader answers from its state machine: make sure it has
@@ -219,7 +229,43 @@ impl Controller {
                 plan: self.machine.state().plan,
                 ..ControlReply::default()
             },
-            ControlRequest::Results { .. } => unreachable!("answered before forwarding"),
+            ControlRequest::Results { .. } | ControlRequest::Figures => {
+                unreachable!("answered before forwarding")
+            }
+        }
+    }
+
+    /// Merges the figures of the current or last test from every member
+    /// that has some.
+    async fn figures(&self) -> ControlReply {
+        let state = self.machine.state();
+        let (test_id, holders) = match (&state.plan, &state.finished) {
+            (Some(plan), _) => (plan.test_id.clone(), plan.shares.keys().cloned().collect()),
+            (None, Some(finished)) => (finished.test_id.clone(), Vec::new()),
+            (None, None) => return ControlReply::refused("no test has run"),
+        };
+        let Some(status) = (self.status)() else {
+            return ControlReply::refused("membership not known yet; retry");
+        };
+        let others = status
+            .members
+            .iter()
+            .filter(|m| m.state != Liveness::Dead && m.id != status.node)
+            .filter_map(|m| Some((m.id.clone(), m.address.parse().ok()?)))
+            .collect();
+        let own = match self.results.lock().get(&test_id) {
+            Some(PeerResult::Running(report) | PeerResult::Finished(report)) => {
+                Some((status.node.clone(), (**report).clone()))
+            }
+            _ => None,
+        };
+        match figures::gather(&self.network, &test_id, others, own, &holders).await {
+            Ok(figures) => ControlReply {
+                ok: true,
+                figures: Some(figures),
+                ..ControlReply::default()
+            },
+            Err(e) => ControlReply::refused(e),
         }
     }
 
@@ -274,7 +320,7 @@ impl Controller {
                     .map(|m| (m.id.clone(), m.address.clone()))
                     .collect(),
                 plan: Some(plan),
-                report: None,
+                ..ControlReply::default()
             },
             Err(refusal) => refusal,
         }

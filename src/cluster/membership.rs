@@ -170,6 +170,7 @@ impl Peer {
             security: config.admission.mode().into(),
             raft_id,
             raft_role: "none".into(),
+            digest: Default::default(),
         };
         let chitchat_config = chitchat_config(
             chitchat_id,
@@ -436,6 +437,7 @@ pub fn cluster_status(
         counters,
         clock_skew_ms: 0.0,
         test: None,
+        figures: None,
     }
 }
 
@@ -464,6 +466,7 @@ async fn refresh_loop(view: View) {
                 state::ACHIEVED_RATE,
                 format!("{:.1}", activity.achieved_rate),
             );
+            me.set(state::DIGEST, activity.digest.to_text());
             published = activity;
         }
         if last_cpu.elapsed() >= Duration::from_secs(1) {

@@ -13,9 +13,10 @@
 //! - [`state`]: the typed key/values each peer publishes.
 //! - [`membership`]: a running peer: chitchat, state refresh, liveness.
 //! - [`status`]: the cluster picture `vajra-peer status` prints.
-//! - [`plan`]: splitting a rate across peers (strategies, epochs); the
-//!   distributed test will replicate plans through Raft.
+//! - [`plan`]: splitting a rate across peers (strategies, epochs, rate
+//!   updates), the plans Raft replicates.
 //! - [`control`]: start, stop, update and results from any node.
+//! - [`figures`]: a test's exact cluster-wide figures, merged on request.
 //! - [`supervise`]: the leader's pure decision to re-split or end a test.
 //! - [`runner`]: runs this peer's share of the committed plan.
 
@@ -25,6 +26,7 @@ pub mod clock;
 pub mod control;
 pub mod coordinator;
 pub mod discovery;
+pub mod figures;
 pub mod gossip;
 pub mod membership;
 pub mod network;

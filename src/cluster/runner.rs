@@ -16,13 +16,14 @@ use tokio::sync::watch;
 
 use super::plan::Plan;
 use super::raft::ClusterState;
+use super::state::Digest;
 use super::status::{ClusterStatus, Liveness};
 use crate::config::{self, RunArgs};
 use crate::engine::{EngineConfig, LoadControl, LoadModel, RunObserver, StopSignal};
 use crate::export::Report;
 use crate::load::RateCurve;
 use crate::load::profile::CompiledProfile;
-use crate::metrics::{Aggregator, WindowReport};
+use crate::metrics::{Aggregator, Phase, WindowReport};
 use crate::task::TaskRegistry;
 
 /// What this peer has to say about a test.
@@ -59,6 +60,8 @@ pub struct Activity {
     pub target_rate: f64,
     /// Rate it achieved in the last second.
     pub achieved_rate: f64,
+    /// Figures of its test so far, for gossip.
+    pub digest: Digest,
 }
 
 /// Shared activity, read by the gossip refresher.
@@ -312,13 +315,23 @@ fn start(
                 ))),
                 Err(e) => PeerResult::Failed(e.to_string()),
             };
-            match &result {
-                PeerResult::Failed(e) => tracing::warn!("test {test_id} failed here: {e}"),
-                _ => tracing::info!("test {test_id} finished here"),
-            }
+            let main = match &result {
+                PeerResult::Failed(e) => {
+                    tracing::warn!("test {test_id} failed here: {e}");
+                    None
+                }
+                PeerResult::Finished(report) | PeerResult::Running(report) => {
+                    tracing::info!("test {test_id} finished here");
+                    Some(report.main.clone())
+                }
+            };
             results.lock().insert(test_id.clone(), result);
-            *activity.lock() = Activity {
+            let mut activity = activity.lock();
+            let last = activity.digest;
+            let digest = main.map_or(last, |main| Digest::of(&main, last.version + 1));
+            *activity = Activity {
                 status: format!("finished {test_id}"),
+                digest,
                 ..Activity::default()
             };
         }
@@ -415,6 +428,14 @@ impl RunObserver for ActivityObserver {
             let mut activity = self.activity.lock();
             activity.target_rate = target.unwrap_or(0.0);
             activity.achieved_rate = window.rate;
+            let main = totals.phase_total(Phase::Main);
+            activity.digest = Digest {
+                version: activity.digest.version + 1,
+                completed: main.completed(),
+                failures: main.failure,
+                p50_us: main.latency.value_at_quantile(0.5) as f64 / 1_000.0,
+                p99_us: main.latency.value_at_quantile(0.99) as f64 / 1_000.0,
+            };
         }
         self.publish(&totals.preview(), (window.second + 1) as f64);
         None

@@ -32,6 +32,60 @@ pub const SECURITY: &str = "security";
 pub const RAFT_ID: &str = "raft_id";
 /// Key of the Raft role ("leader", "voter", "learner" or "none").
 pub const RAFT_ROLE: &str = "raft";
+/// Key of the running test's digest (see [`Digest`]).
+pub const DIGEST: &str = "digest";
+
+/// A few figures of the test a peer runs, small enough for gossip:
+/// `status` shows them per peer at a glance. The exact cluster figures
+/// come from the peers' histograms over QUIC (`cluster::figures`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Digest {
+    /// Grows with every new digest of a run (0: none published).
+    pub version: u64,
+    /// Executions completed in the measured phase.
+    pub completed: u64,
+    /// Of which failed.
+    pub failures: u64,
+    /// Median latency from the intended start, µs.
+    pub p50_us: f64,
+    /// 99th percentile latency from the intended start, µs.
+    pub p99_us: f64,
+}
+
+impl Digest {
+    /// The digest of a report's measured phase.
+    pub fn of(main: &crate::export::report::PhaseReport, version: u64) -> Self {
+        Self {
+            version,
+            completed: main.completed,
+            failures: main.failure,
+            p50_us: main.latency.p50_us,
+            p99_us: main.latency.p99_us,
+        }
+    }
+
+    /// Gossip's text form, `version;completed;failures;p50;p99`.
+    pub fn to_text(&self) -> String {
+        format!(
+            "{};{};{};{:.0};{:.0}",
+            self.version, self.completed, self.failures, self.p50_us, self.p99_us
+        )
+    }
+
+    /// Reads [`to_text`](Self::to_text); `None` if garbled.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut fields = text.split(';');
+        let mut next = || fields.next();
+        let digest = Self {
+            version: next()?.parse().ok()?,
+            completed: next()?.parse().ok()?,
+            failures: next()?.parse().ok()?,
+            p50_us: next()?.parse().ok()?,
+            p99_us: next()?.parse().ok()?,
+        };
+        next().is_none().then_some(digest)
+    }
+}
 
 /// What a peer says about itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +114,9 @@ pub struct PeerInfo {
     pub raft_id: u64,
     /// Its Raft role: leader, voter, learner or none.
     pub raft_role: String,
+    /// Figures of the test it runs or ran last (version 0: none).
+    #[serde(default)]
+    pub digest: Digest,
 }
 
 impl PeerInfo {
@@ -78,6 +135,7 @@ impl PeerInfo {
             (SECURITY, self.security.clone()),
             (RAFT_ID, self.raft_id.to_string()),
             (RAFT_ROLE, self.raft_role.clone()),
+            (DIGEST, self.digest.to_text()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -101,6 +159,30 @@ impl PeerInfo {
             security: text(SECURITY),
             raft_id: state.get(RAFT_ID).and_then(|v| v.parse().ok()).unwrap_or(0),
             raft_role: text(RAFT_ROLE),
+            digest: state
+                .get(DIGEST)
+                .and_then(Digest::parse)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_digest_round_trips_and_garbage_is_refused() {
+        let digest = Digest {
+            version: 7,
+            completed: 20_000,
+            failures: 3,
+            p50_us: 850.0,
+            p99_us: 2_100.0,
+        };
+        assert_eq!(Digest::parse(&digest.to_text()), Some(digest));
+        for garbage in ["", "1;2;3", "1;2;3;4;5;6", "a;2;3;4;5", "1;2;3;4;x"] {
+            assert_eq!(Digest::parse(garbage), None, "{garbage:?}");
         }
     }
 }

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::figures::TestFigures;
 use super::network::CounterSnapshot;
 use super::raft::ClusterState;
 use super::state::PeerInfo;
@@ -69,6 +70,10 @@ pub struct ClusterStatus {
     /// The current or last test, from the replicated Raft state.
     #[serde(default)]
     pub test: Option<TestStatus>,
+    /// That test's merged figures, when `status` asked for them (they are
+    /// fetched from the peers on request, not kept in this picture).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<TestFigures>,
 }
 
 /// Where a distributed test is in its life.
@@ -226,6 +231,9 @@ impl ClusterStatus {
             }
             out.push('\n');
         }
+        if let Some(figures) = &self.figures {
+            out.push_str(&figures.render());
+        }
         let _ = write!(out, "clock skew {:.1} ms", self.clock_skew_ms);
         if self.clock_skew_ms > super::clock::SKEW_WARNING_MS {
             let _ = write!(
@@ -238,14 +246,25 @@ impl ClusterStatus {
         if self.cluster_target_rate > 0.0 || self.cluster_achieved_rate > 0.0 {
             let _ = writeln!(
                 out,
-                "cluster rate: achieved {:.1}/s of target {:.1}/s (per peer: target/achieved)",
+                "cluster rate: achieved {:.1}/s of target {:.1}/s",
                 self.cluster_achieved_rate, self.cluster_target_rate
             );
+            let _ = writeln!(
+                out,
+                "  {:<24} {:>10} {:>10} {:>10} {:>8} {:>10}",
+                "PEER", "TARGET/S", "ACHIEVED/S", "COMPLETED", "FAILED", "P99 µs"
+            );
             for m in self.members.iter().filter(|m| m.info.target_rate > 0.0) {
+                let d = &m.info.digest;
                 let _ = writeln!(
                     out,
-                    "  {:<24} {:>10.1} {:>10.1}",
-                    m.id, m.info.target_rate, m.info.achieved_rate
+                    "  {:<24} {:>10.1} {:>10.1} {:>10} {:>8} {:>10.0}",
+                    m.id,
+                    m.info.target_rate,
+                    m.info.achieved_rate,
+                    d.completed,
+                    d.failures,
+                    d.p99_us
                 );
             }
         }
@@ -288,6 +307,7 @@ pub(crate) mod fixtures {
                 security: String::new(),
                 raft_id,
                 raft_role: String::new(),
+                digest: Default::default(),
             },
             clock_offset_ms: None,
         }
@@ -305,6 +325,7 @@ pub(crate) mod fixtures {
             counters: Default::default(),
             clock_skew_ms: 0.0,
             test: None,
+            figures: None,
         }
     }
 }

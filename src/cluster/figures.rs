@@ -1,0 +1,152 @@
+//! A test's cluster-wide figures, exact, from any node: the node asked
+//! fetches every participant's report so far over QUIC (a `Results`
+//! request without the series, stream kind 4), adds their histograms and
+//! summarises. Gossip carries only each peer's small [`Digest`]; the
+//! percentiles shown here are those of the merged histograms, never an
+//! average of the peers' percentiles.
+//!
+//! [`Digest`]: super::state::Digest
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::control::{ControlReply, ControlRequest};
+use super::network::{KIND_CONTROL, Network};
+use crate::export::Report;
+use crate::export::merge::merge_reports;
+use crate::metrics::{ErrorCount, LatencySummary};
+
+/// How long the answering node waits for each participant's report.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Error kinds shown.
+const TOP_ERRORS: usize = 5;
+
+/// The merged figures of a test's measured phase so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestFigures {
+    /// The test.
+    pub test_id: String,
+    /// Peers whose figures are merged.
+    pub reporting: Vec<String>,
+    /// Share holders of the current epoch that did not answer in time.
+    pub missing: Vec<String>,
+    /// Executions completed.
+    pub completed: u64,
+    /// Of which failed.
+    pub failure: u64,
+    /// Arrivals dropped at the in-flight limit.
+    pub dropped: u64,
+    /// Failures over completed.
+    pub error_rate: f64,
+    /// Latency from the intended start (merged histograms).
+    pub latency: LatencySummary,
+    /// Service time from the actual start (merged histograms).
+    pub service: LatencySummary,
+    /// The most frequent error kinds.
+    pub errors: Vec<ErrorCount>,
+}
+
+impl TestFigures {
+    /// The figures of `merged`, the merge of `reporting`'s reports.
+    pub fn of(
+        test_id: &str,
+        merged: &Report,
+        reporting: Vec<String>,
+        missing: Vec<String>,
+    ) -> Self {
+        let main = &merged.main;
+        Self {
+            test_id: test_id.to_owned(),
+            reporting,
+            missing,
+            completed: main.completed,
+            failure: main.failure,
+            dropped: main.dropped,
+            error_rate: main.error_rate,
+            latency: main.latency,
+            service: main.service,
+            errors: main.errors.iter().take(TOP_ERRORS).cloned().collect(),
+        }
+    }
+
+    /// Lines for `status`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "test {} figures (merged histograms of {} peers{}): {} completed, {} failed ({:.2} %), {} dropped",
+            self.test_id,
+            self.reporting.len(),
+            if self.missing.is_empty() {
+                String::new()
+            } else {
+                format!("; no answer from {}", self.missing.join(", "))
+            },
+            self.completed,
+            self.failure,
+            self.error_rate * 100.0,
+            self.dropped
+        );
+        for (name, l) in [("latency", &self.latency), ("service", &self.service)] {
+            let _ = writeln!(
+                out,
+                "  {name:<8} p50 {:.0} µs, p90 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs",
+                l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
+            );
+        }
+        for e in &self.errors {
+            let _ = writeln!(out, "  error {}: {} (e.g. {})", e.kind, e.count, e.example);
+        }
+        out
+    }
+}
+
+/// Fetches `test_id`'s report so far from each of `members` (id and
+/// address; `own` is this node's, already at hand), and merges what
+/// answers. `holders` are the current epoch's share holders, named as
+/// missing if they do not answer.
+pub async fn gather(
+    network: &Network,
+    test_id: &str,
+    members: Vec<(String, SocketAddr)>,
+    own: Option<(String, Report)>,
+    holders: &[String],
+) -> Result<TestFigures, String> {
+    let request = serde_json::to_vec(&ControlRequest::Results {
+        test_id: test_id.to_owned(),
+        skip: usize::MAX,
+    })
+    .expect("requests serialise");
+    let asks = members.into_iter().map(|(id, addr)| {
+        let request = &request;
+        async move {
+            let answer = network
+                .request(addr, KIND_CONTROL, request, FETCH_TIMEOUT)
+                .await
+                .ok()?;
+            let reply: ControlReply = serde_json::from_slice(&answer).ok()?;
+            Some((id, reply.report?))
+        }
+    });
+    let mut parts: Vec<(String, Report)> = futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .chain(own)
+        .collect();
+    parts.sort_by(|a, b| a.0.cmp(&b.0));
+    if parts.is_empty() {
+        return Err(format!("no peer has figures of test {test_id} yet"));
+    }
+    let merged = merge_reports(&parts, &[], Duration::MAX).map_err(|e| e.to_string())?;
+    let reporting: Vec<String> = parts.into_iter().map(|(id, _)| id).collect();
+    let missing = holders
+        .iter()
+        .filter(|h| !reporting.contains(h))
+        .cloned()
+        .collect();
+    Ok(TestFigures::of(test_id, &merged, reporting, missing))
+}
