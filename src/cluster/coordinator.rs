@@ -6,7 +6,7 @@
 //!
 //! - **Bootstrap.** While no live peer belongs to a Raft cluster, the peer
 //!   with the smallest Raft id initialises one with itself once the
-//!   membership it sees has been stable for [`SETTLE`]. Others wait to be
+//!   membership it sees has been stable for [`settle_time`]. Others wait to be
 //!   added. (Two sides of a partition that both start empty could each
 //!   bootstrap; seeds make that unlikely, and it is documented.)
 //! - **Leader duties.** Live peers missing from Raft are added as learners,
@@ -32,8 +32,19 @@ use tokio::time::Instant;
 use super::raft::Raft;
 use super::status::{ClusterStatus, Liveness};
 
-/// How long the live set must stay unchanged before a bootstrap.
+/// The least time the live set must stay unchanged before a bootstrap.
 pub const SETTLE: Duration = Duration::from_secs(1);
+/// ... and in gossip intervals: with slow gossip a partial view can stay
+/// unchanged for a second, and two peers that each saw themselves as the
+/// smallest id bootstrapped two clusters (found by the simulation at 1000
+/// peers with 1 s gossip).
+pub const SETTLE_INTERVALS: u32 = 8;
+
+/// How long the live set must stay unchanged before a bootstrap, for a
+/// peer gossiping every `gossip_interval`.
+pub fn settle_time(gossip_interval: Duration) -> Duration {
+    SETTLE.max(gossip_interval * SETTLE_INTERVALS)
+}
 /// How often the coordinator looks.
 pub const TICK: Duration = Duration::from_millis(300);
 
@@ -264,22 +275,32 @@ pub async fn apply(raft: &Raft, me: u64, my_addr: SocketAddr, actions: Vec<Actio
     }
 }
 
-/// Tracks whether the live set has been stable for [`SETTLE`].
-#[derive(Default)]
+/// Tracks whether the live set has been stable for long enough.
 pub struct Settling {
+    settle: Duration,
     last: BTreeSet<u64>,
     since: Option<Instant>,
 }
 
 impl Settling {
-    /// Records the current live set; true once it has not changed for
-    /// [`SETTLE`].
+    /// A tracker that calls the live set settled after `settle` unchanged
+    /// (see [`settle_time`]).
+    pub fn new(settle: Duration) -> Self {
+        Self {
+            settle,
+            last: BTreeSet::new(),
+            since: None,
+        }
+    }
+
+    /// Records the current live set; true once it has not changed for the
+    /// settle time.
     pub fn observe(&mut self, alive: BTreeSet<u64>) -> bool {
         if alive != self.last || self.since.is_none() {
             self.last = alive;
             self.since = Some(Instant::now());
         }
-        self.since.is_some_and(|s| s.elapsed() >= SETTLE)
+        self.since.is_some_and(|s| s.elapsed() >= self.settle)
     }
 }
 

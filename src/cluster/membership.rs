@@ -60,8 +60,17 @@ pub struct PeerConfig {
     pub mdns: bool,
 }
 
+/// Heartbeat intervals the failure detector averages, per member: 30 s of
+/// history at the default gossip interval. chitchat allocates the whole
+/// window for every member it knows (its default of 1000 costs 8 KB per
+/// member per peer: 8 GB across a simulated cluster of 1000), and a
+/// shorter history adapts sooner when a loaded box slows everyone's
+/// heartbeats.
+pub const DETECTOR_WINDOW: usize = 200;
+
 /// chitchat's settings for a peer: gossip every `gossip_interval`, the
-/// phi-accrual detector at [`PHI_THRESHOLD`], dead members kept for an hour.
+/// phi-accrual detector at [`PHI_THRESHOLD`] over [`DETECTOR_WINDOW`]
+/// intervals, dead members kept for an hour.
 pub fn chitchat_config(
     chitchat_id: ChitchatId,
     cluster_id: &str,
@@ -77,7 +86,7 @@ pub fn chitchat_config(
         seed_nodes,
         failure_detector_config: FailureDetectorConfig {
             phi_threshold: PHI_THRESHOLD,
-            sampling_window_size: 1_000,
+            sampling_window_size: DETECTOR_WINDOW,
             max_interval: Duration::from_secs(10),
             initial_interval: gossip_interval,
             dead_node_grace_period: Duration::from_secs(3_600),
@@ -485,7 +494,7 @@ async fn refresh_loop(view: View) {
 /// Keeps Raft's membership in step with gossip (see [`coordinator`]) and
 /// gossips this peer's Raft role.
 async fn coordinate(view: View, raft: Raft, me: u64, my_addr: SocketAddr) {
-    let mut settling = Settling::default();
+    let mut settling = Settling::new(coordinator::settle_time(view.gossip_interval));
     let mut gossiped_role = "none";
     let mut tick = tokio::time::interval(coordinator::TICK);
     loop {
