@@ -19,12 +19,13 @@ use vajra::cluster::coordinator::{self, Settling};
 use vajra::cluster::membership::{self, HeardTracker, SUSPECT_AFTER_INTERVALS};
 use vajra::cluster::network::CounterSnapshot;
 use vajra::cluster::raft::{self, Raft, RaftNode};
+use vajra::cluster::runner;
 use vajra::cluster::state::{self, PeerInfo};
 use vajra::cluster::status::ClusterStatus;
 use vajra::cluster::supervise::{PROBE_TIMEOUT, SUPERVISE_EVERY, Supervisor};
 
 use crate::clock::Clock;
-use crate::follower::{Follower, follow};
+use crate::follower::{CutOff, Follower, Reach, follow};
 use crate::gossip::SimGossip;
 use crate::invariants::Checker;
 use crate::ledger::Ledger;
@@ -87,6 +88,19 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// The runner's cut-off rule on this peer's gossip view of its voters.
+    async fn cut_off(&self) -> bool {
+        let voters = coordinator::view(&self.raft, self.me).voters;
+        let chitchat = self.chitchat.lock().await;
+        let me = chitchat.self_chitchat_id().clone();
+        let dead: std::collections::HashSet<&ChitchatId> = chitchat.dead_nodes().collect();
+        let members = chitchat.node_states().iter().filter_map(|(id, node)| {
+            let raft_id = node.get(state::RAFT_ID)?.parse().ok()?;
+            Some((raft_id, *id != me && dead.contains(id)))
+        });
+        runner::cut_off_among(members, &voters)
+    }
+
     async fn status(&self) -> ClusterStatus {
         let chitchat = self.chitchat.lock().await;
         membership::cluster_status(
@@ -148,6 +162,18 @@ impl SimPeer {
             Arc::clone(&shared.checker),
             shared.clock,
         );
+        let cut_off: CutOff = {
+            let ctx = ctx.clone();
+            Arc::new(move || {
+                let ctx = ctx.clone();
+                Box::pin(async move { ctx.cut_off().await })
+            })
+        };
+        let reach = Reach {
+            from: addr,
+            registry: Arc::clone(&shared.registry),
+            net: Arc::clone(&shared.net),
+        };
         let tasks = vec![
             tokio::spawn(coordinate(ctx.clone())),
             tokio::spawn(supervise(ctx.clone())),
@@ -156,8 +182,8 @@ impl SimPeer {
                 follower,
                 node.machine.watch(),
                 frozen_rx,
-                Arc::clone(&shared.registry),
-                Arc::clone(&shared.net),
+                cut_off,
+                reach,
             )),
         ];
         Ok(Self {
@@ -246,7 +272,7 @@ fn info(name: &str, raft_id: u64) -> PeerInfo {
 /// tick decides nothing (`decide` returns no action for it), so its status
 /// is not built: at 1000 peers that picture is the costliest thing here.
 async fn coordinate(ctx: Ctx) {
-    let mut settling = Settling::default();
+    let mut settling = Settling::new(coordinator::settle_time(ctx.shared.gossip_interval));
     let mut gossiped = "none";
     let mut tick = tokio::time::interval(coordinator::TICK);
     loop {
