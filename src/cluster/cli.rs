@@ -521,10 +521,7 @@ async fn wait_and_report(
     let lost = heard
         .keys()
         .filter(|n| !finished.contains(*n))
-        .map(|n| match reports.get(n) {
-            Some(r) => format!("peer {n} was lost; its figures cover the test up to {:.1} s (the others took over its share)", r.load_secs),
-            None => format!("peer {n} was lost before reporting anything"),
-        });
+        .map(|n| lost_peer_event(n, reports.get(n), latest_plan.as_ref()));
     let events: Vec<String> = latest_plan
         .iter()
         .flat_map(|p| p.epoch_events())
@@ -564,6 +561,36 @@ async fn wait_and_report(
         crate::cli::EXIT_UNRELIABLE
     } else {
         EXIT_OK
+    }
+}
+
+/// What a report's events say of a peer lost during the test: how far its
+/// figures go, and the degraded window until the epoch that re-split its
+/// share (its share of the arrivals in that window was not sent).
+fn lost_peer_event(
+    node: &str,
+    last: Option<&crate::export::Report>,
+    plan: Option<&super::plan::Plan>,
+) -> String {
+    let Some(last) = last else {
+        return format!("peer {node} was lost before reporting anything");
+    };
+    let heard_until = last.load_secs;
+    let resplit = plan.and_then(|p| {
+        p.share_changes_after(node, 0)
+            .into_iter()
+            .find(|c| c.share == 0.0 && c.at_secs >= heard_until)
+    });
+    match resplit {
+        Some(change) => format!(
+            "peer {node} was lost; its figures cover the test up to {heard_until:.1} s; \
+             degraded window {heard_until:.1}-{:.1} s, until epoch {} re-split its share",
+            change.at_secs, change.epoch
+        ),
+        None => format!(
+            "peer {node} was lost; its figures cover the test up to {heard_until:.1} s; \
+             its share was not re-split (degraded from then to the end)"
+        ),
     }
 }
 
