@@ -281,6 +281,11 @@ fn run_3000_for_20s(
     );
     std::thread::sleep(after);
     during(cluster);
+    merged_report(child, &path)
+}
+
+/// Waits for `start --wait` (`child`) to succeed; its merged report.
+fn merged_report(child: std::process::Child, path: &std::path::Path) -> Report {
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -288,7 +293,17 @@ fn run_3000_for_20s(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The test time an `update` said its epoch starts at: "... from 10.123 s
+/// (epoch 2)".
+fn update_start(said: &str) -> f64 {
+    said.split(" from ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no start in {said:?}"))
 }
 
 #[test]
@@ -400,14 +415,7 @@ fn a_peer_joining_mid_test_takes_a_share() {
     );
     std::thread::sleep(Duration::from_secs(6));
     cluster.start("j3", free_port(), Some(first));
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let report = merged_report(child, &path);
     let total = report.main.completed;
     let joined = report.peers.get("j3").map_or(0, |r| r.main.completed);
     eprintln!("with j3 joining: cluster total {total} of 30000, j3 ran {joined}");
@@ -448,20 +456,8 @@ fn a_rate_update_mid_test_delivers_the_integral_of_the_new_curve() {
     let (code, said) = update(&cluster, "d3", &["--tps", "6000"]);
     assert_eq!(code, Some(0), "{said}");
     // "test T: 6000/s from 10.123 s (epoch 2)"
-    let at: f64 = said
-        .split("from ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let at = update_start(&said);
+    let report = merged_report(child, &path);
     let expected = 3_000.0 * at + 6_000.0 * (20.0 - at);
     let total = report.main.completed as f64;
     eprintln!("update at {at:.3} s: cluster total {total}, integral {expected:.0}");
@@ -512,20 +508,8 @@ fn an_update_to_a_new_pattern_replaces_the_rest_of_the_test() {
     let (code, said) = update(&cluster, "d2", &["--steps", "1000:3s,4000:3s"]);
     assert_eq!(code, Some(0), "{said}");
     // "test T: a new pattern for 6.000 s (peak 4000/s) from 4.123 s (epoch 2)"
-    let at: f64 = said
-        .split(" from ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no start in {said:?}"));
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let at = update_start(&said);
+    let report = merged_report(child, &path);
     let expected = 2_000.0 * at + 1_000.0 * 3.0 + 4_000.0 * 3.0;
     let total = report.main.completed as f64;
     eprintln!("pattern from {at:.3} s: cluster total {total}, integral {expected:.0}");
