@@ -11,7 +11,9 @@ use openraft::BasicNode;
 use vajra::cluster::Admission;
 use vajra::cluster::network::{Identity, Network};
 use vajra::cluster::plan::Plan;
-use vajra::cluster::raft::{ClusterState, Command, RaftNode, node_id};
+use vajra::cluster::raft::{
+    ClusterState, Command, LOGS_KEPT_AFTER_SNAPSHOT, RaftNode, SNAPSHOT_AFTER_LOGS, node_id,
+};
 
 fn free_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], common::cluster::free_port()))
@@ -138,4 +140,69 @@ async fn three_members_replicate_plans_and_survive_the_leader() {
     for node in &survivors {
         wait_state(node, |s| s.plan.as_ref().is_some_and(|p| p.epoch == 2)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_compact_and_a_late_learner_catches_up_from_the_snapshot() {
+    let (_network_a, a, _) = member("a").await;
+    let (_network_b, b, addr_b) = member("b").await;
+    a.raft
+        .initialize(BTreeMap::from([(
+            a.id,
+            BasicNode {
+                addr: "127.0.0.1:1".into(),
+            },
+        )]))
+        .await
+        .unwrap();
+    leader_of(&[&a]).await;
+    let entries = SNAPSHOT_AFTER_LOGS + LOGS_KEPT_AFTER_SNAPSHOT + 50;
+    for epoch in 1..=entries {
+        let response = a
+            .raft
+            .client_write(Command::SetPlan(plan(epoch)))
+            .await
+            .unwrap();
+        assert!(response.data.accepted);
+    }
+    let metrics = a
+        .raft
+        .wait(Some(Duration::from_secs(5)))
+        .metrics(|m| m.purged.is_some(), "a compacted log")
+        .await
+        .expect("the log is compacted after a snapshot");
+    let purged = metrics.purged.unwrap().index;
+    assert!(metrics.snapshot.is_some());
+    assert!(
+        purged + LOGS_KEPT_AFTER_SNAPSHOT <= metrics.last_applied.unwrap().index,
+        "purged up to {purged}, keeping {LOGS_KEPT_AFTER_SNAPSHOT} behind the snapshot"
+    );
+    // A peer joining now cannot get the purged entries: it installs the
+    // snapshot, then follows the log.
+    a.raft
+        .add_learner(
+            b.id,
+            BasicNode {
+                addr: addr_b.to_string(),
+            },
+            true,
+        )
+        .await
+        .unwrap();
+    wait_state(&b, |s| s.plan.as_ref().is_some_and(|p| p.epoch == entries)).await;
+    let installed = b.raft.metrics().borrow().snapshot;
+    assert!(
+        installed.is_some_and(|s| s.index > purged),
+        "the learner installed the leader's snapshot: {installed:?}"
+    );
+    let response = a
+        .raft
+        .client_write(Command::SetPlan(plan(entries + 1)))
+        .await
+        .unwrap();
+    assert!(response.data.accepted);
+    wait_state(&b, |s| {
+        s.plan.as_ref().is_some_and(|p| p.epoch == entries + 1)
+    })
+    .await;
 }

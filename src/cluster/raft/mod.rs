@@ -27,6 +27,14 @@ pub const HEARTBEAT_MS: u64 = 100;
 /// needless election costs a term, never load, since runners follow
 /// committed plans and not the leader.
 pub const ELECTION_TIMEOUT_MS: (u64, u64) = (350, 700);
+/// Entries after which a peer snapshots its state machine (the cluster
+/// state, a few KB) and compacts its log: logs live in memory, and every
+/// plan and membership change is an entry (a membership entry lists every
+/// member), so a long-lived cluster must not keep them all.
+pub const SNAPSHOT_AFTER_LOGS: u64 = 500;
+/// Entries kept behind a snapshot, so a follower a little behind catches
+/// up from the log rather than by a snapshot transfer.
+pub const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 100;
 
 openraft::declare_raft_types!(
     /// Raft types of a Vajra cluster.
@@ -174,6 +182,9 @@ impl RaftNode {
             heartbeat_interval: HEARTBEAT_MS,
             election_timeout_min: ELECTION_TIMEOUT_MS.0,
             election_timeout_max: ELECTION_TIMEOUT_MS.1,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_AFTER_LOGS),
+            max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
+            purge_batch_size: 64,
             ..openraft::Config::default()
         }
         .validate()?;
