@@ -55,7 +55,7 @@ fn plan(epoch: u64) -> Plan {
         test_id: "t1".into(),
         epoch,
         start_unix_ms: 1,
-        shares: BTreeMap::from([("a".to_owned(), 0.5), ("b".to_owned(), 0.5)]),
+        shares: BTreeMap::from([("a".to_owned(), 0.5), ("b".to_owned(), 0.5)]).into(),
         definition: String::new(),
         test_start_unix_ms: 1,
         rate_updates: Vec::new(),

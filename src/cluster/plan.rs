@@ -200,6 +200,13 @@ pub fn split(
     Ok(shares)
 }
 
+/// Fractions of the cluster's rate curve per node id. Shared rather than
+/// copied: a plan's shares live on in the past epochs of every later plan,
+/// and a plan is cloned into every log entry, state machine and runner
+/// that holds it (with 1000 peers and 32 kept epochs, copies are what
+/// filled memory).
+pub type Shares = Arc<BTreeMap<String, f64>>;
+
 /// One epoch of a distributed test.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -210,7 +217,7 @@ pub struct Plan {
     /// Wall-clock start of this epoch, Unix milliseconds.
     pub start_unix_ms: u64,
     /// Fraction of the cluster's rate curve per node id (sums to 1).
-    pub shares: BTreeMap<String, f64>,
+    pub shares: Shares,
     /// The test's settings (`RunArgs` as JSON), the same for every peer.
     #[serde(default)]
     pub definition: String,
@@ -242,7 +249,7 @@ pub struct PastEpoch {
     /// Its wall-clock start, Unix milliseconds.
     pub start_unix_ms: u64,
     /// Its shares per node id.
-    pub shares: BTreeMap<String, f64>,
+    pub shares: Shares,
 }
 
 /// Where one node's share changes: an epoch's start and its fraction then.
@@ -314,7 +321,7 @@ impl Plan {
             test_id: test_id.to_owned(),
             epoch: 1,
             start_unix_ms,
-            shares: split(strategy, peers)?,
+            shares: Arc::new(split(strategy, peers)?),
             definition,
             test_start_unix_ms: start_unix_ms,
             rate_updates: Vec::new(),
@@ -334,7 +341,7 @@ impl Plan {
             test_id: self.test_id.clone(),
             epoch: self.epoch + 1,
             start_unix_ms,
-            shares: split(strategy, peers)?,
+            shares: Arc::new(split(strategy, peers)?),
             definition: self.definition.clone(),
             test_start_unix_ms: self.test_start_unix_ms,
             rate_updates: self.rate_updates.clone(),
@@ -419,9 +426,9 @@ impl Plan {
         let mut epochs: Vec<(u64, u64, &BTreeMap<String, f64>)> = self
             .past
             .iter()
-            .map(|p| (p.epoch, p.start_unix_ms, &p.shares))
+            .map(|p| (p.epoch, p.start_unix_ms, &*p.shares))
             .collect();
-        epochs.push((self.epoch, self.start_unix_ms, &self.shares));
+        epochs.push((self.epoch, self.start_unix_ms, &*self.shares));
         let secs = |ms: u64| ms.saturating_sub(self.test_start_unix_ms) as f64 / 1_000.0;
         epochs
             .windows(2)

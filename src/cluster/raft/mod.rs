@@ -223,7 +223,7 @@ mod tests {
             test_id: test.into(),
             epoch,
             start_unix_ms: 0,
-            shares: BTreeMap::from([("a".to_owned(), 1.0)]),
+            shares: BTreeMap::from([("a".to_owned(), 1.0)]).into(),
             definition: String::new(),
             test_start_unix_ms: 0,
             rate_updates: Vec::new(),
