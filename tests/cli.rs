@@ -349,7 +349,10 @@ fn blocking_strategy_runs_on_os_threads() {
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = r.report.unwrap();
-    assert_eq!(report.main.completed, 200);
+    // Two OS threads are also the in-flight limit: an arrival due while
+    // both are busy (a loaded box) is dropped and counted, never lost.
+    assert_eq!(report.main.completed + report.main.dropped, 200);
+    assert!(report.main.completed >= 190, "{:?}", report.main);
     assert_eq!(report.instances, 2);
 }
 
