@@ -16,7 +16,7 @@ use super::network::{KIND_CONTROL, Network};
 use super::plan::{Plan, Strategies};
 use super::raft::store::StateMachine;
 use super::raft::{Command, Raft};
-use super::runner::{PeerResult, Results};
+use super::runner::Results;
 use super::status::{ClusterStatus, Liveness};
 use super::supervise::{
     PROBE_TIMEOUT, RESPLIT_DELAY, SUPERVISE_EVERY, Supervisor, candidates, test_end,
@@ -150,18 +150,18 @@ impl Controller {
             let peers = (self.status)()
                 .map(|s| s.members.into_iter().map(|m| (m.id, m.address)).collect())
                 .unwrap_or_default();
-            let mut reply = match self.results.lock().get(test_id) {
-                Some(PeerResult::Running(report) | PeerResult::Finished(report)) => ControlReply {
+            let answer = self
+                .results
+                .lock()
+                .get_mut(test_id)
+                .map(|result| result.report_after(*skip));
+            let mut reply = match answer {
+                Some(Ok(report)) => ControlReply {
                     ok: true,
-                    report: Some(Report {
-                        series: report.series.iter().skip(*skip).cloned().collect(),
-                        ..(**report).clone()
-                    }),
+                    report: Some(report),
                     ..ControlReply::default()
                 },
-                Some(PeerResult::Failed(e)) => {
-                    ControlReply::refused(format!("this peer's run failed: {e}"))
-                }
+                Some(Err(e)) => ControlReply::refused(format!("this peer's run failed: {e}")),
                 None => ControlReply::refused("no report yet"),
             };
             reply.plan = plan;
@@ -253,12 +253,12 @@ impl Controller {
             .filter(|m| m.state != Liveness::Dead && m.id != status.node)
             .filter_map(|m| Some((m.id.clone(), m.address.parse().ok()?)))
             .collect();
-        let own = match self.results.lock().get(&test_id) {
-            Some(PeerResult::Running(report) | PeerResult::Finished(report)) => {
-                Some((status.node.clone(), (**report).clone()))
-            }
-            _ => None,
-        };
+        let own = self
+            .results
+            .lock()
+            .get_mut(&test_id)
+            .and_then(|result| result.report_after(usize::MAX).ok())
+            .map(|report| (status.node.clone(), report));
         match figures::gather(&self.network, &test_id, others, own, &holders).await {
             Ok(figures) => ControlReply {
                 ok: true,

@@ -38,6 +38,22 @@ pub enum PeerResult {
 }
 
 impl PeerResult {
+    /// A copy of its report with the series' first `skip` windows left
+    /// out (they are not copied at all: a long test's series is most of a
+    /// report, and clients poll every 200 ms); `Err` if the run failed.
+    pub fn report_after(&mut self, skip: usize) -> Result<Report, String> {
+        match self {
+            PeerResult::Running(report) | PeerResult::Finished(report) => {
+                let series = std::mem::take(&mut report.series);
+                let mut copy = (**report).clone();
+                copy.series = series.get(skip..).unwrap_or_default().to_vec();
+                report.series = series;
+                Ok(copy)
+            }
+            PeerResult::Failed(e) => Err(e.clone()),
+        }
+    }
+
     /// Whether the run is over (finished or failed).
     pub fn is_over(&self) -> bool {
         !matches!(self, Self::Running(_))
