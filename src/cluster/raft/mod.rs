@@ -2,6 +2,7 @@
 //!
 //! - [`store`]: the in-memory log and the state machine (the current plan).
 //! - [`rpc`]: Raft RPCs over the peer endpoint's QUIC streams.
+//! - [`runtime`]: tokio, with election timeouts a replaying harness can seed.
 //!
 //! Logs are kept in memory on purpose: a restarted peer comes back under a
 //! new Raft node id (derived from its name and generation), so an empty log
@@ -17,6 +18,7 @@ use super::plan::Plan;
 
 /// Raft RPCs over the peer endpoint.
 pub mod rpc;
+pub mod runtime;
 pub mod store;
 
 /// Leader heartbeat, in milliseconds.
@@ -44,6 +46,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
         SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = runtime::RaftRuntime,
 );
 
 /// The Raft handle of a peer.
