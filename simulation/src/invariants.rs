@@ -61,6 +61,34 @@ struct Inner {
     violations: Vec<Violation>,
     leaders: HashMap<u64, u64>,
     plans: HashMap<(String, u64), Plan>,
+    trace: Trace,
+}
+
+/// A running hash of what the cluster decided and when (every new leader,
+/// every new plan, every violation, at its virtual time): two runs with one
+/// fingerprint took the same decisions at the same instants.
+#[derive(Debug, Clone, Copy)]
+struct Trace(u64);
+
+impl Default for Trace {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Trace {
+    /// Folds `bytes` in (FNV-1a: simple, stable across builds and runs).
+    fn add(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn add_words(&mut self, words: &[u64]) {
+        for w in words {
+            self.add(&w.to_le_bytes());
+        }
+    }
 }
 
 /// Collects checks and violations.
@@ -95,13 +123,22 @@ impl Checker {
                 detail: detail(),
             };
             eprintln!("{violation}");
+            inner.trace.add(violation.invariant.as_bytes());
+            inner.trace.add_words(&[violation.at_ms]);
             inner.violations.push(violation);
         }
     }
 
     /// Node `id` is leader in `term`.
     pub fn leader_seen(&self, term: u64, id: u64) {
-        let previous = *self.inner.lock().leaders.entry(term).or_insert(id);
+        let previous = {
+            let mut inner = self.inner.lock();
+            let inner = &mut *inner;
+            *inner.leaders.entry(term).or_insert_with(|| {
+                inner.trace.add_words(&[term, id, self.clock.ms()]);
+                id
+            })
+        };
         self.check(names::ONE_LEADER, previous == id, || {
             format!("term {term} has leaders {previous} and {id}")
         });
@@ -116,6 +153,12 @@ impl Checker {
             match inner.plans.get(&key) {
                 Some(seen) => Some(seen == plan),
                 None => {
+                    inner.trace.add(plan.test_id.as_bytes());
+                    inner.trace.add_words(&[plan.epoch, self.clock.ms()]);
+                    for (node, share) in plan.shares.iter() {
+                        inner.trace.add(node.as_bytes());
+                        inner.trace.add_words(&[share.to_bits()]);
+                    }
                     inner.plans.insert(key, plan.clone());
                     None
                 }
@@ -177,6 +220,15 @@ impl Checker {
     /// Checks done so far, per invariant.
     pub fn checks(&self) -> BTreeMap<&'static str, u64> {
         self.inner.lock().checks.clone()
+    }
+
+    /// The fingerprint of the run so far, with `extra` (end-of-run figures)
+    /// folded in: equal for two runs of one seed, which is what replaying a
+    /// seed means.
+    pub fn fingerprint(&self, extra: &[u64]) -> u64 {
+        let mut trace = self.inner.lock().trace;
+        trace.add_words(extra);
+        trace.0
     }
 
     /// Distinct (term, leader) pairs seen.

@@ -5,6 +5,7 @@
 //! invariants checked as it runs.
 //!
 //! - [`clock`]: virtual time.
+//! - [`entropy`]: the process's randomness, from the seed.
 //! - [`net`]: the fault model (partitions, cuts, isolation, loss, delay).
 //! - [`gossip`]: chitchat's channel transport behind the fault model.
 //! - [`raft_net`]: the in-memory Raft network.
@@ -20,6 +21,7 @@
 //! - [`report`]: the printed summary.
 
 pub mod clock;
+pub mod entropy;
 pub mod finish;
 pub mod follower;
 pub mod gossip;

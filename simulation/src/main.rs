@@ -31,6 +31,38 @@ struct Args {
     rate: f64,
 }
 
+/// Replaces the C library's `getrandom` for this process: every random
+/// draw of the code under test (hash-map keys, tokio, chitchat, Raft's
+/// election timeouts) comes from the seed's stream (see
+/// `vajra_simulation::entropy`), so a seed replays exactly.
+///
+/// # Safety
+/// `buf` must be valid for writes of `len` bytes, as the C function asks.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getrandom(buf: *mut u8, len: usize, _flags: u32) -> isize {
+    if len == 0 {
+        return 0;
+    }
+    // SAFETY: the caller hands a writable buffer of `len` bytes.
+    let buf = unsafe { std::slice::from_raw_parts_mut(buf, len) };
+    vajra_simulation::entropy::fill(buf);
+    len as isize
+}
+
+/// `getentropy`, which some code calls instead: at most 256 bytes.
+///
+/// # Safety
+/// As [`getrandom`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getentropy(buf: *mut u8, len: usize) -> i32 {
+    if len > 256 {
+        return -1;
+    }
+    // SAFETY: as the caller of getentropy promises.
+    unsafe { getrandom(buf, len, 0) };
+    0
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -40,6 +72,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    vajra_simulation::entropy::seed(args.seed);
     let config = Config {
         peers: args.peers,
         seed: args.seed,

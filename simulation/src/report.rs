@@ -33,6 +33,7 @@ pub fn render(s: &Summary) -> String {
         "scenario {} · {} peers ({} at end) · seed {} · {:.1} virtual s in {:.1} wall s",
         s.scenario, s.peers, s.peers_at_end, s.seed, s.virtual_secs, s.wall_secs
     );
+    let _ = writeln!(out, "replay fingerprint: {:016x}", s.fingerprint);
     let _ = writeln!(
         out,
         "formation: seeds led at {} · then gossip converged in {} · Raft with every peer in {}",

@@ -102,6 +102,9 @@ pub struct Summary {
     pub violations: Vec<Violation>,
     /// What the network did.
     pub net: NetStats,
+    /// Hash of every leader, plan and violation with its virtual time, and
+    /// of the end figures: two runs of one seed print the same one.
+    pub fingerprint: u64,
 }
 
 /// Runs `config` on a paused current-thread runtime.
@@ -175,7 +178,25 @@ async fn simulate(config: &Config) -> anyhow::Result<Summary> {
     summary.checks = checker.checks();
     summary.violations = checker.violations();
     summary.net = shared.net.stats();
+    summary.fingerprint = checker.fingerprint(&end_figures(&summary));
     Ok(summary)
+}
+
+/// The figures of `summary` that a replay must reproduce, as words.
+fn end_figures(summary: &Summary) -> Vec<u64> {
+    let c = &summary.counts;
+    let mut words = vec![
+        summary.peers_at_end as u64,
+        c.intended.to_bits(),
+        c.target.to_bits(),
+        c.peer_total,
+        c.merged_total,
+        summary.convergence_ms.unwrap_or(u64::MAX),
+    ];
+    words.extend(&summary.detections);
+    words.extend(&summary.resplits);
+    words.extend(summary.checks.values());
+    words
 }
 
 /// Waits for gossip to agree and Raft to take every peer in.
