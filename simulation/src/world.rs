@@ -130,7 +130,7 @@ impl World {
             &candidates(&live),
             definition,
         )?;
-        commit(&member, Command::SetPlan(plan.clone())).await?;
+        commit(&member, Command::set_plan(&plan)).await?;
         Ok(plan)
     }
 
@@ -148,7 +148,7 @@ impl World {
             self.shared.clock.unix_ms() + RESPLIT_DELAY.as_millis() as u64,
             tps,
         );
-        commit(&member, Command::SetPlan(next.clone())).await?;
+        commit(&member, Command::set_plan(&next)).await?;
         Ok(next)
     }
 }

@@ -308,10 +308,7 @@ impl Controller {
             Ok(plan) => plan,
             Err(e) => return ControlReply::refused(e.to_string()),
         };
-        match self
-            .commit(Command::SetPlan(plan.clone()), "the plan")
-            .await
-        {
+        match self.commit(Command::set_plan(&plan), "the plan").await {
             Ok(()) => ControlReply {
                 ok: true,
                 message: format!("test {test_id} starts on {} peers", plan.shares.len()),
@@ -366,10 +363,7 @@ impl Controller {
             ),
         };
         let at_secs = next.epoch_offset_secs();
-        match self
-            .commit(Command::SetPlan(next.clone()), "the update")
-            .await
-        {
+        match self.commit(Command::set_plan(&next), "the update").await {
             Ok(()) => ControlReply {
                 ok: true,
                 message: format!(

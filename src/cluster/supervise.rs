@@ -243,7 +243,7 @@ impl Supervisor {
                 Duty::End => Some(Command::EndTest {
                     test_id: plan.test_id.clone(),
                 }),
-                Duty::Resplit(next) => Some(Command::SetPlan(next)),
+                Duty::Resplit(next) => Some(Command::set_plan(&next)),
             },
         )
     }

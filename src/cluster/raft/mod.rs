@@ -55,7 +55,8 @@ pub type Raft = openraft::Raft<TypeConfig>;
 /// What the replicated log carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
-    /// Adopt a plan: the first epoch of a test, or a later re-split.
+    /// Adopt a plan: the first epoch of a test, or a later re-split. Build
+    /// it with [`Command::set_plan`], which leaves the past epochs out.
     SetPlan(Plan),
     /// Stop the test with this id before its end (a user's `stop`): it
     /// ends as failed.
@@ -68,6 +69,15 @@ pub enum Command {
         /// The test that is over.
         test_id: String,
     },
+}
+
+impl Command {
+    /// The entry adopting `plan`, without the past epochs the plan carries
+    /// in memory ([`Plan::without_past`]): the state machine puts them back
+    /// from the plan it holds.
+    pub fn set_plan(plan: &Plan) -> Self {
+        Self::SetPlan(plan.without_past())
+    }
 }
 
 /// The state machine's answer to a command.
@@ -121,7 +131,12 @@ impl ClusterState {
                     message: format!("test {} is running; stop it first", current.test_id),
                 },
                 _ => {
-                    self.plan = Some(plan.clone());
+                    // The entry has no past epochs (or stale ones): the
+                    // history is what this machine applied before.
+                    self.plan = Some(match &self.plan {
+                        Some(current) => current.followed_by(plan),
+                        None => plan.clone(),
+                    });
                     CommandResponse {
                         accepted: true,
                         message: String::new(),
@@ -263,6 +278,44 @@ mod tests {
                 .accepted
         );
         assert!(state.apply(&Command::SetPlan(plan("u", 1))).accepted);
+    }
+
+    /// 1000 peers, then one leaves per re-split: the leader's plan in memory
+    /// keeps the last epochs, the entry carries only the newest, and every
+    /// state machine puts the same history back.
+    #[test]
+    fn entries_carry_one_epoch_and_apply_restores_the_kept_ones() {
+        use crate::cluster::plan::{Candidate, Equal, KEPT_EPOCHS};
+        let peers: Vec<Candidate> = (0..1000)
+            .map(|i| Candidate {
+                id: format!("peer-{i:04}"),
+                weight: 1.0,
+                cores: 2,
+                cpu_percent: 0.0,
+            })
+            .collect();
+        let encoded = |command: &Command| {
+            bincode::serde::encode_to_vec(command, bincode::config::standard())
+                .unwrap()
+                .len()
+        };
+        let mut leader = Plan::first("t", 0, &Equal, &peers, String::new()).unwrap();
+        let mut state = ClusterState::default();
+        assert!(state.apply(&Command::set_plan(&leader)).accepted);
+        let one_epoch = encoded(&Command::set_plan(&leader));
+        for left in 1..=40 {
+            leader = leader
+                .resplit(left * 1_000, &Equal, &peers[left as usize..])
+                .unwrap();
+            let entry = Command::set_plan(&leader);
+            assert!(state.apply(&entry).accepted);
+            assert!(encoded(&entry) <= one_epoch, "epoch {}", leader.epoch);
+            assert_eq!(state.plan.as_ref(), Some(&leader), "epoch {}", leader.epoch);
+        }
+        assert_eq!(leader.past.len(), KEPT_EPOCHS);
+        let with_past = encoded(&Command::SetPlan(leader.clone()));
+        println!("entry: {one_epoch} bytes; with {KEPT_EPOCHS} past epochs: {with_past} bytes");
+        assert!(with_past > 30 * one_epoch, "{with_past} vs {one_epoch}");
     }
 
     #[test]
