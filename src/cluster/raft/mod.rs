@@ -130,6 +130,12 @@ impl ClusterState {
                     accepted: false,
                     message: format!("test {} is running; stop it first", current.test_id),
                 },
+                // An update or re-split that lost the race with the test's
+                // stop or end must not bring it back.
+                None if self.stopped.contains(&plan.test_id) => CommandResponse {
+                    accepted: false,
+                    message: format!("test {} is over", plan.test_id),
+                },
                 _ => {
                     // The entry has no past epochs (or stale ones): the
                     // history is what this machine applied before.
@@ -278,6 +284,26 @@ mod tests {
                 .accepted
         );
         assert!(state.apply(&Command::SetPlan(plan("u", 1))).accepted);
+    }
+
+    #[test]
+    fn a_test_that_is_over_is_not_brought_back_by_a_late_epoch() {
+        for over in [
+            Command::StopTest {
+                test_id: "t".into(),
+            },
+            Command::EndTest {
+                test_id: "t".into(),
+            },
+        ] {
+            let mut state = ClusterState::default();
+            assert!(state.apply(&Command::SetPlan(plan("t", 1))).accepted);
+            assert!(state.apply(&over).accepted);
+            let late = state.apply(&Command::SetPlan(plan("t", 2)));
+            assert!(!late.accepted, "{over:?}");
+            assert_eq!(late.message, "test t is over");
+            assert_eq!(state.plan, None);
+        }
     }
 
     /// 1000 peers, then one leaves per re-split: the leader's plan in memory
