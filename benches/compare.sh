@@ -98,5 +98,6 @@ json "$WORK/open.json" "(
   f\"worst full second {min(w['dispatched'] for w in r['series'] if w['duration_s'] >= 0.999 and w['second'] < $SECS)}..\"
   f\"{max(w['dispatched'] for w in r['series'] if w['duration_s'] >= 0.999 and w['second'] < $SECS)} dispatched/s, \"
   f\"lag p99 {r['scheduler_lag']['p99_us']:.0f}us, latency p99 {r['main']['latency']['p99_us']:.0f}us, \"
-  f\"service p99 {r['main']['service']['p99_us']:.0f}us, reliable {r['self_check']['reliable']}\"
+  f\"service p99 {r['main']['service']['p99_us']:.0f}us, \"
+  f\"generator CPU {r['self_check']['cpu_percent_mean']:.0f}% of its core, reliable {r['self_check']['reliable']}\"
 )"
