@@ -279,6 +279,7 @@ fn start(
         preallocate,
         max_in_flight,
         saturation,
+        dispatch_quantum,
     } = settings.engine.load.clone()
     else {
         return Err("a distributed test needs a target rate".into());
@@ -306,6 +307,7 @@ fn start(
             preallocate,
             max_in_flight,
             saturation,
+            dispatch_quantum,
         },
         start_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(plan.test_start_unix_ms)),
         ..settings.engine.clone()

@@ -153,6 +153,12 @@ pub struct RunArgs {
     /// [default: drop; wait with --concurrency].
     #[arg(long, env = "VAJRA_ON_SATURATION", help_heading = "Load")]
     pub on_saturation: Option<Saturation>,
+    /// Open model: shortest time between two wake-ups of the arrival
+    /// scheduler; arrivals falling due closer together leave together, each
+    /// at most this late, its latency still counted from its due time
+    /// [default: 100us; 0s wakes for every arrival; at most 10ms].
+    #[arg(long, env = "VAJRA_DISPATCH_QUANTUM", help_heading = "Load")]
+    pub dispatch_quantum: Option<HumanDuration>,
 
     /// Async runtime threads [default: one per available core].
     #[arg(long, env = "VAJRA_THREADS", help_heading = "Execution")]
@@ -234,6 +240,7 @@ impl RunArgs {
             max_in_flight: self.max_in_flight.or(lower.max_in_flight),
             preallocate: self.preallocate.or(lower.preallocate),
             on_saturation: self.on_saturation.or(lower.on_saturation),
+            dispatch_quantum: self.dispatch_quantum.or(lower.dispatch_quantum),
             threads: self.threads.or(lower.threads),
             thread_strategy: self.thread_strategy.or(lower.thread_strategy),
             blocking_threads: self.blocking_threads.or(lower.blocking_threads),

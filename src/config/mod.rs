@@ -11,7 +11,7 @@ pub mod file;
 pub mod resolve;
 
 pub use args::RunArgs;
-pub use resolve::{RunSettings, resolve};
+pub use resolve::{DEFAULT_DISPATCH_QUANTUM, MAX_DISPATCH_QUANTUM, RunSettings, resolve};
 
 /// A setting that is missing, malformed or impossible.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -54,6 +54,11 @@ pub enum LoadModel {
         max_in_flight: usize,
         /// What happens to an arrival when `max_in_flight` are busy.
         saturation: Saturation,
+        /// Shortest time between two wake-ups of the arrival scheduler:
+        /// arrivals falling due closer together are released together, each
+        /// at most this late (its latency still counts from its due time).
+        /// Zero wakes for every arrival.
+        dispatch_quantum: Duration,
     },
     /// Closed model: `concurrency` instances execute back to back.
     Closed {
@@ -205,6 +210,7 @@ pub async fn run_controlled<F: TaskFactory>(
             preallocate,
             max_in_flight,
             saturation,
+            dispatch_quantum,
         } => {
             let max = if blocking {
                 blocking_threads.min(*max_in_flight)
@@ -220,6 +226,7 @@ pub async fn run_controlled<F: TaskFactory>(
                 max: max.max(1),
                 elastic: !blocking,
                 saturation: *saturation,
+                dispatch_quantum_ns: dispatch_quantum.as_nanos() as u64,
             };
             start_open(&ctx, &spawner, profile, pool, control, config.start_at).await?
         }

@@ -42,7 +42,7 @@ impl std::str::FromStr for Saturation {
     }
 }
 
-/// Limits on the instances that serve arrivals.
+/// How arrivals are served: the instances' limits and the dispatch batching.
 pub(crate) struct Pool {
     /// Workers already started before the clock.
     pub started: usize,
@@ -52,6 +52,10 @@ pub(crate) struct Pool {
     /// Whether new workers may be started on demand.
     pub elastic: bool,
     pub saturation: Saturation,
+    /// Shortest time between two wake-ups (see [`LoadModel::Open`]).
+    ///
+    /// [`LoadModel::Open`]: super::LoadModel::Open
+    pub dispatch_quantum_ns: u64,
 }
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
@@ -218,6 +222,10 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
     // A hold is armed while on schedule; after a hold ends, what is owed is
     // sent before the next stall can hold again.
     let mut hold_armed = true;
+    // When the scheduler last woke from a sleep: it sleeps again until the
+    // next arrival is due, but no sooner than a quantum after this, and
+    // then releases everything due by then at once.
+    let mut woke_ns = 0u64;
     loop {
         let updates = control.take();
         if !updates.is_empty() {
@@ -230,7 +238,13 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
         // (it may end with a stretch at rate 0), and may still be updated.
         let due_s = schedule.peek().unwrap_or(schedule.curve().duration());
         let due_ns = (due_s * NANOS_PER_SEC as f64) as u64;
-        match sleep_until(&ctx, due_ns, &control) {
+        let must_sleep = ctx.clock.now_ns() < due_ns;
+        let wake_ns = if must_sleep {
+            due_ns.max(woke_ns + pool.dispatch_quantum_ns)
+        } else {
+            due_ns
+        };
+        match sleep_until(&ctx, wake_ns, &control) {
             Woke::Stopped => break,
             Woke::Updated => continue,
             Woke::HoldRequested => match hold(&ctx, &control, schedule.curve().duration()) {
@@ -245,6 +259,7 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
                     continue;
                 }
             },
+            Woke::Due if must_sleep => woke_ns = ctx.clock.now_ns(),
             Woke::Due => {}
         }
         if let Some(guard) = control.stall_guard_ns() {
