@@ -18,6 +18,7 @@
 //!   admission, gossip membership (chitchat), discovery, Raft (openraft),
 //!   load plans, the runner of a peer's share and the control commands.
 //! - [`target`]: a built-in HTTP target for demos, tests and benchmarks.
+//! - [`tls`]: TLS pieces the http task and the peer endpoint share.
 //! - [`cli`]: the `vajra-peer` command line, reusable by user binaries.
 //!
 //! The data path from plan to report is described in `docs/ARCHITECTURE.md`.
@@ -34,3 +35,4 @@ pub mod metrics;
 pub mod target;
 pub mod task;
 pub mod threshold;
+pub mod tls;

@@ -45,16 +45,7 @@ pub struct MtlsIdentity {
 impl MtlsIdentity {
     /// Loads PEM files; errors name the file at fault.
     pub fn load(ca: &Path, cert: &Path, key: &Path) -> Result<Self, String> {
-        let read_certs = |path: &Path| -> Result<Vec<CertificateDer<'static>>, String> {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("{} is not PEM certificates: {e}", path.display()))?;
-            if certs.is_empty() {
-                return Err(format!("{} holds no certificate", path.display()));
-            }
-            Ok(certs)
-        };
+        let read_certs = crate::tls::read_certificates;
         let mut roots = RootCertStore::empty();
         for ca_cert in read_certs(ca)? {
             roots

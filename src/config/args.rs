@@ -83,6 +83,20 @@ pub struct RunArgs {
     /// Per-request timeout of the http task [default: 30s].
     #[arg(long, env = "VAJRA_TIMEOUT", help_heading = "Task")]
     pub timeout: Option<HumanDuration>,
+    /// HTTPS: CA certificates (PEM file) to trust besides the built-in
+    /// Mozilla roots.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "VAJRA_HTTPS_CA",
+        help_heading = "Task"
+    )]
+    pub https_ca: Option<PathBuf>,
+    /// HTTPS: accept any server certificate (a test target's self-signed
+    /// one). The traffic is still encrypted, but the server is not
+    /// authenticated.
+    #[arg(long, action = ArgAction::SetTrue, help_heading = "Task")]
+    pub https_skip_verify: bool,
     /// Delay of the sleep task: 10ms, or a uniform range 5ms..20ms.
     #[arg(long, env = "VAJRA_SLEEP", help_heading = "Task")]
     pub sleep: Option<String>,
@@ -220,6 +234,8 @@ impl RunArgs {
             body_file: self.body_file.or(lower.body_file),
             expect_status: list(self.expect_status, lower.expect_status),
             timeout: self.timeout.or(lower.timeout),
+            https_ca: self.https_ca.or(lower.https_ca),
+            https_skip_verify: self.https_skip_verify || lower.https_skip_verify,
             sleep: self.sleep.or(lower.sleep),
             param: list(self.param, lower.param),
             tps: self.tps.or(lower.tps),

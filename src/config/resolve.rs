@@ -161,6 +161,8 @@ fn task_options(args: &RunArgs) -> Result<TaskOptions, ConfigError> {
             body,
             expect_status: args.expect_status.clone(),
             timeout: args.timeout.map(Into::into),
+            tls_ca: args.https_ca.clone(),
+            tls_skip_verify: args.https_skip_verify,
         },
         sleep,
         params,

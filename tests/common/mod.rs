@@ -95,6 +95,29 @@ impl TestTarget {
         }
     }
 
+    /// A target serving HTTPS with `tls`.
+    pub fn start_https(
+        behaviour: TargetBehaviour,
+        tls: std::sync::Arc<rustls::ServerConfig>,
+    ) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let target = runtime
+            .block_on(Target::start_https(
+                "127.0.0.1:0".parse().unwrap(),
+                behaviour,
+                tls,
+            ))
+            .unwrap();
+        Self {
+            target,
+            _runtime: runtime,
+        }
+    }
+
     pub fn url(&self) -> String {
         self.target.url()
     }

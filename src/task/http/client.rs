@@ -8,6 +8,8 @@
 //! client connection this closed most of the gap to wrk (see
 //! docs/benchmarks.md).
 //!
+//! Over HTTPS the same bytes go through a TLS session ([`super::tls`]).
+//!
 //! Framing follows RFC 9112: interim 1xx responses are skipped; HEAD, 204
 //! and 304 responses have no body; `Transfer-Encoding: chunked` is decoded;
 //! otherwise `Content-Length` is read; a response with neither is read to
@@ -15,7 +17,9 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
+use super::tls::TlsTarget;
 use crate::task::TaskError;
 
 /// Read buffer size; larger bodies stream through it.
@@ -36,9 +40,36 @@ pub struct Response {
     pub keep_alive: bool,
 }
 
+/// The bytes under a connection: plain TCP, or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// Writes all of `bytes`; over TLS the records are flushed to the
+    /// socket before returning.
+    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Plain(tcp) => tcp.write_all(bytes).await,
+            Self::Tls(tls) => {
+                tls.write_all(bytes).await?;
+                tls.flush().await
+            }
+        }
+    }
+
+    async fn receive(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Plain(tcp) => tcp.read(buf).await,
+            Self::Tls(tls) => tls.read(buf).await,
+        }
+    }
+}
+
 /// One open connection.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     /// Unconsumed bytes are `buf[start..end]`.
     start: usize,
@@ -65,12 +96,16 @@ fn closed() -> TaskError {
 }
 
 impl Connection {
-    /// Connects to `address` (`host:port`).
-    pub async fn connect(address: &str) -> Result<Self, TaskError> {
-        let stream = TcpStream::connect(address)
+    /// Connects to `address` (`host:port`), over TLS to `tls` if given.
+    pub async fn connect(address: &str, tls: Option<&TlsTarget>) -> Result<Self, TaskError> {
+        let tcp = TcpStream::connect(address)
             .await
             .map_err(|e| TaskError::new("connect", format!("connecting to {address}: {e}")))?;
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let stream = match tls {
+            None => Stream::Plain(tcp),
+            Some(target) => Stream::Tls(Box::new(target.handshake(tcp).await?)),
+        };
         Ok(Self {
             stream,
             buf: vec![0; BUFFER],
@@ -83,7 +118,7 @@ impl Connection {
     /// response. `head` says the request was a HEAD (its response has no
     /// body whatever its headers say).
     pub async fn round_trip(&mut self, request: &[u8], head: bool) -> Result<Response, TaskError> {
-        self.stream.write_all(request).await?;
+        self.stream.send(request).await?;
         loop {
             let (status, framing, keep_alive) = self.read_head(head).await?;
             if (100..200).contains(&status) && status != 101 {
@@ -124,7 +159,7 @@ impl Connection {
                 self.buf.resize(self.buf.len() * 2, 0);
             }
         }
-        let n = self.stream.read(&mut self.buf[self.end..]).await?;
+        let n = self.stream.receive(&mut self.buf[self.end..]).await?;
         self.end += n;
         Ok(n)
     }
@@ -321,7 +356,7 @@ mod tests {
 
     async fn get(parts: Vec<&'static [u8]>, close: bool) -> Result<Response, TaskError> {
         let addr = serve_once(parts, close).await;
-        let mut conn = Connection::connect(&addr).await?;
+        let mut conn = Connection::connect(&addr, None).await?;
         conn.round_trip(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false)
             .await
     }

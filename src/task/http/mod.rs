@@ -1,9 +1,11 @@
-//! The built-in `http` task: one HTTP/1.1 keep-alive connection per instance.
+//! The built-in `http` task: one HTTP/1.1 keep-alive connection per instance,
+//! plain or over TLS (`https://`).
 //!
 //! The request is validated and serialised once per run ([`Prepared`]);
 //! each instance owns a [`client::Connection`], re-opened after any error or
 //! when the server asks to close.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +16,10 @@ use hyper::{Method, Uri};
 use super::{Task, TaskError, TaskFactory, TaskResult};
 
 pub mod client;
+pub mod tls;
 
 use client::Connection;
+use tls::TlsTarget;
 
 /// Default per-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,12 +39,18 @@ pub struct HttpOptions {
     pub expect_status: Vec<u16>,
     /// Per-request timeout (connect included); [`DEFAULT_TIMEOUT`] if unset.
     pub timeout: Option<Duration>,
+    /// HTTPS: CA certificates (PEM) trusted besides the built-in roots.
+    pub tls_ca: Option<PathBuf>,
+    /// HTTPS: accept any server certificate (a test target's self-signed
+    /// one); the handshake is still checked.
+    pub tls_skip_verify: bool,
 }
 
 /// The request every instance sends, validated and serialised once.
 #[derive(Debug)]
 struct Prepared {
     address: String,
+    tls: Option<TlsTarget>,
     request: Vec<u8>,
     head: bool,
     expect_status: Vec<u16>,
@@ -59,21 +69,38 @@ impl Prepared {
         let uri: Uri = url
             .parse()
             .map_err(|e| anyhow::anyhow!("--url '{url}' is not a valid URL: {e}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
             Some(other) => {
-                anyhow::bail!("--url '{url}': scheme '{other}' is not supported yet (use http://)")
+                anyhow::bail!(
+                    "--url '{url}': scheme '{other}' is not supported (use http:// or https://)"
+                )
             }
             None => anyhow::bail!("--url '{url}' needs a scheme, e.g. http://{url}"),
-        }
+        };
         let authority = uri
             .authority()
             .ok_or_else(|| anyhow::anyhow!("--url '{url}' has no host"))?;
+        let default_port = if https { 443 } else { 80 };
         let address = format!(
             "{}:{}",
             authority.host(),
-            authority.port_u16().unwrap_or(80)
+            authority.port_u16().unwrap_or(default_port)
         );
+        let tls = if https {
+            let target = TlsTarget::new(
+                authority.host(),
+                opts.tls_ca.as_deref(),
+                opts.tls_skip_verify,
+            )
+            .map_err(|e| anyhow::anyhow!("--url '{url}': {e}"))?;
+            Some(target)
+        } else if opts.tls_ca.is_some() || opts.tls_skip_verify {
+            anyhow::bail!("--https-ca and --https-skip-verify need an https:// URL, not '{url}'");
+        } else {
+            None
+        };
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let method_name = opts.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
         let method = Method::from_bytes(method_name.as_bytes())
@@ -81,11 +108,16 @@ impl Prepared {
         let request = serialise(&method, path, authority.as_str(), &opts.headers, &opts.body)?;
         Ok(Self {
             address,
+            tls,
             request,
             head: method == Method::HEAD,
             expect_status: opts.expect_status.clone(),
             timeout: opts.timeout.unwrap_or(DEFAULT_TIMEOUT),
         })
+    }
+
+    async fn connect(&self) -> Result<Connection, TaskError> {
+        Connection::connect(&self.address, self.tls.as_ref()).await
     }
 
     fn check(&self, status: u16) -> TaskResult {
@@ -169,9 +201,7 @@ impl HttpTask {
     async fn send(&mut self) -> Result<u16, TaskError> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => self
-                .conn
-                .insert(Connection::connect(&self.prepared.address).await?),
+            None => self.conn.insert(self.prepared.connect().await?),
         };
         let response = conn
             .round_trip(&self.prepared.request, self.prepared.head)
@@ -185,7 +215,9 @@ impl HttpTask {
 
 impl Task for HttpTask {
     async fn setup(&mut self) -> anyhow::Result<()> {
-        let conn = Connection::connect(&self.prepared.address)
+        let conn = self
+            .prepared
+            .connect()
             .await
             .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
         self.conn = Some(conn);
@@ -229,7 +261,7 @@ mod tests {
     #[test]
     fn bad_urls_and_headers_are_named() {
         for (url, needle) in [
-            ("https://x/", "not supported"),
+            ("ftp://x/", "not supported"),
             ("localhost:80/x", "scheme"),
             ("http://", "not a valid URL"),
         ] {
