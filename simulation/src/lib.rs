@@ -16,7 +16,7 @@
 //! - [`world`]: the cluster and the operations on it.
 //! - [`scenario`]: faults from the seed.
 //! - [`measure`]: detection, re-split and convergence timings.
-//! - [`run`]: one run, start to end.
+//! - [`run`](mod@run): one run, start to end.
 //! - [`finish`]: the end-of-run checks.
 //! - [`report`]: the printed summary.
 

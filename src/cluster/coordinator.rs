@@ -1,7 +1,7 @@
 //! Keeping Raft's membership in step with gossip's.
 //!
 //! Gossip says who is alive; Raft needs a small, stable set of voters. Each
-//! peer runs [`run`]; its decisions come from the pure [`decide`], which the
+//! peer runs [`tick`] periodically; its decisions come from the pure [`decide`], which the
 //! simulation can drive directly:
 //!
 //! - **Bootstrap.** While no live peer belongs to a Raft cluster, the peer

@@ -102,7 +102,7 @@ pub struct PeerInfo {
     pub cpu_percent: f64,
     /// Software version.
     pub version: String,
-    /// "idle" or "running <test>".
+    /// "idle" or "running TEST".
     pub status: String,
     /// Rate it is asked to generate.
     pub target_rate: f64,

@@ -1,9 +1,9 @@
 //! Configuration: flags over `VAJRA_*` environment over a file over defaults.
 //!
 //! - [`args`]: the settings struct shared by clap and serde.
-//! - [`file`]: TOML and YAML files.
+//! - [`file`](mod@file): TOML and YAML files.
 //! - [`duration`]: human durations (`30s`, `1.5s`, `5m`).
-//! - [`resolve`]: validation into a runnable [`RunSettings`].
+//! - [`resolve`](mod@resolve): validation into a runnable [`RunSettings`].
 
 pub mod args;
 pub mod duration;

@@ -45,7 +45,7 @@ pub struct WindowReport {
 }
 
 /// Latency and service-time histograms (of a window, or of a tag), HDR V2
-/// base64 (see [`encode_v2`](super::histogram::encode_v2)).
+/// base64 (see [`super::histogram::encode_v2`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistogramPair {
     /// Latency from the intended start.

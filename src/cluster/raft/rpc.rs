@@ -1,5 +1,5 @@
 //! Raft RPCs over the peer endpoint: one bidirectional stream of kind
-//! [`KIND_RAFT`] per call, bincode-encoded, on the same admitted QUIC
+//! [`KIND_RAFT`](crate::cluster::network::KIND_RAFT) per call, bincode-encoded, on the same admitted QUIC
 //! connections as gossip. A Raft node's address is its peer's endpoint
 //! address.
 

@@ -1,7 +1,7 @@
 //! The built-in `http` task: one HTTP/1.1 keep-alive connection per instance,
 //! plain or over TLS (`https://`).
 //!
-//! The request is validated and serialised once per run ([`Prepared`]);
+//! The request is validated and serialised once per run;
 //! each instance owns a [`client::Connection`], re-opened after any error or
 //! when the server asks to close.
 
