@@ -265,6 +265,7 @@ fn info(name: &str, raft_id: u64) -> PeerInfo {
         raft_id,
         raft_role: "none".into(),
         digest: Default::default(),
+        founder: false,
     }
 }
 

@@ -6,9 +6,11 @@
 //!
 //! - **Bootstrap.** While no live peer belongs to a Raft cluster, the peer
 //!   with the smallest Raft id initialises one with itself once the
-//!   membership it sees has been stable for [`settle_time`]. Others wait to be
-//!   added. (Two sides of a partition that both start empty could each
-//!   bootstrap; seeds make that unlikely, and it is documented.)
+//!   membership it sees has been stable for [`settle_time`]; if some live
+//!   peers were given no seed but themselves (founders), the smallest of
+//!   those. Others wait to be added. (Two sides of a partition that both
+//!   start empty could each bootstrap; seeds make that unlikely, and it is
+//!   documented.)
 //! - **Leader duties.** Live peers missing from Raft are added as learners,
 //!   all of them in one membership change (a change lists every member, so
 //!   adding n peers one by one would write n entries of up to n nodes);
@@ -59,6 +61,9 @@ pub struct Observed {
     pub present: BTreeSet<u64>,
     /// Whether another live peer already belongs to a Raft cluster.
     pub others_in_raft: bool,
+    /// Live peers (this one included) that were given no seed but
+    /// themselves: when there are any, one of them founds the cluster.
+    pub founders: BTreeSet<u64>,
 }
 
 /// What this peer's Raft says.
@@ -99,7 +104,16 @@ pub fn voter_target(alive: usize) -> usize {
 /// The actions that bring Raft's membership in line with gossip.
 pub fn decide(observed: &Observed, raft: &RaftView, settled: bool) -> Vec<Action> {
     if !raft.initialized {
-        let smallest = observed.alive.keys().next() == Some(&observed.me);
+        // A peer pointed at seeds waits for them when it can see one that
+        // was not: two peers starting together may not yet see each other
+        // both ways, and the one that was told of the other must not found
+        // a second cluster meanwhile.
+        let candidates: Vec<u64> = if observed.founders.is_empty() {
+            observed.alive.keys().copied().collect()
+        } else {
+            observed.founders.iter().copied().collect()
+        };
+        let smallest = candidates.first() == Some(&observed.me);
         return if settled && smallest && !observed.others_in_raft {
             vec![Action::Initialize]
         } else {
@@ -167,6 +181,9 @@ pub fn observed(status: &ClusterStatus, me: u64, my_addr: SocketAddr) -> Observe
         }
         if m.state == Liveness::Alive {
             observed.alive.insert(m.info.raft_id, addr);
+            if m.info.founder {
+                observed.founders.insert(m.info.raft_id);
+            }
             if m.info.raft_id != me && !matches!(m.info.raft_role.as_str(), "none" | "") {
                 observed.others_in_raft = true;
             }
@@ -318,6 +335,7 @@ mod tests {
             alive: alive.iter().map(|&i| (i, addr(i))).collect(),
             present: present.iter().copied().collect(),
             others_in_raft: false,
+            founders: BTreeSet::new(),
         }
     }
 
@@ -344,6 +362,28 @@ mod tests {
         assert!(
             decide(&joined_late, &empty, true).is_empty(),
             "never a second cluster"
+        );
+    }
+
+    /// Peer 1 was pointed at seed 3, which was given none: 1 waits even
+    /// while it sees itself as the smallest, and 3 founds the cluster. A
+    /// founder that is gone leaves the choice to the smallest again.
+    #[test]
+    fn a_founder_bootstraps_before_peers_pointed_at_seeds() {
+        let empty = RaftView::default();
+        let with_founder = |me: u64| {
+            let mut obs = observed(me, &[1, 2, 3], &[1, 2, 3]);
+            obs.founders = BTreeSet::from([3]);
+            obs
+        };
+        assert!(decide(&with_founder(1), &empty, true).is_empty());
+        assert_eq!(
+            decide(&with_founder(3), &empty, true),
+            vec![Action::Initialize]
+        );
+        assert_eq!(
+            decide(&observed(1, &[1, 2], &[1, 2]), &empty, true),
+            vec![Action::Initialize]
         );
     }
 

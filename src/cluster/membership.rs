@@ -180,6 +180,7 @@ impl Peer {
             raft_id,
             raft_role: "none".into(),
             digest: Default::default(),
+            founder: is_founder(&config.seeds, advertise, config.listen),
         };
         let chitchat_config = chitchat_config(
             chitchat_id,
@@ -512,6 +513,16 @@ async fn coordinate(view: View, raft: Raft, me: u64, my_addr: SocketAddr) {
     }
 }
 
+/// Whether a peer given `seeds` may found the Raft cluster: it has no seed,
+/// or every seed is itself (a compose service whose seed is its own name).
+/// A seed that does not resolve yet counts as another peer.
+pub fn is_founder(seeds: &[String], advertise: SocketAddr, listen: SocketAddr) -> bool {
+    seeds.iter().all(|seed| {
+        seed.to_socket_addrs()
+            .is_ok_and(|mut addrs| addrs.all(|a| a == advertise || a == listen))
+    })
+}
+
 /// The address peers should use to reach this one: the listen address if
 /// it names an interface, else this host's address on the way to a seed,
 /// else the address its host name resolves to.
@@ -557,4 +568,26 @@ pub fn hostname() -> Option<String> {
     String::from_utf8(buf[..end].to_vec())
         .ok()
         .filter(|h| !h.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_founder_has_no_seed_but_itself() {
+        let me: SocketAddr = "127.0.0.1:7700".parse().unwrap();
+        assert!(is_founder(&[], me, me));
+        assert!(is_founder(&["127.0.0.1:7700".into()], me, me));
+        assert!(!is_founder(&["127.0.0.1:7701".into()], me, me));
+        assert!(!is_founder(
+            &["127.0.0.1:7700".into(), "127.0.0.1:7701".into()],
+            me,
+            me
+        ));
+        assert!(
+            !is_founder(&["no-such-host.invalid:7700".into()], me, me),
+            "an unresolved seed may be another peer"
+        );
+    }
 }

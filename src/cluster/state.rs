@@ -34,6 +34,9 @@ pub const RAFT_ID: &str = "raft_id";
 pub const RAFT_ROLE: &str = "raft";
 /// Key of the running test's digest (see [`Digest`]).
 pub const DIGEST: &str = "digest";
+/// Key present (value "1") on a peer that may found the Raft cluster: it
+/// was given no seed but itself (see `coordinator::decide`).
+pub const FOUNDER: &str = "founder";
 
 /// A few figures of the test a peer runs, small enough for gossip:
 /// `status` shows them per peer at a glance. The exact cluster figures
@@ -117,6 +120,10 @@ pub struct PeerInfo {
     /// Figures of the test it runs or ran last (version 0: none).
     #[serde(default)]
     pub digest: Digest,
+    /// Whether it was given no seed but itself, so that it, rather than a
+    /// peer that was pointed at others, founds the Raft cluster.
+    #[serde(default)]
+    pub founder: bool,
 }
 
 impl PeerInfo {
@@ -138,6 +145,8 @@ impl PeerInfo {
             (DIGEST, self.digest.to_text()),
         ]
         .into_iter()
+        // Published only when set: most peers are not founders.
+        .chain(self.founder.then(|| (FOUNDER, "1".to_owned())))
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
     }
@@ -163,6 +172,7 @@ impl PeerInfo {
                 .get(DIGEST)
                 .and_then(Digest::parse)
                 .unwrap_or_default(),
+            founder: state.get(FOUNDER) == Some("1"),
         }
     }
 }

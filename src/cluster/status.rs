@@ -308,6 +308,7 @@ pub(crate) mod fixtures {
                 raft_id,
                 raft_role: String::new(),
                 digest: Default::default(),
+                founder: false,
             },
             clock_offset_ms: None,
         }
