@@ -81,18 +81,7 @@ pub struct TestTarget {
 
 impl TestTarget {
     pub fn start(behaviour: TargetBehaviour) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let target = runtime
-            .block_on(Target::start("127.0.0.1:0".parse().unwrap(), behaviour))
-            .unwrap();
-        Self {
-            target,
-            _runtime: runtime,
-        }
+        Self::start_with(None, behaviour)
     }
 
     /// A target serving HTTPS with `tls`.
@@ -100,17 +89,26 @@ impl TestTarget {
         behaviour: TargetBehaviour,
         tls: std::sync::Arc<rustls::ServerConfig>,
     ) -> Self {
+        Self::start_with(Some(tls), behaviour)
+    }
+
+    fn start_with(
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+        behaviour: TargetBehaviour,
+    ) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
+        let addr = "127.0.0.1:0".parse().unwrap();
         let target = runtime
-            .block_on(Target::start_https(
-                "127.0.0.1:0".parse().unwrap(),
-                behaviour,
-                tls,
-            ))
+            .block_on(async {
+                match tls {
+                    None => Target::start(addr, behaviour).await,
+                    Some(tls) => Target::start_https(addr, behaviour, tls).await,
+                }
+            })
             .unwrap();
         Self {
             target,
