@@ -304,6 +304,7 @@ fn closed_model(args: &RunArgs) -> Result<LoadModel, ConfigError> {
         ("max-in-flight", args.max_in_flight.is_some()),
         ("on-saturation", args.on_saturation.is_some()),
         ("preallocate", args.preallocate.is_some()),
+        ("dispatch-quantum", args.dispatch_quantum.is_some()),
     ] {
         if given {
             return Err(invalid(
@@ -543,6 +544,14 @@ mod tests {
             (
                 "concurrency = 2\nduration = \"1s\"\nmax-in-flight = 3",
                 "max-in-flight",
+            ),
+            (
+                "concurrency = 2\nduration = \"1s\"\ndispatch-quantum = \"50us\"",
+                "dispatch-quantum",
+            ),
+            (
+                "tps = 10\nduration = \"1s\"\ndispatch-quantum = \"20ms\"",
+                "dispatch-quantum",
             ),
             (
                 "tps = 10\nduration = \"1s\"\noutput = [\"r.txt\"]",
