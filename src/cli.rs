@@ -260,7 +260,7 @@ async fn execute(registry: &TaskRegistry, settings: RunSettings) -> u8 {
         &settings.task.name,
         &outcome,
         &settings.thresholds,
-        settings.max_lag,
+        settings.reliable_lag,
     );
     print!("{}", summary(&report, target_rate));
     for path in &settings.outputs {

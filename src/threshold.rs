@@ -5,7 +5,7 @@
 //! refer to latency from the intended start; prefix `service.` for service
 //! time, `lag.` for scheduler lag. Their values are durations (a bare number
 //! means milliseconds). `error_rate` takes `1%` or `0.01`; `rate` (completed
-//! per second, main phase), `count`, `errors` and `dropped` take numbers.
+//! per second, main phase), `count`, `errors`, `dropped` and `missed` take numbers.
 //! Thresholds are evaluated on the main phase only, warmup excluded.
 
 use std::fmt;
@@ -57,6 +57,8 @@ pub enum Metric {
     Errors,
     /// Dropped arrivals.
     Dropped,
+    /// Arrivals the generator reached too late to send.
+    Missed,
 }
 
 /// Comparison operator.
@@ -99,6 +101,8 @@ pub struct ThresholdInput<'a> {
     pub failures: u64,
     /// Dropped arrivals.
     pub dropped: u64,
+    /// Arrivals missed by the generator (later than `max_lag`).
+    pub missed: u64,
     /// Completed per second.
     pub rate: f64,
 }
@@ -150,6 +154,7 @@ fn parse_metric(name: &str) -> Result<Metric, String> {
         "count" => Some(Metric::Count),
         "errors" => Some(Metric::Errors),
         "dropped" => Some(Metric::Dropped),
+        "missed" => Some(Metric::Missed),
         _ => None,
     };
     if let Some(m) = simple {
@@ -169,7 +174,7 @@ fn parse_metric(name: &str) -> Result<Metric, String> {
         p if p.starts_with('p') => LatencyStat::Percentile(parse_percentile(&p[1..])?),
         _ => {
             return Err(format!(
-                "unknown metric '{name}' (known: p50, p99.9, min, mean, max, stddev, service.p99, lag.p99, error_rate, rate, count, errors, dropped)"
+                "unknown metric '{name}' (known: p50, p99.9, min, mean, max, stddev, service.p99, lag.p99, error_rate, rate, count, errors, dropped, missed)"
             ));
         }
     };
@@ -253,6 +258,7 @@ impl Threshold {
             Metric::Count => input.completed as f64,
             Metric::Errors => input.failures as f64,
             Metric::Dropped => input.dropped as f64,
+            Metric::Missed => input.missed as f64,
         }
     }
 
@@ -354,6 +360,7 @@ mod tests {
             completed: 100,
             failures: 2,
             dropped: 0,
+            missed: 0,
             rate: 99.0,
         };
         assert!(

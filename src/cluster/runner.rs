@@ -280,6 +280,7 @@ fn start(
         max_in_flight,
         saturation,
         dispatch_quantum,
+        max_lag,
     } = settings.engine.load.clone()
     else {
         return Err("a distributed test needs a target rate".into());
@@ -308,6 +309,7 @@ fn start(
             max_in_flight,
             saturation,
             dispatch_quantum,
+            max_lag,
         },
         start_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(plan.test_start_unix_ms)),
         ..settings.engine.clone()
@@ -339,7 +341,7 @@ fn start(
                     &settings.task.name,
                     &o,
                     &settings.thresholds,
-                    settings.max_lag,
+                    settings.reliable_lag,
                 ))),
                 Err(e) => PeerResult::Failed(e.to_string()),
             };

@@ -173,6 +173,11 @@ pub struct RunArgs {
     /// [default: 100us; 0s wakes for every arrival; at most 10ms].
     #[arg(long, env = "VAJRA_DISPATCH_QUANTUM", help_heading = "Load")]
     pub dispatch_quantum: Option<HumanDuration>,
+    /// Open model: latest an arrival may leave after its due time; what the
+    /// generator reaches later (it stalled, was frozen, or cannot keep up)
+    /// is not sent but counted as missed [default: 1s].
+    #[arg(long, env = "VAJRA_MAX_LAG", help_heading = "Load")]
+    pub max_lag: Option<HumanDuration>,
 
     /// Async runtime threads [default: one per available core].
     #[arg(long, env = "VAJRA_THREADS", help_heading = "Execution")]
@@ -206,7 +211,7 @@ pub struct RunArgs {
     pub fail_on_unreliable: bool,
     /// Scheduler lag (p99) above which results are unreliable [default: 10ms].
     #[arg(long, help_heading = "Checks")]
-    pub max_lag: Option<HumanDuration>,
+    pub reliable_lag: Option<HumanDuration>,
 
     /// Write a report: .json (summary, series, histograms) or .csv (series)
     /// (repeatable).
@@ -265,6 +270,7 @@ impl RunArgs {
             abort_on_fail: self.abort_on_fail || lower.abort_on_fail,
             fail_on_unreliable: self.fail_on_unreliable || lower.fail_on_unreliable,
             max_lag: self.max_lag.or(lower.max_lag),
+            reliable_lag: self.reliable_lag.or(lower.reliable_lag),
             output: list(self.output, lower.output),
             quiet: self.quiet || lower.quiet,
         }

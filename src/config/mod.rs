@@ -11,7 +11,10 @@ pub mod file;
 pub mod resolve;
 
 pub use args::RunArgs;
-pub use resolve::{DEFAULT_DISPATCH_QUANTUM, MAX_DISPATCH_QUANTUM, RunSettings, resolve};
+pub use resolve::{
+    DEFAULT_DISPATCH_QUANTUM, DEFAULT_MAX_LAG, DEFAULT_RELIABLE_LAG, MAX_DISPATCH_QUANTUM,
+    RunSettings, resolve,
+};
 
 /// A setting that is missing, malformed or impossible.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -59,6 +59,12 @@ pub enum LoadModel {
         /// at most this late (its latency still counts from its due time).
         /// Zero wakes for every arrival.
         dispatch_quantum: Duration,
+        /// Latest an arrival may leave after its due time. The scheduler
+        /// does not send what it reaches later than this (it was stalled,
+        /// frozen, or cannot keep up): such arrivals are counted as missed,
+        /// so a generator-side stall is never recorded as the target's
+        /// latency and an overloaded run still ends on time.
+        max_lag: Duration,
     },
     /// Closed model: `concurrency` instances execute back to back.
     Closed {
@@ -211,6 +217,7 @@ pub async fn run_controlled<F: TaskFactory>(
             max_in_flight,
             saturation,
             dispatch_quantum,
+            max_lag,
         } => {
             let max = if blocking {
                 blocking_threads.min(*max_in_flight)
@@ -227,6 +234,7 @@ pub async fn run_controlled<F: TaskFactory>(
                 elastic: !blocking,
                 saturation: *saturation,
                 dispatch_quantum_ns: dispatch_quantum.as_nanos() as u64,
+                max_lag_ns: u64::try_from(max_lag.as_nanos()).unwrap_or(u64::MAX),
             };
             start_open(&ctx, &spawner, profile, pool, control, config.start_at).await?
         }
@@ -251,7 +259,7 @@ pub async fn run_controlled<F: TaskFactory>(
     )
     .await;
     let load_secs = ctx.clock.now_ns() as f64 / NANOS_PER_SEC as f64;
-    let unfinished = drain(&ctx, &spawner, config.drain_timeout).await;
+    let unfinished = drain(&ctx, &spawner, config.drain_timeout, started.queue.as_ref()).await;
     let total_secs = ctx.clock.now_ns() as f64 / NANOS_PER_SEC as f64;
     if let Some(fatal) = ctx.fatal.lock().clone() {
         return Err(EngineError::Setup(fatal));
@@ -286,6 +294,8 @@ struct Started {
     /// Filled by the scheduler when it ends: the curve it followed (updates
     /// included) and the arrivals that curve planned.
     followed: Arc<parking_lot::Mutex<Option<(RateCurve, u64)>>>,
+    /// The arrivals waiting for a worker (open model).
+    queue: Option<async_channel::Receiver<u64>>,
 }
 
 enum LoadDone {
@@ -319,6 +329,7 @@ async fn start_open<F: TaskFactory>(
     let (ctx2, spawner2) = (Arc::clone(ctx), Arc::clone(spawner));
     let followed = Arc::new(parking_lot::Mutex::new(None));
     let slot = Arc::clone(&followed);
+    let queue = rx.clone();
     std::thread::Builder::new()
         .name("vajra-scheduler".into())
         .spawn(move || {
@@ -333,6 +344,7 @@ async fn start_open<F: TaskFactory>(
         curve: Some(profile.curve.clone()),
         planned: Some(planned),
         followed,
+        queue: Some(queue),
     })
 }
 
@@ -370,6 +382,7 @@ async fn start_closed<F: TaskFactory>(
         curve: None,
         planned: None,
         followed: Arc::default(),
+        queue: None,
     })
 }
 
@@ -485,6 +498,7 @@ async fn drain<F: TaskFactory>(
     ctx: &Arc<RunContext<F>>,
     spawner: &Spawner,
     timeout: Duration,
+    queue: Option<&async_channel::Receiver<u64>>,
 ) -> u64 {
     if tokio::time::timeout(timeout, wait_workers_exit(ctx))
         .await
@@ -492,15 +506,22 @@ async fn drain<F: TaskFactory>(
     {
         return 0;
     }
-    let open = ctx.in_flight.load(Ordering::Acquire);
-    let unfinished = if open > 0 {
-        open
-    } else {
-        ctx.live_workers.load(Ordering::Acquire) as u64
-    };
+    // Workers still exiting (a slow cleanup, say) are no executions left
+    // unfinished: only those inside an execution are.
+    let unfinished = ctx.executing();
+    // Arrivals still queued for a worker will never start: dropped.
+    let queued = queue.map_or(0, |q| q.len() as u64);
+    if queued > 0 {
+        let window = ctx.clock.now_ns() / NANOS_PER_SEC;
+        ctx.hub
+            .recorder()
+            .record_dropped(window, crate::metrics::Phase::Main, queued);
+    }
     spawner.abort_all();
-    tracing::warn!(
-        "{unfinished} executions still running after the {timeout:?} drain timeout were abandoned"
-    );
+    if unfinished > 0 || queued > 0 {
+        tracing::warn!(
+            "{unfinished} executions still running after the {timeout:?} drain timeout were abandoned ({queued} queued arrivals dropped)"
+        );
+    }
     unfinished
 }

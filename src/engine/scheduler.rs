@@ -59,6 +59,11 @@ pub(crate) struct Pool {
     ///
     /// [`LoadModel::Open`]: super::LoadModel::Open
     pub dispatch_quantum_ns: u64,
+    /// Arrivals reached later than this are missed, not sent (see
+    /// [`LoadModel::Open`]).
+    ///
+    /// [`LoadModel::Open`]: super::LoadModel::Open
+    pub max_lag_ns: u64,
 }
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
@@ -229,6 +234,9 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
     // next arrival is due, but no sooner than a quantum after this, and
     // then releases everything due by then at once.
     let mut woke_ns = 0u64;
+    // Whether the scheduler is in a stretch of missed arrivals (logged once
+    // per stretch).
+    let mut missing = false;
     loop {
         let updates = control.take();
         if !updates.is_empty() {
@@ -280,10 +288,26 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
                 hold_armed = true;
             }
         }
+        let now_ns = ctx.clock.now_ns();
+        if now_ns.saturating_sub(due_ns) > pool.max_lag_ns {
+            let missed = skip_missed(&ctx, &rec, &mut schedule, now_ns, pool.max_lag_ns);
+            if missed > 0 {
+                if !missing {
+                    tracing::warn!(
+                        "the scheduler is {:.3}s behind its schedule (more than the {:?} max lag): arrivals it reaches later than that are counted as missed, not sent",
+                        (now_ns - due_ns) as f64 / NANOS_PER_SEC as f64,
+                        Duration::from_nanos(pool.max_lag_ns),
+                    );
+                }
+                missing = true;
+                continue;
+            }
+        } else {
+            missing = false;
+        }
         if schedule.next().is_none() {
             break;
         }
-        let now_ns = ctx.clock.now_ns();
         let busy = ctx.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         let mut dropped = false;
         if busy > workers as u64 {
@@ -313,6 +337,26 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
     }
     let planned = schedule.total_arrivals();
     (schedule.curve().clone(), planned)
+}
+
+/// Skips the arrivals due more than `max_lag_ns` before `now_ns` and counts
+/// them as missed, in the phase each was due in. Returns how many.
+fn skip_missed<F: TaskFactory>(
+    ctx: &RunContext<F>,
+    rec: &Recorder,
+    schedule: &mut ArrivalSchedule,
+    now_ns: u64,
+    max_lag_ns: u64,
+) -> u64 {
+    let first = schedule.next_index();
+    let warmup_ends = schedule.due_before(ctx.warmup_ns as f64 / NANOS_PER_SEC as f64);
+    let cut_s = (now_ns - max_lag_ns) as f64 / NANOS_PER_SEC as f64;
+    let missed = schedule.skip_due_before(cut_s);
+    let in_warmup = warmup_ends.saturating_sub(first).min(missed);
+    let window = now_ns / NANOS_PER_SEC;
+    rec.record_missed(window, Phase::Warmup, in_warmup);
+    rec.record_missed(window, Phase::Main, missed - in_warmup);
+    missed
 }
 
 /// Splices the update into the schedule's curve at its time, even when

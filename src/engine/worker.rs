@@ -6,7 +6,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use futures_util::FutureExt;
 use parking_lot::Mutex;
@@ -33,6 +33,9 @@ pub(crate) struct RunContext<F: TaskFactory> {
     pub live_workers: AtomicUsize,
     /// Signalled each time a worker exits.
     pub worker_exited: Notify,
+    /// Each worker's flag saying it is inside an execution, so the drain
+    /// can count executions, not workers, that never finished.
+    busy: Mutex<Vec<Arc<BusyFlag>>>,
     next_instance: AtomicUsize,
     /// First fatal error (task setup), reported as the run's error.
     pub fatal: Mutex<Option<String>>,
@@ -49,6 +52,7 @@ impl<F: TaskFactory> RunContext<F> {
             in_flight: AtomicU64::new(0),
             live_workers: AtomicUsize::new(0),
             worker_exited: Notify::new(),
+            busy: Mutex::new(Vec::new()),
             next_instance: AtomicUsize::new(0),
             fatal: Mutex::new(None),
         }
@@ -57,6 +61,20 @@ impl<F: TaskFactory> RunContext<F> {
     /// Task instances created so far.
     pub fn instances(&self) -> usize {
         self.next_instance.load(Ordering::Relaxed)
+    }
+
+    /// A new worker's busy flag, registered so [`executing`](Self::executing)
+    /// sees it.
+    fn busy_flag(&self) -> Arc<BusyFlag> {
+        let flag = Arc::new(BusyFlag::default());
+        self.busy.lock().push(Arc::clone(&flag));
+        flag
+    }
+
+    /// Executions started and not finished yet.
+    pub fn executing(&self) -> u64 {
+        let flags = self.busy.lock();
+        flags.iter().filter(|f| f.0.load(Ordering::Acquire)).count() as u64
     }
 
     /// Records a fatal error and stops the run.
@@ -109,8 +127,11 @@ impl<F: TaskFactory> RunContext<F> {
         intended_ns: u64,
         start_ns: u64,
         rec: &Recorder,
+        busy: &BusyFlag,
     ) -> bool {
+        busy.0.store(true, Ordering::Relaxed);
         let result = AssertUnwindSafe(task.execute()).catch_unwind().await;
+        busy.0.store(false, Ordering::Release);
         let end_ns = self.clock.now_ns();
         let latency = end_ns.saturating_sub(intended_ns);
         let service = end_ns.saturating_sub(start_ns);
@@ -143,6 +164,13 @@ impl<F: TaskFactory> RunContext<F> {
     }
 }
 
+/// Set by a worker while it is inside an execution. Only its worker writes
+/// it (no contention on the hot path); its own cache line keeps workers'
+/// flags from false-sharing.
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct BusyFlag(AtomicBool);
+
 /// Tells the engine a prespawned worker is ready (or could not start).
 pub(crate) type ReadySender = mpsc::UnboundedSender<bool>;
 
@@ -163,6 +191,7 @@ pub(crate) async fn open_worker<F: TaskFactory>(
         let _ = ready.send(true);
     }
     let rec = ctx.hub.recorder();
+    let busy = ctx.busy_flag();
     while let Ok(intended_ns) = arrivals.recv().await {
         if ctx.stop.is_stopped() {
             // Interrupted: arrivals still queued are not started, but counted.
@@ -170,7 +199,10 @@ pub(crate) async fn open_worker<F: TaskFactory>(
             rec.record_dropped(window, ctx.phase_of(intended_ns), 1);
         } else {
             let start_ns = ctx.clock.now_ns();
-            if !ctx.execute(&mut task, intended_ns, start_ns, &rec).await {
+            if !ctx
+                .execute(&mut task, intended_ns, start_ns, &rec, &busy)
+                .await
+            {
                 match ctx.new_instance().await {
                     Some(fresh) => task = fresh,
                     None => {
@@ -201,12 +233,16 @@ pub(crate) async fn closed_worker<F: TaskFactory>(
     let _ = ready.send(true);
     let started = go.wait_for(|go| *go).await.is_ok();
     let rec = ctx.hub.recorder();
+    let busy = ctx.busy_flag();
     while started && !ctx.stop.is_stopped() {
         let start_ns = ctx.clock.now_ns();
         if start_ns >= deadline_ns {
             break;
         }
-        if !ctx.execute(&mut task, start_ns, start_ns, &rec).await {
+        if !ctx
+            .execute(&mut task, start_ns, start_ns, &rec, &busy)
+            .await
+        {
             match ctx.new_instance().await {
                 Some(fresh) => task = fresh,
                 None => break,

@@ -72,12 +72,13 @@ impl RunObserver for ConsoleObserver {
             ""
         };
         self.bar.set_message(format!(
-            "{phase}{target}achieved {:.0}/s  p50 {}  p99 {}  errors {}  dropped {}",
+            "{phase}{target}achieved {:.0}/s  p50 {}  p99 {}  errors {}  dropped {}{}",
             w.rate,
             format_ns(w.latency.p50_us * 1e3),
             format_ns(w.latency.p99_us * 1e3),
             w.failure,
             w.dropped,
+            missed_note(w.missed),
         ));
         if self.abort_on.is_empty() || (w.second as f64) < self.warmup_secs {
             return None;
@@ -90,6 +91,7 @@ impl RunObserver for ConsoleObserver {
             completed: main.completed(),
             failures: main.failure,
             dropped: main.dropped,
+            missed: main.missed,
             rate: 0.0,
         };
         self.abort_on
@@ -104,6 +106,16 @@ impl RunObserver for ConsoleObserver {
                     w.second + 1
                 )
             })
+    }
+}
+
+/// "  missed N" when the generator missed arrivals, nothing otherwise (a
+/// healthy run shows no column for a failure it did not have).
+fn missed_note(missed: u64) -> String {
+    if missed == 0 {
+        String::new()
+    } else {
+        format!("  missed {missed}")
     }
 }
 
@@ -131,7 +143,7 @@ fn latency_row(out: &mut String, name: &str, s: &LatencySummary) {
 fn phase_block(out: &mut String, title: &str, p: &PhaseReport, target: Option<f64>) {
     let _ = writeln!(
         out,
-        "{title}: {} completed in {:.1}s = {:.1}/s{}  ok {}  failed {} ({:.2}%)  dropped {}",
+        "{title}: {} completed in {:.1}s = {:.1}/s{}  ok {}  failed {} ({:.2}%)  dropped {}{}",
         p.completed,
         p.duration_s,
         p.rate,
@@ -140,6 +152,7 @@ fn phase_block(out: &mut String, title: &str, p: &PhaseReport, target: Option<f6
         p.failure,
         p.error_rate * 100.0,
         p.dropped,
+        missed_note(p.missed),
     );
     let _ = writeln!(
         out,

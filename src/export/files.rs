@@ -21,12 +21,13 @@ pub fn write(report: &Report, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-const CSV_HEADER: [&str; 20] = [
+const CSV_HEADER: [&str; 21] = [
     "second",
     "phase",
     "duration_s",
     "dispatched",
     "dropped",
+    "missed",
     "success",
     "failure",
     "rate",
@@ -58,6 +59,7 @@ fn write_csv(report: &Report, path: &Path) -> anyhow::Result<()> {
             format!("{:.3}", w.duration_s),
             w.dispatched.to_string(),
             w.dropped.to_string(),
+            w.missed.to_string(),
             w.success.to_string(),
             w.failure.to_string(),
             format!("{:.2}", w.rate),

@@ -38,6 +38,7 @@ fn merge_phase(
         duration_s,
         dispatched: sum(|p| p.dispatched),
         dropped: sum(|p| p.dropped),
+        missed: sum(|p| p.missed),
         completed,
         success: sum(|p| p.success),
         failure,
@@ -72,6 +73,7 @@ impl MergedWindow {
         let entry = &mut self.report;
         entry.dispatched += w.dispatched;
         entry.dropped += w.dropped;
+        entry.missed += w.missed;
         entry.success += w.success;
         entry.failure += w.failure;
         entry.rate += w.rate;
@@ -114,6 +116,7 @@ fn merge_series(parts: &[&Report]) -> anyhow::Result<Vec<WindowReport>> {
                     service: LatencySummary::default(),
                     dispatched: 0,
                     dropped: 0,
+                    missed: 0,
                     success: 0,
                     failure: 0,
                     rate: 0.0,
@@ -173,7 +176,7 @@ fn merge_tags(
 pub fn merge_reports(
     parts: &[(String, Report)],
     thresholds: &[Threshold],
-    max_lag: Duration,
+    reliable_lag: Duration,
 ) -> anyhow::Result<Report> {
     let first = &parts
         .first()
@@ -209,6 +212,7 @@ pub fn merge_reports(
         completed: main.completed,
         failures: main.failure,
         dropped: main.dropped,
+        missed: main.missed,
         rate: main.rate,
     };
     let mut reasons = Vec::new();
@@ -222,7 +226,7 @@ pub fn merge_reports(
     }
     if let Some(lag) = &lag {
         let p99 = lag.value_at_quantile(0.99) as u128;
-        if p99 > max_lag.as_nanos() && reasons.is_empty() {
+        if p99 > reliable_lag.as_nanos() && reasons.is_empty() {
             reasons.push(format!(
                 "cluster scheduler lag p99 {}µs exceeds the limit",
                 p99 / 1_000

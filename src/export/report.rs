@@ -26,6 +26,10 @@ pub struct PhaseReport {
     pub dispatched: u64,
     /// Arrivals dropped at the in-flight limit or at interruption.
     pub dropped: u64,
+    /// Arrivals not sent because the generator reached them later than
+    /// `reliable_lag` (a generator stall, apart from dropped-at-limit).
+    #[serde(default)]
+    pub missed: u64,
     /// Executions finished.
     pub completed: u64,
     /// Executions that succeeded.
@@ -51,6 +55,7 @@ impl PhaseReport {
             duration_s,
             dispatched: stats.dispatched,
             dropped: stats.dropped,
+            missed: stats.missed,
             completed,
             success: stats.success,
             failure: stats.failure,
@@ -168,12 +173,12 @@ struct RunFacts {
 
 impl Report {
     /// Builds the report of `outcome`, evaluating `thresholds` and the
-    /// self-check (lag above `max_lag` is unreliable).
+    /// self-check (lag above `reliable_lag` is unreliable).
     pub fn build(
         task: &str,
         outcome: &RunOutcome,
         thresholds: &[Threshold],
-        max_lag: Duration,
+        reliable_lag: Duration,
     ) -> Self {
         let (outcome_name, abort_reason) = match &outcome.stop {
             None => ("completed", None),
@@ -195,7 +200,7 @@ impl Report {
             instances: outcome.instances,
             unfinished: outcome.unfinished,
         };
-        Self::from_metrics(task, &outcome.metrics, &facts, thresholds, max_lag)
+        Self::from_metrics(task, &outcome.metrics, &facts, thresholds, reliable_lag)
     }
 
     /// A report of a run still going (outcome "running"), from its metrics
@@ -220,7 +225,7 @@ impl Report {
         metrics: &Aggregator,
         facts: &RunFacts,
         thresholds: &[Threshold],
-        max_lag: Duration,
+        reliable_lag: Duration,
     ) -> Self {
         let main_stats = metrics.phase_total(Phase::Main);
         let main_secs = (facts.load_secs - facts.warmup_secs).max(0.0);
@@ -251,6 +256,7 @@ impl Report {
             completed: main.completed,
             failures: main.failure,
             dropped: main.dropped,
+            missed: main.missed,
             rate: main.rate,
         };
         Self {
@@ -265,7 +271,13 @@ impl Report {
             planned: facts.planned,
             instances: facts.instances,
             unfinished: facts.unfinished,
-            self_check: self_check(metrics.series(), lag, max_lag, facts.warmup_secs),
+            self_check: self_check(
+                metrics.series(),
+                lag,
+                reliable_lag,
+                facts.warmup_secs,
+                main_stats.missed + warmup_stats.missed,
+            ),
             thresholds: thresholds.iter().map(|t| t.evaluate(&input)).collect(),
             scheduler_lag: lag.map(LatencySummary::of),
             histograms: Histograms {
@@ -293,8 +305,9 @@ impl Report {
 fn self_check(
     series: &[WindowReport],
     lag: Option<&crate::metrics::LatencyHistogram>,
-    max_lag: Duration,
+    reliable_lag: Duration,
     warmup_secs: f64,
+    missed: u64,
 ) -> SelfCheck {
     let main: Vec<f64> = series
         .iter()
@@ -310,13 +323,18 @@ fn self_check(
     let mut reasons = Vec::new();
     if let Some(lag) = lag {
         let p99 = lag.value_at_quantile(0.99);
-        if p99 as u128 > max_lag.as_nanos() {
+        if p99 as u128 > reliable_lag.as_nanos() {
             reasons.push(format!(
                 "scheduler lag p99 {} exceeds {}: arrivals left late, the generator could not keep the schedule",
                 format_ns(p99 as f64),
-                format_ns(max_lag.as_nanos() as f64)
+                format_ns(reliable_lag.as_nanos() as f64)
             ));
         }
+    }
+    if missed > 0 {
+        reasons.push(format!(
+            "the generator missed {missed} arrivals: it reached them later than --max-lag (it stalled, was frozen, or could not keep up), so they were not sent"
+        ));
     }
     if cpu_mean >= CPU_LIMIT_PERCENT {
         reasons.push(format!(

@@ -72,6 +72,27 @@ impl ArrivalSchedule {
     pub fn next_index(&self) -> u64 {
         self.next_index
     }
+
+    /// How many arrivals are due strictly before `t` seconds: those whose
+    /// integral step `k + ½` the curve reaches before `t`.
+    pub fn due_before(&self, t: f64) -> u64 {
+        let due = (self.curve.count_until(t) + 0.5).ceil() - 1.0;
+        (due.max(0.0) as u64).min(self.total_arrivals())
+    }
+
+    /// Skips every arrival not yet released that is due before `t` seconds
+    /// and returns how many it skipped, without walking them one by one (a
+    /// generator that fell seconds behind at millions per second must not
+    /// spend more seconds counting what it missed).
+    pub fn skip_due_before(&mut self, t: f64) -> u64 {
+        let until = self.due_before(t);
+        let skipped = until.saturating_sub(self.next_index);
+        if skipped > 0 {
+            self.next_index = until;
+            self.peeked = None;
+        }
+        skipped
+    }
 }
 
 impl Iterator for ArrivalSchedule {
@@ -144,6 +165,23 @@ mod tests {
         );
         let in_third_second = times.iter().filter(|&&t| (2.0..3.0).contains(&t)).count();
         assert_eq!(in_third_second, 300);
+    }
+
+    #[test]
+    fn skipping_counts_exactly_what_was_due_before() {
+        let curve = RateCurve::constant(1000.0, 10.0).unwrap();
+        let mut schedule = ArrivalSchedule::new(curve.clone());
+        // Arrival k is due at (k + 0.5) / 1000: 2 500 fall before 2.5 s.
+        assert_eq!(schedule.skip_due_before(2.5), 2_500);
+        assert_eq!(schedule.skip_due_before(2.0), 0, "never goes back");
+        let next = schedule.peek().unwrap();
+        assert!((next - 2.5005).abs() < 1e-9, "next due at {next}");
+        let rest = schedule.count() as u64;
+        assert_eq!(2_500 + rest, 10_000, "skipped + sent = the integral");
+        // The cut is exact on an arrival's due time too: it is not before.
+        let mut at_due = ArrivalSchedule::new(curve);
+        assert_eq!(at_due.skip_due_before(0.0015), 1);
+        assert_eq!(at_due.skip_due_before(100.0), 9_999);
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct WindowReport {
     pub dispatched: u64,
     /// Arrivals dropped at the in-flight limit.
     pub dropped: u64,
+    /// Arrivals the generator reached later than `max_lag` and did not send.
+    #[serde(default)]
+    pub missed: u64,
     /// Executions that succeeded (by completion time).
     pub success: u64,
     /// Executions that failed (by completion time).
@@ -151,6 +154,7 @@ impl Aggregator {
             phase,
             dispatched: total.dispatched,
             dropped: total.dropped,
+            missed: total.missed,
             success: total.success,
             failure: total.failure,
             rate: total.completed() as f64 / duration_s,

@@ -140,6 +140,15 @@ impl Recorder {
         }
     }
 
+    /// Counts `n` arrivals the scheduler reached later than the run's
+    /// `max_lag` and did not send.
+    pub fn record_missed(&self, window: u64, phase: Phase, n: u64) {
+        if n > 0 {
+            let mut shard = self.hub.shards[self.shard].0.lock();
+            shard.window(window).op((phase, None)).missed += n;
+        }
+    }
+
     /// Counts `n` arrivals dropped without dispatch (queued when a run is
     /// interrupted, for instance).
     pub fn record_dropped(&self, window: u64, phase: Phase, n: u64) {

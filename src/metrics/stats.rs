@@ -84,6 +84,10 @@ pub struct OpStats {
     pub dispatched: u64,
     /// Arrivals dropped because the in-flight limit was reached.
     pub dropped: u64,
+    /// Arrivals not sent because the generator reached them later than
+    /// the run's `max_lag` (it was stalled or could not keep up): the
+    /// generator's own failure, never the target's.
+    pub missed: u64,
     /// Executions that succeeded.
     pub success: u64,
     /// Executions that failed.
@@ -101,6 +105,7 @@ impl Default for OpStats {
         Self {
             dispatched: 0,
             dropped: 0,
+            missed: 0,
             success: 0,
             failure: 0,
             latency: new_histogram(),
@@ -134,6 +139,7 @@ impl OpStats {
     pub fn merge(&mut self, other: &OpStats) {
         self.dispatched += other.dispatched;
         self.dropped += other.dropped;
+        self.missed += other.missed;
         self.success += other.success;
         self.failure += other.failure;
         merge(&mut self.latency, &other.latency);
