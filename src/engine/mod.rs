@@ -162,6 +162,9 @@ pub struct RunOutcome {
     pub planned: Option<u64>,
     /// Thread strategy the run used.
     pub thread_strategy: ThreadStrategy,
+    /// How much each named event counter grew during the run
+    /// ([`crate::metrics::events`]).
+    pub counters: std::collections::BTreeMap<String, u64>,
 }
 
 /// Runs `factory`'s task under `config` on the current tokio runtime.
@@ -209,6 +212,7 @@ pub async fn run_controlled<F: TaskFactory>(
     ));
     let spawner = Arc::new(Spawner::new(handle, blocking));
     let mut aggregator = Aggregator::new(hub, warmup_secs);
+    let counters_before = crate::metrics::events::snapshot();
 
     let started = match &config.load {
         LoadModel::Open {
@@ -282,6 +286,7 @@ pub async fn run_controlled<F: TaskFactory>(
         planned,
         curve,
         thread_strategy: strategy,
+        counters: crate::metrics::events::grown_since(&counters_before),
     })
 }
 

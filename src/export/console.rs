@@ -204,6 +204,14 @@ pub fn summary(report: &Report, target_rate: Option<f64>) -> String {
     if let Some(lag) = &report.scheduler_lag {
         latency_row(&mut out, "scheduler lag", lag);
     }
+    if !report.counters.is_empty() {
+        let counts: Vec<String> = report
+            .counters
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        let _ = writeln!(out, "events: {}", counts.join(", "));
+    }
     if let Some(planned) = report.planned {
         let _ = writeln!(
             out,

@@ -171,6 +171,17 @@ fn merge_tags(
     Ok((tags, histograms))
 }
 
+/// Each named event counter summed over the peers.
+fn sum_counters(reports: &[&Report]) -> BTreeMap<String, u64> {
+    let mut sum = BTreeMap::new();
+    for report in reports {
+        for (name, n) in &report.counters {
+            *sum.entry(name.clone()).or_insert(0) += n;
+        }
+    }
+    sum
+}
+
 /// The cluster's report from its peers' (`(peer, report)` pairs),
 /// evaluating `thresholds` on the merged figures.
 pub fn merge_reports(
@@ -281,6 +292,7 @@ pub fn merge_reports(
         warmup,
         peers: parts.iter().cloned().collect(),
         events: Vec::new(),
+        counters: sum_counters(&reports),
     })
 }
 

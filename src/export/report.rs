@@ -156,6 +156,10 @@ pub struct Report {
     /// What happened during a distributed test (peers lost, re-splits).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
+    /// How often each named event happened (`http.reconnects`, a user
+    /// task's own counters): not executions, never errors.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, u64>,
 }
 
 /// What a report needs to know about a run besides its metrics.
@@ -169,6 +173,7 @@ struct RunFacts {
     planned: Option<u64>,
     instances: usize,
     unfinished: u64,
+    counters: BTreeMap<String, u64>,
 }
 
 impl Report {
@@ -199,6 +204,7 @@ impl Report {
             planned: outcome.planned,
             instances: outcome.instances,
             unfinished: outcome.unfinished,
+            counters: outcome.counters.clone(),
         };
         Self::from_metrics(task, &outcome.metrics, &facts, thresholds, reliable_lag)
     }
@@ -216,6 +222,7 @@ impl Report {
             planned: None,
             instances: 0,
             unfinished: 0,
+            counters: BTreeMap::new(),
         };
         Self::from_metrics(task, metrics, &facts, &[], Duration::MAX)
     }
@@ -293,6 +300,7 @@ impl Report {
             series: metrics.series().to_vec(),
             peers: BTreeMap::new(),
             events: Vec::new(),
+            counters: facts.counters.clone(),
         }
     }
 

@@ -5,9 +5,11 @@
 //! - [`recorder`]: the sharded hot-path recorders workers write into.
 //! - [`aggregate`]: the once-a-second sweep into a series and running totals.
 //! - [`cpu`]: the generator's own CPU use, for the self-check.
+//! - [`events`]: named event counters tasks bump (reconnects, ...).
 
 pub mod aggregate;
 pub mod cpu;
+pub mod events;
 pub mod histogram;
 pub mod recorder;
 pub mod stats;

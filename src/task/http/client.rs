@@ -15,7 +15,10 @@
 //! otherwise `Content-Length` is read; a response with neither is read to
 //! the end of the connection.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -65,6 +68,25 @@ impl Stream {
             Self::Tls(tls) => tls.read(buf).await,
         }
     }
+
+    /// Whether the server has closed (or reset) the connection, or sent
+    /// unsolicited bytes on a plain one, judged without waiting: a peek at
+    /// the socket that returns at once. Over TLS unread bytes are normal
+    /// (a session ticket), so only the end of the stream counts there.
+    fn closed_by_peer(&self) -> bool {
+        let (tcp, tls) = match self {
+            Self::Plain(tcp) => (tcp, false),
+            Self::Tls(tls) => (tls.get_ref().0, true),
+        };
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        let mut cx = Context::from_waker(Waker::noop());
+        match tcp.poll_peek(&mut cx, &mut buf) {
+            Poll::Pending => false,
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => true,
+            Poll::Ready(Ok(_)) => !tls,
+        }
+    }
 }
 
 /// One open connection.
@@ -74,6 +96,10 @@ pub struct Connection {
     /// Unconsumed bytes are `buf[start..end]`.
     start: usize,
     end: usize,
+    /// Whether any byte of the current response has arrived.
+    response_started: bool,
+    /// When the last response ended (or the connection opened).
+    idle_since: Instant,
 }
 
 /// How the body of a response is delimited.
@@ -111,13 +137,36 @@ impl Connection {
             buf: vec![0; BUFFER],
             start: 0,
             end: 0,
+            response_started: false,
+            idle_since: Instant::now(),
         })
+    }
+
+    /// How long the connection has waited since its last response.
+    pub fn idle_for(&self) -> Duration {
+        self.idle_since.elapsed()
+    }
+
+    /// Whether the server already closed this idle connection, or sent
+    /// bytes nobody asked for: sending on it would fail, or misread them
+    /// as the next response.
+    pub fn closed_by_peer(&self) -> bool {
+        self.start != self.end || self.stream.closed_by_peer()
+    }
+
+    /// Whether the last [`round_trip`](Self::round_trip) received any byte
+    /// of a response: a failure before the first byte means the server
+    /// never answered (it closed an idle connection just as the request
+    /// went out), so an idempotent request may be sent again.
+    pub fn response_started(&self) -> bool {
+        self.response_started
     }
 
     /// Sends `request` (a complete serialised request) and reads the whole
     /// response. `head` says the request was a HEAD (its response has no
     /// body whatever its headers say).
     pub async fn round_trip(&mut self, request: &[u8], head: bool) -> Result<Response, TaskError> {
+        self.response_started = false;
         self.stream.send(request).await?;
         loop {
             let (status, framing, keep_alive) = self.read_head(head).await?;
@@ -134,6 +183,7 @@ impl Connection {
             if self.start != self.end {
                 return Err(protocol("unexpected bytes after the response"));
             }
+            self.idle_since = Instant::now();
             return Ok(Response {
                 status,
                 body_len,
@@ -161,6 +211,7 @@ impl Connection {
         }
         let n = self.stream.receive(&mut self.buf[self.end..]).await?;
         self.end += n;
+        self.response_started |= n > 0;
         Ok(n)
     }
 

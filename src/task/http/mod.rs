@@ -14,6 +14,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Uri};
 
 use super::{Task, TaskError, TaskFactory, TaskResult};
+use crate::metrics::events::EventCounter;
 
 pub mod client;
 pub mod tls;
@@ -23,6 +24,14 @@ use tls::TlsTarget;
 
 /// Default per-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The event counter of connections re-opened after the first one of an
+/// instance (the server closed an idle one, asked to close, or a request
+/// failed): reported next to the results, never as an error.
+pub const RECONNECTS: &str = "http.reconnects";
+/// A connection idle at least this long is checked for a close by the
+/// server before it is used (one non-blocking peek); one in steady use is
+/// not, so a closed-model run pays nothing.
+const STALE_CHECK_AFTER: Duration = Duration::from_millis(1);
 
 /// Options of the `http` task.
 #[derive(Debug, Clone, Default)]
@@ -53,8 +62,13 @@ struct Prepared {
     tls: Option<TlsTarget>,
     request: Vec<u8>,
     head: bool,
+    /// Whether the request may be sent twice (RFC 9110 idempotent methods,
+    /// or an `Idempotency-Key` header): only then is it retried after a
+    /// reused connection failed before any response byte.
+    replayable: bool,
     expect_status: Vec<u16>,
     timeout: Duration,
+    reconnects: EventCounter,
 }
 
 impl Prepared {
@@ -106,18 +120,31 @@ impl Prepared {
         let method = Method::from_bytes(method_name.as_bytes())
             .map_err(|_| anyhow::anyhow!("--method '{method_name}' is not a valid HTTP method"))?;
         let request = serialise(&method, path, authority.as_str(), &opts.headers, &opts.body)?;
+        let replayable = method.is_idempotent()
+            || opts
+                .headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("idempotency-key"));
         Ok(Self {
             address,
             tls,
             request,
             head: method == Method::HEAD,
+            replayable,
             expect_status: opts.expect_status.clone(),
             timeout: opts.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            reconnects: EventCounter::named(RECONNECTS),
         })
     }
 
     async fn connect(&self) -> Result<Connection, TaskError> {
         Connection::connect(&self.address, self.tls.as_ref()).await
+    }
+
+    /// A new connection in place of one that ended, counted.
+    async fn reconnect(&self) -> Result<Connection, TaskError> {
+        self.reconnects.add(1);
+        self.connect().await
     }
 
     fn check(&self, status: u16) -> TaskResult {
@@ -198,14 +225,37 @@ pub fn http_factory(
 }
 
 impl HttpTask {
+    /// Sends the request, on the kept connection if it is still open.
+    ///
+    /// A server may close an idle keep-alive connection at any time (its
+    /// keep-alive timeout, or to free a slot for a new client). One closed
+    /// while idle is noticed before use and replaced. One closed just as
+    /// the request went out fails before any response byte arrives: the
+    /// server never answered, so a replayable request is sent once more on
+    /// a new connection, as mature HTTP clients do. Its latency still counts
+    /// from the intended start. A new connection that fails is an error.
     async fn send(&mut self) -> Result<u16, TaskError> {
+        let stale = self
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.idle_for() >= STALE_CHECK_AFTER && c.closed_by_peer());
+        if stale {
+            self.conn = None;
+        }
+        let reused = self.conn.is_some();
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => self.conn.insert(self.prepared.connect().await?),
+            None => self.conn.insert(self.prepared.reconnect().await?),
         };
-        let response = conn
-            .round_trip(&self.prepared.request, self.prepared.head)
-            .await?;
+        let prepared = &self.prepared;
+        let response = match conn.round_trip(&prepared.request, prepared.head).await {
+            Ok(response) => response,
+            Err(_) if reused && prepared.replayable && !conn.response_started() => {
+                let conn = self.conn.insert(prepared.reconnect().await?);
+                conn.round_trip(&prepared.request, prepared.head).await?
+            }
+            Err(e) => return Err(e),
+        };
         if !response.keep_alive {
             self.conn = None;
         }
@@ -301,5 +351,133 @@ mod tests {
         let mut o = opts("http://127.0.0.1:9/");
         o.expect_status = vec![503];
         assert_eq!(Prepared::new(&o).unwrap().check(503), TaskResult::success());
+    }
+
+    /// How a scripted server ends each connection after its answers.
+    #[derive(Clone, Copy)]
+    enum Ending {
+        /// Closes as soon as the last answer is written (an idle close).
+        AtOnce,
+        /// Reads the next request, then closes without answering (a close
+        /// that crosses a request on the wire).
+        OnNextRequest,
+    }
+
+    /// A server answering `answers` requests per connection, then ending it
+    /// as `ending` says, without ever saying `Connection: close`. Returns
+    /// its URL and the count of connections it accepted.
+    async fn scripted(
+        answers: usize,
+        ending: Ending,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        async fn read_request(s: &mut tokio::net::TcpStream) -> bool {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            true
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    for _ in 0..answers {
+                        if !read_request(&mut s).await {
+                            return;
+                        }
+                        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+                        if s.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                    if let Ending::OnNextRequest = ending {
+                        read_request(&mut s).await;
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    async fn task_for(url: &str, method: &str) -> HttpTask {
+        let mut o = opts(url);
+        o.method = Some(method.into());
+        let factory = http_factory(&o).unwrap();
+        let mut task = factory.create(0).unwrap();
+        task.setup().await.unwrap();
+        task
+    }
+
+    fn reconnects() -> u64 {
+        crate::metrics::events::snapshot()
+            .get(RECONNECTS)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_while_idle_is_replaced_before_use() {
+        use std::sync::atomic::Ordering;
+        let (url, accepted) = scripted(1, Ending::AtOnce).await;
+        let before = reconnects();
+        // POST is not replayable: it succeeds only because the close is
+        // seen before the request is sent.
+        let mut task = task_for(&url, "POST").await;
+        for _ in 0..5 {
+            assert_eq!(task.execute().await, TaskResult::success());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 5);
+        assert!(reconnects() - before >= 4, "each replacement is counted");
+    }
+
+    #[tokio::test]
+    async fn a_replayable_request_crossing_a_close_is_sent_once_more() {
+        use std::sync::atomic::Ordering;
+        let (url, accepted) = scripted(1, Ending::OnNextRequest).await;
+        let mut task = task_for(&url, "GET").await;
+        for _ in 0..4 {
+            assert_eq!(task.execute().await, TaskResult::success());
+        }
+        // Each connection answers once, then takes a request and closes:
+        // the 4 answers needed 4 connections, each failure retried once.
+        assert_eq!(accepted.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_post_crossing_a_close_is_not_sent_twice() {
+        let (url, _) = scripted(1, Ending::OnNextRequest).await;
+        let mut task = task_for(&url, "POST").await;
+        assert_eq!(task.execute().await, TaskResult::success());
+        match task.execute().await {
+            TaskResult::Failure { error, .. } => assert_eq!(error.kind(), "connection_closed"),
+            other => panic!("a POST was retried: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fresh_connection_that_fails_stays_an_error() {
+        use std::sync::atomic::Ordering;
+        let (url, accepted) = scripted(0, Ending::OnNextRequest).await;
+        let mut task = task_for(&url, "GET").await;
+        // The setup's connection was opened before this request: retried
+        // once, on a connection of its own, which fails too.
+        assert!(matches!(task.execute().await, TaskResult::Failure { .. }));
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        // A connection opened for the request is not retried.
+        assert!(matches!(task.execute().await, TaskResult::Failure { .. }));
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
 }

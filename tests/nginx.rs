@@ -1,0 +1,109 @@
+//! The http task against a real, stock nginx (Debian's `nginx-light`).
+//!
+//! Ignored by a plain test run (it needs the nginx binary); CI installs
+//! nginx and runs it with `--run-ignored only`.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// An nginx serving `ok` on a loopback port, stopped on drop.
+struct Nginx {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Starts nginx with one worker and `events` as its events block.
+    fn start(events: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = loop {
+            let port = fastrand::u16(20_000..32_000);
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                break port;
+            }
+        };
+        let conf = dir.path().join("nginx.conf");
+        let root = dir.path().display();
+        std::fs::write(
+            &conf,
+            format!(
+                "worker_processes 1;\ndaemon off;\nuser root;\npid {root}/nginx.pid;\n\
+                 error_log {root}/error.log warn;\nevents {{ {events} }}\n\
+                 http {{ access_log off;\n  server {{ listen 127.0.0.1:{port};\n\
+                 location / {{ return 200 \"ok\\n\"; }} }} }}\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx is installed (apt-get install nginx-light)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: the master then stops its worker, which
+        // would otherwise outlive it.
+        // SAFETY: signalling our own child process by its pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// nginx with 512 worker connections and 900 keep-alive clients closes idle
+/// connections to make room for new ones. A request that then finds its
+/// connection closed is no failure of the target: the client reconnects
+/// (counted as an event) and the request succeeds.
+#[test]
+#[ignore = "needs nginx (CI installs it)"]
+fn a_server_closing_idle_keep_alive_connections_causes_no_false_errors() {
+    let nginx = Nginx::start("worker_connections 512;");
+    let r = common::run(&[
+        "--url",
+        &nginx.url(),
+        "--tps",
+        "1000",
+        "--duration",
+        "6s",
+        "--preallocate",
+        "900",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(
+        report.main.failure, 0,
+        "false errors: {:?}",
+        report.main.errors
+    );
+    assert_eq!(report.main.completed, 6_000);
+    let reconnects = report.counters.get("http.reconnects").copied().unwrap_or(0);
+    assert!(
+        reconnects > 0,
+        "nginx closed connections, so some were re-opened: {:?}",
+        report.counters
+    );
+}
