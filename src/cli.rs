@@ -3,7 +3,8 @@
 //! Exit codes: 0 success; 1 runtime error (task setup failed, report not
 //! written); 2 invalid command line or configuration; 3 a threshold failed
 //! (or aborted the run); 4 results unreliable with `--fail-on-unreliable`;
-//! 130 interrupted by Ctrl-C.
+//! 5 a cluster's test stopped by `vajra-peer stop` before its end (what
+//! `start --wait` returns then); 130 interrupted by Ctrl-C.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_THRESHOLD: u8 = 3;
 /// Exit code: the self-check failed and `--fail-on-unreliable` was given.
 pub const EXIT_UNRELIABLE: u8 = 4;
+/// Exit code: a cluster's test was stopped by a command before its end.
+pub const EXIT_STOPPED: u8 = 5;
 /// Exit code: interrupted by Ctrl-C.
 pub const EXIT_INTERRUPTED: u8 = 130;
 
@@ -275,6 +278,8 @@ async fn execute(registry: &TaskRegistry, settings: RunSettings) -> u8 {
 fn exit_code(report: &Report, stop: Option<&StopCause>, fail_on_unreliable: bool) -> u8 {
     if stop == Some(&StopCause::Interrupted) {
         EXIT_INTERRUPTED
+    } else if stop == Some(&StopCause::Stopped) {
+        EXIT_STOPPED
     } else if !report.thresholds_passed() || matches!(stop, Some(StopCause::Aborted(_))) {
         EXIT_THRESHOLD
     } else if fail_on_unreliable && !report.self_check.reliable {

@@ -5,6 +5,8 @@
 //! load. Needs root, Docker, docker-compose and iptables, so it is ignored
 //! by default; `.ci/run` runs it with `--run-ignored only`.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -201,6 +203,7 @@ fn a_peer_cut_off_mid_test_neither_doubles_nor_loses_the_load() {
     // owed from before the re-split (docs/cluster.md, "Partitions").
     assert!(total <= 60_600, "load was run twice: {total}");
     assert!(total >= 57_000, "load was lost: {total}");
+    common::assert_accounts(&report, 60_000, 0.02, "peer3 cut off 3 s");
     assert!(
         report.events.iter().any(|e| e.contains("without peer3")),
         "the summary shows the re-split: {:?}",

@@ -17,6 +17,7 @@ use super::status::ClusterStatus;
 use crate::cli::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, runtime};
 use crate::config::RunArgs;
 use crate::config::duration::HumanDuration;
+use crate::export::Outcome;
 use crate::task::TaskRegistry;
 
 /// Default UDP port of a peer.
@@ -392,7 +393,10 @@ pub fn start(args: StartArgs) -> u8 {
             eprintln!("error: {}", reply.message);
             return EXIT_CONFIG;
         }
-        let plan = reply.plan.clone().expect("a started test has a plan");
+        let Some(plan) = reply.plan.clone() else {
+            eprintln!("error: {peer} reported the test started but sent no plan");
+            return EXIT_RUNTIME;
+        };
         eprintln!("{}", reply.message);
         if !args.wait {
             return EXIT_OK;
@@ -419,18 +423,17 @@ async fn wait_and_report(
                 .map_or(profile.curve.duration(), |c| c.duration()),
             crate::engine::LoadModel::Closed { .. } => 0.0,
         };
-        began + control::START_DELAY + Duration::from_secs_f64(curve_secs)
+        // The plan came from a peer: a length no clock can hold is as good
+        // as "never", not a panic.
+        let curve = Duration::try_from_secs_f64(curve_secs.max(0.0)).unwrap_or(Duration::MAX);
+        began
+            .checked_add(control::START_DELAY.saturating_add(curve))
+            .unwrap_or(began + Duration::from_secs(100 * 365 * 86_400))
     };
     // Every peer hands out its figures so far while it runs, so the last
     // ones of a peer that dies are kept and merged (its work up to then).
-    let mut reports: std::collections::BTreeMap<String, crate::export::Report> =
-        std::collections::BTreeMap::new();
-    let mut finished = std::collections::BTreeSet::new();
-    let mut heard: std::collections::BTreeMap<String, std::time::Instant> = plan
-        .shares
-        .keys()
-        .map(|n| (n.clone(), std::time::Instant::now()))
-        .collect();
+    let mut collection =
+        super::collect::Collection::new(plan.shares.keys().cloned(), plan.test_start_unix_ms);
     let mut addresses = peers.clone();
     let mut latest_plan = Some(plan.clone());
     let client = match Client::new(&security.cluster_id, admission) {
@@ -443,30 +446,26 @@ async fn wait_and_report(
     loop {
         let now = std::time::Instant::now();
         let test_end = latest_plan.as_ref().map_or(began, test_end_of);
-        let deadline = test_end + settings.engine.drain_timeout + Duration::from_secs(30);
+        let deadline = test_end
+            .checked_add(settings.engine.drain_timeout + Duration::from_secs(30))
+            .unwrap_or(test_end);
         if now > deadline {
             eprintln!(
                 "error: the test did not finish in time on {:?}",
-                plan.shares
-                    .keys()
-                    .filter(|p| !finished.contains(*p))
-                    .collect::<Vec<_>>()
+                collection.unfinished()
             );
             return EXIT_RUNTIME;
         }
-        let pending: Vec<String> = heard
-            .keys()
-            .filter(|n| !finished.contains(*n))
-            .cloned()
-            .collect();
-        let asks = pending.into_iter().filter_map(|node| {
+        let asks = collection.pending().into_iter().filter_map(|node| {
             let addr: SocketAddr = addresses.get(&node)?.parse().ok()?;
             // Only the windows not fetched yet: closed windows never change.
+            let ask = collection.ask(&node);
             let request = serde_json::to_vec(&ControlRequest::Results {
                 test_id: plan.test_id.clone(),
-                skip: reports.get(&node).map_or(0, |r| r.series.len()),
+                skip: ask.skip,
+                generation: ask.generation,
             })
-            .expect("requests serialise");
+            .ok()?;
             let client = &client;
             Some(async move {
                 let answer = client
@@ -479,55 +478,43 @@ async fn wait_and_report(
         });
         let replies = futures_util::future::join_all(asks).await;
         for (node, reply) in replies.into_iter().flatten() {
+            // Peers that joined the test at a later epoch are followed too.
+            for (id, address) in reply.peers {
+                addresses.entry(id).or_insert(address);
+            }
+            if let Some(plan) = &reply.plan
+                && latest_plan.as_ref().is_none_or(|l| l.epoch < plan.epoch)
             {
-                // Peers that joined the test at a later epoch are followed too.
-                for (id, address) in reply.peers {
-                    addresses.entry(id).or_insert(address);
-                }
-                if let Some(plan) = &reply.plan
-                    && latest_plan.as_ref().is_none_or(|l| l.epoch < plan.epoch)
-                {
-                    latest_plan = Some(plan.clone());
-                }
-                for id in reply.plan.iter().flat_map(|p| p.shares.keys()) {
-                    heard
-                        .entry(id.clone())
-                        .or_insert_with(std::time::Instant::now);
-                }
-                if let Some(mut report) = reply.report {
-                    heard.insert(node.clone(), std::time::Instant::now());
-                    if let Some(known) = reports.remove(&node) {
-                        let new_windows = std::mem::replace(&mut report.series, known.series);
-                        report.series.extend(new_windows);
-                    }
-                    if report.outcome != "running" {
-                        finished.insert(node.clone());
-                    }
-                    reports.insert(node, report);
-                }
+                latest_plan = Some(plan.clone());
+            }
+            for id in reply.plan.iter().flat_map(|p| p.shares.keys()) {
+                collection.expect(id);
+            }
+            if let Some(report) = reply.report {
+                collection.absorb(&node, reply.generation, report);
             }
         }
-        let lost = heard
-            .iter()
-            .filter(|(n, at)| !finished.contains(*n) && at.elapsed() > LOST_AFTER)
-            .count();
-        if finished.len() == heard.len() || (finished.len() + lost == heard.len() && now > test_end)
-        {
+        if collection.is_done(now > test_end, LOST_AFTER) {
             break;
         }
         tokio::time::sleep(RESULTS_POLL).await;
     }
     client.close().await;
-    let lost = heard
-        .keys()
-        .filter(|n| !finished.contains(*n))
-        .map(|n| lost_peer_event(n, reports.get(n), latest_plan.as_ref()));
+    let cluster_curve = match &settings.engine.load {
+        crate::engine::LoadModel::Open { profile, .. } => latest_plan
+            .as_ref()
+            .and_then(|p| p.cluster_curve(&profile.curve).ok())
+            .or_else(|| Some(profile.curve.clone())),
+        crate::engine::LoadModel::Closed { .. } => None,
+    };
+    let collected = collection.finish(latest_plan.as_ref(), cluster_curve.as_ref());
     let events: Vec<String> = latest_plan
         .iter()
         .flat_map(|p| p.epoch_events())
-        .chain(lost)
+        .chain(collected.rejoined.iter().cloned())
+        .chain(collected.lost.iter().map(|l| l.event.clone()))
         .collect();
-    let parts: Vec<_> = reports.into_iter().collect();
+    let parts = collected.parts;
     let merged = match crate::export::merge::merge_reports(
         &parts,
         &settings.thresholds,
@@ -535,6 +522,13 @@ async fn wait_and_report(
     ) {
         Ok(mut m) => {
             m.events = events;
+            // The test's plan, whatever its peers could tell of it (a lost
+            // peer's last figures do not know the plan).
+            m.planned = cluster_curve
+                .as_ref()
+                .map(|c| crate::load::ArrivalSchedule::new(c.clone()).total_arrivals());
+            m.unsent =
+                (!collected.lost.is_empty()).then(|| collected.lost.iter().map(|l| l.unsent).sum());
             m
         }
         Err(e) => {
@@ -542,7 +536,8 @@ async fn wait_and_report(
             return EXIT_RUNTIME;
         }
     };
-    let target = plan_target_rate(settings, latest_plan.as_ref());
+    let ran_until = (merged.outcome == Outcome::Stopped).then_some(merged.load_secs);
+    let target = plan_target_rate(settings, latest_plan.as_ref(), ran_until);
     print!("{}", crate::export::console::summary(&merged, target));
     for (node, report) in &parts {
         println!(
@@ -556,9 +551,11 @@ async fn wait_and_report(
             return EXIT_RUNTIME;
         }
     }
-    if merged.outcome == "interrupted" {
+    if merged.outcome == Outcome::Interrupted {
         crate::cli::EXIT_INTERRUPTED
-    } else if !merged.thresholds_passed() || merged.outcome == "aborted" {
+    } else if merged.outcome == Outcome::Stopped {
+        crate::cli::EXIT_STOPPED
+    } else if !merged.thresholds_passed() || merged.outcome == Outcome::Aborted {
         crate::cli::EXIT_THRESHOLD
     } else if settings.fail_on_unreliable && !merged.self_check.reliable {
         crate::cli::EXIT_UNRELIABLE
@@ -567,49 +564,22 @@ async fn wait_and_report(
     }
 }
 
-/// What a report's events say of a peer lost during the test: how far its
-/// figures go, and the degraded window until the epoch that re-split its
-/// share (its share of the arrivals in that window was not sent).
-fn lost_peer_event(
-    node: &str,
-    last: Option<&crate::export::Report>,
-    plan: Option<&super::plan::Plan>,
-) -> String {
-    let Some(last) = last else {
-        return format!("peer {node} was lost before reporting anything");
-    };
-    let heard_until = last.load_secs;
-    let resplit = plan.and_then(|p| {
-        p.share_changes_after(node, 0)
-            .into_iter()
-            .find(|c| c.share == 0.0 && c.at_secs >= heard_until)
-    });
-    match resplit {
-        Some(change) => format!(
-            "peer {node} was lost; its figures cover the test up to {heard_until:.1} s; \
-             degraded window {heard_until:.1}-{:.1} s, until epoch {} re-split its share",
-            change.at_secs, change.epoch
-        ),
-        None => format!(
-            "peer {node} was lost; its figures cover the test up to {heard_until:.1} s; \
-             its share was not re-split (degraded from then to the end)"
-        ),
-    }
-}
-
 /// The cluster's mean target rate over the measured part of the test, with
-/// the latest plan's rate updates.
+/// the latest plan's rate updates, up to `ran_until` seconds for a test
+/// stopped early.
 fn plan_target_rate(
     settings: &crate::config::RunSettings,
     plan: Option<&super::plan::Plan>,
+    ran_until: Option<f64>,
 ) -> Option<f64> {
     match &settings.engine.load {
         crate::engine::LoadModel::Open { profile, .. } => {
             let curve = plan
                 .and_then(|p| p.cluster_curve(&profile.curve).ok())
                 .unwrap_or_else(|| profile.curve.clone());
-            let main_secs = curve.duration() - profile.warmup_secs;
-            Some(curve.count_between(profile.warmup_secs, curve.duration()) / main_secs.max(1e-9))
+            let end = ran_until.map_or(curve.duration(), |t| t.min(curve.duration()));
+            let main_secs = end - profile.warmup_secs;
+            Some(curve.count_between(profile.warmup_secs, end) / main_secs.max(1e-9))
         }
         crate::engine::LoadModel::Closed { .. } => None,
     }

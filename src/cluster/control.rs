@@ -57,6 +57,10 @@ pub enum ControlRequest {
         test_id: String,
         /// Windows of the series the client already has.
         skip: usize,
+        /// The incarnation (generation) those windows came from: a peer
+        /// restarted since answers its whole series instead.
+        #[serde(default)]
+        generation: Option<u64>,
     },
     /// The plan the leader has committed (forwarded to the leader).
     CurrentPlan,
@@ -81,6 +85,11 @@ pub struct ControlReply {
     /// Merged figures, for `Figures`.
     #[serde(default)]
     pub figures: Option<TestFigures>,
+    /// The answering peer's incarnation (its generation), for `Results`:
+    /// a peer restarted under its old name answers with a new one, and its
+    /// figures are another incarnation's, kept apart from the first's.
+    #[serde(default)]
+    pub generation: Option<u64>,
 }
 
 impl ControlReply {
@@ -104,6 +113,8 @@ pub struct Controller {
     pub machine: StateMachine,
     /// Its Raft id.
     pub me: u64,
+    /// Its incarnation: when this process started, Unix ms.
+    pub generation: u64,
     /// Tasks it can run (to validate a start).
     pub registry: Arc<TaskRegistry>,
     /// Distribution strategies it can split a test with.
@@ -143,7 +154,18 @@ impl Controller {
     }
 
     async fn handle(&self, request: ControlRequest, raw: &[u8]) -> ControlReply {
-        if let ControlRequest::Results { test_id, skip } = &request {
+        if let ControlRequest::Results {
+            test_id,
+            skip,
+            generation,
+        } = &request
+        {
+            // Windows of another incarnation say nothing of this one's.
+            let skip = if generation.is_none_or(|g| g == self.generation) {
+                *skip
+            } else {
+                0
+            };
             // Also say who runs the test now, so a waiting client learns of
             // peers that joined it at a later epoch.
             let plan = self.machine.state().plan.filter(|p| &p.test_id == test_id);
@@ -154,7 +176,7 @@ impl Controller {
                 .results
                 .lock()
                 .get_mut(test_id)
-                .map(|result| result.report_after(*skip));
+                .map(|result| result.report_after(skip));
             let mut reply = match answer {
                 Some(Ok(report)) => ControlReply {
                     ok: true,
@@ -166,6 +188,7 @@ impl Controller {
             };
             reply.plan = plan;
             reply.peers = peers;
+            reply.generation = Some(self.generation);
             return reply;
         }
         if let ControlRequest::Figures = request {

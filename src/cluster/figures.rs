@@ -118,6 +118,7 @@ pub async fn gather(
     let request = serde_json::to_vec(&ControlRequest::Results {
         test_id: test_id.to_owned(),
         skip: usize::MAX,
+        generation: None,
     })
     .expect("requests serialise");
     let asks = members.into_iter().map(|(id, addr)| {

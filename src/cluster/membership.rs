@@ -251,6 +251,7 @@ impl Peer {
             raft: raft_node.raft.clone(),
             machine: raft_node.machine.clone(),
             me: raft_id,
+            generation,
             registry: Arc::clone(&registry),
             strategies,
             results: Arc::clone(&results),
@@ -270,7 +271,10 @@ impl Peer {
             Box::pin(async move { asking.leader_plan().await })
         });
         peer.runner = tokio::spawn(runner::run(
-            config.node_id.clone(),
+            runner::Incarnation {
+                name: config.node_id.clone(),
+                generation,
+            },
             registry,
             raft_node.machine.watch(),
             results,

@@ -19,10 +19,12 @@
 //! - [`figures`]: a test's exact cluster-wide figures, merged on request.
 //! - [`supervise`]: the leader's pure decision to re-split or end a test.
 //! - [`runner`]: runs this peer's share of the committed plan.
+//! - [`collect`]: what `start --wait` gathers from each peer incarnation.
 
 pub mod auth;
 pub mod cli;
 pub mod clock;
+pub mod collect;
 pub mod control;
 pub mod coordinator;
 pub mod discovery;

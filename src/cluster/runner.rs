@@ -147,12 +147,24 @@ pub type LeaderPlan = Arc<
         + Sync,
 >;
 
+/// This incarnation of a peer: its name and generation (its start, Unix ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incarnation {
+    /// The peer's name (node id).
+    pub name: String,
+    /// When this process started, Unix ms (chitchat's generation).
+    pub generation: u64,
+}
+
 /// Follows `state` and runs this peer's (`me`) shares until the channel
 /// closes. A share that stalls (the process was frozen) holds until
 /// `leader_plan` confirms the epoch, so what moved to other peers meanwhile
-/// is never run twice.
+/// is never run twice. An epoch that began before this incarnation started
+/// was planned for an earlier one (the peer was restarted under its old
+/// name): it is not run here; the leader re-splits it and gives this
+/// incarnation a share of its own.
 pub async fn run(
-    me: String,
+    me: Incarnation,
     registry: Arc<TaskRegistry>,
     mut state: watch::Receiver<ClusterState>,
     results: Results,
@@ -203,7 +215,7 @@ pub async fn run(
                         }
                         Some(_) => {
                             tracing::info!("held share stopped: the leader runs no such test");
-                            r.stop.interrupt();
+                            r.stop.stop_on_command();
                         }
                         None => {}
                     }
@@ -214,7 +226,7 @@ pub async fn run(
 }
 
 fn follow(
-    me: &str,
+    me: &Incarnation,
     registry: &Arc<TaskRegistry>,
     cluster: &ClusterState,
     running: &mut Option<Running>,
@@ -227,17 +239,20 @@ fn follow(
     {
         *running = None;
     }
+    let name = me.name.as_str();
     match (&cluster.plan, running.as_mut()) {
         (Some(plan), None)
-            if plan.shares.contains_key(me) && !results.lock().contains_key(&plan.test_id) =>
+            if plan.shares.contains_key(name)
+                && plan.start_unix_ms >= me.generation
+                && !results.lock().contains_key(&plan.test_id) =>
         {
-            match start(me, registry, plan, results, activity) {
+            match start(name, registry, plan, results, activity) {
                 Ok(r) => {
                     tracing::info!(
                         "running test {} at epoch {}: share {:.4}",
                         plan.test_id,
                         plan.epoch,
-                        plan.shares[me]
+                        plan.shares[name]
                     );
                     *running = Some(r);
                 }
@@ -250,14 +265,14 @@ fn follow(
             }
         }
         (Some(plan), Some(r)) if plan.test_id == r.test_id && plan.epoch > r.epoch => {
-            resplit(me, plan, r, activity);
+            resplit(name, plan, r, activity);
         }
         (Some(plan), Some(r)) if plan.test_id != r.test_id => {
-            r.stop.interrupt();
+            r.stop.stop_on_command();
             *running = None;
         }
         (None, Some(r)) => {
-            r.stop.interrupt();
+            r.stop.stop_on_command();
             *running = None;
         }
         _ => {}

@@ -91,8 +91,8 @@ pub enum TestPhase {
     Stopping,
     /// Ran to its planned end.
     Completed,
-    /// Stopped before its end.
-    Failed,
+    /// Stopped before its end by `vajra-peer stop`.
+    Stopped,
 }
 
 /// The current or last test, as every peer's Raft state has it.
@@ -102,9 +102,9 @@ pub struct TestStatus {
     pub id: String,
     /// Where it is.
     pub phase: TestPhase,
-    /// Current epoch (0 once it is over).
+    /// Current epoch (the last one once it is over).
     pub epoch: u64,
-    /// Peers with a share in the current epoch.
+    /// Peers with a share in the current (or last) epoch.
     pub peers: usize,
     /// Seconds since its start (negative before), while it runs.
     pub elapsed_secs: Option<f64>,
@@ -119,10 +119,10 @@ impl TestStatus {
                 phase: if f.completed {
                     TestPhase::Completed
                 } else {
-                    TestPhase::Failed
+                    TestPhase::Stopped
                 },
-                epoch: 0,
-                peers: 0,
+                epoch: f.epoch,
+                peers: f.peers,
                 elapsed_secs: None,
             });
         };
@@ -290,7 +290,7 @@ pub(crate) mod fixtures {
     pub fn member(id: &str, raft_id: u64, state: Liveness) -> MemberStatus {
         MemberStatus {
             id: id.into(),
-            generation: 1,
+            generation: 0,
             address: "127.0.0.1:1".into(),
             state,
             last_heard_ms: 0,

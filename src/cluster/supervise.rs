@@ -91,20 +91,26 @@ pub fn duty(
     if starts_ms >= end_ms {
         return Ok(Duty::Idle);
     }
+    // Of a peer restarted under its old name only the newest incarnation
+    // may take a share (the old one, not yet declared dead, is going).
     let alive: Vec<&MemberStatus> = status
         .members
         .iter()
         .filter(|m| m.state == Liveness::Alive && !unreachable.contains(&m.id))
-        .collect();
-    let holder_lost = plan.shares.keys().any(|holder| {
-        unreachable.contains(holder)
-            || status
+        .filter(|m| {
+            !status
                 .members
                 .iter()
-                .filter(|m| &m.id == holder)
-                .all(|m| m.state == Liveness::Dead)
-    });
-    let newcomer = alive.iter().any(|m| !plan.shares.contains_key(&m.id));
+                .any(|o| o.id == m.id && o.generation > m.generation)
+        })
+        .collect();
+    let holder_lost = plan
+        .shares
+        .keys()
+        .any(|holder| unreachable.contains(holder) || !holds_its_share(holder, plan, status));
+    let newcomer = alive
+        .iter()
+        .any(|m| !plan.shares.contains_key(&m.id) || is_later_incarnation(m, plan));
     if !(holder_lost || newcomer) {
         return Ok(Duty::Idle);
     }
@@ -117,6 +123,24 @@ pub fn duty(
     });
     let next = plan.resplit(starts_ms, strategy.as_ref(), &candidates(&alive))?;
     Ok(Duty::Resplit(next))
+}
+
+/// Whether the incarnation of `holder` that this epoch's share was given to
+/// is still there (alive or merely suspect). A peer restarted under the
+/// same name is another incarnation: it did not exist when the epoch was
+/// planned, so it does not hold the share (it runs nothing of this epoch,
+/// see `runner`), and its predecessor's share must be re-split.
+fn holds_its_share(holder: &str, plan: &Plan, status: &ClusterStatus) -> bool {
+    status
+        .members
+        .iter()
+        .any(|m| m.id == holder && m.state != Liveness::Dead && !is_later_incarnation(m, plan))
+}
+
+/// Whether `member` started after `plan`'s epoch began (its generation is
+/// its start time in Unix ms): an incarnation the epoch knew nothing of.
+pub fn is_later_incarnation(member: &MemberStatus, plan: &Plan) -> bool {
+    member.generation > plan.start_unix_ms
 }
 
 /// Follows how long each member has been alive without a break.
@@ -356,5 +380,54 @@ mod tests {
         );
         let idle = duty(&plan, &strategies, end, &all, &none, 5_000).unwrap();
         assert_eq!(idle, Duty::Idle, "nothing lost, nobody new");
+    }
+
+    /// A peer killed and restarted under its old name before it was seen
+    /// dead: the new incarnation does not mask the loss of the old one's
+    /// share, takes a share of its own at the next epoch, and then holds it.
+    #[test]
+    fn a_peer_restarted_under_its_old_name_is_a_new_incarnation() {
+        use Liveness::*;
+        let strategies = Strategies::with_builtins();
+        let all = status(vec![
+            member("a", 1, Alive),
+            member("b", 2, Alive),
+            member("c", 3, Alive),
+        ]);
+        let peers = candidates(&all.members.iter().collect::<Vec<_>>());
+        let plan = Plan::first("t", 1_000, &Equal, &peers, String::new()).unwrap();
+        let mut restarted = member("c", 33, Alive);
+        restarted.generation = 8_000;
+        // The old incarnation is still shown alive: only one c is a candidate.
+        let both = status(vec![
+            member("a", 1, Alive),
+            member("b", 2, Alive),
+            member("c", 3, Alive),
+            restarted.clone(),
+        ]);
+        let end = (60_000, 0);
+        let none = BTreeSet::new();
+        let Duty::Resplit(next) = duty(&plan, &strategies, end, &both, &none, 9_000).unwrap()
+        else {
+            panic!("the new incarnation of c is a newcomer");
+        };
+        assert_eq!(next.shares.len(), 3);
+        let sum: f64 = next.shares.values().sum();
+        assert!((sum - 1.0).abs() < 1e-12, "no share lost to a duplicate");
+        assert!(next.start_unix_ms > restarted.generation);
+        // With the old one dead, the new one holds the new epoch's share.
+        let settled = status(vec![
+            member("a", 1, Alive),
+            member("b", 2, Alive),
+            member("c", 3, Dead),
+            restarted,
+        ]);
+        let idle = duty(&next, &strategies, end, &settled, &none, 10_000).unwrap();
+        assert_eq!(idle, Duty::Idle);
+        let still_old = duty(&plan, &strategies, end, &settled, &none, 10_000).unwrap();
+        assert!(
+            matches!(still_old, Duty::Resplit(_)),
+            "the old epoch's c is gone"
+        );
     }
 }

@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 const RUNNING: u8 = 0;
 const INTERRUPTED: u8 = 1;
 const ABORTED: u8 = 2;
+const STOPPED: u8 = 3;
 
 /// Why a run stopped before its load profile ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,9 @@ pub enum StopCause {
     Interrupted,
     /// The run decided to stop itself (threshold failed, task setup failed).
     Aborted(String),
+    /// A command stopped it (`vajra-peer stop` on a cluster's test): drain
+    /// and report, as for an interruption, but nobody pressed Ctrl-C here.
+    Stopped,
 }
 
 /// Shared, cheaply clonable stop flag that async code can also wait on.
@@ -41,6 +45,11 @@ impl StopSignal {
     /// Stops the run as interrupted by the user (first cause wins).
     pub fn interrupt(&self) {
         self.fire(INTERRUPTED, None);
+    }
+
+    /// Stops the run on a command from elsewhere (first cause wins).
+    pub fn stop_on_command(&self) {
+        self.fire(STOPPED, None);
     }
 
     /// Stops the run, recording why (first cause wins).
@@ -70,6 +79,7 @@ impl StopSignal {
     pub fn cause(&self) -> Option<StopCause> {
         match self.inner.state.load(Ordering::Acquire) {
             INTERRUPTED => Some(StopCause::Interrupted),
+            STOPPED => Some(StopCause::Stopped),
             ABORTED => Some(StopCause::Aborted(
                 self.inner.reason.lock().clone().unwrap_or_default(),
             )),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::report::{PhaseReport, Report};
+use super::report::{Outcome, PhaseReport, Report};
 use crate::engine::RunObserver;
 use crate::metrics::{Aggregator, LatencySummary, Phase, WindowReport};
 use crate::threshold::{Metric, Threshold, ThresholdInput, format_ns};
@@ -188,7 +188,7 @@ pub fn summary(report: &Report, target_rate: Option<f64>) -> String {
     for event in &report.events {
         let _ = writeln!(out, "event: {event}");
     }
-    if report.outcome == "interrupted" {
+    if report.outcome == Outcome::Interrupted || report.outcome == Outcome::Stopped {
         let _ = writeln!(
             out,
             "INTERRUPTED: the figures cover only the part of the run that happened"
@@ -213,9 +213,12 @@ pub fn summary(report: &Report, target_rate: Option<f64>) -> String {
         let _ = writeln!(out, "events: {}", counts.join(", "));
     }
     if let Some(planned) = report.planned {
+        let unsent = report.unsent.map_or(String::new(), |n| {
+            format!(" ({n} not sent: lost peers' degraded windows)")
+        });
         let _ = writeln!(
             out,
-            "planned arrivals {planned}, instances {}, unfinished {}",
+            "planned arrivals {planned}{unsent}, instances {}, unfinished {}",
             report.instances, report.unfinished
         );
     } else {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::report::{Histograms, PhaseReport, Report, SelfCheck};
+use super::report::{Histograms, Outcome, PhaseReport, Report, SelfCheck};
 use crate::metrics::histogram::{decode_v2, encode_v2, merge, new_histogram};
 use crate::metrics::stats::ErrorCounts;
 use crate::metrics::{HistogramPair, LatencyHistogram, LatencySummary, WindowReport};
@@ -74,6 +74,7 @@ impl MergedWindow {
         entry.dispatched += w.dispatched;
         entry.dropped += w.dropped;
         entry.missed += w.missed;
+        entry.open |= w.open;
         entry.success += w.success;
         entry.failure += w.failure;
         entry.rate += w.rate;
@@ -123,6 +124,7 @@ fn merge_series(parts: &[&Report]) -> anyhow::Result<Vec<WindowReport>> {
                     lag_p99_us: 0.0,
                     cpu_percent: 0.0,
                     histograms: None,
+                    open: false,
                     ..w.clone()
                 },
                 latency: new_histogram(),
@@ -245,20 +247,23 @@ pub fn merge_reports(
         }
     }
     let (tags, tag_histograms) = merge_tags(&reports)?;
-    let worst = ["aborted", "interrupted", "completed"]
-        .into_iter()
-        .find(|o| reports.iter().any(|r| r.outcome == *o))
-        .unwrap_or("completed");
+    // The most severe outcome wins (Outcome orders them).
+    let worst = reports
+        .iter()
+        .map(|r| r.outcome)
+        .max()
+        .unwrap_or(Outcome::Completed);
     Ok(Report {
         schema: first.schema.clone(),
         task: first.task.clone(),
         model: first.model.clone(),
         started_at: first.started_at.clone(),
-        outcome: worst.to_owned(),
+        outcome: worst,
         abort_reason: reports.iter().find_map(|r| r.abort_reason.clone()),
         load_secs: reports.iter().map(|r| r.load_secs).fold(0.0, f64::max),
         warmup_secs: first.warmup_secs,
         planned: reports.iter().map(|r| r.planned).sum(),
+        unsent: None,
         instances: reports.iter().map(|r| r.instances).sum(),
         unfinished: reports.iter().map(|r| r.unfinished).sum(),
         tags,

@@ -11,4 +11,4 @@ pub mod files;
 pub mod merge;
 pub mod report;
 
-pub use report::Report;
+pub use report::{Outcome, Report};

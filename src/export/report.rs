@@ -17,6 +17,50 @@ pub const SCHEMA: &str = "vajra.report.v1";
 /// Mean generator CPU above which results are flagged unreliable.
 pub const CPU_LIMIT_PERCENT: f64 = 90.0;
 
+/// How a run ended (or that it is still going), from the least severe to
+/// the most: a cluster's report takes its peers' most severe (a lost
+/// peer's last figures, still "running", do not change it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Still going: a running peer's figures so far.
+    Running,
+    /// Ran its whole load profile.
+    Completed,
+    /// Stopped by a command (`vajra-peer stop`) before its end.
+    Stopped,
+    /// Interrupted by the user (Ctrl-C) before its end.
+    Interrupted,
+    /// Stopped itself (a threshold failed with `--abort-on-fail`, a task
+    /// could not be set up).
+    Aborted,
+}
+
+impl Outcome {
+    /// How the report names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Running => "running",
+            Self::Stopped => "stopped",
+            Self::Interrupted => "interrupted",
+            Self::Aborted => "aborted",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Outcome {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// Results of one phase (or one tag within the main phase).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhaseReport {
@@ -119,8 +163,8 @@ pub struct Report {
     pub model: String,
     /// Start time, RFC 3339.
     pub started_at: String,
-    /// "completed", "interrupted" or "aborted".
-    pub outcome: String,
+    /// How the run ended.
+    pub outcome: Outcome,
     /// Why the run was aborted, if it was.
     pub abort_reason: Option<String>,
     /// Seconds of load (warmup included, drain excluded).
@@ -129,6 +173,11 @@ pub struct Report {
     pub warmup_secs: f64,
     /// Arrivals the schedule planned in total (paced runs).
     pub planned: Option<u64>,
+    /// Of a distributed test's planned arrivals, those its lost peers did
+    /// not send (or could not report) in their degraded windows: each lost
+    /// peer's share from its last figures until an epoch re-split it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsent: Option<u64>,
     /// Task instances used.
     pub instances: usize,
     /// Executions abandoned at the drain timeout.
@@ -166,7 +215,7 @@ pub struct Report {
 struct RunFacts {
     model: &'static str,
     started_at: SystemTime,
-    outcome: &'static str,
+    outcome: Outcome,
     abort_reason: Option<String>,
     load_secs: f64,
     warmup_secs: f64,
@@ -186,9 +235,10 @@ impl Report {
         reliable_lag: Duration,
     ) -> Self {
         let (outcome_name, abort_reason) = match &outcome.stop {
-            None => ("completed", None),
-            Some(StopCause::Interrupted) => ("interrupted", None),
-            Some(StopCause::Aborted(reason)) => ("aborted", Some(reason.clone())),
+            None => (Outcome::Completed, None),
+            Some(StopCause::Interrupted) => (Outcome::Interrupted, None),
+            Some(StopCause::Stopped) => (Outcome::Stopped, None),
+            Some(StopCause::Aborted(reason)) => (Outcome::Aborted, Some(reason.clone())),
         };
         let facts = RunFacts {
             model: if outcome.curve.is_some() {
@@ -215,7 +265,7 @@ impl Report {
         let facts = RunFacts {
             model: "open",
             started_at: SystemTime::now() - Duration::from_secs_f64(elapsed_secs.max(0.0)),
-            outcome: "running",
+            outcome: Outcome::Running,
             abort_reason: None,
             load_secs: elapsed_secs,
             warmup_secs,
@@ -271,11 +321,12 @@ impl Report {
             task: task.to_owned(),
             model: facts.model.to_owned(),
             started_at: humantime::format_rfc3339_millis(facts.started_at).to_string(),
-            outcome: facts.outcome.to_owned(),
+            outcome: facts.outcome,
             abort_reason: facts.abort_reason.clone(),
             load_secs: facts.load_secs,
             warmup_secs: facts.warmup_secs,
             planned: facts.planned,
+            unsent: None,
             instances: facts.instances,
             unfinished: facts.unfinished,
             self_check: self_check(

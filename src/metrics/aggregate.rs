@@ -45,6 +45,10 @@ pub struct WindowReport {
     /// (absent for a second without results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub histograms: Option<HistogramPair>,
+    /// A window still open in a running peer's figures so far: its counts
+    /// are provisional and will grow until it closes (absent once closed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub open: bool,
 }
 
 /// Latency and service-time histograms (of a window, or of a tag), HDR V2
@@ -96,18 +100,36 @@ impl Aggregator {
     }
 
     /// The totals so far including results of windows still open, as a
-    /// separate aggregator (the series holds closed windows only). Nothing
-    /// is taken from the hub, so the run's own figures are unchanged.
+    /// separate aggregator whose series ends with those windows marked
+    /// [`open`](WindowReport::open), so the series always adds up to the
+    /// totals (a peer lost mid-second leaves that second's results in
+    /// both). Nothing is taken from the hub, so the run's own figures are
+    /// unchanged.
     pub fn preview(&self) -> Aggregator {
         let mut totals = self.totals.clone();
+        let mut by_second: BTreeMap<u64, WindowStats> = BTreeMap::new();
         for w in self.hub.peek_open() {
             totals.merge(&w);
+            by_second
+                .entry(w.index)
+                .or_insert_with(|| WindowStats::new(w.index))
+                .merge(&w);
+        }
+        let mut series = self.series.clone();
+        let last_open = by_second.keys().next_back().map_or(0, |s| s + 1);
+        for second in self.collected_before..last_open {
+            let merged = by_second
+                .remove(&second)
+                .unwrap_or_else(|| WindowStats::new(second));
+            let mut window = self.report(&merged, 1.0, 0.0);
+            window.open = true;
+            series.push(window);
         }
         Aggregator {
             hub: Arc::clone(&self.hub),
             warmup_secs: self.warmup_secs,
             totals,
-            series: self.series.clone(),
+            series,
             collected_before: self.collected_before,
             cpu: CpuMeter::new(),
         }
@@ -169,6 +191,7 @@ impl Aggregator {
                 latency: encode_v2(&total.latency),
                 service: encode_v2(&total.service),
             }),
+            open: false,
         }
     }
 
@@ -228,5 +251,24 @@ mod tests {
         assert_eq!(agg.phase_total(Phase::Warmup).completed(), 1);
         assert_eq!(agg.tagged(Phase::Main)[0].0, "login");
         assert_eq!(agg.lag().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_preview_series_adds_up_to_its_totals() {
+        let hub = MetricsHub::new(2);
+        let rec = hub.recorder();
+        for second in [0, 0, 1, 2, 2, 2] {
+            rec.record_execution(second, (Phase::Main, None), 1_000, 1_000, None);
+        }
+        let mut agg = Aggregator::new(hub, 0.0);
+        agg.collect(1);
+        let preview = agg.preview();
+        let series = preview.series();
+        assert_eq!(series.len(), 3);
+        assert!(!series[0].open && series[1].open && series[2].open);
+        let in_series: u64 = series.iter().map(|w| w.success + w.failure).sum();
+        assert_eq!(in_series, preview.phase_total(Phase::Main).completed());
+        assert_eq!(in_series, 6);
+        assert_eq!(agg.series().len(), 1, "the run's own series is unchanged");
     }
 }

@@ -120,3 +120,43 @@ impl TestTarget {
         self.target.url()
     }
 }
+
+/// What every fault test checks of a merged report of a test that planned
+/// `planned` arrivals: the series adds up to `main` (merged and each peer's
+/// own), the plan's count is the report's, and what was completed, dropped,
+/// missed, or left unsent in a lost peer's degraded window accounts for
+/// the plan within `tolerance` (the arrivals in flight at a fault). Prints
+/// the totals for the closing note.
+pub fn assert_accounts(report: &Report, planned: u64, tolerance: f64, what: &str) {
+    let series = |r: &Report| r.series.iter().map(|w| w.success + w.failure).sum::<u64>();
+    let completed = |r: &Report| r.main.completed + r.warmup.as_ref().map_or(0, |w| w.completed);
+    assert_eq!(
+        series(report),
+        completed(report),
+        "{what}: merged series vs main"
+    );
+    for (peer, r) in &report.peers {
+        assert_eq!(
+            series(r),
+            completed(r),
+            "{what}: {peer}'s series vs its main"
+        );
+    }
+    assert_eq!(report.planned, Some(planned), "{what}: planned");
+    let main = &report.main;
+    let unsent = report.unsent.unwrap_or(0);
+    let accounted = main.completed + main.dropped + main.missed + unsent;
+    eprintln!(
+        "{what}: planned {planned}, completed {}, dropped {}, missed {}, unsent {unsent}, \
+         accounted {accounted} ({:+.2} %), series {}",
+        main.completed,
+        main.dropped,
+        main.missed,
+        100.0 * (accounted as f64 - planned as f64) / planned as f64,
+        series(report)
+    );
+    assert!(
+        (accounted as f64 - planned as f64).abs() <= tolerance * planned as f64,
+        "{what}: {accounted} accounted of {planned} planned"
+    );
+}

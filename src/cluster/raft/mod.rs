@@ -108,6 +108,12 @@ pub struct FinishedTest {
     pub test_id: String,
     /// Whether it ran to its planned end (else it was stopped).
     pub completed: bool,
+    /// Its last epoch.
+    #[serde(default)]
+    pub epoch: u64,
+    /// Peers with a share in that epoch.
+    #[serde(default)]
+    pub peers: usize,
 }
 
 impl ClusterState {
@@ -151,12 +157,14 @@ impl ClusterState {
             },
             Command::StopTest { test_id } | Command::EndTest { test_id } => match &self.plan {
                 Some(current) if &current.test_id == test_id => {
-                    self.plan = None;
-                    self.stopped.push(test_id.clone());
                     self.finished = Some(FinishedTest {
                         test_id: test_id.clone(),
                         completed: matches!(command, Command::EndTest { .. }),
+                        epoch: current.epoch,
+                        peers: current.shares.len(),
                     });
+                    self.plan = None;
+                    self.stopped.push(test_id.clone());
                     CommandResponse {
                         accepted: true,
                         message: String::new(),
