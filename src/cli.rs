@@ -132,13 +132,7 @@ pub fn main_with_strategies(registry: TaskRegistry, strategies: Strategies) -> E
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VAJRA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    crate::logging::init();
 }
 
 /// Task panics are caught and counted as failures; print the first few and

@@ -19,6 +19,10 @@
 //!   load plans, the runner of a peer's share and the control commands.
 //! - [`target`]: a built-in HTTP target for demos, tests and benchmarks.
 //! - [`tls`]: TLS pieces the http task and the peer endpoint share.
+//! - [`fuzzing`]: an entry point per decoder of wire bytes, for the fuzz
+//!   targets and the random-input tests.
+//! - [`logging`]: log output, with openraft's expected-event reports at
+//!   the level they deserve.
 //! - [`cli`]: the `vajra-peer` command line, reusable by user binaries.
 //!
 //! The data path from plan to report is described in `docs/ARCHITECTURE.md`.
@@ -30,7 +34,9 @@ pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod export;
+pub mod fuzzing;
 pub mod load;
+pub mod logging;
 pub mod metrics;
 pub mod target;
 pub mod task;

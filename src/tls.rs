@@ -18,12 +18,20 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// The certificates of a PEM file; errors name the file and what is wrong.
 pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse_certificates(&pem, &path.display().to_string())
+}
+
+/// The certificates in PEM text `pem` (`origin` names it in errors).
+pub fn parse_certificates(
+    pem: &[u8],
+    origin: &str,
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{} is not PEM certificates: {e}", path.display()))?;
+        .map_err(|e| format!("{origin} is not PEM certificates: {e}"))?;
     if certs.is_empty() {
-        return Err(format!("{} holds no certificate", path.display()));
+        return Err(format!("{origin} holds no certificate"));
     }
     Ok(certs)
 }

@@ -159,11 +159,14 @@ fn a_peer_with_the_wrong_secret_never_appears() {
     }
     let refused = cluster.status("good1").unwrap().counters.refused_peers;
     assert!(refused > 0, "the intruder's attempts are counted");
-    // The intruder itself learns nobody.
-    let intruder = cluster
-        .status_at(cluster.port("intruder"), wrong.path().to_str().unwrap())
-        .unwrap();
-    assert_eq!(intruder.live_ids(), ["intruder"]);
+    // The intruder learns nobody, says why at error level, and gives up
+    // rather than run on alone looking joined.
+    let code = cluster.wait_exit("intruder", Duration::from_secs(15));
+    let log = cluster.log("intruder");
+    assert_eq!(code, Some(2), "{log}");
+    assert!(log.contains("ERROR") && log.contains("refused us"), "{log}");
+    assert!(log.contains("refuses this peer"), "{log}");
+    assert!(!log.contains("joined cluster"), "{log}");
 }
 
 #[test]

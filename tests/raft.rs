@@ -61,6 +61,7 @@ fn plan(epoch: u64) -> Plan {
         rate_updates: Vec::new(),
         strategy: "equal".into(),
         past: Vec::new(),
+        request_id: String::new(),
     }
 }
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vajra::cluster::control::{ControlReply, ControlRequest};
+use vajra::cluster::control::{ControlReply, ControlRequest, Refusal};
 use vajra::cluster::network::{KIND_CONTROL, client_request, request_status};
 use vajra::cluster::plan::{Candidate, DistributionStrategy, Strategies};
 use vajra::cluster::{Admission, ClusterStatus, Peer, PeerConfig};
@@ -74,7 +74,11 @@ fn start(strategy: &str) -> ControlRequest {
         duration: Some("1s".parse().unwrap()),
         ..RunArgs::default()
     };
-    ControlRequest::Start(Box::new(args), strategy.into())
+    ControlRequest::Start {
+        run: Box::new(args),
+        distribution: strategy.into(),
+        request_id: format!("start-{strategy}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,7 +106,8 @@ async fn a_registered_strategy_splits_the_test_and_an_unknown_one_is_named() {
     // Gossip may show a leader a moment before the peer asked has heard
     // from it (or after an election on a loaded box): ask again then.
     let mut unknown = control(addr, &start("random")).await;
-    while unknown.message.contains("retry in a moment") && began.elapsed() < Duration::from_secs(15)
+    while unknown.refusal == Some(vajra::cluster::control::Refusal::Retry)
+        && began.elapsed() < Duration::from_secs(15)
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
         unknown = control(addr, &start("random")).await;
@@ -134,6 +139,29 @@ async fn a_registered_strategy_splits_the_test_and_an_unknown_one_is_named() {
         "{:?}",
         plan.shares
     );
+    assert_eq!(unknown.refusal, Some(Refusal::Invalid));
+    // A start whose reply was lost is sent again with its request id: it
+    // gets the test it started back, where another start is refused.
+    let with_id = |id: &str| match start("equal") {
+        ControlRequest::Start {
+            run, distribution, ..
+        } => ControlRequest::Start {
+            run,
+            distribution,
+            request_id: id.into(),
+        },
+        _ => unreachable!(),
+    };
+    let again = control(addr, &start("favour-first")).await;
+    assert!(
+        again.ok,
+        "a retried start is not refused: {}",
+        again.message
+    );
+    assert_eq!(again.plan.unwrap().test_id, plan.test_id, "the same test");
+    let other = control(addr, &with_id("second")).await;
+    assert!(!other.ok);
+    assert_eq!(other.refusal, Some(Refusal::Conflict), "{}", other.message);
     one.shutdown().await;
     two.shutdown().await;
 }

@@ -15,7 +15,11 @@ use vajra::load::RateCurve;
 /// The rate curve of a plan's test definition (origin at the test start).
 pub fn base_curve(plan: &Plan) -> Option<RateCurve> {
     let args: RunArgs = serde_json::from_str(&plan.definition).ok()?;
-    match config::resolve(args).ok()?.engine.load {
+    match config::definition::resolve_definition(args)
+        .ok()?
+        .engine
+        .load
+    {
         LoadModel::Open { profile, .. } => Some(profile.curve),
         _ => None,
     }

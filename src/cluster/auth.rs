@@ -120,6 +120,17 @@ pub fn session_ekm(conn: &quinn::Connection) -> anyhow::Result<[u8; 32]> {
     Ok(out)
 }
 
+/// What a connecting side is to the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A member: gossips, votes, runs shares.
+    Peer,
+    /// A command-line client (`status`, `start`, `stop`, `update`): may
+    /// only ask and command, never gossip or take part in Raft.
+    Client,
+}
+
 /// What a connecting side says first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Hello {
@@ -127,8 +138,8 @@ pub struct Hello {
     pub protocol: u32,
     /// Cluster the sender belongs to.
     pub cluster_id: String,
-    /// "peer" (joins gossip) or "client" (status queries only).
-    pub role: String,
+    /// A member or a client.
+    pub role: Role,
     /// The sender's node id.
     pub node: String,
     /// Where the sender's endpoint listens.

@@ -195,17 +195,50 @@ pub fn join(args: JoinArgs, registry: Arc<TaskRegistry>, strategies: Arc<Strateg
                 config.listen
             );
         }
+        let seeds = if config.seeds.is_empty() {
+            String::new()
+        } else {
+            format!(", joining through {}", config.seeds.join(", "))
+        };
         eprintln!(
-            "joined cluster '{}' as {} on {}",
-            config.cluster_id,
+            "peer {} of cluster '{}' listening on {}{seeds}",
             config.node_id,
+            config.cluster_id,
             peer.local_addr()
                 .map_or_else(|_| config.listen.to_string(), |a| a.to_string())
         );
-        wait_for_shutdown_signal().await;
+        let code = tokio::select! {
+            _ = wait_for_shutdown_signal() => EXIT_OK,
+            refusals = refused_by_every_seed(&peer) => {
+                for (addr, reason) in refusals {
+                    eprintln!("error: {addr} refuses this peer: {reason}");
+                }
+                eprintln!(
+                    "error: every peer this one tried refuses it (check --cluster-secret-file, \
+                     --cluster-id and the versions); giving up"
+                );
+                EXIT_CONFIG
+            }
+        };
         peer.shutdown().await;
-        EXIT_OK
+        code
     })
+}
+
+/// How many times each address must refuse a peer that nobody admits
+/// before it gives up (about 3 s of retries).
+const REFUSALS_BEFORE_GIVING_UP: u32 = 5;
+
+/// Resolves when every address this peer tried refused it
+/// [`REFUSALS_BEFORE_GIVING_UP`] times and nobody admitted it: a wrong
+/// secret or cluster id, which would otherwise leave it running alone.
+async fn refused_by_every_seed(peer: &Peer) -> Vec<(SocketAddr, String)> {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Some(refusals) = peer.refused_everywhere(REFUSALS_BEFORE_GIVING_UP) {
+            return refusals;
+        }
+    }
 }
 
 async fn wait_for_shutdown_signal() {
@@ -334,15 +367,15 @@ async fn control_until_led(
     admission: Admission,
     request: &ControlRequest,
 ) -> anyhow::Result<ControlReply> {
+    // A refusal to retry (no leader yet, a commit that did not finish) and
+    // a lost reply are asked again; a start carries a request id, so a
+    // retry of one that did start gets that test back.
     for _ in 0..20 {
-        let reply = control(peer, security, admission.clone(), request).await?;
-        let leaderless = !reply.ok
-            && (reply.message.starts_with("no Raft leader")
-                || reply.message.contains("leader's address")
-                || reply.message.starts_with("leadership not confirmed")
-                || reply.message.starts_with("cannot reach the leader"));
-        if !leaderless {
-            return Ok(reply);
+        match control(peer, security, admission.clone(), request).await {
+            Ok(reply) if reply.refusal != Some(control::Refusal::Retry) => return Ok(reply),
+            Ok(_) => {}
+            Err(e) if e.downcast_ref::<super::network::NoAnswer>().is_some() => return Err(e),
+            Err(e) => tracing::debug!("asking {peer} again after: {e:#}"),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -376,11 +409,24 @@ pub fn start(args: StartArgs) -> u8 {
             return EXIT_CONFIG;
         }
     };
+    // The files the settings name are read here and travel in the
+    // definition: no peer reads a file named by the wire.
+    let run = match crate::config::definition::self_contained(run) {
+        Ok(run) => run,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
     let Ok(rt) = runtime(1) else {
         return EXIT_RUNTIME;
     };
     rt.block_on(async move {
-        let request = ControlRequest::Start(Box::new(run), args.distribution.clone());
+        let request = ControlRequest::Start {
+            run: Box::new(run),
+            distribution: args.distribution.clone(),
+            request_id: format!("{:016x}", fastrand::u64(..)),
+        };
         let reply = match control_until_led(peer, &args.security, admission.clone(), &request).await
         {
             Ok(reply) => reply,

@@ -50,9 +50,10 @@ fn unix_ns() -> i128 {
 /// The offset a sample gives: `remote_ns` was read between `sent_ns` and
 /// `received_ns` on our clock.
 pub fn estimate(sent_ns: i128, remote_ns: i128, received_ns: i128) -> Offset {
-    let midpoint = sent_ns + (received_ns - sent_ns) / 2;
+    // remote_ns comes from another process: saturate, never overflow.
+    let midpoint = sent_ns.saturating_add(received_ns.saturating_sub(sent_ns) / 2);
     Offset {
-        offset_ms: (remote_ns - midpoint) as f64 / 1e6,
+        offset_ms: remote_ns.saturating_sub(midpoint) as f64 / 1e6,
         rtt_ms: (received_ns - sent_ns) as f64 / 1e6,
     }
 }

@@ -40,7 +40,18 @@ pub const START_DELAY: Duration = Duration::from_millis(1_500);
 pub enum ControlRequest {
     /// Start a test with these settings, split by the named strategy
     /// ("equal", "weighted" or "capacity").
-    Start(Box<RunArgs>, String),
+    Start {
+        /// The test's definition (self-contained, see
+        /// [`config::definition`]).
+        run: Box<RunArgs>,
+        /// The distribution strategy.
+        distribution: String,
+        /// Chosen by the client once per command: a retry after a lost
+        /// reply carries the same id and gets the test it started, not a
+        /// refusal.
+        #[serde(default)]
+        request_id: String,
+    },
     /// Stop the running test.
     Stop,
     /// Change the running test's cluster rate until its planned end.
@@ -69,6 +80,22 @@ pub enum ControlRequest {
     Figures,
 }
 
+/// Why a control request was not done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Refusal {
+    /// No leader is known, reachable or confirmed right now, or a commit
+    /// did not finish: the same request may be sent again in a moment.
+    Retry,
+    /// The request itself is wrong (bad settings, unknown strategy).
+    Invalid,
+    /// It does not fit the cluster's state (a test already running, none
+    /// running).
+    Conflict,
+    /// This peer has nothing to give (no report yet, its run failed).
+    Unavailable,
+}
+
 /// The answer to a control request.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ControlReply {
@@ -85,6 +112,9 @@ pub struct ControlReply {
     /// Merged figures, for `Figures`.
     #[serde(default)]
     pub figures: Option<TestFigures>,
+    /// Why not, when it was not done.
+    #[serde(default)]
+    pub refusal: Option<Refusal>,
     /// The answering peer's incarnation (its generation), for `Results`:
     /// a peer restarted under its old name answers with a new one, and its
     /// figures are another incarnation's, kept apart from the first's.
@@ -93,10 +123,11 @@ pub struct ControlReply {
 }
 
 impl ControlReply {
-    fn refused(message: impl Into<String>) -> Self {
+    fn refused(refusal: Refusal, message: impl Into<String>) -> Self {
         Self {
             ok: false,
             message: message.into(),
+            refusal: Some(refusal),
             ..Self::default()
         }
     }
@@ -136,7 +167,10 @@ impl Controller {
                 Box::pin(async move {
                     let reply = match serde_json::from_slice::<ControlRequest>(&body) {
                         Ok(request) => this.handle(request, &body).await,
-                        Err(e) => ControlReply::refused(format!("malformed control request: {e}")),
+                        Err(e) => ControlReply::refused(
+                            Refusal::Invalid,
+                            format!("malformed control request: {e}"),
+                        ),
                     };
                     serde_json::to_vec(&reply).expect("replies serialise")
                 })
@@ -183,8 +217,11 @@ impl Controller {
                     report: Some(report),
                     ..ControlReply::default()
                 },
-                Some(Err(e)) => ControlReply::refused(format!("this peer's run failed: {e}")),
-                None => ControlReply::refused("no report yet"),
+                Some(Err(e)) => ControlReply::refused(
+                    Refusal::Unavailable,
+                    format!("this peer's run failed: {e}"),
+                ),
+                None => ControlReply::refused(Refusal::Unavailable, "no report yet"),
             };
             reply.plan = plan;
             reply.peers = peers;
@@ -202,9 +239,10 @@ impl Controller {
             // been deposed without knowing).
             Some(leader) if leader == self.me => {
                 if let Err(e) = self.raft.ensure_linearizable().await {
-                    return ControlReply::refused(format!(
-                        "leadership not confirmed: {e}; retry in a moment"
-                    ));
+                    return ControlReply::refused(
+                        Refusal::Retry,
+                        format!("leadership not confirmed: {e}; retry in a moment"),
+                    );
                 }
                 self.lead(request).await
             }
@@ -217,7 +255,10 @@ impl Controller {
                     .find(|(id, _)| **id == leader)
                     .and_then(|(_, node)| node.addr.parse::<SocketAddr>().ok());
                 let Some(addr) = addr else {
-                    return ControlReply::refused("the leader's address is unknown; retry");
+                    return ControlReply::refused(
+                        Refusal::Retry,
+                        "the leader's address is unknown; retry",
+                    );
                 };
                 match self
                     .network
@@ -225,27 +266,37 @@ impl Controller {
                     .await
                 {
                     Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                        ControlReply::refused(format!("bad reply from the leader: {e}"))
+                        ControlReply::refused(
+                            Refusal::Retry,
+                            format!("bad reply from the leader: {e}"),
+                        )
                     }),
-                    Err(e) => ControlReply::refused(format!("cannot reach the leader: {e:#}")),
+                    Err(e) => ControlReply::refused(
+                        Refusal::Retry,
+                        format!("cannot reach the leader: {e:#}"),
+                    ),
                 }
             }
-            None => ControlReply::refused("no Raft leader yet; retry in a moment"),
+            None => ControlReply::refused(Refusal::Retry, "no Raft leader yet; retry in a moment"),
         }
     }
 
     /// Carries out a command as the confirmed leader.
     async fn lead(&self, request: ControlRequest) -> ControlReply {
         match request {
-            ControlRequest::Start(args, strategy) => self.start(*args, &strategy).await,
+            ControlRequest::Start {
+                run,
+                distribution,
+                request_id,
+            } => self.start(*run, &distribution, request_id).await,
             ControlRequest::Stop => self.stop().await,
             ControlRequest::Update(tps) => self.update(RateChange::Constant(tps)).await,
             ControlRequest::UpdatePattern(points) => match RateCurve::new(points) {
                 Ok(curve) if curve.duration() > 0.0 => {
                     self.update(RateChange::Pattern(curve)).await
                 }
-                Ok(_) => ControlReply::refused("the new pattern lasts no time"),
-                Err(e) => ControlReply::refused(format!("invalid pattern: {e}")),
+                Ok(_) => ControlReply::refused(Refusal::Invalid, "the new pattern lasts no time"),
+                Err(e) => ControlReply::refused(Refusal::Invalid, format!("invalid pattern: {e}")),
             },
             ControlRequest::CurrentPlan => ControlReply {
                 ok: true,
@@ -265,10 +316,10 @@ impl Controller {
         let (test_id, holders) = match (&state.plan, &state.finished) {
             (Some(plan), _) => (plan.test_id.clone(), plan.shares.keys().cloned().collect()),
             (None, Some(finished)) => (finished.test_id.clone(), Vec::new()),
-            (None, None) => return ControlReply::refused("no test has run"),
+            (None, None) => return ControlReply::refused(Refusal::Unavailable, "no test has run"),
         };
         let Some(status) = (self.status)() else {
-            return ControlReply::refused("membership not known yet; retry");
+            return ControlReply::refused(Refusal::Retry, "membership not known yet; retry");
         };
         let others = status
             .members
@@ -288,29 +339,37 @@ impl Controller {
                 figures: Some(figures),
                 ..ControlReply::default()
             },
-            Err(e) => ControlReply::refused(e),
+            Err(e) => ControlReply::refused(Refusal::Unavailable, e),
         }
     }
 
-    async fn start(&self, args: RunArgs, strategy_name: &str) -> ControlReply {
+    async fn start(&self, args: RunArgs, strategy_name: &str, request_id: String) -> ControlReply {
+        if let Some(plan) = self.machine.state().plan
+            && !request_id.is_empty()
+            && plan.request_id == request_id
+        {
+            // A retry of the start that made this test: its answer again.
+            return self.started(plan);
+        }
         let strategy = match self.strategies.named(strategy_name) {
             Ok(strategy) => strategy,
-            Err(e) => return ControlReply::refused(e),
+            Err(e) => return ControlReply::refused(Refusal::Invalid, e),
         };
-        let settings = match config::resolve(args.clone()) {
+        let settings = match config::definition::resolve_definition(args.clone()) {
             Ok(s) => s,
-            Err(e) => return ControlReply::refused(e.to_string()),
+            Err(e) => return ControlReply::refused(Refusal::Invalid, e.to_string()),
         };
         if !matches!(settings.engine.load, LoadModel::Open { .. }) {
             return ControlReply::refused(
+                Refusal::Invalid,
                 "a distributed test needs a target rate (--tps or a pattern)",
             );
         }
         if let Err(e) = self.registry.build(&settings.task) {
-            return ControlReply::refused(format!("{e:#}"));
+            return ControlReply::refused(Refusal::Invalid, format!("{e:#}"));
         }
         let Some(status) = (self.status)() else {
-            return ControlReply::refused("membership not known yet; retry");
+            return ControlReply::refused(Refusal::Retry, "membership not known yet; retry");
         };
         let live: Vec<_> = status
             .members
@@ -328,21 +387,36 @@ impl Controller {
             &candidates,
             definition,
         ) {
-            Ok(plan) => plan,
-            Err(e) => return ControlReply::refused(e.to_string()),
+            Ok(plan) => Plan { request_id, ..plan },
+            Err(e) => return ControlReply::refused(Refusal::Unavailable, e.to_string()),
         };
         match self.commit(Command::set_plan(&plan), "the plan").await {
-            Ok(()) => ControlReply {
-                ok: true,
-                message: format!("test {test_id} starts on {} peers", plan.shares.len()),
-                peers: live
-                    .iter()
-                    .map(|m| (m.id.clone(), m.address.clone()))
-                    .collect(),
-                plan: Some(plan),
-                ..ControlReply::default()
-            },
+            Ok(()) => self.started(plan),
             Err(refusal) => refusal,
+        }
+    }
+
+    /// The answer to a start that made `plan`: the plan and the live peers.
+    fn started(&self, plan: Plan) -> ControlReply {
+        let peers = (self.status)()
+            .map(|s| {
+                s.members
+                    .into_iter()
+                    .filter(|m| m.state == Liveness::Alive)
+                    .map(|m| (m.id, m.address))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ControlReply {
+            ok: true,
+            message: format!(
+                "test {} starts on {} peers",
+                plan.test_id,
+                plan.shares.len()
+            ),
+            peers,
+            plan: Some(plan),
+            ..ControlReply::default()
         }
     }
 
@@ -351,13 +425,20 @@ impl Controller {
         let write = self.raft.client_write(command);
         match tokio::time::timeout(COMMIT_TIMEOUT, write).await {
             Ok(Ok(response)) if response.data.accepted => Ok(()),
-            Ok(Ok(response)) => Err(ControlReply::refused(response.data.message)),
-            Ok(Err(e)) => Err(ControlReply::refused(format!(
-                "could not commit {what}: {e}"
-            ))),
-            Err(_) => Err(ControlReply::refused(format!(
-                "could not commit {what} within {COMMIT_TIMEOUT:?}: is a quorum of voters reachable?"
-            ))),
+            Ok(Ok(response)) => Err(ControlReply::refused(
+                Refusal::Conflict,
+                response.data.message,
+            )),
+            Ok(Err(e)) => Err(ControlReply::refused(
+                Refusal::Retry,
+                format!("could not commit {what}: {e}"),
+            )),
+            Err(_) => Err(ControlReply::refused(
+                Refusal::Retry,
+                format!(
+                    "could not commit {what} within {COMMIT_TIMEOUT:?}: is a quorum of voters reachable?"
+                ),
+            )),
         }
     }
 
@@ -365,14 +446,20 @@ impl Controller {
         if let RateChange::Constant(tps) = change
             && !(tps.is_finite() && tps >= 0.0)
         {
-            return ControlReply::refused(format!("invalid `tps`: must be a rate >= 0, got {tps}"));
+            return ControlReply::refused(
+                Refusal::Invalid,
+                format!("invalid `tps`: must be a rate >= 0, got {tps}"),
+            );
         }
         let Some(plan) = self.machine.state().plan else {
-            return ControlReply::refused("no test is running");
+            return ControlReply::refused(Refusal::Conflict, "no test is running");
         };
         let at_ms = now_ms() + RESPLIT_DELAY.as_millis() as u64;
         if test_end(&plan).is_none_or(|(end, _)| at_ms >= end) {
-            return ControlReply::refused("the test is ending; nothing left to update");
+            return ControlReply::refused(
+                Refusal::Conflict,
+                "the test is ending; nothing left to update",
+            );
         }
         let (next, what) = match &change {
             RateChange::Constant(tps) => (plan.with_rate(at_ms, *tps), format!("{tps}/s")),
@@ -402,7 +489,7 @@ impl Controller {
 
     async fn stop(&self) -> ControlReply {
         let Some(plan) = self.machine.state().plan else {
-            return ControlReply::refused("no test is running");
+            return ControlReply::refused(Refusal::Conflict, "no test is running");
         };
         let command = Command::StopTest {
             test_id: plan.test_id.clone(),

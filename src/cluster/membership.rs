@@ -314,6 +314,13 @@ impl Peer {
         self.network.local_addr()
     }
 
+    /// The addresses that refuse this peer, when every one it tried refused
+    /// it `times` times and nobody ever admitted it (see
+    /// [`Network::refused_everywhere`]).
+    pub fn refused_everywhere(&self, times: u32) -> Option<Vec<(SocketAddr, String)>> {
+        self.network.refused_everywhere(times)
+    }
+
     /// This peer's Raft member, once started.
     pub fn raft(&self) -> Option<&RaftNode> {
         self.raft.as_ref()

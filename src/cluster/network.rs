@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::auth::{Admission, Hello, PROTOCOL, Welcome, session_ekm};
+use super::auth::{Admission, Hello, PROTOCOL, Role, Welcome, session_ekm};
 use super::tls;
 
 /// Stream kind: one gossip envelope (unidirectional).
@@ -73,6 +73,9 @@ pub struct Counters {
     pub bad_messages: AtomicU64,
     /// Outgoing messages dropped (queue full or peer unreachable).
     pub dropped_outgoing: AtomicU64,
+    /// Streams refused because the connection's role may not open them (a
+    /// client gossiping or speaking Raft).
+    pub forbidden: AtomicU64,
 }
 
 /// A snapshot of [`Counters`] plus quinn's own handshake statistics.
@@ -86,6 +89,9 @@ pub struct CounterSnapshot {
     pub bad_messages: u64,
     /// See [`Counters::dropped_outgoing`].
     pub dropped_outgoing: u64,
+    /// See [`Counters::forbidden`].
+    #[serde(default)]
+    pub forbidden_streams: u64,
     /// Handshakes quinn refused or ignored (e.g. unparseable initial packets).
     pub ignored_handshakes: u64,
 }
@@ -110,6 +116,10 @@ struct Inner {
     status: Mutex<Option<StatusSource>>,
     handlers: Mutex<HashMap<u8, RequestHandler>>,
     counters: Counters,
+    /// Refusals per address we tried to join through, with the last reason.
+    refusals: Mutex<HashMap<SocketAddr, (u32, String)>>,
+    /// Peer admissions so far, either way.
+    admitted: AtomicU64,
 }
 
 /// The running endpoint; cheap to clone.
@@ -138,6 +148,8 @@ impl Network {
             gossip_in,
             status: Mutex::new(None),
             handlers: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(HashMap::new()),
+            admitted: AtomicU64::new(0),
             counters: Counters::default(),
         });
         tokio::spawn(accept_loop(Arc::clone(&inner)));
@@ -214,8 +226,30 @@ impl Network {
             refused_peers: c.refused_peers.load(Ordering::Relaxed),
             bad_messages: c.bad_messages.load(Ordering::Relaxed),
             dropped_outgoing: c.dropped_outgoing.load(Ordering::Relaxed),
+            forbidden_streams: c.forbidden.load(Ordering::Relaxed),
             ignored_handshakes: stats.refused_handshakes + stats.ignored_handshakes,
         }
+    }
+
+    /// When this peer has never been admitted by anyone (nor admitted a
+    /// peer) and every address it tried to join through that answered has
+    /// refused it at least `times` times: those addresses and what they
+    /// said. A peer with a wrong secret or cluster id would otherwise run
+    /// on alone, looking joined.
+    pub fn refused_everywhere(&self, times: u32) -> Option<Vec<(SocketAddr, String)>> {
+        if self.inner.admitted.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let refusals = self.inner.refusals.lock();
+        let all_refused = !refusals.is_empty() && refusals.values().all(|(n, _)| *n >= times);
+        all_refused.then(|| {
+            let mut said: Vec<_> = refusals
+                .iter()
+                .map(|(addr, (_, reason))| (*addr, reason.clone()))
+                .collect();
+            said.sort();
+            said
+        })
     }
 
     /// Counts a malformed message found by a layer above.
@@ -260,11 +294,20 @@ async fn serve_incoming(inner: Arc<Inner>, incoming: quinn::Incoming) {
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, admit(&inner, &conn)).await {
         Ok(Ok(hello)) => {
-            let from = hello.advertise.parse().unwrap_or(remote);
-            if hello.role == "peer" {
+            // The address a peer claims is believed only on its own IP: an
+            // admitted process must not take over the traffic meant for
+            // another peer's address.
+            let from = hello
+                .advertise
+                .parse::<SocketAddr>()
+                .ok()
+                .filter(|a| a.ip() == remote.ip())
+                .unwrap_or(remote);
+            if hello.role == Role::Peer {
+                inner.admitted.fetch_add(1, Ordering::Relaxed);
                 inner.connections.lock().insert(from, conn.clone());
             }
-            serve_streams(inner, conn, from).await;
+            serve_streams(inner, conn, from, hello.role).await;
         }
         Ok(Err(reason)) => {
             inner.counters.refused_peers.fetch_add(1, Ordering::Relaxed);
@@ -329,19 +372,43 @@ async fn admit(inner: &Inner, conn: &quinn::Connection) -> Result<Hello, String>
     }
 }
 
+/// Why the other side did not admit us: it answered, and said no.
+#[derive(Debug, thiserror::Error)]
+#[error("{to} refused us: {reason}")]
+pub struct Refused {
+    /// Who refused.
+    pub to: SocketAddr,
+    /// What it said.
+    pub reason: String,
+}
+
+/// Nothing answered the QUIC handshake at an address in time.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no peer answered at {0} within {CONNECT_TIMEOUT:?} (is vajra-peer listening on that UDP port? a firewall?)"
+)]
+pub struct NoAnswer(pub SocketAddr);
+
 /// Client side: connect to `to` and be admitted as `role`.
 pub async fn connect(
     endpoint: &quinn::Endpoint,
     identity: &Identity,
     to: SocketAddr,
-    role: &str,
+    role: Role,
 ) -> anyhow::Result<quinn::Connection> {
-    let conn = endpoint.connect(to, tls::SERVER_NAME)?.await?;
+    // An address where nothing listens never answers (ICMP is ignored):
+    // say so after the connect timeout instead of quinn's idle "timed out".
+    let connecting = endpoint.connect(to, tls::SERVER_NAME)?;
+    let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(quinn::ConnectionError::TimedOut)) | Err(_) => return Err(NoAnswer(to).into()),
+        Ok(Err(e)) => return Err(e.into()),
+    };
     let ekm = session_ekm(&conn)?;
     let hello = Hello {
         protocol: PROTOCOL,
         cluster_id: identity.cluster_id.clone(),
-        role: role.to_owned(),
+        role,
         node: identity.node.clone(),
         advertise: identity.advertise.to_string(),
         proof: identity.admission.proof(&ekm, "client"),
@@ -349,10 +416,27 @@ pub async fn connect(
     let (mut send, mut recv) = conn.open_bi().await?;
     send.write_all(&serde_json::to_vec(&hello)?).await?;
     send.finish()?;
-    let bytes = recv.read_to_end(MAX_HANDSHAKE).await?;
+    let bytes = match recv.read_to_end(MAX_HANDSHAKE).await {
+        Ok(bytes) => bytes,
+        // The refusal's close can overtake its welcome.
+        Err(quinn::ReadToEndError::Read(quinn::ReadError::ConnectionLost(
+            quinn::ConnectionError::ApplicationClosed(close),
+        ))) if &close.reason[..] == b"refused" => {
+            return Err(Refused {
+                to,
+                reason: String::from_utf8_lossy(&close.reason).into_owned(),
+            }
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let welcome: Welcome = serde_json::from_slice(&bytes)?;
     if !welcome.ok {
-        anyhow::bail!("{to} refused us: {}", welcome.error.unwrap_or_default());
+        return Err(Refused {
+            to,
+            reason: welcome.error.unwrap_or_default(),
+        }
+        .into());
     }
     if !identity.admission.verify(&ekm, "server", &welcome.proof) {
         conn.close(1u32.into(), b"bad proof");
@@ -361,16 +445,26 @@ pub async fn connect(
     Ok(conn)
 }
 
+/// Whether a connection admitted as `role` may open a stream of `kind`:
+/// a peer may use every kind; a client may only ask for status and send
+/// control commands, never gossip, vote or replicate.
+pub fn allowed(role: Role, kind: u8) -> bool {
+    match role {
+        Role::Peer => true,
+        Role::Client => matches!(kind, KIND_STATUS | KIND_CONTROL),
+    }
+}
+
 /// Accepts streams on an admitted connection until it closes.
-async fn serve_streams(inner: Arc<Inner>, conn: quinn::Connection, from: SocketAddr) {
+async fn serve_streams(inner: Arc<Inner>, conn: quinn::Connection, from: SocketAddr, role: Role) {
     loop {
         tokio::select! {
             uni = conn.accept_uni() => match uni {
-                Ok(recv) => { tokio::spawn(read_uni(Arc::clone(&inner), recv, from)); }
+                Ok(recv) => { tokio::spawn(read_uni(Arc::clone(&inner), recv, from, role)); }
                 Err(_) => break,
             },
             bi = conn.accept_bi() => match bi {
-                Ok((send, recv)) => { tokio::spawn(answer_bi(Arc::clone(&inner), send, recv)); }
+                Ok((send, recv)) => { tokio::spawn(answer_bi(Arc::clone(&inner), send, recv, role)); }
                 Err(_) => break,
             },
         }
@@ -384,7 +478,12 @@ async fn serve_streams(inner: Arc<Inner>, conn: quinn::Connection, from: SocketA
     }
 }
 
-async fn read_uni(inner: Arc<Inner>, mut recv: quinn::RecvStream, from: SocketAddr) {
+async fn read_uni(inner: Arc<Inner>, mut recv: quinn::RecvStream, from: SocketAddr, role: Role) {
+    if !allowed(role, KIND_GOSSIP) {
+        inner.counters.forbidden.fetch_add(1, Ordering::Relaxed);
+        let _ = recv.stop(2u32.into());
+        return;
+    }
     let bytes = match recv.read_to_end(MAX_MESSAGE).await {
         Ok(bytes) if bytes.first() == Some(&KIND_GOSSIP) => bytes,
         _ => {
@@ -396,21 +495,30 @@ async fn read_uni(inner: Arc<Inner>, mut recv: quinn::RecvStream, from: SocketAd
     let _ = inner.gossip_in.try_send((from, payload));
 }
 
-async fn answer_bi(inner: Arc<Inner>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
-    let request = recv.read_to_end(MAX_MESSAGE).await;
-    let answer = match request.as_deref() {
-        Ok([KIND_STATUS]) => inner.status.lock().clone().map(|source| source()),
-        Ok([kind, ..]) => {
+async fn answer_bi(
+    inner: Arc<Inner>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    role: Role,
+) {
+    let request: Vec<u8> = recv.read_to_end(MAX_MESSAGE).await.unwrap_or_default();
+    if let Some(&kind) = request.first()
+        && !allowed(role, kind)
+    {
+        inner.counters.forbidden.fetch_add(1, Ordering::Relaxed);
+        let _ = send.reset(2u32.into());
+        return;
+    }
+    let answer = match request.as_slice() {
+        [KIND_STATUS] => inner.status.lock().clone().map(|source| source()),
+        [kind, ..] => {
             let handler = inner.handlers.lock().get(kind).cloned();
             match handler {
-                Some(handler) => {
-                    let body = Bytes::from(request.expect("matched Ok")).slice(1..);
-                    Some(handler(body).await)
-                }
+                Some(handler) => Some(handler(Bytes::from(request).slice(1..)).await),
                 None => None,
             }
         }
-        _ => None,
+        [] => None,
     };
     match answer {
         Some(bytes) => {
@@ -458,16 +566,27 @@ async fn connection_to(inner: &Arc<Inner>, to: SocketAddr) -> Option<quinn::Conn
     {
         return None;
     }
-    let attempt = connect(&inner.endpoint, &inner.identity, to, "peer");
-    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+    let attempt = connect(&inner.endpoint, &inner.identity, to, Role::Peer);
+    match tokio::time::timeout(CONNECT_TIMEOUT * 2, attempt).await {
         Ok(Ok(conn)) => {
             inner.failed_at.lock().remove(&to);
+            inner.refusals.lock().remove(&to);
+            inner.admitted.fetch_add(1, Ordering::Relaxed);
             inner.connections.lock().insert(to, conn.clone());
-            tokio::spawn(serve_streams(Arc::clone(inner), conn.clone(), to));
+            // It proved it knows the secret: it is a peer.
+            tokio::spawn(serve_streams(
+                Arc::clone(inner),
+                conn.clone(),
+                to,
+                Role::Peer,
+            ));
             Some(conn)
         }
         Ok(Err(e)) => {
-            tracing::debug!("cannot reach peer {to}: {e:#}");
+            match e.downcast_ref::<Refused>() {
+                Some(refused) => note_refusal(inner, refused),
+                None => tracing::debug!("cannot reach peer {to}: {e:#}"),
+            }
             inner.failed_at.lock().insert(to, Instant::now());
             None
         }
@@ -476,6 +595,22 @@ async fn connection_to(inner: &Arc<Inner>, to: SocketAddr) -> Option<quinn::Conn
             inner.failed_at.lock().insert(to, Instant::now());
             None
         }
+    }
+}
+
+/// Counts a refusal from `refused.to`; the first one from an address is
+/// an error in the log (a wrong secret or cluster id is a configuration
+/// mistake the user must see), repeats are not.
+fn note_refusal(inner: &Inner, refused: &Refused) {
+    let mut refusals = inner.refusals.lock();
+    let entry = refusals
+        .entry(refused.to)
+        .or_insert_with(|| (0, refused.reason.clone()));
+    entry.0 += 1;
+    if entry.0 == 1 {
+        tracing::error!("{refused}");
+    } else {
+        tracing::debug!("{refused}");
     }
 }
 
@@ -515,7 +650,7 @@ pub async fn client_request(
         admission,
     };
     let work = async {
-        let conn = connect(&endpoint, &identity, to, "client").await?;
+        let conn = connect(&endpoint, &identity, to, Role::Client).await?;
         let answer = exchange(&conn, kind, body).await?;
         conn.close(0u32.into(), b"done");
         anyhow::Ok(answer)
@@ -594,7 +729,7 @@ impl Client {
         if let Some(conn) = slot.as_ref().filter(|c| c.close_reason().is_none()) {
             return Ok(conn.clone());
         }
-        let conn = connect(&self.endpoint, &self.identity, to, "client").await?;
+        let conn = connect(&self.endpoint, &self.identity, to, Role::Client).await?;
         *slot = Some(conn.clone());
         Ok(conn)
     }
@@ -658,5 +793,36 @@ mod tests {
         let nothing = tokio::time::timeout(Duration::from_millis(500), b_inbox.recv()).await;
         assert!(nothing.is_err(), "a stranger's message was delivered");
         assert!(stranger.counters().dropped_outgoing >= 1);
+    }
+
+    /// A holder of the secret admitted as a client may ask for status and
+    /// send control commands, but its gossip and Raft streams are refused.
+    #[tokio::test]
+    async fn a_client_may_ask_and_command_but_never_gossip_or_vote() {
+        let secret = Admission::Secret(b"0123456789abcdef".to_vec());
+        let (p_addr, p_id) = identity(&free_addr(), secret.clone());
+        let (peer, mut inbox) = Network::bind(p_addr, p_id).unwrap();
+        peer.serve_status(Arc::new(|| b"{}".to_vec()));
+        peer.serve_requests(
+            KIND_RAFT,
+            Arc::new(|_| Box::pin(async { b"voted".to_vec() })),
+        );
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut endpoint = endpoint;
+        endpoint.set_default_client_config(tls::client_config(&secret).unwrap());
+        let (_, client_id) = identity("127.0.0.1:1", secret);
+        let conn = connect(&endpoint, &client_id, p_addr, Role::Client)
+            .await
+            .unwrap();
+        assert_eq!(exchange(&conn, KIND_STATUS, &[]).await.unwrap(), b"{}");
+        assert!(
+            exchange(&conn, KIND_RAFT, b"vote for me").await.is_err(),
+            "a client's Raft request was answered"
+        );
+        send_uni(&conn, KIND_GOSSIP, b"gossip").await.unwrap();
+        let nothing = tokio::time::timeout(Duration::from_millis(300), inbox.recv()).await;
+        assert!(nothing.is_err(), "a client's gossip was delivered");
+        assert!(peer.counters().forbidden_streams >= 2);
+        assert!(allowed(Role::Peer, KIND_RAFT) && !allowed(Role::Client, KIND_CLOCK));
     }
 }

@@ -236,6 +236,10 @@ pub struct Plan {
     /// in turn rather than jump, which would run a moved share twice.
     #[serde(default)]
     pub past: Vec<PastEpoch>,
+    /// The id of the `start` request that made the test, so a retried
+    /// start gets this test back instead of a refusal.
+    #[serde(default)]
+    pub request_id: String,
 }
 
 /// How many earlier epochs a plan keeps.
@@ -327,6 +331,7 @@ impl Plan {
             rate_updates: Vec::new(),
             strategy: strategy.name().to_owned(),
             past: Vec::new(),
+            request_id: String::new(),
         })
     }
 
@@ -347,6 +352,7 @@ impl Plan {
             rate_updates: self.rate_updates.clone(),
             strategy: strategy.name().to_owned(),
             past: self.past_with_this(),
+            request_id: self.request_id.clone(),
         })
     }
 

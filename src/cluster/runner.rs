@@ -288,7 +288,7 @@ fn start(
 ) -> Result<Running, String> {
     let args: RunArgs =
         serde_json::from_str(&plan.definition).map_err(|e| format!("bad test definition: {e}"))?;
-    let settings = config::resolve(args).map_err(|e| e.to_string())?;
+    let settings = config::definition::resolve_definition(args).map_err(|e| e.to_string())?;
     let LoadModel::Open {
         profile,
         preallocate,

@@ -46,7 +46,7 @@ pub enum Duty {
 /// `None` when its definition has no rate curve.
 pub fn test_end(plan: &Plan) -> Option<(u64, u64)> {
     let args: RunArgs = serde_json::from_str(&plan.definition).ok()?;
-    let settings = config::resolve(args).ok()?;
+    let settings = config::definition::resolve_definition(args).ok()?;
     let LoadModel::Open { profile, .. } = &settings.engine.load else {
         return None;
     };

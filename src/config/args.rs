@@ -72,6 +72,12 @@ pub struct RunArgs {
     /// Read the request body from a file.
     #[arg(long, value_name = "FILE", help_heading = "Task")]
     pub body_file: Option<PathBuf>,
+    /// The request body as base64: how a test's definition carries a
+    /// `--body-file` (read where `start` runs), so no peer reads a file
+    /// named by the wire.
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
     /// Status codes that count as success, comma-separated [default: any below 400].
     #[arg(
         long,
@@ -92,6 +98,10 @@ pub struct RunArgs {
         help_heading = "Task"
     )]
     pub https_ca: Option<PathBuf>,
+    /// The PEM text of `--https-ca`, as a test's definition carries it.
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https_ca_pem: Option<String>,
     /// HTTPS: accept any server certificate (a test target's self-signed
     /// one). The traffic is still encrypted, but the server is not
     /// authenticated.
@@ -237,9 +247,11 @@ impl RunArgs {
             header: list(self.header, lower.header),
             body: self.body.or(lower.body),
             body_file: self.body_file.or(lower.body_file),
+            body_base64: self.body_base64.or(lower.body_base64),
             expect_status: list(self.expect_status, lower.expect_status),
             timeout: self.timeout.or(lower.timeout),
             https_ca: self.https_ca.or(lower.https_ca),
+            https_ca_pem: self.https_ca_pem.or(lower.https_ca_pem),
             https_skip_verify: self.https_skip_verify || lower.https_skip_verify,
             sleep: self.sleep.or(lower.sleep),
             param: list(self.param, lower.param),

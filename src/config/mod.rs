@@ -4,8 +4,10 @@
 //! - [`file`](mod@file): TOML and YAML files.
 //! - [`duration`]: human durations (`30s`, `1.5s`, `5m`).
 //! - [`resolve`](mod@resolve): validation into a runnable [`RunSettings`].
+//! - [`definition`]: a distributed test's self-contained definition.
 
 pub mod args;
+pub mod definition;
 pub mod duration;
 pub mod file;
 pub mod resolve;

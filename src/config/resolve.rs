@@ -13,7 +13,7 @@ use crate::engine::{EngineConfig, LoadModel, Saturation};
 use crate::load::{LoadPattern, LoadProfile, RatePoint, Step, Warmup};
 use crate::metrics::cpu::available_cores;
 use crate::task::TaskOptions;
-use crate::task::http::HttpOptions;
+use crate::task::http::{CaCertificates, HttpOptions};
 use crate::threshold::Threshold;
 
 /// Default task when none is named.
@@ -69,10 +69,26 @@ fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Whether resolving may read the files settings name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Files {
+    /// Settings of this machine's user: `--body-file`, `--https-ca` and a
+    /// `--points` file are read here.
+    Local,
+    /// A test's definition from the wire: it must be self-contained, and
+    /// nothing in it makes this process read (or even look for) a file.
+    Never,
+}
+
 /// Resolves merged settings into a run.
 pub fn resolve(args: RunArgs) -> Result<RunSettings, ConfigError> {
-    let task = task_options(&args)?;
-    let load = load_model(&args)?;
+    resolve_with(args, Files::Local)
+}
+
+/// Resolves settings, reading the files they name only if `files` allows.
+pub(crate) fn resolve_with(args: RunArgs, files: Files) -> Result<RunSettings, ConfigError> {
+    let task = task_options(&args, files)?;
+    let load = load_model(&args, files)?;
     let thresholds = args
         .threshold
         .iter()
@@ -92,6 +108,7 @@ pub fn resolve(args: RunArgs) -> Result<RunSettings, ConfigError> {
             }
         }
     }
+    check_capacity(&task, &load)?;
     Ok(RunSettings {
         task,
         engine: EngineConfig {
@@ -111,6 +128,86 @@ pub fn resolve(args: RunArgs) -> Result<RunSettings, ConfigError> {
     })
 }
 
+/// Most task instances one run may hold.
+pub const MAX_INSTANCES: usize = 1_000_000;
+/// File descriptors kept for the process itself besides the http task's
+/// connections (runtime, logs, reports, the peer endpoint).
+const SPARE_FDS: u64 = 64;
+
+/// Refuses instance counts this machine cannot hold, before anything is
+/// built: `--concurrency 100000000` used to sit silently creating
+/// instances. An http instance holds a socket, so the file-descriptor limit
+/// caps it.
+fn check_capacity(task: &TaskOptions, load: &LoadModel) -> Result<(), ConfigError> {
+    let (field, wanted) = match load {
+        LoadModel::Closed { concurrency, .. } => ("concurrency", *concurrency),
+        LoadModel::Open { max_in_flight, .. } => ("max-in-flight", *max_in_flight),
+    };
+    if wanted > MAX_INSTANCES {
+        return Err(invalid(
+            field,
+            format!("{wanted} task instances is above the limit of {MAX_INSTANCES}"),
+        ));
+    }
+    if task.name == "http" {
+        let limit = open_files_limit();
+        if wanted as u64 + SPARE_FDS > limit {
+            return Err(invalid(
+                field,
+                format!(
+                    "{wanted} http connections need {} file descriptors, but this process may \
+                     open {limit} (raise it with `ulimit -n`, or ask for fewer)",
+                    wanted as u64 + SPARE_FDS
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// How many file descriptors this process may open, after raising its
+/// soft limit to the hard one (as Go's runtime does at start: a load
+/// generator needs its sockets, and the usual soft limit of 1024 is below
+/// the default in-flight limit).
+fn open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return u64::MAX;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
+/// Reads the file `path` that setting `field` names, if `files` allows.
+fn read_local(files: Files, field: &str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+    match files {
+        Files::Local => std::fs::read(path)
+            .map_err(|e| invalid(field, format!("cannot read '{}': {e}", path.display()))),
+        Files::Never => Err(invalid(
+            field,
+            format!(
+                "names a file ('{}'), but a test's definition must carry its contents: \
+                 no peer reads a file named by another process",
+                path.display()
+            ),
+        )),
+    }
+}
+
 fn positive(field: &str, value: Option<usize>) -> Result<Option<usize>, ConfigError> {
     match value {
         Some(0) => Err(invalid(field, "must be at least 1")),
@@ -118,7 +215,7 @@ fn positive(field: &str, value: Option<usize>) -> Result<Option<usize>, ConfigEr
     }
 }
 
-fn task_options(args: &RunArgs) -> Result<TaskOptions, ConfigError> {
+fn task_options(args: &RunArgs, files: Files) -> Result<TaskOptions, ConfigError> {
     let headers = args
         .header
         .iter()
@@ -139,18 +236,34 @@ fn task_options(args: &RunArgs) -> Result<TaskOptions, ConfigError> {
                 .ok_or_else(|| invalid("param", format!("'{p}' must look like KEY=VALUE")))
         })
         .collect::<Result<BTreeMap<_, _>, _>>()?;
-    let body = match (&args.body, &args.body_file) {
-        (Some(_), Some(_)) => {
-            return Err(invalid("body", "give either body or body-file, not both"));
+    let body = match (&args.body, &args.body_file, &args.body_base64) {
+        (Some(text), None, None) => Bytes::from(text.clone()),
+        (None, Some(path), None) => Bytes::from(read_local(files, "body-file", path)?),
+        (None, None, Some(encoded)) => Bytes::from(
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded)
+                .map_err(|e| invalid("body-base64", format!("is not base64: {e}")))?,
+        ),
+        (None, None, None) => Bytes::new(),
+        _ => {
+            return Err(invalid(
+                "body",
+                "give one of body, body-file and body-base64",
+            ));
         }
-        (Some(text), None) => Bytes::from(text.clone()),
-        (None, Some(path)) => Bytes::from(std::fs::read(path).map_err(|e| {
-            invalid(
-                "body-file",
-                format!("cannot read '{}': {e}", path.display()),
-            )
-        })?),
-        (None, None) => Bytes::new(),
+    };
+    let tls_ca = match (&args.https_ca, &args.https_ca_pem) {
+        (Some(_), Some(_)) => {
+            return Err(invalid("https-ca", "give either https-ca or https-ca-pem"));
+        }
+        (Some(path), None) => Some(CaCertificates {
+            origin: path.display().to_string(),
+            pem: read_local(files, "https-ca", path)?,
+        }),
+        (None, Some(pem)) => Some(CaCertificates {
+            origin: "the test's https-ca-pem".to_owned(),
+            pem: pem.clone().into_bytes(),
+        }),
+        (None, None) => None,
     };
     let sleep = args
         .sleep
@@ -166,7 +279,7 @@ fn task_options(args: &RunArgs) -> Result<TaskOptions, ConfigError> {
             body,
             expect_status: args.expect_status.clone(),
             timeout: args.timeout.map(Into::into),
-            tls_ca: args.https_ca.clone(),
+            tls_ca,
             tls_skip_verify: args.https_skip_verify,
         },
         sleep,
@@ -228,12 +341,12 @@ fn check_pattern_flags(args: &RunArgs, kind: PatternKind) -> Result<(), ConfigEr
     Ok(())
 }
 
-fn load_model(args: &RunArgs) -> Result<LoadModel, ConfigError> {
+fn load_model(args: &RunArgs, files: Files) -> Result<LoadModel, ConfigError> {
     let Some(kind) = pattern_kind(args) else {
         return closed_model(args);
     };
     check_pattern_flags(args, kind)?;
-    let pattern = build_pattern(args, kind)?;
+    let pattern = build_pattern(args, kind, files)?;
     let profile = LoadProfile {
         warmup: args.warmup.map(|d| Warmup {
             duration: d.0,
@@ -345,7 +458,15 @@ fn required_duration(args: &RunArgs) -> Result<Duration, ConfigError> {
 }
 
 fn check_rate(field: &str, rate: f64) -> Result<f64, ConfigError> {
-    if rate.is_finite() && rate >= 0.0 {
+    if rate > crate::load::curve::MAX_RATE {
+        Err(invalid(
+            field,
+            format!(
+                "{rate:e}/s is above the limit of {:e}/s",
+                crate::load::curve::MAX_RATE
+            ),
+        ))
+    } else if rate.is_finite() && rate >= 0.0 {
         Ok(rate)
     } else {
         Err(invalid(field, format!("must be a rate >= 0, got {rate}")))
@@ -368,7 +489,11 @@ fn required(
         .ok_or_else(|| invalid(field, format!("is required by the {pattern} pattern")))
 }
 
-fn build_pattern(args: &RunArgs, kind: PatternKind) -> Result<LoadPattern, ConfigError> {
+fn build_pattern(
+    args: &RunArgs,
+    kind: PatternKind,
+    files: Files,
+) -> Result<LoadPattern, ConfigError> {
     Ok(match kind {
         PatternKind::Constant if args.ramp_up.is_none() && args.ramp_down.is_none() => {
             LoadPattern::Constant {
@@ -420,7 +545,10 @@ fn build_pattern(args: &RunArgs, kind: PatternKind) -> Result<LoadPattern, Confi
                 .points
                 .as_deref()
                 .ok_or_else(|| invalid("points", "is required by the custom pattern"))?;
-            let points = parse_points(spec)?;
+            let points = match files {
+                Files::Local => parse_points(spec)?,
+                Files::Never => parse_inline_points(spec)?,
+            };
             if let Some(d) = args.duration {
                 let last = points.last().map_or(0.0, |p| p.at);
                 if (d.0.as_secs_f64() - last).abs() > 1e-9 {
@@ -480,6 +608,11 @@ pub fn parse_points(spec: &str) -> Result<Vec<RatePoint>, ConfigError> {
             format!("'{spec}' is neither a file nor inline TIME:RATE,... points"),
         ));
     }
+    parse_inline_points(spec)
+}
+
+/// Parses inline `TIME:RATE,...` points, never taking `spec` for a file.
+pub fn parse_inline_points(spec: &str) -> Result<Vec<RatePoint>, ConfigError> {
     spec.split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|item| parse_point(item, [':', ':', ':', ':']).map_err(|e| invalid("points", e)))

@@ -321,10 +321,12 @@ async fn start_open<F: TaskFactory>(
     let (tx, rx) = async_channel::unbounded();
     let (ready_tx, ready_rx) = mpsc::unbounded_channel();
     for _ in 0..pool.started {
-        spawner.spawn(
-            ctx,
-            open_worker(Arc::clone(ctx), rx.clone(), Some(ready_tx.clone())),
-        );
+        spawner
+            .spawn(
+                ctx,
+                open_worker(Arc::clone(ctx), rx.clone(), Some(ready_tx.clone())),
+            )
+            .map_err(worker_thread_error)?;
     }
     wait_ready(ctx, ready_rx, pool.started).await?;
     start_clock(ctx, start_at).await;
@@ -368,15 +370,18 @@ async fn start_closed<F: TaskFactory>(
     let (go_tx, go_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = mpsc::unbounded_channel();
     for _ in 0..concurrency {
-        spawner.spawn(
-            ctx,
-            closed_worker(
-                Arc::clone(ctx),
-                go_rx.clone(),
-                ready_tx.clone(),
-                deadline_ns,
-            ),
-        );
+        // On an error the workers already started see `go` dropped and end.
+        spawner
+            .spawn(
+                ctx,
+                closed_worker(
+                    Arc::clone(ctx),
+                    go_rx.clone(),
+                    ready_tx.clone(),
+                    deadline_ns,
+                ),
+            )
+            .map_err(worker_thread_error)?;
     }
     let ready = wait_ready(ctx, ready_rx, concurrency).await;
     start_clock(ctx, start_at).await;
@@ -389,6 +394,13 @@ async fn start_closed<F: TaskFactory>(
         followed: Arc::default(),
         queue: None,
     })
+}
+
+/// The setup error of a worker thread the OS would not start.
+fn worker_thread_error(e: std::io::Error) -> EngineError {
+    EngineError::Setup(format!(
+        "cannot start a worker thread: {e} (ask for fewer instances or blocking threads)"
+    ))
 }
 
 /// Starts the run clock at `start_at`: sleeps until then if it is ahead,

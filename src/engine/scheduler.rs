@@ -227,6 +227,7 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
     lower_timer_slack();
     let rec = ctx.hub.recorder();
     let mut workers = pool.started;
+    let mut max_workers = pool.max;
     // A hold is armed while on schedule; after a hold ends, what is owed is
     // sent before the next stall can hold again.
     let mut hold_armed = true;
@@ -311,9 +312,20 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
         let busy = ctx.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         let mut dropped = false;
         if busy > workers as u64 {
-            if pool.elastic && workers < pool.max {
+            let grown = pool.elastic
+                && workers < max_workers
+                && match spawner.spawn(&ctx, open_worker(Arc::clone(&ctx), receiver.clone(), None))
+                {
+                    Ok(()) => true,
+                    Err(e) => {
+                        // The machine holds no more: stay at this many.
+                        tracing::warn!("cannot start more than {workers} workers: {e}");
+                        max_workers = workers;
+                        false
+                    }
+                };
+            if grown {
                 workers += 1;
-                spawner.spawn(&ctx, open_worker(Arc::clone(&ctx), receiver.clone(), None));
             } else if pool.saturation == Saturation::Drop {
                 ctx.in_flight.fetch_sub(1, Ordering::AcqRel);
                 dropped = true;

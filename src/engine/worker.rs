@@ -279,8 +279,10 @@ impl Spawner {
         }
     }
 
-    /// Runs `worker` as a tokio task, or on its own OS thread when blocking.
-    pub fn spawn<F, Fut>(&self, ctx: &RunContext<F>, worker: Fut)
+    /// Runs `worker` as a tokio task, or on its own OS thread when blocking;
+    /// an error if the OS refuses the thread (too many threads or too little
+    /// memory for their stacks).
+    pub fn spawn<F, Fut>(&self, ctx: &RunContext<F>, worker: Fut) -> std::io::Result<()>
     where
         F: TaskFactory,
         Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -288,14 +290,18 @@ impl Spawner {
         ctx.worker_started();
         if self.blocking {
             let handle = self.handle.clone();
-            std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name("vajra-blocking".into())
-                .spawn(move || handle.block_on(worker))
-                .expect("spawning a worker thread");
+                .spawn(move || handle.block_on(worker));
+            if let Err(e) = spawned {
+                ctx.worker_done();
+                return Err(e);
+            }
         } else {
             let task = self.handle.spawn(worker);
             self.aborts.lock().push(task.abort_handle());
         }
+        Ok(())
     }
 
     /// Cancels workers still running (after the drain timeout). Threads of

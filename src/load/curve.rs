@@ -45,7 +45,25 @@ pub enum CurveError {
         /// Its rate.
         rate: f64,
     },
+    /// A rate above [`MAX_RATE`].
+    #[error("point {index} asks for {rate:e}/s, above the limit of {MAX_RATE:e}/s")]
+    RateTooHigh {
+        /// Index of the offending point.
+        index: usize,
+        /// Its rate.
+        rate: f64,
+    },
+    /// A curve longer than [`MAX_DURATION_SECS`].
+    #[error("the curve lasts {0:.0}s, longer than the limit of 31 days")]
+    TooLong(f64),
 }
+
+/// Highest rate a curve may ask for, in arrivals per second: above what any
+/// cluster sends, low enough that a typo (`1e300`) is an error rather than
+/// a test that saturates every peer and plans 2^64 arrivals.
+pub const MAX_RATE: f64 = 1e9;
+/// Longest a curve may last: 31 days.
+pub const MAX_DURATION_SECS: f64 = 31.0 * 86_400.0;
 
 /// A piecewise-linear target rate with a precomputed running integral.
 #[derive(Clone, PartialEq)]
@@ -85,6 +103,16 @@ impl RateCurve {
             if index > 0 && p.at < points[index - 1].at {
                 return Err(CurveError::TimeGoesBackwards { index, at: p.at });
             }
+            if p.rate > MAX_RATE {
+                return Err(CurveError::RateTooHigh {
+                    index,
+                    rate: p.rate,
+                });
+            }
+        }
+        let duration = points[points.len() - 1].at;
+        if duration > MAX_DURATION_SECS {
+            return Err(CurveError::TooLong(duration));
         }
         let mut cumulative = Vec::with_capacity(points.len());
         let mut sum = 0.0;

@@ -50,6 +50,7 @@ pub fn encode_v2(h: &LatencyHistogram) -> String {
 /// Decodes [`encode_v2`] output back into a histogram of the standard shape.
 pub fn decode_v2(text: &str) -> anyhow::Result<LatencyHistogram> {
     let bytes = BASE64.decode(text.trim())?;
+    check_v2_header(&bytes)?;
     let decoded: Histogram<u64> = Deserializer::new()
         .deserialize(&mut bytes.as_slice())
         .map_err(|e| anyhow::anyhow!("not an HDR V2 histogram: {e:?}"))?;
@@ -57,6 +58,29 @@ pub fn decode_v2(text: &str) -> anyhow::Result<LatencyHistogram> {
     h.add(&decoded)
         .map_err(|e| anyhow::anyhow!("histogram does not fit the standard range: {e:?}"))?;
     Ok(h)
+}
+
+/// Refuses a V2 header whose shape is beyond the standard one before the
+/// decoder allocates its counts: reports come from other processes, and a
+/// header claiming 5 significant digits over 2^62 ns would allocate 48 MB
+/// for each of a report's per-second histograms.
+fn check_v2_header(bytes: &[u8]) -> anyhow::Result<()> {
+    let field = |at: usize, len: usize| -> Option<u64> {
+        let raw = bytes.get(at..at + len)?;
+        Some(raw.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+    };
+    let (Some(digits), Some(highest)) = (field(12, 4), field(24, 8)) else {
+        anyhow::bail!(
+            "not an HDR V2 histogram: {} bytes is no header",
+            bytes.len()
+        );
+    };
+    if digits > u64::from(SIGNIFICANT_DIGITS) || highest > 2 * HIGHEST_NS {
+        anyhow::bail!(
+            "histogram does not fit the standard range ({digits} digits up to {highest} ns)"
+        );
+    }
+    Ok(())
 }
 
 /// Descriptive statistics of a latency histogram, in microseconds.

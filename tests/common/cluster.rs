@@ -106,6 +106,24 @@ impl Cluster {
         child.wait().unwrap();
     }
 
+    /// Waits up to `within` for `name` to exit by itself: its exit code.
+    pub fn wait_exit(&mut self, name: &str, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let (child, _) = self.peers.get_mut(name)?;
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// What `name` has written to stderr so far.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.logs.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
     /// `name`'s view of the cluster, if it answers.
     pub fn status(&self, name: &str) -> Option<ClusterStatus> {
         self.status_at(self.port(name), self.secret.path().to_str().unwrap())

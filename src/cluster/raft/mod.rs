@@ -261,6 +261,7 @@ mod tests {
             rate_updates: Vec::new(),
             strategy: "equal".into(),
             past: Vec::new(),
+            request_id: String::new(),
         }
     }
 

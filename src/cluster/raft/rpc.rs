@@ -45,9 +45,22 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+    // No length in a message may claim more than a stream can carry.
+    let config =
+        bincode::config::standard().with_limit::<{ crate::cluster::network::MAX_MESSAGE }>();
+    bincode::serde::decode_from_slice(bytes, config)
         .map(|(value, _)| value)
         .map_err(|e| e.to_string())
+}
+
+/// Whether `bytes` decode as a Raft RPC request (for the fuzz harnesses).
+pub fn decodes_as_request(bytes: &[u8]) -> bool {
+    decode::<Request>(bytes).is_ok()
+}
+
+/// Whether `bytes` decode as a Raft RPC reply (for the fuzz harnesses).
+pub fn decodes_as_reply(bytes: &[u8]) -> bool {
+    decode::<Reply>(bytes).is_ok()
 }
 
 /// Answers Raft RPCs arriving at `network` with `raft`.

@@ -5,7 +5,6 @@
 //! each instance owns a [`client::Connection`], re-opened after any error or
 //! when the server asks to close.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,10 +48,20 @@ pub struct HttpOptions {
     /// Per-request timeout (connect included); [`DEFAULT_TIMEOUT`] if unset.
     pub timeout: Option<Duration>,
     /// HTTPS: CA certificates (PEM) trusted besides the built-in roots.
-    pub tls_ca: Option<PathBuf>,
+    pub tls_ca: Option<CaCertificates>,
     /// HTTPS: accept any server certificate (a test target's self-signed
     /// one); the handshake is still checked.
     pub tls_skip_verify: bool,
+}
+
+/// CA certificates given by the user: their PEM text and where it came
+/// from (for errors).
+#[derive(Debug, Clone)]
+pub struct CaCertificates {
+    /// Where they came from: a file name, or a test's definition.
+    pub origin: String,
+    /// The PEM text.
+    pub pem: Vec<u8>,
 }
 
 /// The request every instance sends, validated and serialised once.
@@ -103,12 +112,9 @@ impl Prepared {
             authority.port_u16().unwrap_or(default_port)
         );
         let tls = if https {
-            let target = TlsTarget::new(
-                authority.host(),
-                opts.tls_ca.as_deref(),
-                opts.tls_skip_verify,
-            )
-            .map_err(|e| anyhow::anyhow!("--url '{url}': {e}"))?;
+            let target =
+                TlsTarget::new(authority.host(), opts.tls_ca.as_ref(), opts.tls_skip_verify)
+                    .map_err(|e| anyhow::anyhow!("--url '{url}': {e}"))?;
             Some(target)
         } else if opts.tls_ca.is_some() || opts.tls_skip_verify {
             anyhow::bail!("--https-ca and --https-skip-verify need an https:// URL, not '{url}'");

@@ -7,7 +7,6 @@
 //! `--https-ca`, or not at all with `--https-skip-verify` (a test target's
 //! self-signed certificate; the handshake signatures are still checked).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
@@ -17,7 +16,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::task::TaskError;
-use crate::tls::{AnyCertificate, provider, read_certificates};
+use crate::tls::{AnyCertificate, parse_certificates, provider};
 
 /// How to reach an HTTPS target: the shared configuration and the name the
 /// server's certificate must carry.
@@ -38,7 +37,11 @@ impl std::fmt::Debug for TlsTarget {
 impl TlsTarget {
     /// A target named `host` (a DNS name or an IP address), verified
     /// against the built-in roots and `extra_ca`, or not at all.
-    pub fn new(host: &str, extra_ca: Option<&Path>, skip_verify: bool) -> Result<Self, String> {
+    pub fn new(
+        host: &str,
+        extra_ca: Option<&super::CaCertificates>,
+        skip_verify: bool,
+    ) -> Result<Self, String> {
         let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
             .map_err(|e| format!("'{host}' is not a valid TLS server name: {e}"))?;
         let builder = ClientConfig::builder_with_provider(provider())
@@ -71,15 +74,15 @@ impl TlsTarget {
     }
 }
 
-fn roots(extra_ca: Option<&Path>) -> Result<RootCertStore, String> {
+fn roots(extra_ca: Option<&super::CaCertificates>) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    if let Some(path) = extra_ca {
-        for cert in read_certificates(path)? {
+    if let Some(ca) = extra_ca {
+        for cert in parse_certificates(&ca.pem, &ca.origin)? {
             roots
                 .add(cert)
-                .map_err(|e| format!("{} is not a usable CA certificate: {e}", path.display()))?;
+                .map_err(|e| format!("{} is not a usable CA certificate: {e}", ca.origin))?;
         }
     }
     Ok(roots)

@@ -1,0 +1,6 @@
+//! Fuzzes `vajra::fuzzing::raft_request`: it must never panic.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = vajra::fuzzing::raft_request(data);
+});

@@ -1,0 +1,172 @@
+//! A distributed test's definition: the settings `start` ships to the
+//! cluster, self-contained.
+//!
+//! The command line that starts a test reads the files its settings name
+//! (`--body-file`, `--https-ca`, a `--points` file) and puts their contents
+//! in the definition, within size limits; every peer resolves the
+//! definition without ever reading, or looking for, a file. A definition
+//! that still names a file is refused with the field named, so an admitted
+//! client cannot make peers read their own files and send them anywhere.
+
+use base64::Engine;
+
+use super::ConfigError;
+use super::args::RunArgs;
+use super::resolve::{Files, RunSettings, parse_points, resolve_with};
+
+/// Largest request body a definition carries (it rides in every Raft
+/// entry of the test and in each peer's memory).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Largest CA bundle a definition carries.
+pub const MAX_CA_BYTES: usize = 64 * 1024;
+/// Most points a custom pattern may have.
+pub const MAX_POINTS: usize = 100_000;
+
+fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// `args` with the contents of the files it names in place of their paths,
+/// ready to ship (read where the command runs).
+pub fn self_contained(mut args: RunArgs) -> Result<RunArgs, ConfigError> {
+    if let Some(path) = args.body_file.take() {
+        let body = read_bounded("body-file", &path, MAX_BODY_BYTES)?;
+        args.body_base64 = Some(base64::engine::general_purpose::STANDARD.encode(body));
+    }
+    if let Some(path) = args.https_ca.take() {
+        let pem = read_bounded("https-ca", &path, MAX_CA_BYTES)?;
+        let pem = String::from_utf8(pem)
+            .map_err(|_| invalid("https-ca", format!("'{}' is not PEM text", path.display())))?;
+        args.https_ca_pem = Some(pem);
+    }
+    if let Some(spec) = args.points.take() {
+        let points = parse_points(&spec)?;
+        if points.len() > MAX_POINTS {
+            return Err(invalid(
+                "points",
+                format!("{} points, above the limit of {MAX_POINTS}", points.len()),
+            ));
+        }
+        let inline: Vec<String> = points
+            .iter()
+            .map(|p| format!("{}:{}", p.at, p.rate))
+            .collect();
+        args.points = Some(inline.join(","));
+    }
+    Ok(args)
+}
+
+/// Resolves a definition that came from another process: refused if it
+/// names a file, and resolved without touching the file system.
+pub fn resolve_definition(args: RunArgs) -> Result<RunSettings, ConfigError> {
+    if let Some(body) = &args.body_base64
+        && body.len() > MAX_BODY_BYTES.div_ceil(3) * 4
+    {
+        return Err(invalid(
+            "body-base64",
+            format!("the body is above the limit of {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    if args
+        .https_ca_pem
+        .as_ref()
+        .is_some_and(|pem| pem.len() > MAX_CA_BYTES)
+    {
+        return Err(invalid(
+            "https-ca-pem",
+            format!("above the limit of {MAX_CA_BYTES} bytes"),
+        ));
+    }
+    resolve_with(args, Files::Never)
+}
+
+fn read_bounded(field: &str, path: &std::path::Path, limit: usize) -> Result<Vec<u8>, ConfigError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| invalid(field, format!("cannot read '{}': {e}", path.display())))?;
+    if bytes.len() > limit {
+        return Err(invalid(
+            field,
+            format!(
+                "'{}' holds {} bytes, above the limit of {limit} a test's definition carries",
+                path.display(),
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn args(text: &str) -> RunArgs {
+        super::super::file::parse_toml(text).unwrap()
+    }
+
+    #[test]
+    fn files_are_inlined_and_the_definition_resolves_the_same() {
+        let mut body = tempfile::NamedTempFile::new().unwrap();
+        body.write_all(&[0, 159, 146, 150, b'{']).unwrap();
+        let mut points = tempfile::NamedTempFile::new().unwrap();
+        writeln!(points, "# time,rate\n0,0\n5,100\n10,100").unwrap();
+        let local = args(&format!(
+            "url = \"http://127.0.0.1:9/\"\nbody-file = {:?}\npoints = {:?}\nduration = \"10s\"",
+            body.path(),
+            points.path()
+        ));
+        let here = super::super::resolve(local.clone()).unwrap();
+        let shipped = self_contained(local).unwrap();
+        assert!(shipped.body_file.is_none() && shipped.https_ca.is_none());
+        let wire = serde_json::to_string(&shipped).unwrap();
+        drop((body, points));
+        let there = resolve_definition(serde_json::from_str(&wire).unwrap()).unwrap();
+        assert_eq!(
+            there.task.http.body, here.task.http.body,
+            "binary body intact"
+        );
+        let curve = |s: &RunSettings| match &s.engine.load {
+            crate::engine::LoadModel::Open { profile, .. } => profile.curve.clone(),
+            _ => unreachable!(),
+        };
+        assert_eq!(curve(&there), curve(&here));
+    }
+
+    #[test]
+    fn a_definition_naming_a_file_is_refused_and_the_file_is_not_read() {
+        for (text, field) in [
+            (
+                "url = \"http://x/\"\ntps = 1\nduration = \"1s\"\nbody-file = \"/etc/passwd\"",
+                "body-file",
+            ),
+            (
+                "url = \"https://x/\"\ntps = 1\nduration = \"1s\"\nhttps-ca = \"/etc/ssl/x.pem\"",
+                "https-ca",
+            ),
+            ("url = \"http://x/\"\npoints = \"/etc/passwd\"", "points"),
+        ] {
+            let e = resolve_definition(args(text)).unwrap_err().to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+        let e = resolve_definition(args("url = \"http://x/\"\npoints = \"/etc/passwd\""))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("root:"), "the file's contents leaked: {e}");
+    }
+
+    #[test]
+    fn absurd_rates_are_refused_with_the_limit() {
+        let e = resolve_definition(args("url = \"http://x/\"\npoints = \"0s:0,10s:1e300\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limit"), "{e}");
+        let e = super::super::resolve(args("tps = 1e300\nduration = \"1s\"\ntask = \"noop\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tps") && e.contains("limit"), "{e}");
+    }
+}
