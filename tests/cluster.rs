@@ -372,3 +372,28 @@ fn mutual_tls_admits_the_cas_peers_only() {
         "a rogue certificate cannot read status"
     );
 }
+
+/// `status` at an address where nothing listens says so, promptly, instead
+/// of quinn's bare "timed out" after its idle timeout.
+#[test]
+fn status_where_nothing_listens_says_no_peer_answered() {
+    let port = free_port();
+    let secret = secret_file("correct horse battery staple");
+    let began = std::time::Instant::now();
+    let out = common::binary()
+        .args(["status", "--peer", &format!("127.0.0.1:{port}")])
+        .args(["--cluster-secret-file", secret.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr.contains("no peer answered at 127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        began.elapsed()
+    );
+}

@@ -47,6 +47,23 @@ pub struct TestFigures {
     pub service: LatencySummary,
     /// The most frequent error kinds.
     pub errors: Vec<ErrorCount>,
+    /// Each reporting peer's own figures, from the same fetch as the
+    /// merged ones (so the two always agree).
+    #[serde(default)]
+    pub peers: Vec<PeerFigures>,
+}
+
+/// One peer's part of [`TestFigures`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerFigures {
+    /// The peer.
+    pub id: String,
+    /// Executions it completed.
+    pub completed: u64,
+    /// Of which failed.
+    pub failure: u64,
+    /// Its latency p99, µs.
+    pub p99_us: f64,
 }
 
 impl TestFigures {
@@ -58,6 +75,16 @@ impl TestFigures {
         missing: Vec<String>,
     ) -> Self {
         let main = &merged.main;
+        let peers = merged
+            .peers
+            .iter()
+            .map(|(id, r)| PeerFigures {
+                id: id.clone(),
+                completed: r.main.completed,
+                failure: r.main.failure,
+                p99_us: r.main.latency.p99_us,
+            })
+            .collect();
         Self {
             test_id: test_id.to_owned(),
             reporting,
@@ -69,6 +96,7 @@ impl TestFigures {
             latency: main.latency,
             service: main.service,
             errors: main.errors.iter().take(TOP_ERRORS).cloned().collect(),
+            peers,
         }
     }
 

@@ -249,6 +249,14 @@ impl ClusterStatus {
                 "cluster rate: achieved {:.1}/s of target {:.1}/s",
                 self.cluster_achieved_rate, self.cluster_target_rate
             );
+            // Counts come from the same fetch as the merged figures above
+            // when there are some; otherwise from gossip, and say so.
+            let source = if self.figures.is_some() {
+                "counts: the figures above; rates: gossip, last second"
+            } else {
+                "gossip digests, as of each peer's last closed second"
+            };
+            let _ = writeln!(out, "  per peer ({source}):");
             let _ = writeln!(
                 out,
                 "  {:<24} {:>10} {:>10} {:>10} {:>8} {:>10}",
@@ -256,15 +264,18 @@ impl ClusterStatus {
             );
             for m in self.members.iter().filter(|m| m.info.target_rate > 0.0) {
                 let d = &m.info.digest;
+                let fetched = self
+                    .figures
+                    .as_ref()
+                    .and_then(|f| f.peers.iter().find(|p| p.id == m.id));
+                let (completed, failures, p99) = match fetched {
+                    Some(p) => (p.completed, p.failure, p.p99_us),
+                    None => (d.completed, d.failures, d.p99_us),
+                };
                 let _ = writeln!(
                     out,
                     "  {:<24} {:>10.1} {:>10.1} {:>10} {:>8} {:>10.0}",
-                    m.id,
-                    m.info.target_rate,
-                    m.info.achieved_rate,
-                    d.completed,
-                    d.failures,
-                    d.p99_us
+                    m.id, m.info.target_rate, m.info.achieved_rate, completed, failures, p99
                 );
             }
         }
@@ -328,5 +339,56 @@ pub(crate) mod fixtures {
             test: None,
             figures: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{member, status};
+    use super::*;
+    use crate::cluster::figures::PeerFigures;
+    use crate::metrics::LatencySummary;
+
+    /// The per-peer table takes its counts from the fetch the merged
+    /// figures came from, not from older gossip digests, so the two agree.
+    #[test]
+    fn the_per_peer_table_agrees_with_the_merged_figures() {
+        let mut view = status(vec![
+            member("a", 1, Liveness::Alive),
+            member("b", 2, Liveness::Alive),
+        ]);
+        view.cluster_target_rate = 200.0;
+        for m in &mut view.members {
+            m.info.target_rate = 100.0;
+            m.info.digest.completed = 99;
+        }
+        let gossip_only = view.render();
+        assert!(gossip_only.contains("gossip digests"), "{gossip_only}");
+        view.figures = Some(TestFigures {
+            test_id: "t".into(),
+            reporting: vec!["a".into(), "b".into()],
+            missing: Vec::new(),
+            completed: 481,
+            failure: 0,
+            dropped: 0,
+            error_rate: 0.0,
+            latency: LatencySummary::default(),
+            service: LatencySummary::default(),
+            errors: Vec::new(),
+            peers: ["a", "b"]
+                .iter()
+                .zip([240, 241])
+                .map(|(id, completed)| PeerFigures {
+                    id: (*id).into(),
+                    completed,
+                    failure: 0,
+                    p99_us: 0.0,
+                })
+                .collect(),
+        });
+        let text = view.render();
+        assert!(text.contains("481 completed"), "{text}");
+        assert!(text.contains(" 240 ") && text.contains(" 241 "), "{text}");
+        assert!(!text.contains(" 99 "), "stale gossip counts shown: {text}");
     }
 }
