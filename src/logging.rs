@@ -32,6 +32,17 @@ const EXPECTED: &[(Level, &str)] = &[
     // a membership change asked of a follower, or while one is under way
     (Level::ERROR, "the first step error"),
     (Level::ERROR, "the second step error"),
+    // the same faults, as openraft also reports them at WARN
+    (Level::WARN, "openraft::replication::ReplicationCore"),
+    (Level::WARN, "update progress error"),
+    (Level::WARN, "heartbeat error"),
+    // replies that arrive after a membership or vote change (the
+    // coordinator changes membership as peers come and go)
+    (Level::WARN, "membership_log_id changed"),
+    (
+        Level::WARN,
+        "A message will be ignored because vote changed",
+    ),
 ];
 
 /// Starts logging to stderr as `VAJRA_LOG` says (default `warn`).
