@@ -706,8 +706,9 @@ fn a_remote_stop_is_a_stopped_test_not_an_interrupted_one() {
     );
     let report: Report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(report.outcome, vajra::export::Outcome::Stopped);
-    // A ramp from 0 to 1000/s over 20 s stopped ~4 s in: its target was
-    // ~200/s over what ran (500/s is the whole ramp's mean).
+    // A ramp from 0 to 1000/s over 20 s stopped ~4 s in: its mean target
+    // over what ran is ~100/s (25/s per second run; 500/s is the whole
+    // ramp's mean).
     let target: f64 = stdout
         .split("(target ")
         .nth(1)
@@ -715,7 +716,7 @@ fn a_remote_stop_is_a_stopped_test_not_an_interrupted_one() {
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("no target in {stdout}"));
     assert!(
-        (100.0..350.0).contains(&target),
+        (40.0..300.0).contains(&target),
         "the target rate is over the part that ran: {target}/s"
     );
     let test = cluster.status("d3").unwrap().test.unwrap();

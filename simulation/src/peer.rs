@@ -85,6 +85,7 @@ struct Ctx {
     heard: Arc<Mutex<HeardTracker>>,
     frozen: watch::Receiver<bool>,
     shared: Arc<Shared>,
+    machine: vajra::cluster::raft::store::StateMachine,
 }
 
 impl Ctx {
@@ -154,6 +155,7 @@ impl SimPeer {
             heard: Arc::clone(&heard),
             frozen: frozen_rx.clone(),
             shared: Arc::clone(shared),
+            machine: node.machine.clone(),
         };
         let follower = Follower::new(
             name.to_owned(),
@@ -266,6 +268,7 @@ fn info(name: &str, raft_id: u64) -> PeerInfo {
         raft_role: "none".into(),
         digest: Default::default(),
         founder: false,
+        raft_cluster: 0,
     }
 }
 
@@ -275,11 +278,23 @@ fn info(name: &str, raft_id: u64) -> PeerInfo {
 async fn coordinate(ctx: Ctx) {
     let mut settling = Settling::new(coordinator::settle_time(ctx.shared.gossip_interval));
     let mut gossiped = "none";
+    let mut gossiped_cluster = 0;
     let mut tick = tokio::time::interval(coordinator::TICK);
     loop {
         tick.tick().await;
         if ctx.frozen() {
             continue;
+        }
+        // As a real peer does: its Raft cluster, so leaders tell a stale
+        // member of their own cluster from a foreign one.
+        let cluster = ctx.machine.state().founded_by;
+        if cluster != gossiped_cluster {
+            gossiped_cluster = cluster;
+            ctx.chitchat
+                .lock()
+                .await
+                .self_node_state()
+                .set(state::RAFT_CLUSTER, cluster.to_string());
         }
         let view = coordinator::view(&ctx.raft, ctx.me);
         let role = if view.initialized && !view.is_leader {

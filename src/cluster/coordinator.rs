@@ -64,6 +64,10 @@ pub struct Observed {
     /// Live peers (this one included) that were given no seed but
     /// themselves: when there are any, one of them founds the cluster.
     pub founders: BTreeSet<u64>,
+    /// Live peers that belong to another Raft cluster (formed apart, in a
+    /// partition at bootstrap), or to one not gossiped yet: never added,
+    /// since openraft cannot take a member of another cluster.
+    pub foreign: BTreeSet<u64>,
 }
 
 /// What this peer's Raft says.
@@ -128,7 +132,7 @@ pub fn decide(observed: &Observed, raft: &RaftView, settled: bool) -> Vec<Action
     let newcomers: BTreeMap<u64, SocketAddr> = observed
         .alive
         .iter()
-        .filter(|(id, _)| !members.contains(id))
+        .filter(|(id, _)| !members.contains(id) && !observed.foreign.contains(id))
         .map(|(id, addr)| (*id, *addr))
         .collect();
     if !newcomers.is_empty() {
@@ -172,6 +176,11 @@ pub fn observed(status: &ClusterStatus, me: u64, my_addr: SocketAddr) -> Observe
         me,
         ..Observed::default()
     };
+    let my_cluster = status
+        .members
+        .iter()
+        .find(|m| m.info.raft_id == me)
+        .map_or(0, |m| m.info.raft_cluster);
     for m in &status.members {
         let Ok(addr) = m.address.parse::<SocketAddr>() else {
             continue;
@@ -184,8 +193,13 @@ pub fn observed(status: &ClusterStatus, me: u64, my_addr: SocketAddr) -> Observe
             if m.info.founder {
                 observed.founders.insert(m.info.raft_id);
             }
-            if m.info.raft_id != me && !matches!(m.info.raft_role.as_str(), "none" | "") {
+            let in_raft = !matches!(m.info.raft_role.as_str(), "none" | "");
+            if m.info.raft_id != me && in_raft {
                 observed.others_in_raft = true;
+                let cluster = m.info.raft_cluster;
+                if cluster != my_cluster || cluster == 0 {
+                    observed.foreign.insert(m.info.raft_id);
+                }
             }
         }
         if m.state != Liveness::Dead {
@@ -208,6 +222,28 @@ pub async fn tick(
     settling: &mut Settling,
 ) -> &'static str {
     let observed = observed(status, me, my_addr);
+    let my_cluster = status
+        .members
+        .iter()
+        .find(|m| m.info.raft_id == me)
+        .map_or(0, |m| m.info.raft_cluster);
+    for id in observed.foreign.difference(&settling.foreign_seen) {
+        // A cluster not gossiped yet (0) is a moment of start-up, not news.
+        if let Some(m) = status
+            .members
+            .iter()
+            .find(|m| m.info.raft_id == *id && m.info.raft_cluster != 0 && my_cluster != 0)
+        {
+            tracing::warn!(
+                "peer {} is in Raft cluster {} and this one is in {my_cluster}: not adding it \
+                 (two clusters formed apart, in a partition at bootstrap; restart the peers of \
+                 the smaller one)",
+                m.id,
+                m.info.raft_cluster,
+            );
+        }
+    }
+    settling.foreign_seen = observed.foreign.clone();
     let settled = settling.observe(observed.alive.keys().copied().collect());
     let actions = decide(&observed, &view(raft, me), settled);
     apply(raft, me, my_addr, actions).await;
@@ -297,6 +333,8 @@ pub struct Settling {
     settle: Duration,
     last: BTreeSet<u64>,
     since: Option<Instant>,
+    /// Foreign peers already warned about.
+    foreign_seen: BTreeSet<u64>,
 }
 
 impl Settling {
@@ -307,6 +345,7 @@ impl Settling {
             settle,
             last: BTreeSet::new(),
             since: None,
+            foreign_seen: BTreeSet::new(),
         }
     }
 
@@ -336,7 +375,31 @@ mod tests {
             present: present.iter().copied().collect(),
             others_in_raft: false,
             founders: BTreeSet::new(),
+            foreign: BTreeSet::new(),
         }
+    }
+
+    /// A member of another Raft cluster (two formed apart during a
+    /// partition at bootstrap) is never added: openraft panics on a peer
+    /// added to a second cluster. A fresh peer still is.
+    #[test]
+    fn a_member_of_another_raft_cluster_is_not_added() {
+        use crate::cluster::status::fixtures::{member, status};
+        let mut me = member("a", 1, Liveness::Alive);
+        me.info.raft_cluster = 1;
+        me.info.raft_role = "leader".into();
+        let mut foreign = member("b", 2, Liveness::Alive);
+        foreign.info.raft_cluster = 2;
+        foreign.info.raft_role = "leader".into();
+        let fresh = member("c", 3, Liveness::Alive);
+        let view = status(vec![me, foreign, fresh]);
+        let seen = super::observed(&view, 1, addr(1));
+        assert_eq!(seen.foreign, BTreeSet::from([2]));
+        let actions = decide(&seen, &leader_view(&[1], &[]), true);
+        let Some(Action::AddLearners(added)) = actions.first() else {
+            panic!("the fresh peer is added: {actions:?}");
+        };
+        assert_eq!(added.keys().copied().collect::<Vec<_>>(), [3]);
     }
 
     fn leader_view(voters: &[u64], learners: &[u64]) -> RaftView {

@@ -181,6 +181,7 @@ impl Peer {
             raft_role: "none".into(),
             digest: Default::default(),
             founder: is_founder(&config.seeds, advertise, config.listen),
+            raft_cluster: 0,
         };
         let chitchat_config = chitchat_config(
             chitchat_id,
@@ -508,6 +509,7 @@ async fn refresh_loop(view: View) {
 async fn coordinate(view: View, raft: Raft, me: u64, my_addr: SocketAddr) {
     let mut settling = Settling::new(coordinator::settle_time(view.gossip_interval));
     let mut gossiped_role = "none";
+    let mut gossiped_cluster = 0;
     let mut tick = tokio::time::interval(coordinator::TICK);
     loop {
         tick.tick().await;
@@ -520,6 +522,15 @@ async fn coordinate(view: View, raft: Raft, me: u64, my_addr: SocketAddr) {
                 .await
                 .self_node_state()
                 .set(state::RAFT_ROLE, role);
+        }
+        let cluster = view.machine.state().founded_by;
+        if cluster != gossiped_cluster {
+            gossiped_cluster = cluster;
+            view.chitchat
+                .lock()
+                .await
+                .self_node_state()
+                .set(state::RAFT_CLUSTER, cluster.to_string());
         }
     }
 }

@@ -37,6 +37,8 @@ pub const DIGEST: &str = "digest";
 /// Key present (value "1") on a peer that may found the Raft cluster: it
 /// was given no seed but itself (see `coordinator::decide`).
 pub const FOUNDER: &str = "founder";
+/// Key: the Raft cluster the peer belongs to (its founder's Raft id).
+pub const RAFT_CLUSTER: &str = "raft_cluster";
 
 /// A few figures of the test a peer runs, small enough for gossip:
 /// `status` shows them per peer at a glance. The exact cluster figures
@@ -124,6 +126,9 @@ pub struct PeerInfo {
     /// peer that was pointed at others, founds the Raft cluster.
     #[serde(default)]
     pub founder: bool,
+    /// The Raft cluster it belongs to: its founder's Raft id (0: none yet).
+    #[serde(default)]
+    pub raft_cluster: u64,
 }
 
 impl PeerInfo {
@@ -147,6 +152,7 @@ impl PeerInfo {
         .into_iter()
         // Published only when set: most peers are not founders.
         .chain(self.founder.then(|| (FOUNDER, "1".to_owned())))
+        .chain((self.raft_cluster != 0).then(|| (RAFT_CLUSTER, self.raft_cluster.to_string())))
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
     }
@@ -173,6 +179,10 @@ impl PeerInfo {
                 .and_then(Digest::parse)
                 .unwrap_or_default(),
             founder: state.get(FOUNDER) == Some("1"),
+            raft_cluster: state
+                .get(RAFT_CLUSTER)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
         }
     }
 }

@@ -320,6 +320,7 @@ pub(crate) mod fixtures {
                 raft_role: String::new(),
                 digest: Default::default(),
                 founder: false,
+                raft_cluster: 0,
             },
             clock_offset_ms: None,
         }

@@ -99,6 +99,12 @@ pub struct ClusterState {
     /// How the last test that is over ended.
     #[serde(default)]
     pub finished: Option<FinishedTest>,
+    /// The Raft id of the peer that founded this Raft cluster (its first
+    /// membership's voter; 0 until that entry is applied): the cluster's
+    /// identity, gossiped so a leader never adds a member of another Raft
+    /// cluster, which openraft cannot survive.
+    #[serde(default)]
+    pub founded_by: u64,
 }
 
 /// How a test ended.

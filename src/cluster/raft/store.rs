@@ -229,6 +229,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Blank => CommandResponse::default(),
                     EntryPayload::Normal(command) => inner.state.apply(&command),
                     EntryPayload::Membership(membership) => {
+                        if inner.state.founded_by == 0 {
+                            // The first membership is the founder's alone.
+                            inner.state.founded_by = membership.voter_ids().min().unwrap_or(0);
+                        }
                         inner.membership = StoredMembership::new(Some(entry.log_id), membership);
                         CommandResponse::default()
                     }
