@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vajra::cluster::control::{ControlReply, ControlRequest, Refusal};
-use vajra::cluster::network::{KIND_CONTROL, client_request, request_status};
+use vajra::cluster::network::{StreamKind, client_request, request_status};
 use vajra::cluster::plan::{Candidate, DistributionStrategy, Strategies};
 use vajra::cluster::{Admission, ClusterStatus, Peer, PeerConfig};
 use vajra::config::RunArgs;
@@ -61,7 +61,7 @@ async fn peer(name: &str, port: u16, seed: Option<u16>) -> Peer {
 
 async fn control(to: SocketAddr, request: &ControlRequest) -> ControlReply {
     let body = serde_json::to_vec(request).unwrap();
-    let answer = client_request(to, CLUSTER, admission(), KIND_CONTROL, &body)
+    let answer = client_request(to, CLUSTER, admission(), StreamKind::Control, &body)
         .await
         .expect("the peer answers");
     serde_json::from_slice(&answer).unwrap()

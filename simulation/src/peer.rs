@@ -265,7 +265,7 @@ fn info(name: &str, raft_id: u64) -> PeerInfo {
         achieved_rate: 0.0,
         security: "secret".into(),
         raft_id,
-        raft_role: "none".into(),
+        raft_role: state::RaftRole::None,
         digest: Default::default(),
         founder: false,
         raft_cluster: 0,
@@ -277,7 +277,7 @@ fn info(name: &str, raft_id: u64) -> PeerInfo {
 /// is not built: at 1000 peers that picture is the costliest thing here.
 async fn coordinate(ctx: Ctx) {
     let mut settling = Settling::new(coordinator::settle_time(ctx.shared.gossip_interval));
-    let mut gossiped = "none";
+    let mut gossiped = state::RaftRole::None;
     let mut gossiped_cluster = 0;
     let mut tick = tokio::time::interval(coordinator::TICK);
     loop {
@@ -309,7 +309,7 @@ async fn coordinate(ctx: Ctx) {
                 .lock()
                 .await
                 .self_node_state()
-                .set(state::RAFT_ROLE, role);
+                .set(state::RAFT_ROLE, role.as_str());
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::auth::{Admission, MtlsIdentity};
 use super::control::{self, ControlReply, ControlRequest};
 use super::membership::{Peer, PeerConfig, hostname};
-use super::network::{Client, KIND_CONTROL, client_request, request_status};
+use super::network::{Client, StreamKind, client_request, request_status};
 use super::plan::Strategies;
 use super::status::ClusterStatus;
 use crate::cli::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, runtime};
@@ -355,7 +355,14 @@ async fn control(
     request: &ControlRequest,
 ) -> anyhow::Result<ControlReply> {
     let body = serde_json::to_vec(request)?;
-    let answer = client_request(peer, &security.cluster_id, admission, KIND_CONTROL, &body).await?;
+    let answer = client_request(
+        peer,
+        &security.cluster_id,
+        admission,
+        StreamKind::Control,
+        &body,
+    )
+    .await?;
     Ok(serde_json::from_slice(&answer)?)
 }
 
@@ -515,7 +522,7 @@ async fn wait_and_report(
             let client = &client;
             Some(async move {
                 let answer = client
-                    .request(addr, KIND_CONTROL, &request, RESULTS_TIMEOUT)
+                    .request(addr, StreamKind::Control, &request, RESULTS_TIMEOUT)
                     .await
                     .ok()?;
                 let reply: ControlReply = serde_json::from_slice(&answer).ok()?;

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::network::{KIND_CLOCK, Network};
+use super::network::{Network, StreamKind};
 use super::status::{ClusterStatus, Liveness};
 
 /// Spread of peer clocks above which `status` warns: peers would start a
@@ -70,7 +70,7 @@ pub fn spread_ms<'a>(offsets: impl IntoIterator<Item = &'a Offset>) -> f64 {
 /// Answers clock requests on the endpoint with this peer's Unix time.
 pub fn serve(network: &Network) {
     network.serve_requests(
-        KIND_CLOCK,
+        StreamKind::Clock,
         Arc::new(|_body: Bytes| Box::pin(async move { unix_ns().to_le_bytes().to_vec() })),
     );
 }
@@ -81,7 +81,7 @@ async fn measure(network: &Network, to: SocketAddr) -> Option<Offset> {
     for _ in 0..TRIES {
         let sent = unix_ns();
         let Ok(answer) = network
-            .request(to, KIND_CLOCK, &[], Duration::from_secs(1))
+            .request(to, StreamKind::Clock, &[], Duration::from_secs(1))
             .await
         else {
             continue;

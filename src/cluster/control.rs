@@ -11,8 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::figures::{self, TestFigures};
-use super::network::KIND_STATUS;
-use super::network::{KIND_CONTROL, Network};
+use super::network::{Network, StreamKind};
 use super::plan::{Plan, Strategies};
 use super::raft::store::StateMachine;
 use super::raft::{Command, Raft};
@@ -161,7 +160,7 @@ impl Controller {
     pub fn serve(self) {
         let network = self.network.clone();
         network.serve_requests(
-            KIND_CONTROL,
+            StreamKind::Control,
             Arc::new(move |body: Bytes| {
                 let this = self.clone();
                 Box::pin(async move {
@@ -262,7 +261,7 @@ impl Controller {
                 };
                 match self
                     .network
-                    .request(addr, KIND_CONTROL, raw, Duration::from_secs(10))
+                    .request(addr, StreamKind::Control, raw, Duration::from_secs(10))
                     .await
                 {
                     Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
@@ -543,7 +542,7 @@ impl Controller {
             let answered = match address.parse::<SocketAddr>() {
                 Ok(addr) => self
                     .network
-                    .request(addr, KIND_STATUS, &[], PROBE_TIMEOUT)
+                    .request(addr, StreamKind::Status, &[], PROBE_TIMEOUT)
                     .await
                     .is_ok(),
                 Err(_) => false,

@@ -32,6 +32,7 @@ use openraft::ChangeMembers;
 use tokio::time::Instant;
 
 use super::raft::Raft;
+use super::state::RaftRole;
 use super::status::{ClusterStatus, Liveness};
 
 /// The least time the live set must stay unchanged before a bootstrap.
@@ -193,7 +194,7 @@ pub fn observed(status: &ClusterStatus, me: u64, my_addr: SocketAddr) -> Observe
             if m.info.founder {
                 observed.founders.insert(m.info.raft_id);
             }
-            let in_raft = !matches!(m.info.raft_role.as_str(), "none" | "");
+            let in_raft = m.info.raft_role.is_member();
             if m.info.raft_id != me && in_raft {
                 observed.others_in_raft = true;
                 let cluster = m.info.raft_cluster;
@@ -220,7 +221,7 @@ pub async fn tick(
     me: u64,
     my_addr: SocketAddr,
     settling: &mut Settling,
-) -> &'static str {
+) -> RaftRole {
     let observed = observed(status, me, my_addr);
     let my_cluster = status
         .members
@@ -265,15 +266,15 @@ pub fn view(raft: &Raft, me: u64) -> RaftView {
 }
 
 /// This peer's role in Raft, as gossiped: leader, voter, learner or none.
-pub fn role(view: &RaftView, me: u64) -> &'static str {
+pub fn role(view: &RaftView, me: u64) -> RaftRole {
     if view.is_leader {
-        "leader"
+        RaftRole::Leader
     } else if view.voters.contains(&me) {
-        "voter"
+        RaftRole::Voter
     } else if view.learners.contains(&me) {
-        "learner"
+        RaftRole::Learner
     } else {
-        "none"
+        RaftRole::None
     }
 }
 
@@ -387,10 +388,10 @@ mod tests {
         use crate::cluster::status::fixtures::{member, status};
         let mut me = member("a", 1, Liveness::Alive);
         me.info.raft_cluster = 1;
-        me.info.raft_role = "leader".into();
+        me.info.raft_role = RaftRole::Leader;
         let mut foreign = member("b", 2, Liveness::Alive);
         foreign.info.raft_cluster = 2;
-        foreign.info.raft_role = "leader".into();
+        foreign.info.raft_role = RaftRole::Leader;
         let fresh = member("c", 3, Liveness::Alive);
         let view = status(vec![me, foreign, fresh]);
         let seen = super::observed(&view, 1, addr(1));
@@ -508,9 +509,9 @@ mod tests {
         let mut view = leader_view(&[1, 2, 3], &[4]);
         view.is_leader = false;
         assert!(decide(&observed(2, &[1, 2, 3, 4], &[1, 2, 3, 4]), &view, true).is_empty());
-        assert_eq!(role(&view, 2), "voter");
-        assert_eq!(role(&view, 4), "learner");
-        assert_eq!(role(&view, 9), "none");
+        assert_eq!(role(&view, 2), RaftRole::Voter);
+        assert_eq!(role(&view, 4), RaftRole::Learner);
+        assert_eq!(role(&view, 9), RaftRole::None);
         assert_eq!(voter_target(7), 5);
     }
 }

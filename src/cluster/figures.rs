@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::control::{ControlReply, ControlRequest};
-use super::network::{KIND_CONTROL, Network};
+use super::network::{Network, StreamKind};
 use crate::export::Report;
 use crate::export::merge::merge_reports;
 use crate::metrics::{ErrorCount, LatencySummary};
@@ -153,7 +153,7 @@ pub async fn gather(
         let request = &request;
         async move {
             let answer = network
-                .request(addr, KIND_CONTROL, request, FETCH_TIMEOUT)
+                .request(addr, StreamKind::Control, request, FETCH_TIMEOUT)
                 .await
                 .ok()?;
             let reply: ControlReply = serde_json::from_slice(&answer).ok()?;

@@ -178,7 +178,7 @@ impl Peer {
             achieved_rate: 0.0,
             security: config.admission.mode().into(),
             raft_id,
-            raft_role: "none".into(),
+            raft_role: state::RaftRole::None,
             digest: Default::default(),
             founder: is_founder(&config.seeds, advertise, config.listen),
             raft_cluster: 0,
@@ -508,7 +508,7 @@ async fn refresh_loop(view: View) {
 /// gossips this peer's Raft role.
 async fn coordinate(view: View, raft: Raft, me: u64, my_addr: SocketAddr) {
     let mut settling = Settling::new(coordinator::settle_time(view.gossip_interval));
-    let mut gossiped_role = "none";
+    let mut gossiped_role = state::RaftRole::None;
     let mut gossiped_cluster = 0;
     let mut tick = tokio::time::interval(coordinator::TICK);
     loop {
@@ -521,7 +521,7 @@ async fn coordinate(view: View, raft: Raft, me: u64, my_addr: SocketAddr) {
                 .lock()
                 .await
                 .self_node_state()
-                .set(state::RAFT_ROLE, role);
+                .set(state::RAFT_ROLE, role.as_str());
         }
         let cluster = view.machine.state().founded_by;
         if cluster != gossiped_cluster {

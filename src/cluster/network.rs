@@ -27,16 +27,36 @@ use tokio::sync::mpsc;
 use super::auth::{Admission, Hello, PROTOCOL, Role, Welcome, session_ekm};
 use super::tls;
 
-/// Stream kind: one gossip envelope (unidirectional).
-pub const KIND_GOSSIP: u8 = 1;
-/// Stream kind: status request, answered with JSON (bidirectional).
-pub const KIND_STATUS: u8 = 2;
-/// Stream kind: a Raft RPC, answered on the same stream (bidirectional).
-pub const KIND_RAFT: u8 = 3;
-/// Stream kind: a control command (start, stop, results), JSON both ways.
-pub const KIND_CONTROL: u8 = 4;
-/// Stream kind: a peer's clock reading (request/response).
-pub const KIND_CLOCK: u8 = 5;
+/// What a stream carries, named by its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum StreamKind {
+    /// One gossip envelope (unidirectional).
+    Gossip = 1,
+    /// A status request, answered with JSON (bidirectional).
+    Status = 2,
+    /// A Raft RPC, answered on the same stream (bidirectional).
+    Raft = 3,
+    /// A control command (start, stop, results), JSON both ways.
+    Control = 4,
+    /// A peer's clock reading (request/response).
+    Clock = 5,
+}
+
+impl StreamKind {
+    /// The kind a stream's first byte names, if any.
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        [
+            Self::Gossip,
+            Self::Status,
+            Self::Raft,
+            Self::Control,
+            Self::Clock,
+        ]
+        .into_iter()
+        .find(|k| *k as u8 == byte)
+    }
+}
 /// Largest message accepted on a stream.
 pub const MAX_MESSAGE: usize = 1 << 20;
 /// Largest hello or welcome.
@@ -114,7 +134,7 @@ struct Inner {
     failed_at: Mutex<HashMap<SocketAddr, Instant>>,
     gossip_in: mpsc::Sender<(SocketAddr, Bytes)>,
     status: Mutex<Option<StatusSource>>,
-    handlers: Mutex<HashMap<u8, RequestHandler>>,
+    handlers: Mutex<HashMap<StreamKind, RequestHandler>>,
     counters: Counters,
     /// Refusals per address we tried to join through, with the last reason.
     refusals: Mutex<HashMap<SocketAddr, (u32, String)>>,
@@ -172,7 +192,7 @@ impl Network {
     }
 
     /// Answers requests of stream `kind` with `handler`.
-    pub fn serve_requests(&self, kind: u8, handler: RequestHandler) {
+    pub fn serve_requests(&self, kind: StreamKind, handler: RequestHandler) {
         self.inner.handlers.lock().insert(kind, handler);
     }
 
@@ -181,7 +201,7 @@ impl Network {
     pub async fn request(
         &self,
         to: SocketAddr,
-        kind: u8,
+        kind: StreamKind,
         body: &[u8],
         timeout: Duration,
     ) -> anyhow::Result<Vec<u8>> {
@@ -448,10 +468,10 @@ pub async fn connect(
 /// Whether a connection admitted as `role` may open a stream of `kind`:
 /// a peer may use every kind; a client may only ask for status and send
 /// control commands, never gossip, vote or replicate.
-pub fn allowed(role: Role, kind: u8) -> bool {
+pub fn allowed(role: Role, kind: StreamKind) -> bool {
     match role {
         Role::Peer => true,
-        Role::Client => matches!(kind, KIND_STATUS | KIND_CONTROL),
+        Role::Client => matches!(kind, StreamKind::Status | StreamKind::Control),
     }
 }
 
@@ -479,13 +499,13 @@ async fn serve_streams(inner: Arc<Inner>, conn: quinn::Connection, from: SocketA
 }
 
 async fn read_uni(inner: Arc<Inner>, mut recv: quinn::RecvStream, from: SocketAddr, role: Role) {
-    if !allowed(role, KIND_GOSSIP) {
+    if !allowed(role, StreamKind::Gossip) {
         inner.counters.forbidden.fetch_add(1, Ordering::Relaxed);
         let _ = recv.stop(2u32.into());
         return;
     }
     let bytes = match recv.read_to_end(MAX_MESSAGE).await {
-        Ok(bytes) if bytes.first() == Some(&KIND_GOSSIP) => bytes,
+        Ok(bytes) if bytes.first() == Some(&(StreamKind::Gossip as u8)) => bytes,
         _ => {
             inner.counters.bad_messages.fetch_add(1, Ordering::Relaxed);
             return;
@@ -502,23 +522,24 @@ async fn answer_bi(
     role: Role,
 ) {
     let request: Vec<u8> = recv.read_to_end(MAX_MESSAGE).await.unwrap_or_default();
-    if let Some(&kind) = request.first()
-        && !allowed(role, kind)
-    {
+    let kind = request.first().copied().and_then(StreamKind::from_byte);
+    if kind.is_some_and(|kind| !allowed(role, kind)) {
         inner.counters.forbidden.fetch_add(1, Ordering::Relaxed);
         let _ = send.reset(2u32.into());
         return;
     }
-    let answer = match request.as_slice() {
-        [KIND_STATUS] => inner.status.lock().clone().map(|source| source()),
-        [kind, ..] => {
-            let handler = inner.handlers.lock().get(kind).cloned();
+    let answer = match kind {
+        Some(StreamKind::Status) if request.len() == 1 => {
+            inner.status.lock().clone().map(|source| source())
+        }
+        Some(kind) => {
+            let handler = inner.handlers.lock().get(&kind).cloned();
             match handler {
                 Some(handler) => Some(handler(Bytes::from(request).slice(1..)).await),
                 None => None,
             }
         }
-        [] => None,
+        None => None,
     };
     match answer {
         Some(bytes) => {
@@ -542,7 +563,7 @@ async fn outbound_loop(inner: Arc<Inner>, to: SocketAddr, mut queue: mpsc::Recei
                 .fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        if send_uni(&conn, KIND_GOSSIP, &payload).await.is_err() {
+        if send_uni(&conn, StreamKind::Gossip, &payload).await.is_err() {
             inner
                 .counters
                 .dropped_outgoing
@@ -614,9 +635,13 @@ fn note_refusal(inner: &Inner, refused: &Refused) {
     }
 }
 
-async fn send_uni(conn: &quinn::Connection, kind: u8, payload: &[u8]) -> anyhow::Result<()> {
+async fn send_uni(
+    conn: &quinn::Connection,
+    kind: StreamKind,
+    payload: &[u8],
+) -> anyhow::Result<()> {
     let mut stream = conn.open_uni().await?;
-    stream.write_all(&[kind]).await?;
+    stream.write_all(&[kind as u8]).await?;
     stream.write_all(payload).await?;
     stream.finish()?;
     Ok(())
@@ -628,7 +653,7 @@ pub async fn request_status(
     cluster_id: &str,
     admission: Admission,
 ) -> anyhow::Result<Vec<u8>> {
-    client_request(to, cluster_id, admission, KIND_STATUS, &[]).await
+    client_request(to, cluster_id, admission, StreamKind::Status, &[]).await
 }
 
 /// Sends one request of stream `kind` to the peer at `to`, authenticating
@@ -637,7 +662,7 @@ pub async fn client_request(
     to: SocketAddr,
     cluster_id: &str,
     admission: Admission,
-    kind: u8,
+    kind: StreamKind,
     body: &[u8],
 ) -> anyhow::Result<Vec<u8>> {
     let bind: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse()?;
@@ -663,9 +688,13 @@ pub async fn client_request(
 }
 
 /// One request of stream `kind` on `conn` and its whole answer.
-async fn exchange(conn: &quinn::Connection, kind: u8, body: &[u8]) -> anyhow::Result<Vec<u8>> {
+async fn exchange(
+    conn: &quinn::Connection,
+    kind: StreamKind,
+    body: &[u8],
+) -> anyhow::Result<Vec<u8>> {
     let (mut send, mut recv) = conn.open_bi().await?;
-    send.write_all(&[kind]).await?;
+    send.write_all(&[kind as u8]).await?;
     send.write_all(body).await?;
     send.finish()?;
     Ok(recv.read_to_end(MAX_MESSAGE).await?)
@@ -705,7 +734,7 @@ impl Client {
     pub async fn request(
         &self,
         to: SocketAddr,
-        kind: u8,
+        kind: StreamKind,
         body: &[u8],
         timeout: Duration,
     ) -> anyhow::Result<Vec<u8>> {
@@ -804,7 +833,7 @@ mod tests {
         let (peer, mut inbox) = Network::bind(p_addr, p_id).unwrap();
         peer.serve_status(Arc::new(|| b"{}".to_vec()));
         peer.serve_requests(
-            KIND_RAFT,
+            StreamKind::Raft,
             Arc::new(|_| Box::pin(async { b"voted".to_vec() })),
         );
         let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -814,15 +843,24 @@ mod tests {
         let conn = connect(&endpoint, &client_id, p_addr, Role::Client)
             .await
             .unwrap();
-        assert_eq!(exchange(&conn, KIND_STATUS, &[]).await.unwrap(), b"{}");
+        assert_eq!(
+            exchange(&conn, StreamKind::Status, &[]).await.unwrap(),
+            b"{}"
+        );
         assert!(
-            exchange(&conn, KIND_RAFT, b"vote for me").await.is_err(),
+            exchange(&conn, StreamKind::Raft, b"vote for me")
+                .await
+                .is_err(),
             "a client's Raft request was answered"
         );
-        send_uni(&conn, KIND_GOSSIP, b"gossip").await.unwrap();
+        send_uni(&conn, StreamKind::Gossip, b"gossip")
+            .await
+            .unwrap();
         let nothing = tokio::time::timeout(Duration::from_millis(300), inbox.recv()).await;
         assert!(nothing.is_err(), "a client's gossip was delivered");
         assert!(peer.counters().forbidden_streams >= 2);
-        assert!(allowed(Role::Peer, KIND_RAFT) && !allowed(Role::Client, KIND_CLOCK));
+        assert!(allowed(Role::Peer, StreamKind::Raft) && !allowed(Role::Client, StreamKind::Clock));
+        assert_eq!(StreamKind::from_byte(4), Some(StreamKind::Control));
+        assert_eq!(StreamKind::from_byte(9), None);
     }
 }

@@ -92,6 +92,54 @@ impl Digest {
     }
 }
 
+/// A peer's place in Raft, as it gossips it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RaftRole {
+    /// It leads.
+    Leader,
+    /// It votes.
+    Voter,
+    /// It replicates without voting.
+    Learner,
+    /// It is in no Raft cluster (yet).
+    #[default]
+    None,
+}
+
+impl RaftRole {
+    /// How gossip and status name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Leader => "leader",
+            Self::Voter => "voter",
+            Self::Learner => "learner",
+            Self::None => "none",
+        }
+    }
+
+    /// The role gossip names (anything else: none).
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "leader" => Self::Leader,
+            "voter" => Self::Voter,
+            "learner" => Self::Learner,
+            _ => Self::None,
+        }
+    }
+
+    /// Whether the peer is in a Raft cluster.
+    pub fn is_member(self) -> bool {
+        self != Self::None
+    }
+}
+
+impl std::fmt::Display for RaftRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// What a peer says about itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerInfo {
@@ -117,8 +165,9 @@ pub struct PeerInfo {
     pub security: String,
     /// Its Raft node id (new at every restart).
     pub raft_id: u64,
-    /// Its Raft role: leader, voter, learner or none.
-    pub raft_role: String,
+    /// Its Raft role.
+    #[serde(default)]
+    pub raft_role: RaftRole,
     /// Figures of the test it runs or ran last (version 0: none).
     #[serde(default)]
     pub digest: Digest,
@@ -146,7 +195,7 @@ impl PeerInfo {
             (ACHIEVED_RATE, format!("{:.1}", self.achieved_rate)),
             (SECURITY, self.security.clone()),
             (RAFT_ID, self.raft_id.to_string()),
-            (RAFT_ROLE, self.raft_role.clone()),
+            (RAFT_ROLE, self.raft_role.as_str().to_owned()),
             (DIGEST, self.digest.to_text()),
         ]
         .into_iter()
@@ -173,7 +222,7 @@ impl PeerInfo {
             achieved_rate: number(ACHIEVED_RATE),
             security: text(SECURITY),
             raft_id: state.get(RAFT_ID).and_then(|v| v.parse().ok()).unwrap_or(0),
-            raft_role: text(RAFT_ROLE),
+            raft_role: RaftRole::parse(state.get(RAFT_ROLE).unwrap_or_default()),
             digest: state
                 .get(DIGEST)
                 .and_then(Digest::parse)

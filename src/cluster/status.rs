@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::figures::TestFigures;
 use super::network::CounterSnapshot;
 use super::raft::ClusterState;
-use super::state::PeerInfo;
+use super::state::{PeerInfo, RaftRole};
 use super::supervise::test_end;
 
 /// Liveness of a member as this node sees it.
@@ -168,7 +168,7 @@ impl ClusterStatus {
     pub fn find_leader(members: &[MemberStatus]) -> Option<String> {
         members
             .iter()
-            .find(|m| m.state != Liveness::Dead && m.info.raft_role == "leader")
+            .find(|m| m.state != Liveness::Dead && m.info.raft_role == RaftRole::Leader)
             .map(|m| m.id.clone())
     }
 
@@ -317,7 +317,7 @@ pub(crate) mod fixtures {
                 achieved_rate: 0.0,
                 security: String::new(),
                 raft_id,
-                raft_role: String::new(),
+                raft_role: RaftRole::None,
                 digest: Default::default(),
                 founder: false,
                 raft_cluster: 0,

@@ -1,5 +1,5 @@
 //! Raft RPCs over the peer endpoint: one bidirectional stream of kind
-//! [`KIND_RAFT`](crate::cluster::network::KIND_RAFT) per call, bincode-encoded, on the same admitted QUIC
+//! [`StreamKind::Raft`](crate::cluster::network::StreamKind::Raft) per call, bincode-encoded, on the same admitted QUIC
 //! connections as gossip. A Raft node's address is its peer's endpoint
 //! address.
 
@@ -19,7 +19,7 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 
 use super::{Raft, TypeConfig};
-use crate::cluster::network::{KIND_RAFT, Network};
+use crate::cluster::network::{Network, StreamKind};
 
 type NodeId = u64;
 
@@ -66,7 +66,7 @@ pub fn decodes_as_reply(bytes: &[u8]) -> bool {
 /// Answers Raft RPCs arriving at `network` with `raft`.
 pub fn serve(network: &Network, raft: Raft) {
     network.serve_requests(
-        KIND_RAFT,
+        StreamKind::Raft,
         std::sync::Arc::new(move |body: Bytes| {
             let raft = raft.clone();
             Box::pin(async move {
@@ -126,7 +126,7 @@ impl QuicRaftClient {
         let addr = self.addr.as_ref().map_err(|e| unreachable(e.clone()))?;
         let answer = self
             .network
-            .request(*addr, KIND_RAFT, &encode(request), ttl)
+            .request(*addr, StreamKind::Raft, &encode(request), ttl)
             .await
             .map_err(|e| unreachable(format!("{e:#}")))?;
         match decode::<Reply>(&answer) {
