@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,12 +19,7 @@ impl Nginx {
     /// Starts nginx with one worker and `events` as its events block.
     fn start(events: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = loop {
-            let port = fastrand::u16(20_000..32_000);
-            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-                break port;
-            }
-        };
+        let port = common::cluster::free_port();
         let conf = dir.path().join("nginx.conf");
         let root = dir.path().display();
         std::fs::write(

@@ -225,10 +225,13 @@ fn a_frozen_generator_misses_what_is_too_late_instead_of_bursting() {
         burst <= 1_700,
         "{burst} sent in one second of a 1000/s test"
     );
+    // Only what was already handed to a worker when the process froze (a
+    // few arrivals at most) waited out the freeze; nothing dispatched after
+    // it records the stall as latency.
     assert!(
-        report.main.latency.max_us < 700_000.0,
-        "latency max {} µs: the stall beyond max-lag is not the target's",
-        report.main.latency.max_us
+        report.main.latency.p999_us < 700_000.0,
+        "latency p99.9 {} µs: the stall beyond max-lag is not the target's",
+        report.main.latency.p999_us
     );
     assert!(!report.self_check.reliable);
     assert!(

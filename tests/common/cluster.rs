@@ -18,20 +18,41 @@ pub struct Cluster {
     logs: tempfile::TempDir,
 }
 
-/// A loopback UDP port no other peer of this test process was given.
+/// A loopback port (free for UDP and TCP) that no other test, in this
+/// process or another, was given.
 ///
 /// Ports come from below the kernel's ephemeral range (32768 and up), so the
 /// ephemeral sockets of `status` clients cannot take one between this pick
-/// and the peer's own bind; and the ports handed out are remembered, because
-/// a peer binds only some time after it is started (a port freed by a probe
-/// bind used to be handed out twice).
+/// and the peer's own bind. A port handed out is reserved until this test
+/// process exits, by an exclusive lock on a file named after it: a peer
+/// binds only some time after it is started, and nextest runs every test in
+/// a process of its own, so a probe bind alone let two tests take one port.
+/// The kernel drops the lock when the process ends, however it ends.
 pub fn free_port() -> u16 {
-    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    let mut given = GIVEN.lock().unwrap();
+    static HELD: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    static LOCKS: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("vajra-test-ports");
+    let _ = std::fs::create_dir_all(&dir);
+    let mut held = HELD.lock().unwrap();
     loop {
         let port = fastrand::u16(20_000..32_000);
-        if !given.contains(&port) && UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            given.insert(port);
+        if held.contains(&port) {
+            continue;
+        }
+        let Ok(file) = std::fs::File::create(dir.join(format!("{port}.lock"))) else {
+            continue;
+        };
+        // SAFETY: flock on a file descriptor this process owns.
+        let locked = unsafe {
+            use std::os::fd::AsRawFd;
+            libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0
+        };
+        if locked
+            && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            held.insert(port);
+            LOCKS.lock().unwrap().push(file);
             return port;
         }
     }
