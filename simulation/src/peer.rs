@@ -288,14 +288,13 @@ async fn coordinate(ctx: Ctx) {
         // As a real peer does: its Raft cluster, so leaders tell a stale
         // member of their own cluster from a foreign one.
         let cluster = ctx.machine.state().founded_by;
-        if cluster != gossiped_cluster {
-            gossiped_cluster = cluster;
-            ctx.chitchat
-                .lock()
-                .await
-                .self_node_state()
-                .set(state::RAFT_CLUSTER, cluster.to_string());
-        }
+        membership::gossip_changed(
+            &ctx.chitchat,
+            state::RAFT_CLUSTER,
+            &mut gossiped_cluster,
+            cluster,
+        )
+        .await;
         let view = coordinator::view(&ctx.raft, ctx.me);
         let role = if view.initialized && !view.is_leader {
             coordinator::role(&view, ctx.me)
@@ -303,14 +302,7 @@ async fn coordinate(ctx: Ctx) {
             let status = ctx.status().await;
             coordinator::tick(&status, &ctx.raft, ctx.me, ctx.addr, &mut settling).await
         };
-        if role != gossiped {
-            gossiped = role;
-            ctx.chitchat
-                .lock()
-                .await
-                .self_node_state()
-                .set(state::RAFT_ROLE, role.as_str());
-        }
+        membership::gossip_changed(&ctx.chitchat, state::RAFT_ROLE, &mut gossiped, role).await;
     }
 }
 

@@ -505,7 +505,7 @@ async fn wait_and_report(
         if now > deadline {
             eprintln!(
                 "error: the test did not finish in time on {:?}",
-                collection.unfinished()
+                collection.pending()
             );
             return EXIT_RUNTIME;
         }

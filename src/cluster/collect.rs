@@ -113,7 +113,7 @@ impl Collection {
     pub fn ask(&self, name: &str) -> Ask {
         match self.latest(name) {
             Some(part) => Ask {
-                skip: closed_windows(&part.report),
+                skip: closed_windows(&part.report.series),
                 generation: part.generation,
             },
             None => Ask {
@@ -134,7 +134,7 @@ impl Collection {
             Some(part) => {
                 // Open windows were provisional: they come again, closed.
                 let mut series = std::mem::take(&mut part.report.series);
-                series.truncate(closed_windows_of(&series));
+                series.truncate(closed_windows(&series));
                 series.append(&mut report.series);
                 report.series = series;
                 part.report = report;
@@ -150,17 +150,12 @@ impl Collection {
     /// Whether every peer finished, or (once the test is past its end,
     /// `past_end`) every one not finished has been silent `lost_after`.
     pub fn is_done(&self, past_end: bool, lost_after: Duration) -> bool {
-        let unfinished: Vec<&String> = self.heard.keys().filter(|n| !self.is_finished(n)).collect();
+        let unfinished = self.pending();
         unfinished.is_empty()
             || (past_end
                 && unfinished
                     .iter()
-                    .all(|n| self.heard[*n].elapsed() > lost_after))
-    }
-
-    /// Peers not finished yet.
-    pub fn unfinished(&self) -> Vec<String> {
-        self.pending()
+                    .all(|n| self.heard[n].elapsed() > lost_after))
     }
 
     /// The parts to merge and what was lost, with `plan` (the latest) and
@@ -224,12 +219,8 @@ impl Collection {
     }
 }
 
-/// How many windows lead a report's series before the first open one.
-fn closed_windows(report: &Report) -> usize {
-    closed_windows_of(&report.series)
-}
-
-fn closed_windows_of(series: &[crate::metrics::WindowReport]) -> usize {
+/// How many windows lead a series before the first open one.
+fn closed_windows(series: &[crate::metrics::WindowReport]) -> usize {
     series.iter().take_while(|w| !w.open).count()
 }
 

@@ -515,23 +515,34 @@ async fn coordinate(view: View, raft: Raft, me: u64, my_addr: SocketAddr) {
         tick.tick().await;
         let status = view.status().await;
         let role = coordinator::tick(&status, &raft, me, my_addr, &mut settling).await;
-        if role != gossiped_role {
-            gossiped_role = role;
-            view.chitchat
-                .lock()
-                .await
-                .self_node_state()
-                .set(state::RAFT_ROLE, role.as_str());
-        }
+        gossip_changed(&view.chitchat, state::RAFT_ROLE, &mut gossiped_role, role).await;
         let cluster = view.machine.state().founded_by;
-        if cluster != gossiped_cluster {
-            gossiped_cluster = cluster;
-            view.chitchat
-                .lock()
-                .await
-                .self_node_state()
-                .set(state::RAFT_CLUSTER, cluster.to_string());
-        }
+        gossip_changed(
+            &view.chitchat,
+            state::RAFT_CLUSTER,
+            &mut gossiped_cluster,
+            cluster,
+        )
+        .await;
+    }
+}
+
+/// Sets this peer's gossip `key` to `value` if it differs from what was
+/// gossiped last (`gossiped`, updated), so an unchanged value costs no lock
+/// and no new version.
+pub async fn gossip_changed<T: PartialEq + Copy + std::fmt::Display>(
+    chitchat: &tokio::sync::Mutex<Chitchat>,
+    key: &str,
+    gossiped: &mut T,
+    value: T,
+) {
+    if *gossiped != value {
+        *gossiped = value;
+        chitchat
+            .lock()
+            .await
+            .self_node_state()
+            .set(key, value.to_string());
     }
 }
 
