@@ -184,15 +184,18 @@ async fn closed_model_runs_each_instance_alone_and_cleans_up() {
     );
 }
 
+/// A task whose every execution outlives any drain timeout.
+struct Stuck;
+
+impl Task for Stuck {
+    async fn execute(&mut self) -> TaskResult {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        TaskResult::success()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stuck_executions_are_abandoned_after_the_drain_timeout() {
-    struct Stuck;
-    impl Task for Stuck {
-        async fn execute(&mut self) -> TaskResult {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            TaskResult::success()
-        }
-    }
     let mut config = open(20.0, 1, 100);
     config.drain_timeout = Duration::from_millis(300);
     let outcome = engine::run(|_| Ok(Stuck), config, &mut NoObserver, StopSignal::new())
@@ -243,13 +246,6 @@ async fn a_slow_cleanup_is_not_an_unfinished_execution() {
 /// + missed is the planned count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_arrivals_at_the_drain_timeout_are_counted_not_lost() {
-    struct Stuck;
-    impl Task for Stuck {
-        async fn execute(&mut self) -> TaskResult {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            TaskResult::success()
-        }
-    }
     let mut config = open(20.0, 1, 2);
     if let LoadModel::Open { saturation, .. } = &mut config.load {
         *saturation = Saturation::Wait;
