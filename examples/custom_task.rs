@@ -16,7 +16,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use vajra::cluster::plan::{Candidate, DistributionStrategy, Strategies};
+use vajra::cluster::run::plan::{Candidate, DistributionStrategy, Strategies};
 use vajra::task::{Task, TaskError, TaskRegistry, TaskResult, ThreadStrategy};
 
 /// Data shared read-only by every instance, built once by the factory.

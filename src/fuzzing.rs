@@ -4,8 +4,8 @@
 //! reports whether it accepted them; none may panic, hang or allocate
 //! without bound, whatever the bytes.
 
-use crate::cluster::auth::{Hello, Welcome};
-use crate::cluster::control::{ControlReply, ControlRequest};
+use crate::cluster::endpoint::auth::{Hello, Welcome};
+use crate::cluster::run::protocol::{ControlReply, ControlRequest};
 use crate::cluster::status::ClusterStatus;
 use crate::config::RunArgs;
 
@@ -61,12 +61,12 @@ pub fn status(bytes: &[u8]) -> bool {
 
 /// A Raft RPC request (bincode, stream kind 3).
 pub fn raft_request(bytes: &[u8]) -> bool {
-    crate::cluster::raft::rpc::decodes_as_request(bytes)
+    crate::cluster::consensus::rpc::decodes_as_request(bytes)
 }
 
 /// A Raft RPC reply (bincode).
 pub fn raft_reply(bytes: &[u8]) -> bool {
-    crate::cluster::raft::rpc::decodes_as_reply(bytes)
+    crate::cluster::consensus::rpc::decodes_as_reply(bytes)
 }
 
 /// A chitchat gossip message (stream kind 1).

@@ -216,7 +216,7 @@ fn garbage_and_wrong_protocols_leave_peers_serving() {
 
         // Right ALPN, wrong wire protocol version in the hello: refused.
         let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        endpoint.set_default_client_config(vajra::cluster::tls::client_config(&vajra::cluster::Admission::Insecure).unwrap());
+        endpoint.set_default_client_config(vajra::cluster::endpoint::tls::client_config(&vajra::cluster::Admission::Insecure).unwrap());
         let conn = endpoint.connect(target, "vajra-peer").unwrap().await.unwrap();
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
         let hello = serde_json::json!({"protocol": 99, "cluster_id": "vajra", "role": "peer", "node": "x", "advertise": "127.0.0.1:1", "proof": ""});

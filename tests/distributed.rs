@@ -423,7 +423,15 @@ fn a_peer_joining_mid_test_takes_a_share() {
     let report = merged_report(child, &path);
     let total = report.main.completed;
     let joined = report.peers.get("j3").map_or(0, |r| r.main.completed);
-    eprintln!("with j3 joining: cluster total {total} of 30000, j3 ran {joined}");
+    let per_peer: Vec<(&String, u64)> = report
+        .peers
+        .iter()
+        .map(|(name, r)| (name, r.main.completed))
+        .collect();
+    eprintln!(
+        "with j3 joining: cluster total {total} of 30000, j3 ran {joined}; per peer {per_peer:?}; events {:?}",
+        report.events
+    );
     assert!(joined > 1_000, "the newcomer took a share: {joined}");
     // The newcomer's run clock starts at the test's start too, so its
     // seconds add to the others' where they belong: every full second of

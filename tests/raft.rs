@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use openraft::BasicNode;
 use vajra::cluster::Admission;
-use vajra::cluster::network::{Identity, Network};
-use vajra::cluster::plan::Plan;
-use vajra::cluster::raft::{
+use vajra::cluster::consensus::{
     ClusterState, Command, LOGS_KEPT_AFTER_SNAPSHOT, RaftNode, SNAPSHOT_AFTER_LOGS, node_id,
 };
+use vajra::cluster::endpoint::{Identity, Network};
+use vajra::cluster::run::plan::Plan;
 
 fn free_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], common::cluster::free_port()))
@@ -56,7 +56,7 @@ fn plan(epoch: u64) -> Plan {
         epoch,
         start_unix_ms: 1,
         shares: BTreeMap::from([("a".to_owned(), 0.5), ("b".to_owned(), 0.5)]).into(),
-        definition: String::new(),
+        definition: Default::default(),
         test_start_unix_ms: 1,
         rate_updates: Vec::new(),
         strategy: "equal".into(),

@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vajra::cluster::control::{ControlReply, ControlRequest, Refusal};
-use vajra::cluster::network::{StreamKind, client_request, request_status};
-use vajra::cluster::plan::{Candidate, DistributionStrategy, Strategies};
+use vajra::cluster::endpoint::{StreamKind, client_request, request_status};
+use vajra::cluster::run::plan::{Candidate, DistributionStrategy, Strategies};
+use vajra::cluster::run::protocol::{ControlReply, ControlRequest, Refusal};
 use vajra::cluster::{Admission, ClusterStatus, Peer, PeerConfig};
 use vajra::config::RunArgs;
 use vajra::task::TaskRegistry;
@@ -106,7 +106,7 @@ async fn a_registered_strategy_splits_the_test_and_an_unknown_one_is_named() {
     // Gossip may show a leader a moment before the peer asked has heard
     // from it (or after an election on a loaded box): ask again then.
     let mut unknown = control(addr, &start("random")).await;
-    while unknown.refusal == Some(vajra::cluster::control::Refusal::Retry)
+    while unknown.refusal == Some(vajra::cluster::run::protocol::Refusal::Retry)
         && began.elapsed() < Duration::from_secs(15)
     {
         tokio::time::sleep(Duration::from_millis(200)).await;

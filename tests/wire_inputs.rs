@@ -4,8 +4,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use vajra::cluster::auth::{Hello, Role};
-use vajra::cluster::control::{ControlReply, ControlRequest};
+use vajra::cluster::endpoint::auth::{Hello, Role};
+use vajra::cluster::run::protocol::{ControlReply, ControlRequest};
 use vajra::config::RunArgs;
 use vajra::fuzzing::{self, DECODERS};
 use vajra::metrics::{Aggregator, MetricsHub, Phase};

@@ -1,12 +1,13 @@
 //! The checks made once a run is over: every kill was detected, the test
-//! ended everywhere, membership and plan converged within the bound, the
-//! intended count is within tolerance of the target integral, and merged
-//! histograms count what the peers counted.
+//! ended everywhere, membership and plan converged within the bound, no
+//! arrival was meant to be sent twice nor left unsent beyond what the
+//! faults played allow, and merged histograms count what the peers
+//! counted.
 
 use vajra::metrics::histogram::{decode_v2, encode_v2, merge, new_histogram};
 
 use crate::invariants::names;
-use crate::ledger::base_curve;
+use crate::ledger::{Coverage, base_curve};
 use crate::measure::Pending;
 use crate::run::{CONVERGENCE_BOUND, Summary};
 use crate::world::World;
@@ -18,18 +19,21 @@ pub struct Counts {
     pub target: f64,
     /// Sum of every incarnation's intended count.
     pub intended: f64,
-    /// Allowed |intended − target| for the faults played.
-    pub tolerance: f64,
+    /// What the faults played allow of each (see `run::LOSS_WINDOW`,
+    /// `run::DOUBLE_WINDOW`).
+    pub bounds: Coverage,
     /// Incarnations that ran a share.
     pub incarnations: usize,
     /// Sum of the peers' (rounded) counts.
     pub peer_total: u64,
     /// Count of the merged histogram.
     pub merged_total: u64,
+    /// What the shares covered of the cluster curve.
+    pub coverage: Coverage,
 }
 
 /// Runs the end-of-run checks and fills `summary`'s timings and counts.
-pub fn check(world: &World, pending: &[Pending], exposure: f64, summary: &mut Summary) {
+pub fn check(world: &World, pending: &[Pending], bounds: Coverage, summary: &mut Summary) {
     let checker = &world.shared.checker;
     for p in pending {
         checker.check(names::CONVERGENCE, p.detected_ms.is_some(), || {
@@ -59,7 +63,7 @@ pub fn check(world: &World, pending: &[Pending], exposure: f64, summary: &mut Su
         },
     );
     check_ended(world);
-    summary.counts = counts(world, exposure);
+    summary.counts = counts(world, bounds);
 }
 
 fn check_ended(world: &World) {
@@ -73,24 +77,50 @@ fn check_ended(world: &World) {
     }
 }
 
-fn counts(world: &World, exposure: f64) -> Counts {
+fn counts(world: &World, bounds: Coverage) -> Counts {
     let checker = &world.shared.checker;
     let segments = world.shared.ledger.segments();
     let Some(latest) = segments.iter().map(|s| &s.plan).max_by_key(|p| p.epoch) else {
-        checker.check(names::COUNT, false, || "no peer ran the test".into());
+        checker.check(names::LOSS, false, || "no peer ran the test".into());
         return Counts::default();
     };
     let Some(base) = base_curve(latest) else {
-        checker.check(names::COUNT, false, || "the test has no rate curve".into());
+        checker.check(names::LOSS, false, || "the test has no rate curve".into());
         return Counts::default();
     };
     let target = latest.cluster_curve(&base).map_or(0.0, |c| c.total());
     let per_peer = world.shared.ledger.intended(&base);
+    let coverage = latest
+        .cluster_curve(&base)
+        .map_or(Coverage::default(), |curve| {
+            world
+                .shared
+                .ledger
+                .coverage(&curve, latest.test_start_unix_ms)
+        });
     let intended: f64 = per_peer.values().sum();
-    let tolerance = exposure + 1e-6 * target;
-    checker.check(names::COUNT, (intended - target).abs() <= tolerance, || {
-        format!("intended {intended:.1} vs target {target:.1}: off by more than {tolerance:.1}")
-    });
+    // Rounding of the curve's integral over many segments: 1e-6 of it.
+    let rounding = 1e-6 * target;
+    checker.check(
+        names::NO_DOUBLE_SEND,
+        coverage.sent_twice <= bounds.sent_twice + rounding,
+        || {
+            format!(
+                "{:.1} arrivals were meant to be sent twice; the faults allow {:.1}",
+                coverage.sent_twice, bounds.sent_twice
+            )
+        },
+    );
+    checker.check(
+        names::LOSS,
+        coverage.never_sent <= bounds.never_sent + rounding,
+        || {
+            format!(
+                "{:.1} arrivals were never meant to be sent; the faults allow {:.1}",
+                coverage.never_sent, bounds.never_sent
+            )
+        },
+    );
     let (peer_total, merged_total) = merge_histograms(per_peer.values().copied());
     checker.check(names::HISTOGRAMS, peer_total == merged_total, || {
         format!("merged histogram counts {merged_total}, the peers {peer_total}")
@@ -98,10 +128,11 @@ fn counts(world: &World, exposure: f64) -> Counts {
     Counts {
         target,
         intended,
-        tolerance,
+        bounds,
         incarnations: per_peer.len(),
         peer_total,
         merged_total,
+        coverage,
     }
 }
 

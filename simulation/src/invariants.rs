@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use parking_lot::Mutex;
-use vajra::cluster::plan::Plan;
+use vajra::cluster::run::plan::Plan;
 
 use crate::clock::Clock;
 use crate::ledger::base_curve;
@@ -45,8 +45,11 @@ pub mod names {
     pub const ONE_EPOCH: &str = "one-epoch-at-a-time";
     /// Membership and plan converge once faults stop.
     pub const CONVERGENCE: &str = "convergence-bound";
-    /// The intended count stays near the target integral.
-    pub const COUNT: &str = "count-within-tolerance";
+    /// No arrival is meant to be sent by two incarnations, beyond what the
+    /// partitions and cuts played allow.
+    pub const NO_DOUBLE_SEND: &str = "no-double-send";
+    /// No arrival is left unsent beyond what the faults played allow.
+    pub const LOSS: &str = "loss-within-bound";
     /// Merged histogram counts equal the sum of the peers'.
     pub const HISTOGRAMS: &str = "merged-histogram-counts";
     /// The cluster forms (gossip, a leader, every peer in Raft).

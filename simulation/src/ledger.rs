@@ -7,22 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use vajra::cluster::plan::Plan;
-use vajra::config::{self, RunArgs};
-use vajra::engine::LoadModel;
+use vajra::cluster::run::plan::Plan;
 use vajra::load::RateCurve;
 
 /// The rate curve of a plan's test definition (origin at the test start).
 pub fn base_curve(plan: &Plan) -> Option<RateCurve> {
-    let args: RunArgs = serde_json::from_str(&plan.definition).ok()?;
-    match config::definition::resolve_definition(args)
-        .ok()?
-        .engine
-        .load
-    {
-        LoadModel::Open { profile, .. } => Some(profile.curve),
-        _ => None,
-    }
+    plan.base_curve().ok()
 }
 
 /// One peer incarnation holding one epoch.
@@ -65,6 +55,15 @@ impl Segment {
     }
 }
 
+/// What the peers' shares covered of the cluster curve.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Coverage {
+    /// Arrivals two incarnations both intended to send.
+    pub sent_twice: f64,
+    /// Arrivals no incarnation intended to send.
+    pub never_sent: f64,
+}
+
 /// Every segment of the run.
 #[derive(Default)]
 pub struct Ledger {
@@ -102,6 +101,43 @@ impl Ledger {
     /// Every segment.
     pub fn segments(&self) -> Vec<Segment> {
         self.segments.lock().clone()
+    }
+
+    /// How far what the peers intended strays from the cluster curve, in
+    /// arrivals: where the shares held at once sum to more than one, the
+    /// excess was sent twice; where to less, the shortfall was never sent.
+    /// `curve` is the cluster's curve, its origin at `test_start_ms`.
+    pub fn coverage(&self, curve: &RateCurve, test_start_ms: u64) -> Coverage {
+        let secs =
+            |ms: u64| (ms.saturating_sub(test_start_ms) as f64 / 1_000.0).min(curve.duration());
+        // Share changes at each instant: +share at a segment's start, -share
+        // at its end.
+        let mut steps: Vec<(f64, f64)> = Vec::new();
+        for s in self.segments.lock().iter() {
+            let share = s.plan.shares.get(&s.peer).copied().unwrap_or(0.0);
+            let (from, to) = (secs(s.from_ms), s.to_ms.map_or(curve.duration(), secs));
+            if share > 0.0 && to > from {
+                steps.push((from, share));
+                steps.push((to, -share));
+            }
+        }
+        steps.push((0.0, 0.0));
+        steps.push((curve.duration(), 0.0));
+        steps.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut coverage = Coverage::default();
+        let mut held = 0.0;
+        for pair in steps.windows(2) {
+            held += pair[0].1;
+            let arrivals = curve.count_between(pair[0].0, pair[1].0);
+            // Shares are fractions summing to one per epoch: a rounding
+            // error is not a double send.
+            if held > 1.0 + 1e-9 {
+                coverage.sent_twice += (held - 1.0) * arrivals;
+            } else if held < 1.0 - 1e-9 {
+                coverage.never_sent += (1.0 - held.max(0.0)) * arrivals;
+            }
+        }
+        coverage
     }
 
     /// Intended count per incarnation (name, generation).

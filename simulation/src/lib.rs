@@ -9,8 +9,9 @@
 //! - [`net`]: the fault model (partitions, cuts, isolation, loss, delay).
 //! - [`gossip`]: chitchat's channel transport behind the fault model.
 //! - [`raft_net`]: the in-memory Raft network.
-//! - [`peer`]: one peer and its drivers.
-//! - [`follower`]: what the peer's runner would run, epoch by epoch.
+//! - [`peer`]: one peer, running the real loops over the simulation's seams.
+//! - [`shares`]: the engine model behind the real runner, and plan checks.
+//! - [`freeze`]: freezing a peer as SIGSTOP does.
 //! - [`ledger`]: epochs held and intended counts.
 //! - [`invariants`]: checks and violations.
 //! - [`world`]: the cluster and the operations on it.
@@ -23,7 +24,7 @@
 pub mod clock;
 pub mod entropy;
 pub mod finish;
-pub mod follower;
+pub mod freeze;
 pub mod gossip;
 pub mod invariants;
 pub mod ledger;
@@ -34,6 +35,7 @@ pub mod raft_net;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod shares;
 pub mod world;
 
 pub use run::{Config, Summary, run};

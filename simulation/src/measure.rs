@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use chitchat::ChitchatId;
 use openraft::ServerState;
-use vajra::cluster::coordinator::voter_target;
+use vajra::cluster::consensus::coordinator::voter_target;
 
 use crate::world::World;
 

@@ -1,36 +1,41 @@
 //! One simulated peer: real chitchat over the simulated gossip transport, a
-//! real openraft node over the in-memory Raft network, and the peer's
-//! drivers: the coordinator tick (`coordinator::tick`), the leader's
-//! supervision (`supervise::duty`), the runner model ([`crate::follower`])
-//! and a watch on Raft's metrics for the leader-per-term invariant.
+//! real openraft node over the in-memory Raft network, and the peer's real
+//! loops: the coordinator ([`Coordination`]), the leader's supervision
+//! ([`Supervision`]) and the runner (`runner::run`), each given the
+//! simulation's side of its seams: the status built from this peer's
+//! chitchat, probes and leader requests over the simulated network, the
+//! virtual clock, and the engine model of [`crate::shares`]. A watch on
+//! Raft's metrics feeds the leader-per-term invariant.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chitchat::transport::ChannelTransport;
 use chitchat::{Chitchat, ChitchatHandle, ChitchatId, spawn_chitchat};
+use futures_util::future::BoxFuture;
 use openraft::ServerState;
 use parking_lot::Mutex;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use vajra::cluster::coordinator::{self, Settling};
+use vajra::cluster::consensus::coordinator::{self, Coordination};
+use vajra::cluster::consensus::{self, RaftNode};
+use vajra::cluster::endpoint::CounterSnapshot;
+use vajra::cluster::membership::state::{self, PeerInfo};
 use vajra::cluster::membership::{self, HeardTracker, SUSPECT_AFTER_INTERVALS};
-use vajra::cluster::network::CounterSnapshot;
-use vajra::cluster::raft::{self, Raft, RaftNode};
-use vajra::cluster::runner;
-use vajra::cluster::state::{self, PeerInfo};
-use vajra::cluster::status::ClusterStatus;
-use vajra::cluster::supervise::{PROBE_TIMEOUT, SUPERVISE_EVERY, Supervisor};
+use vajra::cluster::run::plan::Strategies;
+use vajra::cluster::run::runner::{self, Incarnation};
+use vajra::cluster::run::supervise::{PROBE_TIMEOUT, Prober, Supervision};
+use vajra::cluster::status::{ClusterStatus, StatusSource};
+use vajra::cluster::wall::WallClock;
 
 use crate::clock::Clock;
-use crate::follower::{CutOff, Follower, Reach, follow};
+use crate::freeze::Freezer;
 use crate::gossip::SimGossip;
 use crate::invariants::Checker;
 use crate::ledger::Ledger;
 use crate::net::{Net, Verdict};
 use crate::raft_net::{Member, Registry, SimRaftNetwork};
+use crate::shares::{SimEngine, SimQuorum, check_plans};
 
 /// Cluster id every simulated peer uses.
 pub const CLUSTER_ID: &str = "vajra-sim";
@@ -70,28 +75,37 @@ pub struct SimPeer {
     /// Its Raft node.
     pub node: RaftNode,
     chitchat: ChitchatHandle,
-    heard: Arc<Mutex<HeardTracker>>,
-    frozen: watch::Sender<bool>,
+    view: Arc<SimStatus>,
+    freezer: Arc<Freezer>,
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// What the drivers of one peer read.
-#[derive(Clone)]
-struct Ctx {
-    me: u64,
-    addr: SocketAddr,
-    raft: Raft,
+/// A simulated peer's picture of the cluster, built from its chitchat
+/// when a loop asks (the real peer refreshes one every half gossip
+/// interval; at 1000 simulated peers that would be most of the run's work).
+struct SimStatus {
     chitchat: Arc<tokio::sync::Mutex<Chitchat>>,
-    heard: Arc<Mutex<HeardTracker>>,
-    frozen: watch::Receiver<bool>,
-    shared: Arc<Shared>,
-    machine: vajra::cluster::raft::store::StateMachine,
+    heard: Mutex<HeardTracker>,
+    suspect_after: Duration,
 }
 
-impl Ctx {
-    /// The runner's cut-off rule on this peer's gossip view of its voters.
-    async fn cut_off(&self) -> bool {
-        let voters = coordinator::view(&self.raft, self.me).voters;
+impl SimStatus {
+    async fn now(&self) -> ClusterStatus {
+        let chitchat = self.chitchat.lock().await;
+        membership::cluster_status(
+            &chitchat,
+            &mut self.heard.lock(),
+            self.suspect_after,
+            CLUSTER_ID,
+            "secret",
+            CounterSnapshot::default(),
+        )
+    }
+
+    /// The runner's cut-off rule on this peer's gossip view of its voters,
+    /// read straight from chitchat (building the whole status of 1000
+    /// members on every runner check is what the simulation cannot afford).
+    async fn cut_off(&self, voters: std::collections::BTreeSet<u64>) -> bool {
         let chitchat = self.chitchat.lock().await;
         let me = chitchat.self_chitchat_id().clone();
         let dead: std::collections::HashSet<&ChitchatId> = chitchat.dead_nodes().collect();
@@ -101,21 +115,33 @@ impl Ctx {
         });
         runner::cut_off_among(members, &voters)
     }
+}
 
-    async fn status(&self) -> ClusterStatus {
-        let chitchat = self.chitchat.lock().await;
-        membership::cluster_status(
-            &chitchat,
-            &mut self.heard.lock(),
-            self.shared.gossip_interval * SUSPECT_AFTER_INTERVALS,
-            CLUSTER_ID,
-            "secret",
-            CounterSnapshot::default(),
-        )
+impl StatusSource for SimStatus {
+    fn status(&self) -> BoxFuture<'_, Option<ClusterStatus>> {
+        Box::pin(async move { Some(self.now().await) })
     }
+}
 
-    fn frozen(&self) -> bool {
-        *self.frozen.borrow()
+impl WallClock for Clock {
+    fn unix_ms(&self) -> u64 {
+        Clock::unix_ms(self)
+    }
+}
+
+/// Probes over the simulated network, from one peer's address.
+struct SimProber {
+    from: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Prober for SimProber {
+    fn probe(&self, to: SocketAddr) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            tokio::time::timeout(PROBE_TIMEOUT, round_trip(&self.shared, self.from, to))
+                .await
+                .is_ok()
+        })
     }
 }
 
@@ -123,7 +149,7 @@ impl SimPeer {
     /// Starts peer `name` at `addr` as a new incarnation.
     pub async fn start(name: &str, addr: SocketAddr, shared: &Arc<Shared>) -> anyhow::Result<Self> {
         let generation = shared.clock.unix_ms();
-        let raft_id = raft::node_id(name, generation);
+        let raft_id = consensus::node_id(name, generation);
         let network =
             SimRaftNetwork::new(addr, Arc::clone(&shared.registry), Arc::clone(&shared.net));
         let node = RaftNode::start_with(network, raft_id, CLUSTER_ID).await?;
@@ -145,47 +171,76 @@ impl SimPeer {
         );
         let transport = SimGossip::new(shared.channel.clone(), Arc::clone(&shared.net));
         let chitchat = spawn_chitchat(config, info(name, raft_id).key_values(), &transport).await?;
-        let (frozen, frozen_rx) = watch::channel(false);
-        let heard = Arc::new(Mutex::new(HeardTracker::default()));
-        let ctx = Ctx {
-            me: raft_id,
-            addr,
-            raft: node.raft.clone(),
+        let view = Arc::new(SimStatus {
             chitchat: chitchat.chitchat(),
-            heard: Arc::clone(&heard),
-            frozen: frozen_rx.clone(),
-            shared: Arc::clone(shared),
+            heard: Mutex::default(),
+            suspect_after: shared.gossip_interval * SUSPECT_AFTER_INTERVALS,
+        });
+        let freezer = Arc::new(Freezer::new(shared.clock));
+        let coordination = Coordination {
+            raft: node.raft.clone(),
+            me: raft_id,
+            address: addr,
             machine: node.machine.clone(),
+            chitchat: chitchat.chitchat(),
+            status: Arc::clone(&view) as Arc<dyn StatusSource>,
+            settle: coordinator::settle_time(shared.gossip_interval),
         };
-        let follower = Follower::new(
-            name.to_owned(),
+        let supervision = Supervision {
+            raft: node.raft.clone(),
+            me: raft_id,
+            machine: node.machine.clone(),
+            strategies: Arc::new(Strategies::with_builtins()),
+            status: Arc::clone(&view) as Arc<dyn StatusSource>,
+            prober: Arc::new(SimProber {
+                from: addr,
+                shared: Arc::clone(shared),
+            }),
+            clock: Arc::new(shared.clock),
+        };
+        let engine = SimEngine {
+            me: name.to_owned(),
             generation,
-            Arc::clone(&shared.ledger),
-            Arc::clone(&shared.checker),
-            shared.clock,
-        );
-        let cut_off: CutOff = {
-            let ctx = ctx.clone();
-            Arc::new(move || {
-                let ctx = ctx.clone();
-                Box::pin(async move { ctx.cut_off().await })
-            })
+            ledger: Arc::clone(&shared.ledger),
+            checker: Arc::clone(&shared.checker),
+            clock: shared.clock,
+            freezer: Arc::clone(&freezer),
         };
-        let reach = Reach {
+        let quorum = SimQuorum {
             from: addr,
             registry: Arc::clone(&shared.registry),
             net: Arc::clone(&shared.net),
+            cut_off: {
+                let (view, raft) = (Arc::clone(&view), node.raft.clone());
+                Box::new(move || {
+                    let view = Arc::clone(&view);
+                    let voters = coordinator::view(&raft, raft_id).voters;
+                    Box::pin(async move { view.cut_off(voters).await })
+                })
+            },
         };
+        let runner = runner::run(
+            Incarnation {
+                name: name.to_owned(),
+                generation,
+            },
+            Arc::new(engine),
+            node.machine.watch(),
+            Arc::new(quorum),
+        );
         let tasks = vec![
-            tokio::spawn(coordinate(ctx.clone())),
-            tokio::spawn(supervise(ctx.clone())),
-            tokio::spawn(watch_terms(ctx.clone())),
-            tokio::spawn(follow(
-                follower,
+            tokio::spawn(freezer.freezable(coordination.run())),
+            tokio::spawn(freezer.freezable(supervision.run())),
+            tokio::spawn(freezer.freezable(runner)),
+            tokio::spawn(check_plans(
+                name.to_owned(),
                 node.machine.watch(),
-                frozen_rx,
-                cut_off,
-                reach,
+                Arc::clone(&shared.checker),
+            )),
+            tokio::spawn(watch_terms(
+                node.raft.clone(),
+                raft_id,
+                Arc::clone(&shared.checker),
             )),
         ];
         Ok(Self {
@@ -196,8 +251,8 @@ impl SimPeer {
             chitchat_id,
             node,
             chitchat,
-            heard,
-            frozen,
+            view,
+            freezer,
             tasks,
         })
     }
@@ -208,32 +263,23 @@ impl SimPeer {
     }
 
     /// Its current picture of the cluster.
-    pub async fn status(&self, shared: &Shared) -> ClusterStatus {
-        let chitchat = self.chitchat.chitchat();
-        let chitchat = chitchat.lock().await;
-        membership::cluster_status(
-            &chitchat,
-            &mut self.heard.lock(),
-            shared.gossip_interval * SUSPECT_AFTER_INTERVALS,
-            CLUSTER_ID,
-            "secret",
-            CounterSnapshot::default(),
-        )
+    pub async fn status(&self, _shared: &Shared) -> ClusterStatus {
+        self.view.now().await
     }
 
-    /// Freezes or wakes it: a frozen peer's drivers and messages stop.
+    /// Freezes or wakes it: a frozen peer's loops and messages stop.
     pub fn set_frozen(&self, frozen: bool, net: &Net) {
         if frozen {
             net.isolate(self.addr);
         } else {
             net.reconnect(self.addr);
         }
-        self.frozen.send_replace(frozen);
+        self.freezer.set(frozen);
     }
 
     /// Whether it is frozen.
     pub fn is_frozen(&self) -> bool {
-        *self.frozen.borrow()
+        self.freezer.is_frozen()
     }
 
     /// Kills it: every task ends and its address is free again.
@@ -272,99 +318,6 @@ fn info(name: &str, raft_id: u64) -> PeerInfo {
     }
 }
 
-/// The coordinator, every `coordinator::TICK`. An initialised follower's
-/// tick decides nothing (`decide` returns no action for it), so its status
-/// is not built: at 1000 peers that picture is the costliest thing here.
-async fn coordinate(ctx: Ctx) {
-    let mut settling = Settling::new(coordinator::settle_time(ctx.shared.gossip_interval));
-    let mut gossiped = state::RaftRole::None;
-    let mut gossiped_cluster = 0;
-    let mut tick = tokio::time::interval(coordinator::TICK);
-    loop {
-        tick.tick().await;
-        if ctx.frozen() {
-            continue;
-        }
-        // As a real peer does: its Raft cluster, so leaders tell a stale
-        // member of their own cluster from a foreign one.
-        let cluster = ctx.machine.state().founded_by;
-        membership::gossip_changed(
-            &ctx.chitchat,
-            state::RAFT_CLUSTER,
-            &mut gossiped_cluster,
-            cluster,
-        )
-        .await;
-        let view = coordinator::view(&ctx.raft, ctx.me);
-        let role = if view.initialized && !view.is_leader {
-            coordinator::role(&view, ctx.me)
-        } else {
-            let status = ctx.status().await;
-            coordinator::tick(&status, &ctx.raft, ctx.me, ctx.addr, &mut settling).await
-        };
-        membership::gossip_changed(&ctx.chitchat, state::RAFT_ROLE, &mut gossiped, role).await;
-    }
-}
-
-/// The leader's supervision, as `Controller::supervise` does it: each tick
-/// the real [`Supervisor`] names the suspects, they are probed over the
-/// simulated network, and what it decides is committed.
-async fn supervise(ctx: Ctx) {
-    let mut supervisor = Supervisor::default();
-    let mut tick = tokio::time::interval(SUPERVISE_EVERY);
-    loop {
-        tick.tick().await;
-        if ctx.frozen() {
-            continue;
-        }
-        if ctx.raft.metrics().borrow().current_leader == Some(ctx.me) {
-            supervise_once(&ctx, &mut supervisor).await;
-        } else {
-            supervisor.reset();
-        }
-    }
-}
-
-async fn supervise_once(ctx: &Ctx, supervisor: &mut Supervisor) {
-    let Some(member) = ctx.shared.registry.get(ctx.me) else {
-        return;
-    };
-    let Some(plan) = member.machine.state().plan else {
-        return;
-    };
-    let mut status = ctx.status().await;
-    let Some(tick) = supervisor.begin(&plan, &mut status, ctx.shared.clock.unix_ms()) else {
-        return;
-    };
-    let silent = probe(ctx, tick.suspects.clone()).await;
-    let Ok(Some(command)) =
-        supervisor.finish(&plan, &tick, &status, &silent, ctx.shared.clock.unix_ms())
-    else {
-        return;
-    };
-    if let Err(e) = ctx.raft.client_write(command).await {
-        tracing::debug!("supervision not committed: {e}");
-    }
-}
-
-/// Probes each suspect as the leader does (a status request, answered
-/// within `PROBE_TIMEOUT`); returns those that did not answer.
-async fn probe(ctx: &Ctx, suspects: Vec<(String, String)>) -> BTreeSet<String> {
-    let mut unreachable = BTreeSet::new();
-    for (id, address) in suspects {
-        let answered = match address.parse::<SocketAddr>() {
-            Ok(to) => tokio::time::timeout(PROBE_TIMEOUT, round_trip(&ctx.shared, ctx.addr, to))
-                .await
-                .is_ok(),
-            Err(_) => false,
-        };
-        if !answered {
-            unreachable.insert(id);
-        }
-    }
-    unreachable
-}
-
 /// A request to `to` and its answer; never completes if either is lost or
 /// nothing runs at `to`.
 async fn round_trip(shared: &Shared, from: SocketAddr, to: SocketAddr) {
@@ -380,15 +333,15 @@ async fn round_trip(shared: &Shared, from: SocketAddr, to: SocketAddr) {
 }
 
 /// Reports every (term, leader) this node takes on to the checker.
-async fn watch_terms(ctx: Ctx) {
-    let mut metrics = ctx.raft.metrics();
+async fn watch_terms(raft: consensus::Raft, me: u64, checker: Arc<Checker>) {
+    let mut metrics = raft.metrics();
     loop {
         let (state, term) = {
             let m = metrics.borrow_and_update();
             (m.state, m.current_term)
         };
         if state == ServerState::Leader {
-            ctx.shared.checker.leader_seen(term, ctx.me);
+            checker.leader_seen(term, me);
         }
         if metrics.changed().await.is_err() {
             return;

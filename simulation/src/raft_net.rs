@@ -18,8 +18,8 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use parking_lot::Mutex;
-use vajra::cluster::raft::store::StateMachine;
-use vajra::cluster::raft::{Raft, TypeConfig};
+use vajra::cluster::consensus::store::StateMachine;
+use vajra::cluster::consensus::{Raft, TypeConfig};
 
 use crate::net::{Net, Verdict};
 

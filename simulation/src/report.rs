@@ -66,8 +66,13 @@ pub fn render(s: &Summary) -> String {
     };
     let _ = writeln!(
         out,
-        "counts: intended {:.1} of target {:.1} ({off:+.3} %, tolerance ±{:.1}) over {} incarnations; histograms merged {} = peers {}",
-        c.intended, c.target, c.tolerance, c.incarnations, c.merged_total, c.peer_total
+        "counts: intended {:.1} of target {:.1} ({off:+.3} %) over {} incarnations; histograms merged {} = peers {}",
+        c.intended, c.target, c.incarnations, c.merged_total, c.peer_total
+    );
+    let _ = writeln!(
+        out,
+        "coverage: {:.1} sent twice (bound {:.1}), {:.1} never sent (bound {:.1})",
+        c.coverage.sent_twice, c.bounds.sent_twice, c.coverage.never_sent, c.bounds.never_sent
     );
     let _ = writeln!(
         out,

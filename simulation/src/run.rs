@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chitchat::transport::ChannelTransport;
-use vajra::cluster::supervise::{END_GRACE, test_end};
+use vajra::cluster::run::plan::TestDefinition;
+use vajra::cluster::run::supervise::END_GRACE;
 
 use crate::clock::{Clock, UNIX_ORIGIN_MS};
 use crate::finish::{self, Counts};
 use crate::invariants::{Checker, Violation, names};
-use crate::ledger::Ledger;
+use crate::ledger::{Coverage, Ledger};
 use crate::measure::{self, Pending};
 use crate::net::{Net, NetStats, peer_addr};
 use crate::peer::Shared;
@@ -30,12 +31,19 @@ pub const FAULTS_FROM: Duration = Duration::from_secs(5);
 pub const CONVERGENCE_BOUND: Duration = Duration::from_secs(20);
 /// Stated bound for formation (gossip, leader, every peer in Raft).
 pub const FORMATION_BOUND: Duration = Duration::from_secs(300);
-/// Stated bound used for the count tolerance: a killed (or restarted)
-/// peer's share is missing (or doubled) for at most this long, and a
-/// partitioned or one-way-cut peer's for the fault's length plus this. A
-/// frozen peer sends what it owed late, and a newcomer runs from its
-/// epoch's start, so neither costs anything beyond this window.
-pub const EXPOSURE_WINDOW: Duration = Duration::from_secs(5);
+/// Stated bound on loss: a share whose holder a fault takes away (killed,
+/// frozen, restarted, partitioned, cut off) goes unsent for at most this
+/// long: failure detection (about 1.2 s at the default gossip interval,
+/// 2.1 s at worst measured), the leader's probes and the re-split's delay.
+pub const LOSS_WINDOW: Duration = Duration::from_secs(4);
+/// Stated bound on double sends: both sides of a partition (or a one-way
+/// cut) run the minority's shares for at most this long, until the
+/// minority sees itself cut off and holds.
+pub const DOUBLE_WINDOW: Duration = Duration::from_secs(4);
+/// How late a peer may apply a new epoch (its log behind on a lossy
+/// network), running its old share meanwhile: the slack every re-split and
+/// rate update adds to both bounds.
+pub const LATE_APPLY: Duration = Duration::from_millis(500);
 /// Peers started per step after the seeds (a rollout, not a stampede: a
 /// thousand first gossip messages at once overflow the seeds' inboxes).
 pub const JOIN_BATCH: usize = 25;
@@ -167,12 +175,7 @@ async fn simulate(config: &Config) -> anyhow::Result<Summary> {
     summary.peers_at_end = driver.world.peers.len();
     summary.faults = driver.faults.clone();
     summary.virtual_secs = clock.ms() as f64 / 1_000.0;
-    finish::check(
-        &driver.world,
-        &driver.pending,
-        driver.exposure,
-        &mut summary,
-    );
+    finish::check(&driver.world, &driver.pending, driver.bounds, &mut summary);
     summary.epochs = checker.plans_seen();
     summary.terms = checker.terms_seen();
     summary.checks = checker.checks();
@@ -226,13 +229,15 @@ struct Driver {
     world: World,
     rng: fastrand::Rng,
     pending: Vec<Pending>,
-    exposure: f64,
+    bounds: Coverage,
     rate: f64,
     peak_rate: f64,
     minority: Vec<usize>,
-    partitioned_at: Option<u64>,
     thaws: Vec<(u64, usize)>,
     uncuts: Vec<(u64, Vec<(SocketAddr, SocketAddr)>)>,
+    /// The partition in force: since (virtual ms), its minority's size and
+    /// the largest share then.
+    partitioned: Option<(u64, usize, f64)>,
     faults: BTreeMap<&'static str, u64>,
 }
 
@@ -242,26 +247,27 @@ impl Driver {
             world,
             rng: fastrand::Rng::with_seed(config.seed.rotate_left(17) ^ 0x5151),
             pending: Vec::new(),
-            exposure: 0.0,
+            bounds: Coverage::default(),
             rate: config.rate,
             peak_rate: config.rate,
             minority: Vec::new(),
-            partitioned_at: None,
             thaws: Vec::new(),
             uncuts: Vec::new(),
+            partitioned: None,
             faults: BTreeMap::new(),
         }
     }
 
     async fn play(&mut self, config: &Config, summary: &mut Summary) {
         let clock = self.world.shared.clock;
-        let definition = serde_json::json!({
+        let args: vajra::config::RunArgs = serde_json::from_value(serde_json::json!({
             "task": "noop",
             "tps": config.rate,
             "duration": format!("{}s", config.duration_secs),
             "ramp-up": "5s",
-        })
-        .to_string();
+        }))
+        .expect("the simulated test's settings parse");
+        let (definition, _) = TestDefinition::compile(&args).expect("the simulated test compiles");
         let plan = loop {
             match self.world.start_test(definition.clone()).await {
                 Ok(plan) => break plan,
@@ -289,7 +295,9 @@ impl Driver {
         let mut next = events.next();
         let quiet_from = test_start + window.1;
         // The leader ends the test after its curve, the drain and a grace.
-        let (end_unix, drain) = test_end(&plan).unwrap_or((plan.start_unix_ms, 0));
+        let (end_unix, drain) = plan.end().map_or((plan.start_unix_ms, 0), |end| {
+            (end.curve_ends_unix_ms, end.drain_ms)
+        });
         let end = end_unix - UNIX_ORIGIN_MS + drain + END_GRACE.as_millis() as u64 + 3_000;
         let mut last_look = 0;
         while clock.ms() < end {
@@ -312,6 +320,8 @@ impl Driver {
             }
             tokio::time::sleep(STEP).await;
         }
+        // A partition the scenario never healed costs its whole windows.
+        self.close_partition();
     }
 
     /// Wakes frozen peers and restores cut links that are due.
@@ -329,22 +339,45 @@ impl Driver {
         self.uncuts.retain(|(due, _)| *due > now);
     }
 
-    /// The largest share now, for the count tolerance.
+    /// The largest share of the latest epoch any running peer applied, for
+    /// the count bounds (the leader may be gone at the moment of a fault).
     fn max_share(&self) -> f64 {
-        let plan = self
-            .world
-            .leader()
-            .and_then(|i| self.world.peers[&i].node.machine.state().plan);
-        plan.map_or(1.0, |p| p.shares.values().copied().fold(0.0, f64::max))
+        self.world
+            .peers
+            .values()
+            .filter_map(|p| p.node.machine.state().plan)
+            .max_by_key(|p| p.epoch)
+            .map_or(1.0, |p| p.shares.values().copied().fold(0.0, f64::max))
     }
 
-    /// Adds what `peers` peers' shares may be off by over `secs` (plus the
-    /// exposure window) to the count tolerance.
-    fn expose(&mut self, peers: usize, secs: f64) {
-        self.exposure += peers as f64
-            * self.max_share()
-            * self.peak_rate
-            * (secs + EXPOSURE_WINDOW.as_secs_f64());
+    /// Adds what a fault that takes `peers` share holders away may lose,
+    /// or send twice when `both_sides` run them (a partition, a cut), to
+    /// the bounds; any re-split adds the late-apply slack to both.
+    fn expose(&mut self, peers: usize, both_sides: bool) {
+        let per_second = peers as f64 * self.max_share() * self.peak_rate;
+        self.bounds.never_sent += per_second * LOSS_WINDOW.as_secs_f64();
+        if both_sides {
+            self.bounds.sent_twice += per_second * DOUBLE_WINDOW.as_secs_f64();
+        }
+        self.late_apply_slack(peers);
+    }
+
+    /// Adds what cutting `peers` share holders (each at most `share`) off
+    /// for `secs` may cost either way: no more than the windows, nor than
+    /// the cut's length.
+    fn expose_for(&mut self, peers: usize, share: f64, secs: f64) {
+        let per_second = peers as f64 * share * self.peak_rate;
+        self.bounds.never_sent += per_second * secs.min(LOSS_WINDOW.as_secs_f64());
+        self.bounds.sent_twice += per_second * secs.min(DOUBLE_WINDOW.as_secs_f64());
+        self.late_apply_slack(peers);
+    }
+
+    /// Adds to both bounds what a re-split moving `peers` shares may be
+    /// off by while peers apply it late.
+    fn late_apply_slack(&mut self, peers: usize) {
+        let late = peers as f64 * self.max_share() * self.peak_rate * LATE_APPLY.as_secs_f64();
+        self.bounds.never_sent += late;
+        self.bounds.sent_twice += late;
     }
 
     fn count(&mut self, kind: &'static str) {
@@ -387,6 +420,7 @@ impl Driver {
             Action::Join => {
                 if self.world.join().await.is_ok() {
                     self.count("join");
+                    self.late_apply_slack(1);
                 }
             }
             Action::Freeze(ms) => {
@@ -394,7 +428,7 @@ impl Driver {
                     self.world.set_frozen(index, true);
                     self.thaws.push((now + ms, index));
                     self.count("freeze");
-                    self.expose(1, 0.0);
+                    self.expose(1, false);
                 }
             }
             Action::Partition {
@@ -402,7 +436,7 @@ impl Driver {
                 with_leader,
                 sticky,
             } => self.partition(fraction, with_leader, sticky),
-            Action::Heal => self.heal(now),
+            Action::Heal => self.heal(),
             Action::Asymmetric(k, ms) => self.asymmetric(k, ms, now),
             Action::RateUpdate(factor) => self.update_rate(self.rate * factor).await,
         }
@@ -415,7 +449,9 @@ impl Driver {
             match self.world.update_rate(tps).await {
                 Ok(_) => {
                     self.count("rate update");
-                    self.exposure += (tps - self.rate).abs() * 1.0;
+                    let late = (tps - self.rate).abs() * LATE_APPLY.as_secs_f64();
+                    self.bounds.never_sent += late;
+                    self.bounds.sent_twice += late;
                     self.rate = tps;
                     self.peak_rate = self.peak_rate.max(tps);
                     return;
@@ -438,7 +474,7 @@ impl Driver {
             .state()
             .plan
             .is_some_and(|p| p.shares.contains_key(&peer.name));
-        self.expose(1, 0.0);
+        self.expose(1, false);
         if self.world.kill(index).await {
             self.count("kill");
             self.pending.push(Pending {
@@ -464,7 +500,7 @@ impl Driver {
         }
         if self.world.restart(index).await.is_ok() {
             self.count("restart");
-            self.expose(1, 0.0);
+            self.expose(1, false);
         }
     }
 
@@ -487,15 +523,25 @@ impl Driver {
             .shared
             .net
             .partition(&self.world.addrs(&self.minority));
-        self.partitioned_at = Some(self.world.shared.clock.ms());
         self.count("partition");
+        self.partitioned = Some((
+            self.world.shared.clock.ms(),
+            self.minority.len(),
+            self.max_share(),
+        ));
     }
 
-    fn heal(&mut self, now: u64) {
+    fn heal(&mut self) {
         self.world.shared.net.heal();
-        if let Some(since) = self.partitioned_at.take() {
-            let secs = (now - since) as f64 / 1_000.0;
-            self.expose(self.minority.len(), secs);
+        self.close_partition();
+    }
+
+    /// Adds what the partition that ends now may have cost: a partition
+    /// shorter than the windows costs at most its length.
+    fn close_partition(&mut self) {
+        if let Some((since, peers, share)) = self.partitioned.take() {
+            let secs = (self.world.shared.clock.ms() - since) as f64 / 1_000.0;
+            self.expose_for(peers, share, secs);
         }
     }
 
@@ -519,6 +565,7 @@ impl Driver {
         }
         self.uncuts.push((now + ms, links));
         self.count("one-way cut");
-        self.expose(chosen.len(), ms as f64 / 1_000.0);
+        let share = self.max_share();
+        self.expose_for(chosen.len(), share, ms as f64 / 1_000.0);
     }
 }

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ServerState;
-use vajra::cluster::control::START_DELAY;
-use vajra::cluster::plan::{Equal, Plan};
-use vajra::cluster::raft::Command;
+use vajra::cluster::consensus::Command;
+use vajra::cluster::run::control::START_DELAY;
+use vajra::cluster::run::plan::{Equal, Plan, TestDefinition};
+use vajra::cluster::run::supervise::{RESPLIT_DELAY, candidates};
 use vajra::cluster::status::Liveness;
-use vajra::cluster::supervise::{RESPLIT_DELAY, candidates};
 
 use crate::net::peer_addr;
 use crate::peer::{Shared, SimPeer};
@@ -112,7 +112,7 @@ impl World {
 
     /// Starts a test as `vajra-peer start` does: the leader splits the rate
     /// equally over the members it sees alive and commits epoch 1.
-    pub async fn start_test(&self, definition: String) -> anyhow::Result<Plan> {
+    pub async fn start_test(&self, definition: TestDefinition) -> anyhow::Result<Plan> {
         let (index, member) = self
             .leader_member()
             .ok_or_else(|| anyhow::anyhow!("no leader"))?;

@@ -1,45 +1,31 @@
-//! Cluster: identical peers that find each other and agree on who is there.
+//! Cluster: identical peers that find each other, agree on who is there and
+//! run one test together. By concept:
 //!
-//! - [`network`]: the one QUIC endpoint per peer, admission, stream kinds,
-//!   non-blocking per-peer send queues, refusal counters.
-//! - [`tls`]: TLS 1.3 configuration of the endpoint.
-//! - [`auth`]: the cluster-secret challenge bound to the TLS session.
-//! - [`clock`]: clock offsets between peers, measured over the endpoint.
-//! - [`gossip`]: chitchat's transport over the endpoint.
-//! - [`discovery`]: finding peers by mDNS (seeds are chitchat's own).
-//! - [`cli`]: the `join` and `status` subcommands.
-//! - [`coordinator`]: keeps Raft membership in step with gossip.
-//! - [`raft`]: the replicated log (openraft) that plans are committed to.
-//! - [`state`]: the typed key/values each peer publishes.
-//! - [`membership`]: a running peer: chitchat, state refresh, liveness.
-//! - [`status`]: the cluster picture `vajra-peer status` prints.
-//! - [`plan`]: splitting a rate across peers (strategies, epochs, rate
-//!   updates), the plans Raft replicates.
-//! - [`control`]: start, stop, update and results from any node.
-//! - [`figures`]: a test's exact cluster-wide figures, merged on request.
-//! - [`supervise`]: the leader's pure decision to re-split or end a test.
-//! - [`runner`]: runs this peer's share of the committed plan.
-//! - [`collect`]: what `start --wait` gathers from each peer incarnation.
+//! - [`endpoint`]: the one QUIC endpoint per peer, its TLS and admission,
+//!   stream kinds, send queues, and the clock offsets measured over it.
+//! - [`membership`]: chitchat's gossip over the endpoint, mDNS discovery,
+//!   the key/values each peer publishes and the liveness derived from them.
+//! - [`consensus`]: the Raft log (openraft) plans are committed to, and the
+//!   coordinator that keeps Raft's membership in step with gossip.
+//! - [`run`]: running a distributed test: plans, control commands,
+//!   supervision, the runner of a peer's share, merged figures.
+//! - [`status`]: the cluster picture (members, roles, the test) one peer
+//!   shows.
+//! - [`wall`]: wall-clock time, a seam the simulation replaces.
+//! - [`peer`]: a running peer, which starts all of the above and the loops
+//!   that drive them.
+//!
+//! The command line of `join`, `status`, `start`, `update` and `stop` is
+//! [`crate::cli::cluster`].
 
-pub mod auth;
-pub mod cli;
-pub mod clock;
-pub mod collect;
-pub mod control;
-pub mod coordinator;
-pub mod discovery;
-pub mod figures;
-pub mod gossip;
+pub mod consensus;
+pub mod endpoint;
 pub mod membership;
-pub mod network;
-pub mod plan;
-pub mod raft;
-pub mod runner;
-pub mod state;
+pub mod peer;
+pub mod run;
 pub mod status;
-pub mod supervise;
-pub mod tls;
+pub mod wall;
 
-pub use auth::{Admission, MtlsIdentity};
-pub use membership::{Peer, PeerConfig};
+pub use endpoint::auth::{Admission, MtlsIdentity};
+pub use peer::{Peer, PeerConfig};
 pub use status::{ClusterStatus, Liveness};

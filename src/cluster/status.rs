@@ -1,14 +1,26 @@
 //! The cluster picture `vajra-peer status` shows, from any node.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::figures::TestFigures;
-use super::network::CounterSnapshot;
-use super::raft::ClusterState;
-use super::state::{PeerInfo, RaftRole};
-use super::supervise::test_end;
+use crate::cluster::consensus::ClusterState;
+use crate::cluster::endpoint::CounterSnapshot;
+use crate::cluster::membership::state::{PeerInfo, RaftRole};
+use crate::cluster::run::figures::TestFigures;
+
+/// Spread of peer clocks above which `status` warns: peers would start a
+/// test, or an epoch, this far apart.
+pub const SKEW_WARNING_MS: f64 = 50.0;
+
+/// Where the cluster's loops read this peer's current picture of the
+/// cluster: a peer's refreshed status, or the simulation's.
+pub trait StatusSource: Send + Sync {
+    /// The picture now; `None` before there is one.
+    fn status(&self) -> BoxFuture<'_, Option<ClusterStatus>>;
+}
 
 /// Liveness of a member as this node sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +42,7 @@ pub struct MemberStatus {
     /// Incarnation: grows each time the node restarts.
     pub generation: u64,
     /// Gossip address.
-    pub address: String,
+    pub address: SocketAddr,
     /// Liveness.
     pub state: Liveness,
     /// Milliseconds since its heartbeat last advanced (0 for this node).
@@ -126,7 +138,7 @@ impl TestStatus {
                 elapsed_secs: None,
             });
         };
-        let end_ms = test_end(plan).map_or(u64::MAX, |(end, _)| end);
+        let end_ms = plan.end().map_or(u64::MAX, |end| end.curve_ends_unix_ms);
         let phase = if now_ms < plan.test_start_unix_ms {
             TestPhase::Distributing
         } else if now_ms < end_ms {
@@ -235,11 +247,11 @@ impl ClusterStatus {
             out.push_str(&figures.render());
         }
         let _ = write!(out, "clock skew {:.1} ms", self.clock_skew_ms);
-        if self.clock_skew_ms > super::clock::SKEW_WARNING_MS {
+        if self.clock_skew_ms > SKEW_WARNING_MS {
             let _ = write!(
                 out,
                 " -- WARNING: above {} ms, peers start tests that far apart; sync their clocks (NTP)",
-                super::clock::SKEW_WARNING_MS
+                SKEW_WARNING_MS
             );
         }
         out.push('\n');
@@ -302,7 +314,7 @@ pub(crate) mod fixtures {
         MemberStatus {
             id: id.into(),
             generation: 0,
-            address: "127.0.0.1:1".into(),
+            address: SocketAddr::from(([127, 0, 0, 1], 1)),
             state,
             last_heard_ms: 0,
             info: PeerInfo {
@@ -347,7 +359,7 @@ pub(crate) mod fixtures {
 mod tests {
     use super::fixtures::{member, status};
     use super::*;
-    use crate::cluster::figures::PeerFigures;
+    use crate::cluster::run::figures::PeerFigures;
     use crate::metrics::LatencySummary;
 
     /// The per-peer table takes its counts from the fetch the merged

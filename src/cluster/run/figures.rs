@@ -1,26 +1,21 @@
 //! A test's cluster-wide figures, exact, from any node: the node asked
-//! fetches every participant's report so far over QUIC (a `Results`
-//! request without the series, stream kind 4), adds their histograms and
-//! summarises. Gossip carries only each peer's small [`Digest`]; the
+//! fetches every participant's report so far (a `Results` request without
+//! the series, see `control`), and they are merged here: histograms added,
+//! then summarised. Gossip carries only each peer's small [`Digest`]; the
 //! percentiles shown here are those of the merged histograms, never an
 //! average of the peers' percentiles.
 //!
-//! [`Digest`]: super::state::Digest
+//! [`Digest`]: crate::cluster::membership::state::Digest
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::control::{ControlReply, ControlRequest};
-use super::network::{Network, StreamKind};
 use crate::export::Report;
 use crate::export::merge::merge_reports;
 use crate::metrics::{ErrorCount, LatencySummary};
 
-/// How long the answering node waits for each participant's report.
-pub const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
 /// Error kinds shown.
 const TOP_ERRORS: usize = 5;
 
@@ -132,50 +127,26 @@ impl TestFigures {
     }
 }
 
-/// Fetches `test_id`'s report so far from each of `members` (id and
-/// address; `own` is this node's, already at hand), and merges what
-/// answers. `holders` are the current epoch's share holders, named as
-/// missing if they do not answer.
-pub async fn gather(
-    network: &Network,
-    test_id: &str,
-    members: Vec<(String, SocketAddr)>,
-    own: Option<(String, Report)>,
-    holders: &[String],
-) -> Result<TestFigures, String> {
-    let request = serde_json::to_vec(&ControlRequest::Results {
-        test_id: test_id.to_owned(),
-        skip: usize::MAX,
-        generation: None,
-    })
-    .expect("requests serialise");
-    let asks = members.into_iter().map(|(id, addr)| {
-        let request = &request;
-        async move {
-            let answer = network
-                .request(addr, StreamKind::Control, request, FETCH_TIMEOUT)
-                .await
-                .ok()?;
-            let reply: ControlReply = serde_json::from_slice(&answer).ok()?;
-            Some((id, reply.report?))
+impl TestFigures {
+    /// Merges the reports of `parts` (peer id and report) into `test_id`'s
+    /// figures; `holders` are the current epoch's share holders, named as
+    /// missing if they have no part.
+    pub fn merge(
+        test_id: &str,
+        mut parts: Vec<(String, Report)>,
+        holders: &[String],
+    ) -> Result<TestFigures, String> {
+        parts.sort_by(|a, b| a.0.cmp(&b.0));
+        if parts.is_empty() {
+            return Err(format!("no peer has figures of test {test_id} yet"));
         }
-    });
-    let mut parts: Vec<(String, Report)> = futures_util::future::join_all(asks)
-        .await
-        .into_iter()
-        .flatten()
-        .chain(own)
-        .collect();
-    parts.sort_by(|a, b| a.0.cmp(&b.0));
-    if parts.is_empty() {
-        return Err(format!("no peer has figures of test {test_id} yet"));
+        let merged = merge_reports(&parts, &[], Duration::MAX).map_err(|e| e.to_string())?;
+        let reporting: Vec<String> = parts.into_iter().map(|(id, _)| id).collect();
+        let missing = holders
+            .iter()
+            .filter(|h| !reporting.contains(h))
+            .cloned()
+            .collect();
+        Ok(TestFigures::of(test_id, &merged, reporting, missing))
     }
-    let merged = merge_reports(&parts, &[], Duration::MAX).map_err(|e| e.to_string())?;
-    let reporting: Vec<String> = parts.into_iter().map(|(id, _)| id).collect();
-    let missing = holders
-        .iter()
-        .filter(|h| !reporting.contains(h))
-        .cloned()
-        .collect();
-    Ok(TestFigures::of(test_id, &merged, reporting, missing))
 }

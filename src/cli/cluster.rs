@@ -8,13 +8,13 @@ use clap::{ArgAction, Args};
 
 use std::sync::Arc;
 
-use super::auth::{Admission, MtlsIdentity};
-use super::control::{self, ControlReply, ControlRequest};
-use super::membership::{Peer, PeerConfig, hostname};
-use super::network::{Client, StreamKind, client_request, request_status};
-use super::plan::Strategies;
-use super::status::ClusterStatus;
-use crate::cli::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, runtime};
+use super::process::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, runtime};
+use crate::cluster::endpoint::auth::{Admission, MtlsIdentity};
+use crate::cluster::endpoint::{Client, StreamKind, client_request, request_status};
+use crate::cluster::peer::{Peer, PeerConfig, hostname};
+use crate::cluster::run::plan::Strategies;
+use crate::cluster::run::protocol::{ControlReply, ControlRequest, Refusal};
+use crate::cluster::status::ClusterStatus;
 use crate::config::RunArgs;
 use crate::config::duration::HumanDuration;
 use crate::export::Outcome;
@@ -379,9 +379,14 @@ async fn control_until_led(
     // retry of one that did start gets that test back.
     for _ in 0..20 {
         match control(peer, security, admission.clone(), request).await {
-            Ok(reply) if reply.refusal != Some(control::Refusal::Retry) => return Ok(reply),
+            Ok(reply) if reply.refusal != Some(Refusal::Retry) => return Ok(reply),
             Ok(_) => {}
-            Err(e) if e.downcast_ref::<super::network::NoAnswer>().is_some() => return Err(e),
+            Err(e)
+                if e.downcast_ref::<crate::cluster::endpoint::NoAnswer>()
+                    .is_some() =>
+            {
+                return Err(e);
+            }
             Err(e) => tracing::debug!("asking {peer} again after: {e:#}"),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -463,30 +468,28 @@ pub fn start(args: StartArgs) -> u8 {
 async fn wait_and_report(
     security: &SecurityArgs,
     admission: Admission,
-    plan: &super::plan::Plan,
-    peers: &std::collections::BTreeMap<String, String>,
+    plan: &crate::cluster::run::plan::Plan,
+    peers: &std::collections::BTreeMap<String, SocketAddr>,
     settings: &crate::config::RunSettings,
 ) -> u8 {
     // The test's end follows the latest plan (a new pattern moves it).
-    let began = std::time::Instant::now();
-    let test_end_of = |plan: &super::plan::Plan| {
-        let curve_secs = match &settings.engine.load {
-            crate::engine::LoadModel::Open { profile, .. } => plan
-                .cluster_curve(&profile.curve)
-                .map_or(profile.curve.duration(), |c| c.duration()),
-            crate::engine::LoadModel::Closed { .. } => 0.0,
-        };
-        // The plan came from a peer: a length no clock can hold is as good
-        // as "never", not a panic.
-        let curve = Duration::try_from_secs_f64(curve_secs.max(0.0)).unwrap_or(Duration::MAX);
-        began
-            .checked_add(control::START_DELAY.saturating_add(curve))
-            .unwrap_or(began + Duration::from_secs(100 * 365 * 86_400))
+    // The plan came from a peer: an end no clock can hold is as good as
+    // "never", not a panic.
+    let test_end_of = |plan: &crate::cluster::run::plan::Plan| {
+        let remaining_ms = plan.end().map_or(0, |end| {
+            end.curve_ends_unix_ms
+                .saturating_sub(crate::cluster::wall::unix_now_ms())
+        });
+        let now = std::time::Instant::now();
+        now.checked_add(Duration::from_millis(remaining_ms))
+            .unwrap_or(now + Duration::from_secs(100 * 365 * 86_400))
     };
     // Every peer hands out its figures so far while it runs, so the last
     // ones of a peer that dies are kept and merged (its work up to then).
-    let mut collection =
-        super::collect::Collection::new(plan.shares.keys().cloned(), plan.test_start_unix_ms);
+    let mut collection = crate::cluster::run::collect::Collection::new(
+        plan.shares.keys().cloned(),
+        plan.test_start_unix_ms,
+    );
     let mut addresses = peers.clone();
     let mut latest_plan = Some(plan.clone());
     let client = match Client::new(&security.cluster_id, admission) {
@@ -496,9 +499,11 @@ async fn wait_and_report(
             return EXIT_RUNTIME;
         }
     };
+    // When the test ends, by the latest plan: an instant fixed when that
+    // plan is learnt.
+    let mut test_end = test_end_of(plan);
     loop {
         let now = std::time::Instant::now();
-        let test_end = latest_plan.as_ref().map_or(began, test_end_of);
         let deadline = test_end
             .checked_add(settings.engine.drain_timeout + Duration::from_secs(30))
             .unwrap_or(test_end);
@@ -510,7 +515,7 @@ async fn wait_and_report(
             return EXIT_RUNTIME;
         }
         let asks = collection.pending().into_iter().filter_map(|node| {
-            let addr: SocketAddr = addresses.get(&node)?.parse().ok()?;
+            let addr: SocketAddr = *addresses.get(&node)?;
             // Only the windows not fetched yet: closed windows never change.
             let ask = collection.ask(&node);
             let request = serde_json::to_vec(&ControlRequest::Results {
@@ -538,6 +543,7 @@ async fn wait_and_report(
             if let Some(plan) = &reply.plan
                 && latest_plan.as_ref().is_none_or(|l| l.epoch < plan.epoch)
             {
+                test_end = test_end_of(plan);
                 latest_plan = Some(plan.clone());
             }
             for id in reply.plan.iter().flat_map(|p| p.shares.keys()) {
@@ -605,13 +611,13 @@ async fn wait_and_report(
         }
     }
     if merged.outcome == Outcome::Interrupted {
-        crate::cli::EXIT_INTERRUPTED
+        super::process::EXIT_INTERRUPTED
     } else if merged.outcome == Outcome::Stopped {
-        crate::cli::EXIT_STOPPED
+        super::process::EXIT_STOPPED
     } else if !merged.thresholds_passed() || merged.outcome == Outcome::Aborted {
-        crate::cli::EXIT_THRESHOLD
+        super::process::EXIT_THRESHOLD
     } else if settings.fail_on_unreliable && !merged.self_check.reliable {
-        crate::cli::EXIT_UNRELIABLE
+        super::process::EXIT_UNRELIABLE
     } else {
         EXIT_OK
     }
@@ -622,7 +628,7 @@ async fn wait_and_report(
 /// stopped early.
 fn plan_target_rate(
     settings: &crate::config::RunSettings,
-    plan: Option<&super::plan::Plan>,
+    plan: Option<&crate::cluster::run::plan::Plan>,
     ran_until: Option<f64>,
 ) -> Option<f64> {
     match &settings.engine.load {

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::plan::Plan;
+use crate::cluster::run::plan::Plan;
 use crate::export::{Outcome, Report};
 use crate::load::RateCurve;
 
@@ -363,7 +363,7 @@ mod tests {
 
     #[test]
     fn a_lost_peer_names_its_degraded_window_and_what_it_left_unsent() {
-        use crate::cluster::plan::{Candidate, Equal};
+        use crate::cluster::run::plan::{Candidate, Equal};
         let peers: Vec<Candidate> = ["a", "b", "c"]
             .iter()
             .map(|id| Candidate {
@@ -373,7 +373,7 @@ mod tests {
                 cpu_percent: 0.0,
             })
             .collect();
-        let first = Plan::first("t", 1_000, &Equal, &peers, String::new()).unwrap();
+        let first = Plan::first("t", 1_000, &Equal, &peers, Default::default()).unwrap();
         let without_c = first.resplit(11_800, &Equal, &peers[..2]).unwrap();
         let plan = first.followed_by(&without_c);
         let curve = RateCurve::constant(3_000.0, 30.0).unwrap();

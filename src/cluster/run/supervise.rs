@@ -1,18 +1,21 @@
-//! The leader's duty while a test runs, as a pure decision: given the
+//! The leader's duty while a test runs: a pure decision (given the
 //! committed plan, the membership it sees and the time, should it end the
-//! test, re-split it, or do nothing? The controller commits what this
-//! decides; the simulation drives the same function.
+//! test, re-split it, or do nothing?) and the loop that probes suspects and
+//! commits what it decides. Peers and the simulation run the same loop;
+//! only the [`Prober`], the status and the clock differ.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::Arc;
+use futures_util::future::BoxFuture;
 
-use super::plan::{Candidate, Equal, Plan, PlanError, Strategies};
-use super::raft::Command;
-use super::status::{ClusterStatus, Liveness, MemberStatus};
-use crate::config::{self, RunArgs};
-use crate::engine::LoadModel;
+use crate::cluster::consensus::store::StateMachine;
+use crate::cluster::consensus::{self, Command, Raft};
+use crate::cluster::run::plan::{Candidate, Equal, Plan, PlanError, Strategies, TestEnd};
+use crate::cluster::status::{ClusterStatus, Liveness, MemberStatus, StatusSource};
+use crate::cluster::wall::WallClock;
 
 /// How far ahead of now a re-split epoch starts, so every peer has applied
 /// it before it takes effect.
@@ -39,51 +42,34 @@ pub enum Duty {
     /// The test is over everywhere: commit its end.
     End,
     /// A share holder died or a peer joined: commit this next epoch.
-    Resplit(Plan),
-}
-
-/// When a plan's test ends (Unix ms) and how long its peers may drain;
-/// `None` when its definition has no rate curve.
-pub fn test_end(plan: &Plan) -> Option<(u64, u64)> {
-    let args: RunArgs = serde_json::from_str(&plan.definition).ok()?;
-    let settings = config::definition::resolve_definition(args).ok()?;
-    let LoadModel::Open { profile, .. } = &settings.engine.load else {
-        return None;
-    };
-    // Rate updates with a new pattern move the end.
-    let curve = plan.cluster_curve(&profile.curve).ok()?;
-    let duration_ms = (curve.duration() * 1_000.0) as u64;
-    Some((
-        plan.test_start_unix_ms + duration_ms,
-        settings.engine.drain_timeout.as_millis() as u64,
-    ))
+    Resplit(Box<Plan>),
 }
 
 /// Share holders gossip shows as suspect (silent for a few intervals but
 /// not yet declared dead), with their addresses: the leader probes them
 /// directly rather than wait for the failure detector's verdict.
-pub fn suspects(plan: &Plan, status: &ClusterStatus) -> Vec<(String, String)> {
+pub fn suspects(plan: &Plan, status: &ClusterStatus) -> Vec<(String, SocketAddr)> {
     status
         .members
         .iter()
         .filter(|m| m.state == Liveness::Suspect && plan.shares.contains_key(&m.id))
-        .map(|m| (m.id.clone(), m.address.clone()))
+        .map(|m| (m.id.clone(), m.address))
         .collect()
 }
 
 /// Decides the leader's duty for `plan` (ending at `end`, from
-/// [`test_end`]) seen through `status` at `now_ms`. A share holder that is
+/// [`Plan::end`]) seen through `status` at `now_ms`. A share holder that is
 /// dead, or in `unreachable` (a suspect that failed its probe), has lost
 /// its share; an alive member without a share is a newcomer.
 pub fn duty(
     plan: &Plan,
     strategies: &Strategies,
-    end: (u64, u64),
+    end: TestEnd,
     status: &ClusterStatus,
     unreachable: &BTreeSet<String>,
     now_ms: u64,
 ) -> Result<Duty, PlanError> {
-    let (end_ms, drain_ms) = end;
+    let (end_ms, drain_ms) = (end.curve_ends_unix_ms, end.drain_ms);
     if now_ms > end_ms + drain_ms + END_GRACE.as_millis() as u64 {
         return Ok(Duty::End);
     }
@@ -122,7 +108,7 @@ pub fn duty(
         Arc::new(Equal)
     });
     let next = plan.resplit(starts_ms, strategy.as_ref(), &candidates(&alive))?;
-    Ok(Duty::Resplit(next))
+    Ok(Duty::Resplit(Box::new(next)))
 }
 
 /// Whether the incarnation of `holder` that this epoch's share was given to
@@ -188,9 +174,6 @@ pub const PROBE_MISSES: u32 = 2;
 #[derive(Debug, Default)]
 pub struct Supervisor {
     strategies: Arc<Strategies>,
-    /// Each test's end, by test id and number of rate updates (a new
-    /// pattern moves the end).
-    ends: HashMap<(String, usize), Option<(u64, u64)>>,
     alive_since: AliveSince,
     misses: HashMap<String, u32>,
 }
@@ -198,9 +181,9 @@ pub struct Supervisor {
 /// One supervision tick in progress.
 #[derive(Debug)]
 pub struct Tick {
-    end: (u64, u64),
+    end: TestEnd,
     /// Share holders to probe: node id and address.
-    pub suspects: Vec<(String, String)>,
+    pub suspects: Vec<(String, SocketAddr)>,
 }
 
 impl Supervisor {
@@ -221,10 +204,7 @@ impl Supervisor {
     /// Starts a tick for `plan`: settles `status` (see [`AliveSince`]) and
     /// names the suspects to probe; `None` if the plan has no end to keep.
     pub fn begin(&mut self, plan: &Plan, status: &mut ClusterStatus, now_ms: u64) -> Option<Tick> {
-        let end = (*self
-            .ends
-            .entry((plan.test_id.clone(), plan.rate_updates.len()))
-            .or_insert_with(|| test_end(plan)))?;
+        let end = plan.end()?;
         self.alive_since.settle(status, now_ms);
         Some(Tick {
             end,
@@ -286,6 +266,101 @@ pub fn candidates(alive: &[&MemberStatus]) -> Vec<Candidate> {
         .collect()
 }
 
+/// How the leader reaches a suspect directly.
+pub trait Prober: Send + Sync {
+    /// Whether the peer at `to` answers a status request within
+    /// [`PROBE_TIMEOUT`].
+    fn probe(&self, to: SocketAddr) -> BoxFuture<'_, bool>;
+}
+
+/// How long a supervision command may take to commit: a leader cut off in
+/// a minority cannot commit, and must look again rather than hang.
+pub const COMMIT_WITHIN: Duration = Duration::from_secs(5);
+
+/// What the leader's supervision loop works with.
+pub struct Supervision {
+    /// This peer's Raft handle.
+    pub raft: Raft,
+    /// Its Raft id.
+    pub me: u64,
+    /// Its applied Raft state (the plan in force).
+    pub machine: StateMachine,
+    /// Strategies to re-split with.
+    pub strategies: Arc<Strategies>,
+    /// Its picture of the cluster.
+    pub status: Arc<dyn StatusSource>,
+    /// How it probes suspects.
+    pub prober: Arc<dyn Prober>,
+    /// Wall-clock time.
+    pub clock: Arc<dyn WallClock>,
+}
+
+impl Supervision {
+    /// The leader's duty, every [`SUPERVISE_EVERY`], while this peer leads:
+    /// re-split the running test when a share holder is declared dead (or
+    /// fails its probe) or a new peer is alive, so the cluster keeps its
+    /// total rate, and end the test once every peer is done.
+    pub async fn run(self) {
+        let mut supervisor = Supervisor::new(Arc::clone(&self.strategies));
+        let mut tick = tokio::time::interval(SUPERVISE_EVERY);
+        loop {
+            tick.tick().await;
+            if self.raft.metrics().borrow().current_leader == Some(self.me) {
+                self.once(&mut supervisor).await;
+            } else {
+                supervisor.reset();
+            }
+        }
+    }
+
+    /// Probes each suspect at once; returns those that did not answer.
+    async fn probe(&self, suspects: Vec<(String, SocketAddr)>) -> BTreeSet<String> {
+        let probes = suspects.into_iter().map(|(id, address)| async move {
+            let answered = self.prober.probe(address).await;
+            (!answered).then_some(id)
+        });
+        futures_util::future::join_all(probes)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    async fn once(&self, supervisor: &mut Supervisor) {
+        let Some(plan) = self.machine.state().plan else {
+            return;
+        };
+        let Some(mut status) = self.status.status().await else {
+            return;
+        };
+        let Some(tick) = supervisor.begin(&plan, &mut status, self.clock.unix_ms()) else {
+            return;
+        };
+        let silent = self.probe(tick.suspects.clone()).await;
+        let now_ms = self.clock.unix_ms();
+        let command = match supervisor.finish(&plan, &tick, &status, &silent, now_ms) {
+            Ok(Some(command)) => command,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("cannot re-split test {}: {e}", plan.test_id);
+                return;
+            }
+        };
+        let what = match &command {
+            Command::SetPlan(next) => format!(
+                "re-split at epoch {} over {:?}",
+                next.epoch,
+                next.shares.keys().collect::<Vec<_>>()
+            ),
+            _ => "ended".to_owned(),
+        };
+        match consensus::commit(&self.raft, command, COMMIT_WITHIN).await {
+            Ok(()) => tracing::info!("test {} {what}", plan.test_id),
+            Err(e) => tracing::debug!("test {} not {what}: {e}", plan.test_id),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,7 +393,7 @@ mod tests {
     /// Twice the share for "a", by name.
     struct FavourA;
 
-    impl crate::cluster::plan::DistributionStrategy for FavourA {
+    impl crate::cluster::run::plan::DistributionStrategy for FavourA {
         fn name(&self) -> &str {
             "favour-a"
         }
@@ -343,14 +418,17 @@ mod tests {
         ]);
         let peers = candidates(&all.members.iter().collect::<Vec<_>>());
         let favour = strategies.get("favour-a").unwrap();
-        let plan = Plan::first("t", 0, favour.as_ref(), &peers, String::new()).unwrap();
+        let plan = Plan::first("t", 0, favour.as_ref(), &peers, Default::default()).unwrap();
         assert_eq!(plan.shares["a"], 0.5);
         let c_dead = status(vec![
             member("a", 1, Alive),
             member("b", 2, Alive),
             member("c", 3, Dead),
         ]);
-        let end = (60_000, 0);
+        let end = TestEnd {
+            curve_ends_unix_ms: 60_000,
+            drain_ms: 0,
+        };
         let none = BTreeSet::new();
         let Duty::Resplit(next) = duty(&plan, &strategies, end, &c_dead, &none, 5_000).unwrap()
         else {
@@ -395,7 +473,7 @@ mod tests {
             member("c", 3, Alive),
         ]);
         let peers = candidates(&all.members.iter().collect::<Vec<_>>());
-        let plan = Plan::first("t", 1_000, &Equal, &peers, String::new()).unwrap();
+        let plan = Plan::first("t", 1_000, &Equal, &peers, Default::default()).unwrap();
         let mut restarted = member("c", 33, Alive);
         restarted.generation = 8_000;
         // The old incarnation is still shown alive: only one c is a candidate.
@@ -405,7 +483,10 @@ mod tests {
             member("c", 3, Alive),
             restarted.clone(),
         ]);
-        let end = (60_000, 0);
+        let end = TestEnd {
+            curve_ends_unix_ms: 60_000,
+            drain_ms: 0,
+        };
         let none = BTreeSet::new();
         let Duty::Resplit(next) = duty(&plan, &strategies, end, &both, &none, 9_000).unwrap()
         else {

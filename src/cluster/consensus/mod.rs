@@ -1,8 +1,9 @@
-//! Raft: the replicated log the leader commits load plans through.
+//! Consensus (Raft): the replicated log the leader commits load plans through.
 //!
 //! - [`store`]: the in-memory log and the state machine (the current plan).
 //! - [`rpc`]: Raft RPCs over the peer endpoint's QUIC streams.
 //! - [`runtime`]: tokio, with election timeouts a replaying harness can seed.
+//! - [`coordinator`]: keeps Raft's membership in step with gossip.
 //!
 //! Logs are kept in memory on purpose: a restarted peer comes back under a
 //! new Raft node id (derived from its name and generation), so an empty log
@@ -13,9 +14,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::network::Network;
-use super::plan::Plan;
+use crate::cluster::endpoint::Network;
+use crate::cluster::run::plan::Plan;
 
+pub mod coordinator;
 /// Raft RPCs over the peer endpoint.
 pub mod rpc;
 pub mod runtime;
@@ -87,6 +89,36 @@ pub struct CommandResponse {
     pub accepted: bool,
     /// Why not, when it did not.
     pub message: String,
+}
+
+/// Why a command was not committed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommitError {
+    /// It was committed, and the state machine refused it (say, a stop of
+    /// a test that is not running).
+    #[error("{0}")]
+    Refused(String),
+    /// Raft could not commit it (this peer does not lead, or lost its
+    /// leadership meanwhile).
+    #[error("{0}")]
+    Failed(String),
+    /// It did not commit in time: a leader cut off in a minority cannot.
+    #[error("not committed within {0:?}: is a quorum of voters reachable?")]
+    TimedOut(std::time::Duration),
+}
+
+/// Commits `command` through `raft` (this peer leading) within `within`.
+pub async fn commit(
+    raft: &Raft,
+    command: Command,
+    within: std::time::Duration,
+) -> Result<(), CommitError> {
+    match tokio::time::timeout(within, raft.client_write(command)).await {
+        Ok(Ok(response)) if response.data.accepted => Ok(()),
+        Ok(Ok(response)) => Err(CommitError::Refused(response.data.message)),
+        Ok(Err(e)) => Err(CommitError::Failed(e.to_string())),
+        Err(_) => Err(CommitError::TimedOut(within)),
+    }
 }
 
 /// What every peer agrees on once entries are applied.
@@ -262,7 +294,7 @@ mod tests {
             epoch,
             start_unix_ms: 0,
             shares: BTreeMap::from([("a".to_owned(), 1.0)]).into(),
-            definition: String::new(),
+            definition: Default::default(),
             test_start_unix_ms: 0,
             rate_updates: Vec::new(),
             strategy: "equal".into(),
@@ -326,7 +358,7 @@ mod tests {
     /// state machine puts the same history back.
     #[test]
     fn entries_carry_one_epoch_and_apply_restores_the_kept_ones() {
-        use crate::cluster::plan::{Candidate, Equal, KEPT_EPOCHS};
+        use crate::cluster::run::plan::{Candidate, Equal, KEPT_EPOCHS};
         let peers: Vec<Candidate> = (0..1000)
             .map(|i| Candidate {
                 id: format!("peer-{i:04}"),
@@ -340,7 +372,7 @@ mod tests {
                 .unwrap()
                 .len()
         };
-        let mut leader = Plan::first("t", 0, &Equal, &peers, String::new()).unwrap();
+        let mut leader = Plan::first("t", 0, &Equal, &peers, Default::default()).unwrap();
         let mut state = ClusterState::default();
         assert!(state.apply(&Command::set_plan(&leader)).accepted);
         let one_epoch = encoded(&Command::set_plan(&leader));

@@ -1,177 +1,56 @@
-//! The `vajra-peer` command line, reusable by user binaries via [`main_with`].
-//!
-//! Exit codes: 0 success; 1 runtime error (task setup failed, report not
-//! written); 2 invalid command line or configuration; 3 a threshold failed
-//! (or aborted the run); 4 results unreliable with `--fail-on-unreliable`;
-//! 5 a cluster's test stopped by `vajra-peer stop` before its end (what
-//! `start --wait` returns then); 130 interrupted by Ctrl-C.
+//! `run`, `demo` and `serve`: a test from this process, and the built-in target.
 
 use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 
-use crate::cluster::plan::Strategies;
+use super::process::{
+    EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, EXIT_STOPPED, EXIT_THRESHOLD,
+    EXIT_UNRELIABLE, config_error, runtime,
+};
 use crate::config::duration::HumanDuration;
-use crate::config::{self, ConfigError, RunArgs, RunSettings};
+use crate::config::{self, RunArgs, RunSettings};
 use crate::engine::{LoadModel, StopCause, StopSignal};
 use crate::export::console::{ConsoleObserver, summary};
 use crate::export::{Report, files};
 use crate::target::{Target, TargetBehaviour};
 use crate::task::TaskRegistry;
 
-/// Exit code: success.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: the run could not be carried out.
-pub const EXIT_RUNTIME: u8 = 1;
-/// Exit code: bad command line or configuration.
-pub const EXIT_CONFIG: u8 = 2;
-/// Exit code: a threshold failed.
-pub const EXIT_THRESHOLD: u8 = 3;
-/// Exit code: the self-check failed and `--fail-on-unreliable` was given.
-pub const EXIT_UNRELIABLE: u8 = 4;
-/// Exit code: a cluster's test was stopped by a command before its end.
-pub const EXIT_STOPPED: u8 = 5;
-/// Exit code: interrupted by Ctrl-C.
-pub const EXIT_INTERRUPTED: u8 = 130;
-
-#[derive(Parser)]
-#[command(name = "vajra-peer", version, about = "Coordinated-omission-free load generator", long_about = None)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run a load test from this process.
-    Run(Box<RunArgs>),
-    /// Serve the built-in demo target and load-test it (a one-command tour).
-    Demo(DemoArgs),
-    /// Serve the built-in HTTP target (for demos, tests and benchmarks).
-    Serve(ServeArgs),
-    /// Join a cluster (or start one) and stay in it until stopped.
-    Join(crate::cluster::cli::JoinArgs),
-    /// Show the cluster as one of its peers sees it.
-    Status(crate::cluster::cli::StatusArgs),
-    /// Start a test on the cluster, through any peer (same options as `run`).
-    Start(Box<crate::cluster::cli::StartArgs>),
-    /// Stop the cluster's running test, through any peer.
-    Stop(crate::cluster::cli::StopArgs),
-    /// Change the running test's cluster rate at a new epoch, through any peer.
-    Update(crate::cluster::cli::UpdateArgs),
-}
-
+/// `demo`: the built-in target and a test of it.
 #[derive(Args)]
-struct DemoArgs {
+pub(super) struct DemoArgs {
     /// Target rate.
     #[arg(long, default_value_t = 2000.0)]
-    tps: f64,
+    pub(super) tps: f64,
     /// Length of the demo run.
     #[arg(long, default_value = "10s")]
-    duration: HumanDuration,
+    pub(super) duration: HumanDuration,
 }
 
+/// `serve`: the built-in HTTP target alone.
 #[derive(Args)]
-struct ServeArgs {
+pub(super) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
+    pub(super) listen: SocketAddr,
     /// Delay added to every response.
     #[arg(long, default_value = "0s")]
-    delay: HumanDuration,
+    pub(super) delay: HumanDuration,
     /// Stall periodically: the period.
     #[arg(long)]
-    stall_every: Option<HumanDuration>,
+    pub(super) stall_every: Option<HumanDuration>,
     /// Length of each stall.
     #[arg(long, default_value = "1s")]
-    stall_for: HumanDuration,
+    pub(super) stall_for: HumanDuration,
     /// Runtime threads [default: one per core].
     #[arg(long)]
-    threads: Option<usize>,
-}
-
-/// Runs the `vajra-peer` command line with the tasks in `registry` and the
-/// built-in distribution strategies.
-pub fn main_with(registry: TaskRegistry) -> ExitCode {
-    main_with_strategies(registry, Strategies::with_builtins())
-}
-
-/// Runs the `vajra-peer` command line with the tasks in `registry` and the
-/// distribution strategies in `strategies` (`start --distribution NAME`).
-/// Every peer of a cluster should run the same binary.
-pub fn main_with_strategies(registry: TaskRegistry, strategies: Strategies) -> ExitCode {
-    init_logging();
-    quiet_repeated_panics();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_CONFIG } else { EXIT_OK });
-        }
-    };
-    let code = match cli.command {
-        Command::Run(args) => match config::load(*args) {
-            Ok(settings) => run_settings(&registry, settings, None),
-            Err(e) => config_error(e),
-        },
-        Command::Demo(demo) => run_demo(&registry, demo),
-        Command::Serve(serve) => run_serve(serve),
-        Command::Join(join) => crate::cluster::cli::join(
-            join,
-            std::sync::Arc::new(registry),
-            std::sync::Arc::new(strategies),
-        ),
-        Command::Status(status) => crate::cluster::cli::status(status),
-        Command::Start(start) => crate::cluster::cli::start(*start),
-        Command::Stop(stop) => crate::cluster::cli::stop(stop),
-        Command::Update(update) => crate::cluster::cli::update(update),
-    };
-    ExitCode::from(code)
-}
-
-fn init_logging() {
-    crate::logging::init();
-}
-
-/// Task panics are caught and counted as failures; print the first few and
-/// then keep quiet, so a task that panics on every call cannot flood stderr.
-fn quiet_repeated_panics() {
-    const SHOWN: usize = 3;
-    static SEEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let seen = SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if seen < SHOWN {
-            default_hook(info);
-        } else if seen == SHOWN {
-            eprintln!("(further panics not shown; each is counted as a failure of kind 'panic')");
-        }
-    }));
-}
-
-fn config_error(e: ConfigError) -> u8 {
-    eprintln!("error: {e}");
-    EXIT_CONFIG
-}
-
-pub(crate) fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
+    pub(super) threads: Option<usize>,
 }
 
 /// Runs a resolved configuration and prints its summary; `target` is a
 /// built-in target to serve alongside (the demo).
-fn run_settings(
+pub(super) fn run_settings(
     registry: &TaskRegistry,
     settings: RunSettings,
     target: Option<TargetBehaviour>,
@@ -299,7 +178,7 @@ fn watch_ctrl_c(stop: StopSignal) {
     });
 }
 
-fn run_demo(registry: &TaskRegistry, demo: DemoArgs) -> u8 {
+pub(super) fn run_demo(registry: &TaskRegistry, demo: DemoArgs) -> u8 {
     let args = RunArgs {
         task: Some("http".into()),
         tps: Some(demo.tps),
@@ -321,7 +200,7 @@ fn run_demo(registry: &TaskRegistry, demo: DemoArgs) -> u8 {
     }
 }
 
-fn run_serve(serve: ServeArgs) -> u8 {
+pub(super) fn run_serve(serve: ServeArgs) -> u8 {
     let threads = serve
         .threads
         .unwrap_or_else(crate::metrics::cpu::available_cores);

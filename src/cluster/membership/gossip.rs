@@ -14,7 +14,7 @@ use chitchat::transport::{Socket, Transport};
 use chitchat::{ChitchatMessage, Deserializable, Serializable};
 use parking_lot::Mutex;
 
-use super::network::{GossipInbox, Network};
+use crate::cluster::endpoint::{GossipInbox, Network};
 
 /// A chitchat [`Transport`] backed by a [`Network`].
 pub struct QuicGossip {

@@ -3,7 +3,7 @@
 //! In cluster-secret and insecure modes each peer presents a fresh
 //! self-signed certificate and clients accept any certificate: identity is
 //! proven afterwards by the secret challenge bound to the TLS session (see
-//! [`super::auth`]), which a man in the middle cannot relay. In mutual-TLS
+//! [`crate::cluster::endpoint::auth`]), which a man in the middle cannot relay. In mutual-TLS
 //! mode both sides present certificates that must chain to the cluster CA
 //! and carry the DNS name [`SERVER_NAME`].
 
@@ -14,7 +14,7 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 
-use super::auth::Admission;
+use crate::cluster::endpoint::auth::Admission;
 use crate::tls::{AnyCertificate, provider};
 
 /// ALPN protocol id; a peer speaking another version fails the handshake.

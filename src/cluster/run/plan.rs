@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{self, RunArgs, RunSettings};
+use crate::engine::LoadModel;
 use crate::load::{CurveError, RateCurve, RatePoint};
 
 /// What a strategy knows about a peer that can take a share.
@@ -218,9 +220,9 @@ pub struct Plan {
     pub start_unix_ms: u64,
     /// Fraction of the cluster's rate curve per node id (sums to 1).
     pub shares: Shares,
-    /// The test's settings (`RunArgs` as JSON), the same for every peer.
+    /// The test's settings, the same for every peer.
     #[serde(default)]
-    pub definition: String,
+    pub definition: TestDefinition,
     /// Wall-clock start of the test's first epoch, Unix milliseconds: the
     /// origin of the rate curve every epoch is a part of.
     #[serde(default)]
@@ -240,6 +242,51 @@ pub struct Plan {
     /// start gets this test back instead of a refusal.
     #[serde(default)]
     pub request_id: String,
+}
+
+/// A test's settings as a plan carries them: resolved, validated and
+/// compiled once by the node that accepted the start, so no peer reads a
+/// path from the wire, and the test's end is known without parsing them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TestDefinition {
+    /// The settings (`RunArgs` as JSON, self-contained: see
+    /// [`crate::config::definition`]); a share holder resolves them once,
+    /// when its share starts.
+    pub settings: String,
+    /// The corners of the definition's rate curve (origin at the test's
+    /// start), bounds-checked.
+    pub curve: Vec<RatePoint>,
+    /// How long peers may drain after the curve ends, ms.
+    pub drain_ms: u64,
+}
+
+impl TestDefinition {
+    /// Resolves `args` (a self-contained definition) once, as the node that
+    /// accepts a start does: the definition plans carry, and the settings it
+    /// resolved to. `Err` says what is wrong; a distributed test needs a
+    /// target rate.
+    pub fn compile(args: &RunArgs) -> Result<(Self, RunSettings), String> {
+        let settings =
+            config::definition::resolve_definition(args.clone()).map_err(|e| e.to_string())?;
+        let LoadModel::Open { profile, .. } = &settings.engine.load else {
+            return Err("a distributed test needs a target rate (--tps or a pattern)".into());
+        };
+        let definition = TestDefinition {
+            settings: serde_json::to_string(args).map_err(|e| e.to_string())?,
+            curve: profile.curve.points().to_vec(),
+            drain_ms: settings.engine.drain_timeout.as_millis() as u64,
+        };
+        Ok((definition, settings))
+    }
+}
+
+/// When a test ends, from its plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestEnd {
+    /// When the cluster's rate curve ends, Unix ms.
+    pub curve_ends_unix_ms: u64,
+    /// How long its peers may drain after that, ms.
+    pub drain_ms: u64,
 }
 
 /// How many earlier epochs a plan keeps.
@@ -263,6 +310,8 @@ pub struct ShareChange {
     pub epoch: u64,
     /// Seconds from the test's start.
     pub at_secs: f64,
+    /// The epoch's wall-clock start, Unix milliseconds.
+    pub start_unix_ms: u64,
     /// The node's fraction of the cluster curve from then on (0 if none).
     pub share: f64,
 }
@@ -319,7 +368,7 @@ impl Plan {
         start_unix_ms: u64,
         strategy: &dyn DistributionStrategy,
         peers: &[Candidate],
-        definition: String,
+        definition: TestDefinition,
     ) -> Result<Self, PlanError> {
         Ok(Self {
             test_id: test_id.to_owned(),
@@ -353,6 +402,22 @@ impl Plan {
             strategy: strategy.name().to_owned(),
             past: self.past_with_this(),
             request_id: self.request_id.clone(),
+        })
+    }
+
+    /// The definition's rate curve (origin at the test's start).
+    pub fn base_curve(&self) -> Result<RateCurve, PlanError> {
+        Ok(RateCurve::new(self.definition.curve.clone())?)
+    }
+
+    /// When the test ends (rate updates with a new pattern move it);
+    /// `None` when its definition has no valid rate curve.
+    pub fn end(&self) -> Option<TestEnd> {
+        let curve = self.cluster_curve(&self.base_curve().ok()?).ok()?;
+        let curve_ms = (curve.duration() * 1_000.0) as u64;
+        Some(TestEnd {
+            curve_ends_unix_ms: self.test_start_unix_ms.saturating_add(curve_ms),
+            drain_ms: self.definition.drain_ms,
         })
     }
 
@@ -435,6 +500,7 @@ impl Plan {
         let change = |e: u64, start_ms: u64, shares: &BTreeMap<String, f64>| ShareChange {
             epoch: e,
             at_secs: start_ms.saturating_sub(self.test_start_unix_ms) as f64 / 1_000.0,
+            start_unix_ms: start_ms,
             share: shares.get(node).copied().unwrap_or(0.0),
         };
         self.past
@@ -584,7 +650,7 @@ mod tests {
             .iter()
             .map(|id| peer(id, 1.0, 2, 0.0))
             .collect();
-        let plan = Plan::first("t1", 0, &Equal, &peers, String::new()).unwrap();
+        let plan = Plan::first("t1", 0, &Equal, &peers, TestDefinition::default()).unwrap();
         let total: u64 = peers
             .iter()
             .map(|p| {
@@ -607,7 +673,7 @@ mod tests {
     fn a_new_pattern_replaces_the_rest_of_the_test_and_moves_its_end() {
         let base = RateCurve::constant(1_000.0, 20.0).unwrap();
         let peers = [peer("x", 1.0, 2, 0.0)];
-        let plan = Plan::first("t1", 0, &Equal, &peers, String::new()).unwrap();
+        let plan = Plan::first("t1", 0, &Equal, &peers, TestDefinition::default()).unwrap();
         // At 4 s: a ramp 0 -> 2000/s over 2 s, then 2000/s for 6 s.
         let ramp = RateCurve::new(vec![
             RatePoint { at: 0.0, rate: 0.0 },
@@ -648,7 +714,7 @@ mod tests {
             .iter()
             .map(|id| peer(id, 1.0, 2, 0.0))
             .collect();
-        let first = Plan::first("t1", 1_000, &Equal, &peers, String::new()).unwrap();
+        let first = Plan::first("t1", 1_000, &Equal, &peers, TestDefinition::default()).unwrap();
         // z is lost at 5 s, comes back at 8 s; the rate changes at 12 s.
         let without_z = first.resplit(6_000, &Equal, &peers[..2]).unwrap();
         let with_z = without_z.resplit(9_000, &Equal, &peers).unwrap();

@@ -2,7 +2,7 @@
 //! every kind of peer traffic on streams.
 //!
 //! A connection is admitted by the hello/welcome exchange of
-//! [`super::auth`] on its first bidirectional stream; nothing else is read
+//! [`crate::cluster::endpoint::auth`] on its first bidirectional stream; nothing else is read
 //! or sent before. After that, each message is one stream whose first byte
 //! says what it is: gossip envelopes go on unidirectional streams (so
 //! messages of chitchat's full size pass, unlike QUIC datagrams), requests
@@ -12,6 +12,15 @@
 //! Sending never blocks the caller: each destination has a small queue
 //! drained by its own task, which connects on demand; a dead or frozen peer
 //! only costs its own queue, whose overflow is dropped.
+
+//!
+//! - [`tls`]: TLS 1.3 configuration of the endpoint.
+//! - [`auth`]: the cluster-secret challenge bound to the TLS session.
+//! - [`clock`]: clock offsets between peers, measured over the endpoint.
+
+pub mod auth;
+pub mod clock;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,8 +33,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::auth::{Admission, Hello, PROTOCOL, Role, Welcome, session_ekm};
-use super::tls;
+use crate::cluster::endpoint::auth::{Admission, Hello, PROTOCOL, Role, Welcome, session_ekm};
 
 /// What a stream carries, named by its first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,7 +125,7 @@ pub struct CounterSnapshot {
 }
 
 /// Produces the answer to a status request.
-pub type StatusSource = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
+pub type StatusAnswer = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
 
 /// Answers a request of one stream kind (its body without the kind byte).
 pub type RequestHandler = Arc<
@@ -133,7 +141,7 @@ struct Inner {
     queues: Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>,
     failed_at: Mutex<HashMap<SocketAddr, Instant>>,
     gossip_in: mpsc::Sender<(SocketAddr, Bytes)>,
-    status: Mutex<Option<StatusSource>>,
+    status: Mutex<Option<StatusAnswer>>,
     handlers: Mutex<HashMap<StreamKind, RequestHandler>>,
     counters: Counters,
     /// Refusals per address we tried to join through, with the last reason.
@@ -187,7 +195,7 @@ impl Network {
     }
 
     /// Answers status requests with what `source` returns.
-    pub fn serve_status(&self, source: StatusSource) {
+    pub fn serve_status(&self, source: StatusAnswer) {
         *self.inner.status.lock() = Some(source);
     }
 

@@ -14,12 +14,9 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::network::{Network, StreamKind};
-use super::status::{ClusterStatus, Liveness};
+use crate::cluster::endpoint::{Network, StreamKind};
+use crate::cluster::status::{ClusterStatus, Liveness};
 
-/// Spread of peer clocks above which `status` warns: peers would start a
-/// test, or an epoch, this far apart.
-pub const SKEW_WARNING_MS: f64 = 50.0;
 /// How often offsets are measured again.
 const ROUND_EVERY: Duration = Duration::from_secs(3);
 /// Round trips per peer and round; the shortest one is kept.
@@ -114,7 +111,7 @@ pub async fn track(
             .members
             .iter()
             .filter(|m| m.state == Liveness::Alive && m.id != me)
-            .filter_map(|m| Some((m.id.clone(), m.address.parse().ok()?)))
+            .map(|m| (m.id.clone(), m.address))
             .collect();
         offsets
             .lock()

@@ -1,5 +1,5 @@
 //! Raft RPCs over the peer endpoint: one bidirectional stream of kind
-//! [`StreamKind::Raft`](crate::cluster::network::StreamKind::Raft) per call, bincode-encoded, on the same admitted QUIC
+//! [`crate::cluster::endpoint::StreamKind::Raft`] per call, bincode-encoded, on the same admitted QUIC
 //! connections as gossip. A Raft node's address is its peer's endpoint
 //! address.
 
@@ -19,7 +19,7 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 
 use super::{Raft, TypeConfig};
-use crate::cluster::network::{Network, StreamKind};
+use crate::cluster::endpoint::{Network, StreamKind};
 
 type NodeId = u64;
 
@@ -47,7 +47,7 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
     // No length in a message may claim more than a stream can carry.
     let config =
-        bincode::config::standard().with_limit::<{ crate::cluster::network::MAX_MESSAGE }>();
+        bincode::config::standard().with_limit::<{ crate::cluster::endpoint::MAX_MESSAGE }>();
     bincode::serde::decode_from_slice(bytes, config)
         .map(|(value, _)| value)
         .map_err(|e| e.to_string())

@@ -2,28 +2,27 @@
 //! fetch a peer's report. A peer that is not the Raft leader forwards
 //! start and stop to the leader, so a client may talk to any peer.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use futures_util::future::BoxFuture;
 
-use super::figures::{self, TestFigures};
-use super::network::{Network, StreamKind};
-use super::plan::{Plan, Strategies};
-use super::raft::store::StateMachine;
-use super::raft::{Command, Raft};
-use super::runner::Results;
-use super::status::{ClusterStatus, Liveness};
-use super::supervise::{
-    PROBE_TIMEOUT, RESPLIT_DELAY, SUPERVISE_EVERY, Supervisor, candidates, test_end,
-};
-use crate::config::{self, RunArgs};
-use crate::engine::LoadModel;
+use crate::cluster::consensus::store::StateMachine;
+use crate::cluster::consensus::{self, Command, CommitError, Raft};
+use crate::cluster::endpoint::{Network, StreamKind};
+use crate::cluster::run::figures::TestFigures;
+use crate::cluster::run::plan::{Plan, Strategies, TestDefinition};
+use crate::cluster::run::protocol::{ControlReply, ControlRequest, Refusal};
+use crate::cluster::run::runner::{self, Quorum};
+use crate::cluster::run::share::Results;
+use crate::cluster::run::supervise::{PROBE_TIMEOUT, Prober, RESPLIT_DELAY, candidates};
+use crate::cluster::status::{ClusterStatus, Liveness};
+use crate::cluster::wall::unix_now_ms;
+use crate::config::RunArgs;
 use crate::export::Report;
-use crate::load::{RateCurve, RatePoint};
+use crate::load::RateCurve;
 use crate::task::TaskRegistry;
 
 /// How long the leader waits for a command to commit: a leader cut off in
@@ -33,104 +32,6 @@ pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How far in the future a test starts, so every peer has the plan (and
 /// its instances set up) before the first arrival is due.
 pub const START_DELAY: Duration = Duration::from_millis(1_500);
-
-/// A control request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum ControlRequest {
-    /// Start a test with these settings, split by the named strategy
-    /// ("equal", "weighted" or "capacity").
-    Start {
-        /// The test's definition (self-contained, see
-        /// [`config::definition`]).
-        run: Box<RunArgs>,
-        /// The distribution strategy.
-        distribution: String,
-        /// Chosen by the client once per command: a retry after a lost
-        /// reply carries the same id and gets the test it started, not a
-        /// refusal.
-        #[serde(default)]
-        request_id: String,
-    },
-    /// Stop the running test.
-    Stop,
-    /// Change the running test's cluster rate until its planned end.
-    Update(f64),
-    /// Replace the rest of the running test with this pattern (a rate
-    /// curve whose time 0 is a fraction of a second from now).
-    UpdatePattern(Vec<RatePoint>),
-    /// This peer's report of a test (figures so far while it runs), its
-    /// series without the first `skip` windows: a client polling a long
-    /// test asks only for the windows it has not seen (closed windows never
-    /// change).
-    Results {
-        /// The test.
-        test_id: String,
-        /// Windows of the series the client already has.
-        skip: usize,
-        /// The incarnation (generation) those windows came from: a peer
-        /// restarted since answers its whole series instead.
-        #[serde(default)]
-        generation: Option<u64>,
-    },
-    /// The plan the leader has committed (forwarded to the leader).
-    CurrentPlan,
-    /// The current or last test's cluster-wide figures, merged by the peer
-    /// asked (not forwarded).
-    Figures,
-}
-
-/// Why a control request was not done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Refusal {
-    /// No leader is known, reachable or confirmed right now, or a commit
-    /// did not finish: the same request may be sent again in a moment.
-    Retry,
-    /// The request itself is wrong (bad settings, unknown strategy).
-    Invalid,
-    /// It does not fit the cluster's state (a test already running, none
-    /// running).
-    Conflict,
-    /// This peer has nothing to give (no report yet, its run failed).
-    Unavailable,
-}
-
-/// The answer to a control request.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ControlReply {
-    /// Whether it was done.
-    pub ok: bool,
-    /// What happened, or why not.
-    pub message: String,
-    /// The plan committed by a start.
-    pub plan: Option<Plan>,
-    /// Peers taking part: node id → endpoint address.
-    pub peers: BTreeMap<String, String>,
-    /// A report, for `Results`.
-    pub report: Option<Report>,
-    /// Merged figures, for `Figures`.
-    #[serde(default)]
-    pub figures: Option<TestFigures>,
-    /// Why not, when it was not done.
-    #[serde(default)]
-    pub refusal: Option<Refusal>,
-    /// The answering peer's incarnation (its generation), for `Results`:
-    /// a peer restarted under its old name answers with a new one, and its
-    /// figures are another incarnation's, kept apart from the first's.
-    #[serde(default)]
-    pub generation: Option<u64>,
-}
-
-impl ControlReply {
-    fn refused(refusal: Refusal, message: impl Into<String>) -> Self {
-        Self {
-            ok: false,
-            message: message.into(),
-            refusal: Some(refusal),
-            ..Self::default()
-        }
-    }
-}
 
 /// What the control handler needs.
 #[derive(Clone)]
@@ -324,7 +225,7 @@ impl Controller {
             .members
             .iter()
             .filter(|m| m.state != Liveness::Dead && m.id != status.node)
-            .filter_map(|m| Some((m.id.clone(), m.address.parse().ok()?)))
+            .map(|m| (m.id.clone(), m.address))
             .collect();
         let own = self
             .results
@@ -332,7 +233,7 @@ impl Controller {
             .get_mut(&test_id)
             .and_then(|result| result.report_after(usize::MAX).ok())
             .map(|report| (status.node.clone(), report));
-        match figures::gather(&self.network, &test_id, others, own, &holders).await {
+        match gather_figures(&self.network, &test_id, others, own, &holders).await {
             Ok(figures) => ControlReply {
                 ok: true,
                 figures: Some(figures),
@@ -354,16 +255,10 @@ impl Controller {
             Ok(strategy) => strategy,
             Err(e) => return ControlReply::refused(Refusal::Invalid, e),
         };
-        let settings = match config::definition::resolve_definition(args.clone()) {
-            Ok(s) => s,
-            Err(e) => return ControlReply::refused(Refusal::Invalid, e.to_string()),
+        let (definition, settings) = match TestDefinition::compile(&args) {
+            Ok(compiled) => compiled,
+            Err(e) => return ControlReply::refused(Refusal::Invalid, e),
         };
-        if !matches!(settings.engine.load, LoadModel::Open { .. }) {
-            return ControlReply::refused(
-                Refusal::Invalid,
-                "a distributed test needs a target rate (--tps or a pattern)",
-            );
-        }
         if let Err(e) = self.registry.build(&settings.task) {
             return ControlReply::refused(Refusal::Invalid, format!("{e:#}"));
         }
@@ -376,8 +271,7 @@ impl Controller {
             .filter(|m| m.state == Liveness::Alive)
             .collect();
         let candidates = candidates(&live);
-        let now_ms = now_ms();
-        let definition = serde_json::to_string(&args).expect("settings serialise");
+        let now_ms = unix_now_ms();
         let test_id = format!("t{now_ms}");
         let plan = match Plan::first(
             &test_id,
@@ -421,24 +315,12 @@ impl Controller {
 
     /// Commits `command` within [`COMMIT_TIMEOUT`]; a refusal says why not.
     async fn commit(&self, command: Command, what: &str) -> Result<(), ControlReply> {
-        let write = self.raft.client_write(command);
-        match tokio::time::timeout(COMMIT_TIMEOUT, write).await {
-            Ok(Ok(response)) if response.data.accepted => Ok(()),
-            Ok(Ok(response)) => Err(ControlReply::refused(
-                Refusal::Conflict,
-                response.data.message,
-            )),
-            Ok(Err(e)) => Err(ControlReply::refused(
-                Refusal::Retry,
-                format!("could not commit {what}: {e}"),
-            )),
-            Err(_) => Err(ControlReply::refused(
-                Refusal::Retry,
-                format!(
-                    "could not commit {what} within {COMMIT_TIMEOUT:?}: is a quorum of voters reachable?"
-                ),
-            )),
-        }
+        consensus::commit(&self.raft, command, COMMIT_TIMEOUT)
+            .await
+            .map_err(|e| match e {
+                CommitError::Refused(message) => ControlReply::refused(Refusal::Conflict, message),
+                e => ControlReply::refused(Refusal::Retry, format!("could not commit {what}: {e}")),
+            })
     }
 
     async fn update(&self, change: RateChange) -> ControlReply {
@@ -453,8 +335,8 @@ impl Controller {
         let Some(plan) = self.machine.state().plan else {
             return ControlReply::refused(Refusal::Conflict, "no test is running");
         };
-        let at_ms = now_ms() + RESPLIT_DELAY.as_millis() as u64;
-        if test_end(&plan).is_none_or(|(end, _)| at_ms >= end) {
+        let at_ms = unix_now_ms() + RESPLIT_DELAY.as_millis() as u64;
+        if plan.end().is_none_or(|end| at_ms >= end.curve_ends_unix_ms) {
             return ControlReply::refused(
                 Refusal::Conflict,
                 "the test is ending; nothing left to update",
@@ -505,6 +387,37 @@ impl Controller {
     }
 }
 
+impl Prober for Controller {
+    fn probe(&self, to: SocketAddr) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            self.network
+                .request(to, StreamKind::Status, &[], PROBE_TIMEOUT)
+                .await
+                .is_ok()
+        })
+    }
+}
+
+impl Quorum for Controller {
+    fn cut_off(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            let voters = self
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .collect();
+            (self.status)().is_some_and(|status| runner::cut_off(&status, &voters))
+        })
+    }
+
+    fn leader_plan(&self) -> BoxFuture<'_, Option<Option<Plan>>> {
+        Box::pin(Controller::leader_plan(self))
+    }
+}
+
 /// What an update changes the rate to.
 enum RateChange {
     /// A constant rate until the test's planned end.
@@ -513,81 +426,42 @@ enum RateChange {
     Pattern(RateCurve),
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+/// How long the answering node waits for each participant's report.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
 
-impl Controller {
-    /// The leader's duty, every tick: re-split the running test when a
-    /// share holder is declared dead or a new peer is alive (the cluster
-    /// keeps its total rate), and end the test once every peer is done.
-    pub async fn supervise(self) {
-        let mut supervisor = Supervisor::new(Arc::clone(&self.strategies));
-        let mut tick = tokio::time::interval(SUPERVISE_EVERY);
-        loop {
-            tick.tick().await;
-            if self.raft.metrics().borrow().current_leader == Some(self.me) {
-                self.supervise_once(&mut supervisor).await;
-            } else {
-                supervisor.reset();
-            }
+/// Fetches `test_id`'s report so far from each of `members` (id and
+/// address; `own` is this node's, already at hand), and merges what
+/// answers. `holders` are the current epoch's share holders, named as
+/// missing if they do not answer.
+async fn gather_figures(
+    network: &Network,
+    test_id: &str,
+    members: Vec<(String, SocketAddr)>,
+    own: Option<(String, Report)>,
+    holders: &[String],
+) -> Result<TestFigures, String> {
+    let request = serde_json::to_vec(&ControlRequest::Results {
+        test_id: test_id.to_owned(),
+        skip: usize::MAX,
+        generation: None,
+    })
+    .expect("requests serialise");
+    let asks = members.into_iter().map(|(id, addr)| {
+        let request = &request;
+        async move {
+            let answer = network
+                .request(addr, StreamKind::Control, request, FETCH_TIMEOUT)
+                .await
+                .ok()?;
+            let reply: ControlReply = serde_json::from_slice(&answer).ok()?;
+            Some((id, reply.report?))
         }
-    }
-
-    /// Probes each suspect directly; returns those that did not answer.
-    async fn probe(&self, suspects: Vec<(String, String)>) -> BTreeSet<String> {
-        let probes = suspects.into_iter().map(|(id, address)| async move {
-            let answered = match address.parse::<SocketAddr>() {
-                Ok(addr) => self
-                    .network
-                    .request(addr, StreamKind::Status, &[], PROBE_TIMEOUT)
-                    .await
-                    .is_ok(),
-                Err(_) => false,
-            };
-            (!answered).then_some(id)
-        });
-        futures_util::future::join_all(probes)
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
-    }
-
-    async fn supervise_once(&self, supervisor: &mut Supervisor) {
-        let Some(plan) = self.machine.state().plan else {
-            return;
-        };
-        let Some(mut status) = (self.status)() else {
-            return;
-        };
-        let Some(tick) = supervisor.begin(&plan, &mut status, now_ms()) else {
-            return;
-        };
-        let silent = self.probe(tick.suspects.clone()).await;
-        let command = match supervisor.finish(&plan, &tick, &status, &silent, now_ms()) {
-            Ok(Some(command)) => command,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!("cannot re-split test {}: {e}", plan.test_id);
-                return;
-            }
-        };
-        let what = match &command {
-            Command::SetPlan(next) => format!(
-                "re-split at epoch {} over {:?}",
-                next.epoch,
-                next.shares.keys().collect::<Vec<_>>()
-            ),
-            _ => "ended".to_owned(),
-        };
-        match self.commit(command, &what).await {
-            Ok(()) => tracing::info!("test {} {what}", plan.test_id),
-            Err(refusal) => {
-                tracing::debug!("test {} not {what}: {}", plan.test_id, refusal.message)
-            }
-        }
-    }
+    });
+    let parts: Vec<(String, Report)> = futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .chain(own)
+        .collect();
+    TestFigures::merge(test_id, parts, holders)
 }

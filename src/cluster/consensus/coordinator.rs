@@ -1,8 +1,8 @@
 //! Keeping Raft's membership in step with gossip's.
 //!
 //! Gossip says who is alive; Raft needs a small, stable set of voters. Each
-//! peer runs [`tick`] periodically; its decisions come from the pure [`decide`], which the
-//! simulation can drive directly:
+//! peer (and each simulated one) runs [`Coordination::run`]; its decisions
+//! come from the pure [`decide`]:
 //!
 //! - **Bootstrap.** While no live peer belongs to a Raft cluster, the peer
 //!   with the smallest Raft id initialises one with itself once the
@@ -31,9 +31,15 @@ use openraft::ChangeMembers;
 // Tokio's clock (the same as std's unless paused, as the simulation does).
 use tokio::time::Instant;
 
-use super::raft::Raft;
-use super::state::RaftRole;
-use super::status::{ClusterStatus, Liveness};
+use std::sync::Arc;
+
+use chitchat::Chitchat;
+
+use crate::cluster::consensus::Raft;
+use crate::cluster::consensus::store::StateMachine;
+use crate::cluster::membership::gossip_changed;
+use crate::cluster::membership::state::{RAFT_CLUSTER, RAFT_ROLE, RaftRole};
+use crate::cluster::status::{ClusterStatus, Liveness, StatusSource};
 
 /// The least time the live set must stay unchanged before a bootstrap.
 pub const SETTLE: Duration = Duration::from_secs(1);
@@ -183,9 +189,7 @@ pub fn observed(status: &ClusterStatus, me: u64, my_addr: SocketAddr) -> Observe
         .find(|m| m.info.raft_id == me)
         .map_or(0, |m| m.info.raft_cluster);
     for m in &status.members {
-        let Ok(addr) = m.address.parse::<SocketAddr>() else {
-            continue;
-        };
+        let addr = m.address;
         if m.info.raft_id == 0 {
             continue;
         }
@@ -214,8 +218,8 @@ pub fn observed(status: &ClusterStatus, me: u64, my_addr: SocketAddr) -> Observe
 
 /// One coordinator tick for peer `me`: reads gossip's `status` and Raft,
 /// carries out what [`decide`] says, and returns the Raft role to gossip
-/// (under [`super::state::RAFT_ROLE`]).
-pub async fn tick(
+/// (under [`crate::cluster::membership::state::RAFT_ROLE`]).
+pub async fn tick_once(
     status: &ClusterStatus,
     raft: &Raft,
     me: u64,
@@ -249,6 +253,55 @@ pub async fn tick(
     let actions = decide(&observed, &view(raft, me), settled);
     apply(raft, me, my_addr, actions).await;
     role(&view(raft, me), me)
+}
+
+/// What the coordinator loop works with.
+pub struct Coordination {
+    /// This peer's Raft handle.
+    pub raft: Raft,
+    /// Its Raft id.
+    pub me: u64,
+    /// Its endpoint address, as others reach it.
+    pub address: SocketAddr,
+    /// Its applied Raft state (for the Raft cluster's identity).
+    pub machine: StateMachine,
+    /// Its gossip, where it publishes its Raft role and cluster.
+    pub chitchat: Arc<tokio::sync::Mutex<Chitchat>>,
+    /// Its picture of the cluster.
+    pub status: Arc<dyn StatusSource>,
+    /// How long the live set must stay unchanged before a bootstrap.
+    pub settle: Duration,
+}
+
+impl Coordination {
+    /// Every [`TICK`]: keeps Raft's membership in step with gossip and
+    /// gossips this peer's Raft role and Raft cluster. An initialised
+    /// follower decides nothing ([`decide`] has no action for it), so its
+    /// tick builds no picture of the cluster (at 1000 simulated peers that
+    /// picture is the costliest thing a tick does).
+    pub async fn run(self) {
+        let mut settling = Settling::new(self.settle);
+        let mut gossiped_role = RaftRole::None;
+        let mut gossiped_cluster = 0;
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tick.tick().await;
+            // Its Raft cluster, so leaders tell a stale member of their
+            // own cluster from a foreign one.
+            let cluster = self.machine.state().founded_by;
+            gossip_changed(&self.chitchat, RAFT_CLUSTER, &mut gossiped_cluster, cluster).await;
+            let raft_view = view(&self.raft, self.me);
+            let role = if raft_view.initialized && !raft_view.is_leader {
+                role(&raft_view, self.me)
+            } else {
+                let Some(status) = self.status.status().await else {
+                    continue;
+                };
+                tick_once(&status, &self.raft, self.me, self.address, &mut settling).await
+            };
+            gossip_changed(&self.chitchat, RAFT_ROLE, &mut gossiped_role, role).await;
+        }
+    }
 }
 
 /// Reads this peer's Raft state.

@@ -1,0 +1,112 @@
+//! The control protocol: what a client (or a peer) asks a peer on a
+//! control stream, and what it answers. Messages are JSON, one per stream.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::run::figures::TestFigures;
+use crate::cluster::run::plan::Plan;
+use crate::config::RunArgs;
+use crate::export::Report;
+use crate::load::RatePoint;
+
+/// A control request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControlRequest {
+    /// Start a test with these settings, split by the named strategy
+    /// ("equal", "weighted" or "capacity").
+    Start {
+        /// The test's definition (self-contained, see
+        /// [`crate::config::definition`]).
+        run: Box<RunArgs>,
+        /// The distribution strategy.
+        distribution: String,
+        /// Chosen by the client once per command: a retry after a lost
+        /// reply carries the same id and gets the test it started, not a
+        /// refusal.
+        #[serde(default)]
+        request_id: String,
+    },
+    /// Stop the running test.
+    Stop,
+    /// Change the running test's cluster rate until its planned end.
+    Update(f64),
+    /// Replace the rest of the running test with this pattern (a rate
+    /// curve whose time 0 is a fraction of a second from now).
+    UpdatePattern(Vec<RatePoint>),
+    /// This peer's report of a test (figures so far while it runs), its
+    /// series without the first `skip` windows: a client polling a long
+    /// test asks only for the windows it has not seen (closed windows never
+    /// change).
+    Results {
+        /// The test.
+        test_id: String,
+        /// Windows of the series the client already has.
+        skip: usize,
+        /// The incarnation (generation) those windows came from: a peer
+        /// restarted since answers its whole series instead.
+        #[serde(default)]
+        generation: Option<u64>,
+    },
+    /// The plan the leader has committed (forwarded to the leader).
+    CurrentPlan,
+    /// The current or last test's cluster-wide figures, merged by the peer
+    /// asked (not forwarded).
+    Figures,
+}
+
+/// Why a control request was not done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Refusal {
+    /// No leader is known, reachable or confirmed right now, or a commit
+    /// did not finish: the same request may be sent again in a moment.
+    Retry,
+    /// The request itself is wrong (bad settings, unknown strategy).
+    Invalid,
+    /// It does not fit the cluster's state (a test already running, none
+    /// running).
+    Conflict,
+    /// This peer has nothing to give (no report yet, its run failed).
+    Unavailable,
+}
+
+/// The answer to a control request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ControlReply {
+    /// Whether it was done.
+    pub ok: bool,
+    /// What happened, or why not.
+    pub message: String,
+    /// The plan committed by a start.
+    pub plan: Option<Plan>,
+    /// Peers taking part: node id → endpoint address.
+    pub peers: BTreeMap<String, SocketAddr>,
+    /// A report, for `Results`.
+    pub report: Option<Report>,
+    /// Merged figures, for `Figures`.
+    #[serde(default)]
+    pub figures: Option<TestFigures>,
+    /// Why not, when it was not done.
+    #[serde(default)]
+    pub refusal: Option<Refusal>,
+    /// The answering peer's incarnation (its generation), for `Results`:
+    /// a peer restarted under its old name answers with a new one, and its
+    /// figures are another incarnation's, kept apart from the first's.
+    #[serde(default)]
+    pub generation: Option<u64>,
+}
+
+impl ControlReply {
+    /// A reply saying the request was not done, and why.
+    pub fn refused(refusal: Refusal, message: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            message: message.into(),
+            refusal: Some(refusal),
+            ..Self::default()
+        }
+    }
+}

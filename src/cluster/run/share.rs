@@ -1,0 +1,318 @@
+//! A peer's share of a test, as something that runs it: the [`Share`] seam
+//! the runner drives, and its implementation on the standalone engine,
+//! which keeps each test's report for whoever asks (`start --wait` merges
+//! them) and publishes the peer's activity for gossip. The simulation
+//! implements the same seam with a ledger of what each peer would send.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+
+use crate::cluster::membership::state::Digest;
+use crate::cluster::run::plan::{Plan, ShareChange};
+use crate::config::{self, RunArgs};
+use crate::engine::{EngineConfig, LoadControl, LoadModel, RunObserver, StopSignal};
+use crate::export::Report;
+use crate::load::RateCurve;
+use crate::load::profile::CompiledProfile;
+use crate::metrics::{Aggregator, Phase, WindowReport};
+use crate::task::TaskRegistry;
+
+/// How far behind its schedule a share may fall (a frozen process) before
+/// it holds and confirms the current epoch with the leader.
+pub const STALL_GUARD: Duration = Duration::from_millis(750);
+
+/// One test's share running on this peer, as the runner steers it.
+pub trait Share: Send {
+    /// Follows `change` (an epoch of `plan` after the one it runs) from
+    /// `change.at_secs` on the run clock, at the rate `tail` (whose time 0
+    /// is then).
+    fn follow(&mut self, plan: &Plan, change: &ShareChange, tail: RateCurve);
+    /// Stops sending now, until the next [`follow`](Self::follow) or
+    /// [`release`](Self::release) (the peer is cut off from the quorum).
+    fn hold_now(&mut self);
+    /// Whether it holds: after [`hold_now`](Self::hold_now), or on its own
+    /// after falling more than [`STALL_GUARD`] behind (a frozen process).
+    fn is_held(&mut self) -> bool;
+    /// Goes on after a hold, sending what it owes.
+    fn release(&mut self);
+    /// Stops for good (the test was stopped, or ended).
+    fn stop(&mut self);
+    /// Whether its run is over (it finished or failed).
+    fn is_over(&self) -> bool;
+}
+
+/// What starts shares.
+pub trait ShareEngine: Send + Sync {
+    /// Starts this peer's share of `plan`: `curve` on a run clock whose
+    /// origin is the test's start (idle until this epoch's start).
+    fn start(&self, plan: &Plan, curve: RateCurve) -> Result<Box<dyn Share>, String>;
+}
+
+/// What this peer has to say about a test.
+#[derive(Debug, Clone)]
+pub enum PeerResult {
+    /// Still running: its figures so far (outcome "running").
+    Running(Box<Report>),
+    /// Finished: its final report.
+    Finished(Box<Report>),
+    /// Its run could not be carried out.
+    Failed(String),
+}
+
+impl PeerResult {
+    /// A copy of its report with the series' first `skip` windows left
+    /// out (they are not copied at all: a long test's series is most of a
+    /// report, and clients poll every 200 ms); `Err` if the run failed.
+    pub fn report_after(&mut self, skip: usize) -> Result<Report, String> {
+        match self {
+            PeerResult::Running(report) | PeerResult::Finished(report) => {
+                let series = std::mem::take(&mut report.series);
+                let mut copy = (**report).clone();
+                copy.series = series.get(skip..).unwrap_or_default().to_vec();
+                report.series = series;
+                Ok(copy)
+            }
+            PeerResult::Failed(e) => Err(e.clone()),
+        }
+    }
+
+    /// Whether the run is over (finished or failed).
+    pub fn is_over(&self) -> bool {
+        !matches!(self, Self::Running(_))
+    }
+}
+
+/// This peer's results, by test id.
+pub type Results = Arc<Mutex<BTreeMap<String, PeerResult>>>;
+
+/// What this peer is doing, for gossip.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Activity {
+    /// "idle", "running T (epoch E)" or "finished T".
+    pub status: String,
+    /// Rate this peer is asked for now.
+    pub target_rate: f64,
+    /// Rate it achieved in the last second.
+    pub achieved_rate: f64,
+    /// Figures of its test so far, for gossip.
+    pub digest: Digest,
+}
+
+/// Shared activity, read by the gossip refresher.
+pub type SharedActivity = Arc<Mutex<Activity>>;
+
+/// Shares run by the standalone engine with the tasks in `registry`.
+pub struct EngineShares {
+    /// Tasks this peer can run.
+    pub registry: Arc<TaskRegistry>,
+    /// Where each test's report goes.
+    pub results: Results,
+    /// What this peer is doing, for gossip.
+    pub activity: SharedActivity,
+}
+
+impl ShareEngine for EngineShares {
+    fn start(&self, plan: &Plan, curve: RateCurve) -> Result<Box<dyn Share>, String> {
+        let started = self.start_engine(plan, curve);
+        if let Err(e) = &started {
+            self.results
+                .lock()
+                .insert(plan.test_id.clone(), PeerResult::Failed(e.clone()));
+        }
+        started
+    }
+}
+
+impl EngineShares {
+    fn start_engine(&self, plan: &Plan, curve: RateCurve) -> Result<Box<dyn Share>, String> {
+        let args: RunArgs = serde_json::from_str(&plan.definition.settings)
+            .map_err(|e| format!("bad test definition: {e}"))?;
+        let settings = config::definition::resolve_definition(args).map_err(|e| e.to_string())?;
+        let LoadModel::Open {
+            profile,
+            preallocate,
+            max_in_flight,
+            saturation,
+            dispatch_quantum,
+            max_lag,
+        } = settings.engine.load.clone()
+        else {
+            return Err("a distributed test needs a target rate".into());
+        };
+        // The run clock starts at the test's start for every peer, so windows
+        // are the test's seconds and merge second by second.
+        let warmup_secs = profile.warmup_secs;
+        let engine = EngineConfig {
+            load: LoadModel::Open {
+                profile: CompiledProfile { curve, warmup_secs },
+                preallocate,
+                max_in_flight,
+                saturation,
+                dispatch_quantum,
+                max_lag,
+            },
+            start_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(plan.test_start_unix_ms)),
+            ..settings.engine.clone()
+        };
+        let runnable = self
+            .registry
+            .build(&settings.task)
+            .map_err(|e| format!("{e:#}"))?;
+        let (control, stop) = (LoadControl::new(), StopSignal::new());
+        control.hold_when_behind(STALL_GUARD);
+        let task = {
+            let (control, stop) = (control.clone(), stop.clone());
+            let (results, activity) = (Arc::clone(&self.results), Arc::clone(&self.activity));
+            let test_id = plan.test_id.clone();
+            let label = format!("running {} (epoch {})", plan.test_id, plan.epoch);
+            async move {
+                activity.lock().status = label;
+                let mut observer = ActivityObserver {
+                    activity: Arc::clone(&activity),
+                    results: Arc::clone(&results),
+                    test_id: test_id.clone(),
+                    task: settings.task.name.clone(),
+                    warmup_secs,
+                };
+                let outcome = runnable
+                    .run_controlled(engine, &mut observer, stop, control)
+                    .await;
+                let result = match outcome {
+                    Ok(o) => PeerResult::Finished(Box::new(Report::build(
+                        &settings.task.name,
+                        &o,
+                        &settings.thresholds,
+                        settings.reliable_lag,
+                    ))),
+                    Err(e) => PeerResult::Failed(e.to_string()),
+                };
+                let main = match &result {
+                    PeerResult::Failed(e) => {
+                        tracing::warn!("test {test_id} failed here: {e}");
+                        None
+                    }
+                    PeerResult::Finished(report) | PeerResult::Running(report) => {
+                        tracing::info!("test {test_id} finished here");
+                        Some(report.main.clone())
+                    }
+                };
+                results.lock().insert(test_id.clone(), result);
+                let mut activity = activity.lock();
+                let last = activity.digest;
+                let digest = main.map_or(last, |main| Digest::of(&main, last.version + 1));
+                *activity = Activity {
+                    status: format!("finished {test_id}"),
+                    digest,
+                    ..Activity::default()
+                };
+            }
+        };
+        tokio::spawn(task);
+        Ok(Box::new(EngineShare {
+            test_id: plan.test_id.clone(),
+            control,
+            stop,
+            results: Arc::clone(&self.results),
+            activity: Arc::clone(&self.activity),
+        }))
+    }
+}
+
+/// A share the standalone engine runs.
+struct EngineShare {
+    test_id: String,
+    control: LoadControl,
+    stop: StopSignal,
+    results: Results,
+    activity: SharedActivity,
+}
+
+impl Share for EngineShare {
+    fn follow(&mut self, plan: &Plan, change: &ShareChange, tail: RateCurve) {
+        self.control.update(change.at_secs, tail);
+        self.activity.lock().status = format!("running {} (epoch {})", plan.test_id, change.epoch);
+    }
+
+    fn hold_now(&mut self) {
+        self.control.hold_now();
+    }
+
+    fn is_held(&mut self) -> bool {
+        self.control.is_held()
+    }
+
+    fn release(&mut self) {
+        self.control.release();
+    }
+
+    fn stop(&mut self) {
+        self.stop.stop_on_command();
+    }
+
+    fn is_over(&self) -> bool {
+        self.results
+            .lock()
+            .get(&self.test_id)
+            .is_some_and(PeerResult::is_over)
+    }
+}
+
+/// Publishes the run's rates for gossip and its figures so far for
+/// `start --wait` (which keeps the last ones of a peer that dies).
+struct ActivityObserver {
+    activity: SharedActivity,
+    results: Results,
+    test_id: String,
+    task: String,
+    warmup_secs: f64,
+}
+
+/// How often a running share refreshes its figures so far: a peer that
+/// dies takes at most this much unreported work with it.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+impl ActivityObserver {
+    fn publish(&self, totals: &Aggregator, elapsed_s: f64) {
+        let snapshot = Report::snapshot(&self.task, totals, self.warmup_secs, elapsed_s);
+        self.results.lock().insert(
+            self.test_id.clone(),
+            PeerResult::Running(Box::new(snapshot)),
+        );
+    }
+}
+
+impl RunObserver for ActivityObserver {
+    fn progress_interval(&self) -> Option<Duration> {
+        Some(PROGRESS_EVERY)
+    }
+
+    fn on_progress(&mut self, preview: &Aggregator, elapsed_s: f64) {
+        self.publish(preview, elapsed_s);
+    }
+
+    fn on_window(
+        &mut self,
+        window: &WindowReport,
+        target: Option<f64>,
+        totals: &Aggregator,
+    ) -> Option<String> {
+        {
+            let mut activity = self.activity.lock();
+            activity.target_rate = target.unwrap_or(0.0);
+            activity.achieved_rate = window.rate;
+            let main = totals.phase_total(Phase::Main);
+            activity.digest = Digest {
+                version: activity.digest.version + 1,
+                completed: main.completed(),
+                failures: main.failure,
+                p50_us: main.latency.value_at_quantile(0.5) as f64 / 1_000.0,
+                p99_us: main.latency.value_at_quantile(0.99) as f64 / 1_000.0,
+            };
+        }
+        self.publish(&totals.preview(), (window.second + 1) as f64);
+        None
+    }
+}
