@@ -17,7 +17,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use vajra::cluster::run::plan::{Candidate, DistributionStrategy, Strategies};
-use vajra::task::{Task, TaskError, TaskRegistry, TaskResult, ThreadStrategy};
+use vajra::engine::TaskRegistry;
+use vajra::task::{Task, TaskError, TaskResult, ThreadStrategy};
 
 /// Data shared read-only by every instance, built once by the factory.
 struct Payload {

@@ -4,7 +4,8 @@
 //! cargo run --release --example minimal_task -- run --task ping --tps 100 --duration 5s
 //! ```
 
-use vajra::task::{Task, TaskRegistry, TaskResult};
+use vajra::engine::TaskRegistry;
+use vajra::task::{Task, TaskResult};
 
 struct Ping;
 

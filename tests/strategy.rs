@@ -13,7 +13,7 @@ use vajra::cluster::run::plan::{Candidate, DistributionStrategy, Strategies};
 use vajra::cluster::run::protocol::{ControlReply, ControlRequest, Refusal};
 use vajra::cluster::{Admission, ClusterStatus, Peer, PeerConfig};
 use vajra::config::RunArgs;
-use vajra::task::TaskRegistry;
+use vajra::engine::TaskRegistry;
 
 /// Gives the first peer (by id) three times the share of any other.
 struct FavourFirst;

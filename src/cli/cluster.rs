@@ -17,8 +17,8 @@ use crate::cluster::run::protocol::{ControlReply, ControlRequest, Refusal};
 use crate::cluster::status::ClusterStatus;
 use crate::config::RunArgs;
 use crate::config::duration::HumanDuration;
+use crate::engine::TaskRegistry;
 use crate::export::Outcome;
-use crate::task::TaskRegistry;
 
 /// Default UDP port of a peer.
 pub const DEFAULT_PORT: u16 = 7700;

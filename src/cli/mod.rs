@@ -23,7 +23,7 @@ use run::{DemoArgs, ServeArgs, run_demo, run_serve, run_settings};
 
 use crate::cluster::run::plan::Strategies;
 use crate::config::{self, RunArgs};
-use crate::task::TaskRegistry;
+use crate::engine::TaskRegistry;
 
 #[derive(Parser)]
 #[command(name = "vajra-peer", version, about = "Coordinated-omission-free load generator", long_about = None)]

@@ -11,11 +11,11 @@ use super::process::{
 };
 use crate::config::duration::HumanDuration;
 use crate::config::{self, RunArgs, RunSettings};
+use crate::engine::TaskRegistry;
 use crate::engine::{LoadModel, StopCause, StopSignal};
 use crate::export::console::{ConsoleObserver, summary};
 use crate::export::{Report, files};
 use crate::target::{Target, TargetBehaviour};
-use crate::task::TaskRegistry;
 
 /// `demo`: the built-in target and a test of it.
 #[derive(Args)]

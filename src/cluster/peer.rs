@@ -36,8 +36,8 @@ use crate::cluster::run::share::{Activity, EngineShares, Results, SharedActivity
 use crate::cluster::run::supervise::Supervision;
 use crate::cluster::status::{ClusterStatus, StatusSource, TestStatus};
 use crate::cluster::wall::{self, unix_now_ms};
+use crate::engine::TaskRegistry;
 use crate::metrics::cpu::{CpuMeter, available_cores};
-use crate::task::TaskRegistry;
 
 /// Everything a peer needs to join.
 #[derive(Debug, Clone)]

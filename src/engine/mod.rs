@@ -9,6 +9,7 @@
 //! [`RunOutcome`] carries to the reports.
 //!
 //! - [`clock`]: the run's monotonic clock.
+//! - [`registry`]: tasks by name, type-erased once for the engine.
 //! - [`scheduler`]: the arrival scheduler thread and saturation policy.
 //! - [`stop`]: the stop signal (Ctrl-C, aborts).
 //! - [`worker`]: the worker loops and the instrumented execution.
@@ -20,10 +21,12 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 
 pub mod clock;
+pub mod registry;
 pub mod scheduler;
 pub mod stop;
 pub mod worker;
 
+pub use registry::{RunnableTask, TaskRegistry, UnknownTask};
 pub use scheduler::{CurveUpdate, LoadControl, Saturation};
 pub use stop::{StopCause, StopSignal};
 

@@ -7,9 +7,11 @@
 //! instance never runs concurrently with itself, so it may own a connection
 //! through `&mut self`.
 //!
-//! - [`registry`]: tasks by name, so a user binary can expose its own tasks
-//!   through the standard command line.
+//! - [`options`]: what a task's builder is configured with.
 //! - [`http`], [`noop`], [`sleep`]: the built-in tasks.
+//!
+//! Nothing here knows the engine: a user binary registers its factories in
+//! [`crate::engine::TaskRegistry`], which erases their types for the engine.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -17,10 +19,10 @@ use std::future::Future;
 
 pub mod http;
 pub mod noop;
-pub mod registry;
+pub mod options;
 pub mod sleep;
 
-pub use registry::{RunnableTask, TaskOptions, TaskRegistry};
+pub use options::TaskOptions;
 
 /// Where a task's executions run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

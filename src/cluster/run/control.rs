@@ -21,9 +21,9 @@ use crate::cluster::run::supervise::{PROBE_TIMEOUT, Prober, RESPLIT_DELAY, candi
 use crate::cluster::status::{ClusterStatus, Liveness};
 use crate::cluster::wall::unix_now_ms;
 use crate::config::RunArgs;
+use crate::engine::TaskRegistry;
 use crate::export::Report;
 use crate::load::RateCurve;
-use crate::task::TaskRegistry;
 
 /// How long the leader waits for a command to commit: a leader cut off in
 /// a minority cannot commit, and must answer rather than hang.

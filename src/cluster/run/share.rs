@@ -13,12 +13,12 @@ use parking_lot::Mutex;
 use crate::cluster::membership::state::Digest;
 use crate::cluster::run::plan::{Plan, ShareChange};
 use crate::config::{self, RunArgs};
+use crate::engine::TaskRegistry;
 use crate::engine::{EngineConfig, LoadControl, LoadModel, RunObserver, StopSignal};
 use crate::export::Report;
 use crate::load::RateCurve;
 use crate::load::profile::CompiledProfile;
 use crate::metrics::{Aggregator, Phase, WindowReport};
-use crate::task::TaskRegistry;
 
 /// How far behind its schedule a share may fall (a frozen process) before
 /// it holds and confirms the current epoch with the leader.

@@ -1,48 +1,22 @@
-//! Tasks by name: how the command line finds built-in and user tasks.
+//! Tasks by name, and the engine's type-erased handle on each.
 //!
 //! A user's load test is a Rust binary that registers its tasks and hands
-//! control to [`crate::cli::main_with`], so it gets the very same command line
-//! as `vajra-peer`. Registration erases the task type once, at start-up; the
-//! engine itself stays generic over the task, so the hot path has no dynamic
-//! dispatch.
+//! control to [`crate::cli::main_with`], so it gets the very same command
+//! line as `vajra-peer`. Registration erases the task type once, at
+//! start-up ([`RunnableTask`]); the engine itself stays generic over the
+//! task, so the hot path has no dynamic dispatch. This lives beside the
+//! engine, not in [`crate::task`]: a task author implements the SDK there
+//! and never meets an engine type.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use super::http::{HttpOptions, http_factory};
-use super::noop::Noop;
-use super::sleep::{SleepSpec, sleep_factory};
-use super::{Task, TaskFactory, ThreadStrategy};
-use crate::engine::{
-    self, EngineConfig, EngineError, LoadControl, RunObserver, RunOutcome, StopSignal,
-};
-
-/// Options a task can be configured with from the command line or a file.
-#[derive(Debug, Clone, Default)]
-pub struct TaskOptions {
-    /// The registered task name.
-    pub name: String,
-    /// Options of the built-in `http` task.
-    pub http: HttpOptions,
-    /// Delay of the built-in `sleep` task.
-    pub sleep: Option<SleepSpec>,
-    /// Free-form `key=value` parameters for user tasks.
-    pub params: BTreeMap<String, String>,
-}
-
-impl TaskOptions {
-    /// A parameter given with `--param key=value`.
-    pub fn param(&self, key: &str) -> Option<&str> {
-        self.params.get(key).map(String::as_str)
-    }
-
-    /// A required parameter, or an error naming it.
-    pub fn require(&self, key: &str) -> anyhow::Result<&str> {
-        self.param(key)
-            .ok_or_else(|| anyhow::anyhow!("task '{}' needs --param {key}=...", self.name))
-    }
-}
+use super::{EngineConfig, EngineError, LoadControl, RunObserver, RunOutcome, StopSignal};
+use crate::task::http::http_factory;
+use crate::task::noop::Noop;
+use crate::task::sleep::sleep_factory;
+use crate::task::{Task, TaskFactory, TaskOptions, ThreadStrategy};
 
 /// A configured task, ready to be run by the engine.
 pub trait RunnableTask: Send {
@@ -83,7 +57,7 @@ impl<F: TaskFactory> RunnableTask for Runnable<F> {
         stop: StopSignal,
         control: LoadControl,
     ) -> Pin<Box<dyn Future<Output = Result<RunOutcome, EngineError>> + Send + 'a>> {
-        Box::pin(engine::run_controlled(
+        Box::pin(super::run_controlled(
             self.0, config, observer, stop, control,
         ))
     }
