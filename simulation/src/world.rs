@@ -9,11 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ServerState;
-use vajra::cluster::consensus::Command;
-use vajra::cluster::run::control::START_DELAY;
+use vajra::cluster::consensus::{self, Command};
+use vajra::cluster::run::control::{RateChange, first_epoch, next_epoch};
 use vajra::cluster::run::plan::{Equal, Plan, TestDefinition};
-use vajra::cluster::run::supervise::{RESPLIT_DELAY, candidates};
-use vajra::cluster::status::Liveness;
 
 use crate::net::peer_addr;
 use crate::peer::{Shared, SimPeer};
@@ -117,19 +115,7 @@ impl World {
             .leader_member()
             .ok_or_else(|| anyhow::anyhow!("no leader"))?;
         let status = self.peers[&index].status(&self.shared).await;
-        let live: Vec<_> = status
-            .members
-            .iter()
-            .filter(|m| m.state == Liveness::Alive)
-            .collect();
-        let now = self.shared.clock.unix_ms();
-        let plan = Plan::first(
-            &format!("t{now}"),
-            now + START_DELAY.as_millis() as u64,
-            &Equal,
-            &candidates(&live),
-            definition,
-        )?;
+        let plan = first_epoch(&status, &Equal, definition, self.shared.clock.unix_ms())?;
         commit(&member, Command::set_plan(&plan)).await?;
         Ok(plan)
     }
@@ -144,10 +130,12 @@ impl World {
             .state()
             .plan
             .ok_or_else(|| anyhow::anyhow!("no test running"))?;
-        let next = plan.with_rate(
-            self.shared.clock.unix_ms() + RESPLIT_DELAY.as_millis() as u64,
-            tps,
-        );
+        let (next, _) = next_epoch(
+            &plan,
+            &RateChange::Constant(tps),
+            self.shared.clock.unix_ms(),
+        )
+        .map_err(anyhow::Error::msg)?;
         commit(&member, Command::set_plan(&next)).await?;
         Ok(next)
     }
@@ -158,10 +146,5 @@ impl World {
 pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn commit(member: &Member, command: Command) -> anyhow::Result<()> {
-    let response = tokio::time::timeout(COMMIT_TIMEOUT, member.raft.client_write(command))
-        .await
-        .map_err(|_| anyhow::anyhow!("no commit within {COMMIT_TIMEOUT:?}"))?
-        .map_err(|e| anyhow::anyhow!("not committed: {e}"))?;
-    anyhow::ensure!(response.data.accepted, "refused: {}", response.data.message);
-    Ok(())
+    Ok(consensus::commit(&member.raft, command, COMMIT_TIMEOUT).await?)
 }

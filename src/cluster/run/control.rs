@@ -13,7 +13,9 @@ use crate::cluster::consensus::store::StateMachine;
 use crate::cluster::consensus::{self, Command, CommitError, Raft};
 use crate::cluster::endpoint::{Network, StreamKind};
 use crate::cluster::run::figures::TestFigures;
-use crate::cluster::run::plan::{Plan, Strategies, TestDefinition};
+use crate::cluster::run::plan::{
+    DistributionStrategy, Plan, PlanError, Strategies, TestDefinition,
+};
 use crate::cluster::run::protocol::{ControlReply, ControlRequest, Refusal};
 use crate::cluster::run::runner::{self, Quorum};
 use crate::cluster::run::share::Results;
@@ -265,21 +267,7 @@ impl Controller {
         let Some(status) = (self.status)() else {
             return ControlReply::refused(Refusal::Retry, "membership not known yet; retry");
         };
-        let live: Vec<_> = status
-            .members
-            .iter()
-            .filter(|m| m.state == Liveness::Alive)
-            .collect();
-        let candidates = candidates(&live);
-        let now_ms = unix_now_ms();
-        let test_id = format!("t{now_ms}");
-        let plan = match Plan::first(
-            &test_id,
-            now_ms + START_DELAY.as_millis() as u64,
-            strategy.as_ref(),
-            &candidates,
-            definition,
-        ) {
+        let plan = match first_epoch(&status, strategy.as_ref(), definition, unix_now_ms()) {
             Ok(plan) => Plan { request_id, ..plan },
             Err(e) => return ControlReply::refused(Refusal::Unavailable, e.to_string()),
         };
@@ -335,23 +323,9 @@ impl Controller {
         let Some(plan) = self.machine.state().plan else {
             return ControlReply::refused(Refusal::Conflict, "no test is running");
         };
-        let at_ms = unix_now_ms() + RESPLIT_DELAY.as_millis() as u64;
-        if plan.end().is_none_or(|end| at_ms >= end.curve_ends_unix_ms) {
-            return ControlReply::refused(
-                Refusal::Conflict,
-                "the test is ending; nothing left to update",
-            );
-        }
-        let (next, what) = match &change {
-            RateChange::Constant(tps) => (plan.with_rate(at_ms, *tps), format!("{tps}/s")),
-            RateChange::Pattern(curve) => (
-                plan.with_pattern(at_ms, curve),
-                format!(
-                    "a new pattern for {:.3} s (peak {}/s)",
-                    curve.duration(),
-                    curve.peak_rate()
-                ),
-            ),
+        let (next, what) = match next_epoch(&plan, &change, unix_now_ms()) {
+            Ok(next) => next,
+            Err(e) => return ControlReply::refused(Refusal::Conflict, e),
         };
         let at_secs = next.epoch_offset_secs();
         match self.commit(Command::set_plan(&next), "the update").await {
@@ -418,8 +392,52 @@ impl Quorum for Controller {
     }
 }
 
+/// The first epoch of a test started at `now_ms`: `definition` split by
+/// `strategy` over the members `status` shows alive, from [`START_DELAY`]
+/// on. The simulation starts its tests with this too.
+pub fn first_epoch(
+    status: &ClusterStatus,
+    strategy: &dyn DistributionStrategy,
+    definition: TestDefinition,
+    now_ms: u64,
+) -> Result<Plan, PlanError> {
+    let live: Vec<_> = status
+        .members
+        .iter()
+        .filter(|m| m.state == Liveness::Alive)
+        .collect();
+    Plan::first(
+        &format!("t{now_ms}"),
+        now_ms + START_DELAY.as_millis() as u64,
+        strategy,
+        &candidates(&live),
+        definition,
+    )
+}
+
+/// The epoch after `plan` that makes `change` from [`RESPLIT_DELAY`] after
+/// `now_ms`, and how to describe the change; `Err` if the test is ending.
+/// The simulation updates its tests' rates with this too.
+pub fn next_epoch(plan: &Plan, change: &RateChange, now_ms: u64) -> Result<(Plan, String), String> {
+    let at_ms = now_ms + RESPLIT_DELAY.as_millis() as u64;
+    if plan.end().is_none_or(|end| at_ms >= end.curve_ends_unix_ms) {
+        return Err("the test is ending; nothing left to update".into());
+    }
+    Ok(match change {
+        RateChange::Constant(tps) => (plan.with_rate(at_ms, *tps), format!("{tps}/s")),
+        RateChange::Pattern(curve) => (
+            plan.with_pattern(at_ms, curve),
+            format!(
+                "a new pattern for {:.3} s (peak {}/s)",
+                curve.duration(),
+                curve.peak_rate()
+            ),
+        ),
+    })
+}
+
 /// What an update changes the rate to.
-enum RateChange {
+pub enum RateChange {
     /// A constant rate until the test's planned end.
     Constant(f64),
     /// A new pattern replacing the rest of the test.
