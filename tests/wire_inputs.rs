@@ -4,80 +4,10 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use vajra::cluster::endpoint::auth::{Hello, Role};
-use vajra::cluster::run::protocol::{ControlReply, ControlRequest};
-use vajra::config::RunArgs;
 use vajra::fuzzing::{self, DECODERS};
-use vajra::metrics::{Aggregator, MetricsHub, Phase};
 
 const RANDOM: usize = 1_500;
 const MUTATED: usize = 2_500;
-
-/// A valid input of each decoder, to mutate (and to show the harness
-/// reaches past the first byte).
-fn samples(name: &str) -> Vec<Vec<u8>> {
-    let report = {
-        let hub = MetricsHub::new(1);
-        let rec = hub.recorder();
-        for i in 0..50 {
-            rec.record_execution(i / 10, (Phase::Main, Some("tag")), 1_000 * i, 500 * i, None);
-        }
-        let mut agg = Aggregator::new(hub, 0.0);
-        agg.finish(5.0);
-        vajra::export::Report::snapshot("noop", &agg, 0.0, 5.0)
-    };
-    let args = RunArgs {
-        task: Some("http".into()),
-        url: Some("http://127.0.0.1:9/".into()),
-        points: Some("0:0,5:100,10:100".into()),
-        body_base64: Some("aGVsbG8=".into()),
-        ..RunArgs::default()
-    };
-    let json = |v: &dyn erased::Json| v.to_json();
-    match name {
-        "hello" => vec![json(&Hello {
-            protocol: 1,
-            cluster_id: "vajra".into(),
-            role: Role::Peer,
-            node: "p1".into(),
-            advertise: "127.0.0.1:7700".into(),
-            proof: "00ff".into(),
-        })],
-        "welcome" => vec![br#"{"ok":false,"error":"no","proof":""}"#.to_vec()],
-        "control-request" => vec![
-            json(&ControlRequest::Results {
-                test_id: "t1".into(),
-                skip: 3,
-                generation: Some(7),
-            }),
-            json(&ControlRequest::Start {
-                run: Box::new(args.clone()),
-                distribution: "equal".into(),
-                request_id: "r".into(),
-            }),
-        ],
-        "control-reply" => vec![json(&ControlReply {
-            ok: true,
-            report: Some(report.clone()),
-            ..ControlReply::default()
-        })],
-        "histogram" => vec![report.histograms.latency.clone().into_bytes()],
-        "definition" => vec![json(&args)],
-        _ => vec![b"{}".to_vec(), vec![0, 1, 2, 3, 4, 5, 6, 7]],
-    }
-}
-
-/// Serialising any sample to JSON, whatever its type.
-mod erased {
-    pub trait Json {
-        fn to_json(&self) -> Vec<u8>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> Vec<u8> {
-            serde_json::to_vec(self).unwrap()
-        }
-    }
-}
 
 fn random_bytes(rng: &mut fastrand::Rng) -> Vec<u8> {
     let len = rng.usize(0..512);
@@ -121,11 +51,14 @@ fn mutate(rng: &mut fastrand::Rng, sample: &[u8]) -> Vec<u8> {
 fn no_decoder_panics_on_random_or_mutated_input() {
     let mut rng = fastrand::Rng::with_seed(0x7a6a_5e1f);
     for (name, decode) in DECODERS {
-        let samples = samples(name);
-        if !matches!(*name, "status" | "raft-request" | "raft-reply" | "gossip") {
-            for sample in &samples {
-                assert!(decode(sample), "{name}: its valid sample is refused");
-            }
+        let samples = fuzzing::samples(name);
+        assert!(!samples.is_empty(), "{name} has samples");
+        for sample in &samples {
+            assert!(
+                decode(sample),
+                "{name}: its valid sample is refused: {:02x?}",
+                &sample[..sample.len().min(64)]
+            );
         }
         let mut accepted = 0;
         for i in 0..RANDOM + MUTATED {

@@ -63,6 +63,63 @@ pub fn decodes_as_reply(bytes: &[u8]) -> bool {
     decode::<Reply>(bytes).is_ok()
 }
 
+/// A few valid encoded requests and replies (a vote, an append carrying a
+/// plan, a refusal), for the fuzz harnesses to start from.
+pub fn samples() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    use crate::cluster::consensus::Command;
+    use crate::cluster::run::plan::{Candidate, Equal, Plan, TestDefinition};
+    use crate::load::RatePoint;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+    let vote = Vote::new_committed(3, 7);
+    let log_id = LogId::new(CommittedLeaderId::new(3, 7), 12);
+    let peers = [Candidate {
+        id: "p1".into(),
+        weight: 1.0,
+        cores: 2,
+        cpu_percent: 0.0,
+    }];
+    let definition = TestDefinition {
+        settings: r#"{"task":"noop","tps":100.0}"#.into(),
+        curve: vec![
+            RatePoint {
+                at: 0.0,
+                rate: 100.0,
+            },
+            RatePoint {
+                at: 10.0,
+                rate: 100.0,
+            },
+        ],
+        drain_ms: 5_000,
+    };
+    let entries = Plan::first("t1", 1_000, &Equal, &peers, definition)
+        .map(|plan| Entry {
+            log_id,
+            payload: EntryPayload::Normal(Command::set_plan(&plan)),
+        })
+        .into_iter()
+        .collect();
+    let requests = vec![
+        encode(&Request::Vote(VoteRequest::new(vote, Some(log_id)))),
+        encode(&Request::Append(AppendEntriesRequest {
+            vote,
+            prev_log_id: Some(log_id),
+            entries,
+            leader_commit: Some(log_id),
+        })),
+    ];
+    let replies = vec![
+        encode(&Reply::Vote(Ok(VoteResponse::new(
+            vote,
+            Some(log_id),
+            true,
+        )))),
+        encode(&Reply::Append(Ok(AppendEntriesResponse::Success))),
+        encode(&Reply::Malformed("bad request".into())),
+    ];
+    (requests, replies)
+}
+
 /// Answers Raft RPCs arriving at `network` with `raft`.
 pub fn serve(network: &Network, raft: Raft) {
     network.serve_requests(
