@@ -17,10 +17,23 @@
 //! - [`tls`]: TLS 1.3 configuration of the endpoint.
 //! - [`auth`]: the cluster-secret challenge bound to the TLS session.
 //! - [`clock`]: clock offsets between peers, measured over the endpoint.
+//! - [`client`]: requests from the command line's client-only endpoint.
+//! - `inbound`, `outbound`, `counters`: serving, sending, and what is
+//!   counted.
 
 pub mod auth;
+pub mod client;
 pub mod clock;
+mod counters;
+mod inbound;
+mod outbound;
 pub mod tls;
+
+pub use client::{Client, client_request, request_status};
+pub use counters::{CounterSnapshot, Counters};
+use inbound::accept_loop;
+pub use outbound::{NoAnswer, Refused, connect};
+use outbound::{connection_to, exchange, outbound_loop};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,10 +43,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::cluster::endpoint::auth::{Admission, Hello, PROTOCOL, Role, Welcome, session_ekm};
+use crate::cluster::endpoint::auth::{Admission, Role};
 
 /// What a stream carries, named by its first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,40 +100,6 @@ pub struct Identity {
     pub advertise: SocketAddr,
     /// How peers are admitted.
     pub admission: Admission,
-}
-
-/// Counts of what the endpoint refused or dropped.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Connections that failed the TLS/QUIC handshake (wrong ALPN, garbage).
-    pub handshake_failures: AtomicU64,
-    /// Connections refused at admission (wrong secret, cluster or version).
-    pub refused_peers: AtomicU64,
-    /// Messages dropped as malformed (bad kind, too large, undecodable).
-    pub bad_messages: AtomicU64,
-    /// Outgoing messages dropped (queue full or peer unreachable).
-    pub dropped_outgoing: AtomicU64,
-    /// Streams refused because the connection's role may not open them (a
-    /// client gossiping or speaking Raft).
-    pub forbidden: AtomicU64,
-}
-
-/// A snapshot of [`Counters`] plus quinn's own handshake statistics.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CounterSnapshot {
-    /// See [`Counters::handshake_failures`].
-    pub handshake_failures: u64,
-    /// See [`Counters::refused_peers`].
-    pub refused_peers: u64,
-    /// See [`Counters::bad_messages`].
-    pub bad_messages: u64,
-    /// See [`Counters::dropped_outgoing`].
-    pub dropped_outgoing: u64,
-    /// See [`Counters::forbidden`].
-    #[serde(default)]
-    pub forbidden_streams: u64,
-    /// Handshakes quinn refused or ignored (e.g. unparseable initial packets).
-    pub ignored_handshakes: u64,
 }
 
 /// Produces the answer to a status request.
@@ -294,185 +272,6 @@ impl Network {
     }
 }
 
-async fn accept_loop(inner: Arc<Inner>) {
-    while let Some(incoming) = inner.endpoint.accept().await {
-        tokio::spawn(serve_incoming(Arc::clone(&inner), incoming));
-    }
-}
-
-async fn serve_incoming(inner: Arc<Inner>, incoming: quinn::Incoming) {
-    let remote = incoming.remote_address();
-    let conn = match tokio::time::timeout(CONNECT_TIMEOUT, incoming).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => {
-            inner
-                .counters
-                .handshake_failures
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!("handshake with {remote} failed: {e}");
-            return;
-        }
-        Err(_) => {
-            inner
-                .counters
-                .handshake_failures
-                .fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-    };
-    match tokio::time::timeout(CONNECT_TIMEOUT, admit(&inner, &conn)).await {
-        Ok(Ok(hello)) => {
-            // The address a peer claims is believed only on its own IP: an
-            // admitted process must not take over the traffic meant for
-            // another peer's address.
-            let from = hello
-                .advertise
-                .parse::<SocketAddr>()
-                .ok()
-                .filter(|a| a.ip() == remote.ip())
-                .unwrap_or(remote);
-            if hello.role == Role::Peer {
-                inner.admitted.fetch_add(1, Ordering::Relaxed);
-                inner.connections.lock().insert(from, conn.clone());
-            }
-            serve_streams(inner, conn, from, hello.role).await;
-        }
-        Ok(Err(reason)) => {
-            inner.counters.refused_peers.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("refused connection from {remote}: {reason}");
-            // Give the refusal a moment to reach the client before closing.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            conn.close(1u32.into(), b"refused");
-        }
-        Err(_) => {
-            inner.counters.refused_peers.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("refused connection from {remote}: no hello in time");
-            conn.close(1u32.into(), b"timeout");
-        }
-    }
-}
-
-/// Server side of admission: read the hello, check it, answer.
-async fn admit(inner: &Inner, conn: &quinn::Connection) -> Result<Hello, String> {
-    let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
-    let bytes = recv
-        .read_to_end(MAX_HANDSHAKE)
-        .await
-        .map_err(|e| e.to_string())?;
-    let hello: Hello =
-        serde_json::from_slice(&bytes).map_err(|e| format!("malformed hello: {e}"))?;
-    let ekm = session_ekm(conn).map_err(|e| e.to_string())?;
-    let id = &inner.identity;
-    let refusal = if hello.protocol != PROTOCOL {
-        Some(format!(
-            "protocol version {} (this peer speaks {PROTOCOL})",
-            hello.protocol
-        ))
-    } else if hello.cluster_id != id.cluster_id {
-        Some(format!(
-            "cluster '{}' (this is '{}')",
-            hello.cluster_id, id.cluster_id
-        ))
-    } else if !id.admission.verify(&ekm, "client", &hello.proof) {
-        Some(format!(
-            "node '{}' failed the {} admission check",
-            hello.node,
-            id.admission.mode()
-        ))
-    } else {
-        None
-    };
-    let welcome = Welcome {
-        ok: refusal.is_none(),
-        error: refusal.clone(),
-        proof: if refusal.is_none() {
-            id.admission.proof(&ekm, "server")
-        } else {
-            String::new()
-        },
-    };
-    let body = serde_json::to_vec(&welcome).expect("welcome serialises");
-    let _ = send.write_all(&body).await;
-    let _ = send.finish();
-    match refusal {
-        Some(reason) => Err(reason),
-        None => Ok(hello),
-    }
-}
-
-/// Why the other side did not admit us: it answered, and said no.
-#[derive(Debug, thiserror::Error)]
-#[error("{to} refused us: {reason}")]
-pub struct Refused {
-    /// Who refused.
-    pub to: SocketAddr,
-    /// What it said.
-    pub reason: String,
-}
-
-/// Nothing answered the QUIC handshake at an address in time.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "no peer answered at {0} within {CONNECT_TIMEOUT:?} (is vajra-peer listening on that UDP port? a firewall?)"
-)]
-pub struct NoAnswer(pub SocketAddr);
-
-/// Client side: connect to `to` and be admitted as `role`.
-pub async fn connect(
-    endpoint: &quinn::Endpoint,
-    identity: &Identity,
-    to: SocketAddr,
-    role: Role,
-) -> anyhow::Result<quinn::Connection> {
-    // An address where nothing listens never answers (ICMP is ignored):
-    // say so after the connect timeout instead of quinn's idle "timed out".
-    let connecting = endpoint.connect(to, tls::SERVER_NAME)?;
-    let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(quinn::ConnectionError::TimedOut)) | Err(_) => return Err(NoAnswer(to).into()),
-        Ok(Err(e)) => return Err(e.into()),
-    };
-    let ekm = session_ekm(&conn)?;
-    let hello = Hello {
-        protocol: PROTOCOL,
-        cluster_id: identity.cluster_id.clone(),
-        role,
-        node: identity.node.clone(),
-        advertise: identity.advertise.to_string(),
-        proof: identity.admission.proof(&ekm, "client"),
-    };
-    let (mut send, mut recv) = conn.open_bi().await?;
-    send.write_all(&serde_json::to_vec(&hello)?).await?;
-    send.finish()?;
-    let bytes = match recv.read_to_end(MAX_HANDSHAKE).await {
-        Ok(bytes) => bytes,
-        // The refusal's close can overtake its welcome.
-        Err(quinn::ReadToEndError::Read(quinn::ReadError::ConnectionLost(
-            quinn::ConnectionError::ApplicationClosed(close),
-        ))) if &close.reason[..] == b"refused" => {
-            return Err(Refused {
-                to,
-                reason: String::from_utf8_lossy(&close.reason).into_owned(),
-            }
-            .into());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let welcome: Welcome = serde_json::from_slice(&bytes)?;
-    if !welcome.ok {
-        return Err(Refused {
-            to,
-            reason: welcome.error.unwrap_or_default(),
-        }
-        .into());
-    }
-    if !identity.admission.verify(&ekm, "server", &welcome.proof) {
-        conn.close(1u32.into(), b"bad proof");
-        anyhow::bail!("{to} did not prove it knows the cluster secret");
-    }
-    Ok(conn)
-}
-
 /// Whether a connection admitted as `role` may open a stream of `kind`:
 /// a peer may use every kind; a client may only ask for status and send
 /// control commands, never gossip, vote or replicate.
@@ -483,308 +282,9 @@ pub fn allowed(role: Role, kind: StreamKind) -> bool {
     }
 }
 
-/// Accepts streams on an admitted connection until it closes.
-async fn serve_streams(inner: Arc<Inner>, conn: quinn::Connection, from: SocketAddr, role: Role) {
-    loop {
-        tokio::select! {
-            uni = conn.accept_uni() => match uni {
-                Ok(recv) => { tokio::spawn(read_uni(Arc::clone(&inner), recv, from, role)); }
-                Err(_) => break,
-            },
-            bi = conn.accept_bi() => match bi {
-                Ok((send, recv)) => { tokio::spawn(answer_bi(Arc::clone(&inner), send, recv, role)); }
-                Err(_) => break,
-            },
-        }
-    }
-    let mut connections = inner.connections.lock();
-    if connections
-        .get(&from)
-        .is_some_and(|c| c.stable_id() == conn.stable_id())
-    {
-        connections.remove(&from);
-    }
-}
-
-async fn read_uni(inner: Arc<Inner>, mut recv: quinn::RecvStream, from: SocketAddr, role: Role) {
-    if !allowed(role, StreamKind::Gossip) {
-        inner.counters.forbidden.fetch_add(1, Ordering::Relaxed);
-        let _ = recv.stop(2u32.into());
-        return;
-    }
-    let bytes = match recv.read_to_end(MAX_MESSAGE).await {
-        Ok(bytes) if bytes.first() == Some(&(StreamKind::Gossip as u8)) => bytes,
-        _ => {
-            inner.counters.bad_messages.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-    };
-    let payload = Bytes::from(bytes).slice(1..);
-    let _ = inner.gossip_in.try_send((from, payload));
-}
-
-async fn answer_bi(
-    inner: Arc<Inner>,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
-    role: Role,
-) {
-    let request: Vec<u8> = recv.read_to_end(MAX_MESSAGE).await.unwrap_or_default();
-    let kind = request.first().copied().and_then(StreamKind::from_byte);
-    if kind.is_some_and(|kind| !allowed(role, kind)) {
-        inner.counters.forbidden.fetch_add(1, Ordering::Relaxed);
-        let _ = send.reset(2u32.into());
-        return;
-    }
-    let answer = match kind {
-        Some(StreamKind::Status) if request.len() == 1 => {
-            inner.status.lock().clone().map(|source| source())
-        }
-        Some(kind) => {
-            let handler = inner.handlers.lock().get(&kind).cloned();
-            match handler {
-                Some(handler) => Some(handler(Bytes::from(request).slice(1..)).await),
-                None => None,
-            }
-        }
-        None => None,
-    };
-    match answer {
-        Some(bytes) => {
-            let _ = send.write_all(&bytes).await;
-            let _ = send.finish();
-        }
-        None => {
-            inner.counters.bad_messages.fetch_add(1, Ordering::Relaxed);
-            let _ = send.reset(1u32.into());
-        }
-    }
-}
-
-/// Sends queued messages to `to`, connecting when needed.
-async fn outbound_loop(inner: Arc<Inner>, to: SocketAddr, mut queue: mpsc::Receiver<Bytes>) {
-    while let Some(payload) = queue.recv().await {
-        let Some(conn) = connection_to(&inner, to).await else {
-            inner
-                .counters
-                .dropped_outgoing
-                .fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        if send_uni(&conn, StreamKind::Gossip, &payload).await.is_err() {
-            inner
-                .counters
-                .dropped_outgoing
-                .fetch_add(1, Ordering::Relaxed);
-            conn.close(0u32.into(), b"send failed");
-        }
-    }
-}
-
-async fn connection_to(inner: &Arc<Inner>, to: SocketAddr) -> Option<quinn::Connection> {
-    if let Some(conn) = inner.connections.lock().get(&to) {
-        if conn.close_reason().is_none() {
-            return Some(conn.clone());
-        }
-    }
-    if inner
-        .failed_at
-        .lock()
-        .get(&to)
-        .is_some_and(|t| t.elapsed() < RETRY_AFTER)
-    {
-        return None;
-    }
-    let attempt = connect(&inner.endpoint, &inner.identity, to, Role::Peer);
-    match tokio::time::timeout(CONNECT_TIMEOUT * 2, attempt).await {
-        Ok(Ok(conn)) => {
-            inner.failed_at.lock().remove(&to);
-            inner.refusals.lock().remove(&to);
-            inner.admitted.fetch_add(1, Ordering::Relaxed);
-            inner.connections.lock().insert(to, conn.clone());
-            // It proved it knows the secret: it is a peer.
-            tokio::spawn(serve_streams(
-                Arc::clone(inner),
-                conn.clone(),
-                to,
-                Role::Peer,
-            ));
-            Some(conn)
-        }
-        Ok(Err(e)) => {
-            match e.downcast_ref::<Refused>() {
-                Some(refused) => note_refusal(inner, refused),
-                None => tracing::debug!("cannot reach peer {to}: {e:#}"),
-            }
-            inner.failed_at.lock().insert(to, Instant::now());
-            None
-        }
-        Err(_) => {
-            tracing::debug!("peer {to} did not answer within {CONNECT_TIMEOUT:?}");
-            inner.failed_at.lock().insert(to, Instant::now());
-            None
-        }
-    }
-}
-
-/// Counts a refusal from `refused.to`; the first one from an address is
-/// an error in the log (a wrong secret or cluster id is a configuration
-/// mistake the user must see), repeats are not.
-fn note_refusal(inner: &Inner, refused: &Refused) {
-    let mut refusals = inner.refusals.lock();
-    let entry = refusals
-        .entry(refused.to)
-        .or_insert_with(|| (0, refused.reason.clone()));
-    entry.0 += 1;
-    if entry.0 == 1 {
-        tracing::error!("{refused}");
-    } else {
-        tracing::debug!("{refused}");
-    }
-}
-
-async fn send_uni(
-    conn: &quinn::Connection,
-    kind: StreamKind,
-    payload: &[u8],
-) -> anyhow::Result<()> {
-    let mut stream = conn.open_uni().await?;
-    stream.write_all(&[kind as u8]).await?;
-    stream.write_all(payload).await?;
-    stream.finish()?;
-    Ok(())
-}
-
-/// Asks the peer at `to` for its status, authenticating as a client.
-pub async fn request_status(
-    to: SocketAddr,
-    cluster_id: &str,
-    admission: Admission,
-) -> anyhow::Result<Vec<u8>> {
-    client_request(to, cluster_id, admission, StreamKind::Status, &[]).await
-}
-
-/// Sends one request of stream `kind` to the peer at `to`, authenticating
-/// as a client, and returns the answer.
-pub async fn client_request(
-    to: SocketAddr,
-    cluster_id: &str,
-    admission: Admission,
-    kind: StreamKind,
-    body: &[u8],
-) -> anyhow::Result<Vec<u8>> {
-    let bind: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse()?;
-    let mut endpoint = quinn::Endpoint::client(bind)?;
-    endpoint.set_default_client_config(tls::client_config(&admission)?);
-    let identity = Identity {
-        cluster_id: cluster_id.to_owned(),
-        node: "status-client".to_owned(),
-        advertise: endpoint.local_addr()?,
-        admission,
-    };
-    let work = async {
-        let conn = connect(&endpoint, &identity, to, Role::Client).await?;
-        let answer = exchange(&conn, kind, body).await?;
-        conn.close(0u32.into(), b"done");
-        anyhow::Ok(answer)
-    };
-    let result = tokio::time::timeout(Duration::from_secs(15), work)
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer from {to} within 15s"))?;
-    let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
-    result
-}
-
-/// One request of stream `kind` on `conn` and its whole answer.
-async fn exchange(
-    conn: &quinn::Connection,
-    kind: StreamKind,
-    body: &[u8],
-) -> anyhow::Result<Vec<u8>> {
-    let (mut send, mut recv) = conn.open_bi().await?;
-    send.write_all(&[kind as u8]).await?;
-    send.write_all(body).await?;
-    send.finish()?;
-    Ok(recv.read_to_end(MAX_MESSAGE).await?)
-}
-
-/// A command-line client that keeps one admitted connection per peer, for
-/// commands that ask the same peers again and again (`start --wait`).
-pub struct Client {
-    endpoint: quinn::Endpoint,
-    identity: Identity,
-    /// One slot per peer, locked while connecting so a slow or dead peer
-    /// holds up only its own requests.
-    connections: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<Option<quinn::Connection>>>>>,
-}
-
-impl Client {
-    /// A client of cluster `cluster_id`, admitted with `admission`.
-    pub fn new(cluster_id: &str, admission: Admission) -> anyhow::Result<Self> {
-        let bind: SocketAddr = "0.0.0.0:0".parse()?;
-        let mut endpoint = quinn::Endpoint::client(bind)?;
-        endpoint.set_default_client_config(tls::client_config(&admission)?);
-        let identity = Identity {
-            cluster_id: cluster_id.to_owned(),
-            node: "status-client".to_owned(),
-            advertise: endpoint.local_addr()?,
-            admission,
-        };
-        Ok(Self {
-            endpoint,
-            identity,
-            connections: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// Sends a request of stream `kind` to `to` and waits up to `timeout`
-    /// for the answer, connecting again if the last connection broke.
-    pub async fn request(
-        &self,
-        to: SocketAddr,
-        kind: StreamKind,
-        body: &[u8],
-        timeout: Duration,
-    ) -> anyhow::Result<Vec<u8>> {
-        let work = async {
-            let conn = self.connection(to).await?;
-            exchange(&conn, kind, body).await
-        };
-        let result = tokio::time::timeout(timeout, work)
-            .await
-            .map_err(|_| anyhow::anyhow!("no answer from {to} within {timeout:?}"))
-            .and_then(|r| r);
-        if result.is_err() {
-            self.connections.lock().remove(&to);
-        }
-        result
-    }
-
-    async fn connection(&self, to: SocketAddr) -> anyhow::Result<quinn::Connection> {
-        let slot = Arc::clone(self.connections.lock().entry(to).or_default());
-        let mut slot = slot.lock().await;
-        if let Some(conn) = slot.as_ref().filter(|c| c.close_reason().is_none()) {
-            return Ok(conn.clone());
-        }
-        let conn = connect(&self.endpoint, &self.identity, to, Role::Client).await?;
-        *slot = Some(conn.clone());
-        Ok(conn)
-    }
-
-    /// Closes every connection, letting the peers know at once.
-    pub async fn close(self) {
-        let slots: Vec<_> = self.connections.lock().values().cloned().collect();
-        for slot in slots {
-            if let Some(conn) = slot.lock().await.as_ref() {
-                conn.close(0u32.into(), b"done");
-            }
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(200), self.endpoint.wait_idle()).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::outbound::send_uni;
     use super::*;
 
     fn identity(port_hint: &str, admission: Admission) -> (SocketAddr, Identity) {
