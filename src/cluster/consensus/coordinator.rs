@@ -8,7 +8,8 @@
 //!   with the smallest Raft id initialises one with itself once the
 //!   membership it sees has been stable for [`settle_time`]; if some live
 //!   peers were given no seed but themselves (founders), the smallest of
-//!   those. Others wait to be added. (Two sides of a partition that both
+//!   those. Others wait to be added; a peer given seeds never founds a
+//!   cluster alone, however long it waits for them. (Two sides of a partition that both
 //!   start empty could each bootstrap; seeds make that unlikely, and it is
 //!   documented.)
 //! - **Leader duties.** Live peers missing from Raft are added as learners,
@@ -125,7 +126,13 @@ pub fn decide(observed: &Observed, raft: &RaftView, settled: bool) -> Vec<Action
             observed.founders.iter().copied().collect()
         };
         let smallest = candidates.first() == Some(&observed.me);
-        return if settled && smallest && !observed.others_in_raft {
+        // A peer pointed at seeds that sees no one yet waits for them: on a
+        // loaded box the first exchange with a seed can take longer than
+        // the settle time, and founding a cluster alone then left the seed
+        // and this peer in two clusters for good.
+        let waits_for_seeds =
+            observed.alive.len() <= 1 && !observed.founders.contains(&observed.me);
+        return if settled && smallest && !observed.others_in_raft && !waits_for_seeds {
             vec![Action::Initialize]
         } else {
             Vec::new()
@@ -480,6 +487,17 @@ mod tests {
             decide(&joined_late, &empty, true).is_empty(),
             "never a second cluster"
         );
+    }
+
+    /// A peer given seeds, alone so far: it waits for them however long it
+    /// has been alone; a founder alone founds its cluster.
+    #[test]
+    fn a_peer_pointed_at_seeds_never_founds_a_cluster_alone() {
+        let empty = RaftView::default();
+        assert!(decide(&observed(1, &[1], &[1]), &empty, true).is_empty());
+        let mut founder = observed(1, &[1], &[1]);
+        founder.founders = BTreeSet::from([1]);
+        assert_eq!(decide(&founder, &empty, true), vec![Action::Initialize]);
     }
 
     /// Peer 1 was pointed at seed 3, which was given none: 1 waits even
