@@ -23,7 +23,7 @@ pub fn samples(name: &str) -> Vec<Vec<u8>> {
     };
     match name {
         "hello" => vec![json(&Hello {
-            protocol: 1,
+            protocol: crate::cluster::endpoint::auth::PROTOCOL,
             cluster_id: "vajra".into(),
             role: Role::Peer,
             node: "p1".into(),

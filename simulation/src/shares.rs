@@ -131,6 +131,22 @@ impl SimShare {
         self.current = plan;
     }
 
+    /// Takes in a freeze that ended since last looked: the engine stopped
+    /// at the freeze and, behind by more than the guard on waking, holds
+    /// by itself, before the runner steers it in any way.
+    fn notice_stall(&mut self) {
+        if let Some(span) = self.freezer.last()
+            && let Some(until) = span.until_ms
+            && until > self.stall_seen_until
+            && span.from_ms >= self.started_ms
+        {
+            self.stall_seen_until = until;
+            if Duration::from_millis(until - span.from_ms) > STALL_GUARD {
+                self.paused_at.get_or_insert(span.from_ms);
+            }
+        }
+    }
+
     /// Sends again from `now` after a pause: what fell due since the
     /// pause more than the max lag ago is missed, the rest is sent late.
     /// Returns where sending picks up.
@@ -159,6 +175,7 @@ impl SimShare {
 
 impl Share for SimShare {
     fn follow(&mut self, plan: &Plan, change: &ShareChange, _tail: RateCurve) {
+        self.notice_stall();
         let now = self.clock.unix_ms();
         let at = change.start_unix_ms.max(self.floor(now));
         self.ledger.close(&self.me, self.generation, at);
@@ -178,27 +195,18 @@ impl Share for SimShare {
     }
 
     fn is_held(&mut self) -> bool {
-        if let Some(span) = self.freezer.last()
-            && let Some(until) = span.until_ms
-            && until > self.stall_seen_until
-            && span.from_ms >= self.started_ms
-        {
-            self.stall_seen_until = until;
-            if Duration::from_millis(until - span.from_ms) > STALL_GUARD {
-                // The engine stopped at the freeze and, behind by more
-                // than the guard on waking, holds.
-                self.paused_at.get_or_insert(span.from_ms);
-            }
-        }
+        self.notice_stall();
         self.paused_at.is_some()
     }
 
     fn release(&mut self) {
+        self.notice_stall();
         let now = self.clock.unix_ms();
         self.resume(now);
     }
 
     fn stop(&mut self) {
+        self.notice_stall();
         let now = self.clock.unix_ms();
         let at = self
             .paused_at

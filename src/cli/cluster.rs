@@ -473,16 +473,28 @@ async fn wait_and_report(
     settings: &crate::config::RunSettings,
 ) -> u8 {
     // The test's end follows the latest plan (a new pattern moves it).
+    // The test's end follows the latest plan (a new pattern moves it), on
+    // this client's clock: the test starts START_DELAY after the command,
+    // then runs its cluster curve. (The leader's clock may differ from
+    // this one; lengths carry over, instants do not.)
+    let began = std::time::Instant::now();
+    let fallback_ms = match &settings.engine.load {
+        crate::engine::LoadModel::Open { profile, .. } => (profile.curve.duration() * 1e3) as u64,
+        crate::engine::LoadModel::Closed { .. } => 0,
+    };
     // The plan came from a peer: an end no clock can hold is as good as
     // "never", not a panic.
     let test_end_of = |plan: &crate::cluster::run::plan::Plan| {
-        let remaining_ms = plan.end().map_or(0, |end| {
+        let curve_ms = plan.end().map_or(fallback_ms, |end| {
             end.curve_ends_unix_ms
-                .saturating_sub(crate::cluster::wall::unix_now_ms())
+                .saturating_sub(plan.test_start_unix_ms)
         });
-        let now = std::time::Instant::now();
-        now.checked_add(Duration::from_millis(remaining_ms))
-            .unwrap_or(now + Duration::from_secs(100 * 365 * 86_400))
+        began
+            .checked_add(
+                crate::cluster::run::control::START_DELAY
+                    .saturating_add(Duration::from_millis(curve_ms)),
+            )
+            .unwrap_or(began + Duration::from_secs(100 * 365 * 86_400))
     };
     // Every peer hands out its figures so far while it runs, so the last
     // ones of a peer that dies are kept and merged (its work up to then).

@@ -2,7 +2,8 @@
 //! that keep them in step and run the cluster's tests.
 //!
 //! Every loop is a task of the peer's [`TaskTracker`], stopped by one
-//! [`CancellationToken`] on shutdown. The picture of the cluster the loops
+//! [`CancellationToken`] on shutdown; a share the stopped runner let go of
+//! stops its engine (which drains on its own thread). The picture of the cluster the loops
 //! and status requests read is refreshed by one of them and shared as a
 //! typed value on a watch channel.
 

@@ -16,8 +16,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
-/// Wire protocol version, checked in the hello.
-pub const PROTOCOL: u32 = 1;
+/// Wire protocol version, checked in the hello: peers of other versions
+/// refuse each other rather than fail on each other's messages. 2: plans
+/// carry a compiled `TestDefinition`, addresses are typed.
+pub const PROTOCOL: u32 = 2;
 const EKM_LABEL: &[u8] = b"EXPORTER-vajra-cluster-admission";
 
 /// How peers are admitted.

@@ -185,7 +185,14 @@ fn follow(
                 && !started.contains(&plan.test_id) =>
         {
             started.insert(plan.test_id.clone());
-            match share_curve(plan, name).and_then(|curve| engine.start(plan, curve)) {
+            let started = match share_curve(plan, name) {
+                Ok(curve) => engine.start(plan, curve),
+                Err(e) => {
+                    engine.refuse(plan, e.clone());
+                    Err(e)
+                }
+            };
+            match started {
                 Ok(share) => {
                     tracing::info!(
                         "running test {} at epoch {}: share {:.4}",

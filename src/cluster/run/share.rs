@@ -33,8 +33,10 @@ pub trait Share: Send {
     /// Stops sending now, until the next [`follow`](Self::follow) or
     /// [`release`](Self::release) (the peer is cut off from the quorum).
     fn hold_now(&mut self);
-    /// Whether it holds: after [`hold_now`](Self::hold_now), or on its own
-    /// after falling more than [`STALL_GUARD`] behind (a frozen process).
+    /// Whether it holds: once it acted on [`hold_now`](Self::hold_now) (the
+    /// engine's scheduler does within a few milliseconds, unless its curve
+    /// is over), or on its own after falling more than [`STALL_GUARD`]
+    /// behind (a frozen process).
     fn is_held(&mut self) -> bool;
     /// Goes on after a hold, sending what it owes.
     fn release(&mut self);
@@ -49,6 +51,12 @@ pub trait ShareEngine: Send + Sync {
     /// Starts this peer's share of `plan`: `curve` on a run clock whose
     /// origin is the test's start (idle until this epoch's start).
     fn start(&self, plan: &Plan, curve: RateCurve) -> Result<Box<dyn Share>, String>;
+
+    /// Records that this peer cannot run its share of `plan`, and why, for
+    /// whoever asks for its result.
+    fn refuse(&self, plan: &Plan, error: String) {
+        let _ = (plan, error);
+    }
 }
 
 /// What this peer has to say about a test.
@@ -118,11 +126,15 @@ impl ShareEngine for EngineShares {
     fn start(&self, plan: &Plan, curve: RateCurve) -> Result<Box<dyn Share>, String> {
         let started = self.start_engine(plan, curve);
         if let Err(e) = &started {
-            self.results
-                .lock()
-                .insert(plan.test_id.clone(), PeerResult::Failed(e.clone()));
+            self.refuse(plan, e.clone());
         }
         started
+    }
+
+    fn refuse(&self, plan: &Plan, error: String) {
+        self.results
+            .lock()
+            .insert(plan.test_id.clone(), PeerResult::Failed(error));
     }
 }
 
@@ -228,6 +240,14 @@ struct EngineShare {
     stop: StopSignal,
     results: Results,
     activity: SharedActivity,
+}
+
+/// A share the runner lets go of (the peer shuts down, or it followed the
+/// plan away) stops: an engine nobody steers must not run on.
+impl Drop for EngineShare {
+    fn drop(&mut self) {
+        self.stop.stop_on_command();
+    }
 }
 
 impl Share for EngineShare {
