@@ -13,7 +13,6 @@ use crate::config::RunArgs;
 /// their senders encode them: what the random-input tests mutate and the
 /// fuzz targets' seed corpus (`fuzz/src/bin/seeds.rs`) holds.
 pub fn samples(name: &str) -> Vec<Vec<u8>> {
-    let json = |v: &dyn erased::Json| v.to_json();
     let args = RunArgs {
         task: Some("http".into()),
         url: Some("http://127.0.0.1:9/".into()),
@@ -120,16 +119,9 @@ fn sample_status() -> ClusterStatus {
     }
 }
 
-/// Serialising any sample to JSON, whatever its type.
-mod erased {
-    pub trait Json {
-        fn to_json(&self) -> Vec<u8>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> Vec<u8> {
-            serde_json::to_vec(self).unwrap_or_default()
-        }
-    }
+/// A sample as its sender encodes it: JSON.
+fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
 }
 
 /// A decoder entry point: whether it accepted the bytes.

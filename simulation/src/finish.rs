@@ -7,7 +7,7 @@
 use vajra::metrics::histogram::{decode_v2, encode_v2, merge, new_histogram};
 
 use crate::invariants::names;
-use crate::ledger::{Coverage, base_curve};
+use crate::ledger::Coverage;
 use crate::measure::Pending;
 use crate::run::{CONVERGENCE_BOUND, Summary};
 use crate::world::World;
@@ -84,7 +84,7 @@ fn counts(world: &World, bounds: Coverage) -> Counts {
         checker.check(names::LOSS, false, || "no peer ran the test".into());
         return Counts::default();
     };
-    let Some(base) = base_curve(latest) else {
+    let Ok(base) = latest.base_curve() else {
         checker.check(names::LOSS, false, || "the test has no rate curve".into());
         return Counts::default();
     };

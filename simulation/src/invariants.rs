@@ -8,7 +8,6 @@ use parking_lot::Mutex;
 use vajra::cluster::run::plan::Plan;
 
 use crate::clock::Clock;
-use crate::ledger::base_curve;
 
 /// One broken invariant.
 #[derive(Debug, Clone)]
@@ -186,7 +185,7 @@ impl Checker {
             valid && (sum - 1.0).abs() <= SUM_EPSILON,
             || format!("epoch {} shares sum to {sum}", plan.epoch),
         );
-        let Some(curve) = base_curve(plan).and_then(|b| plan.cluster_curve(&b).ok()) else {
+        let Some(curve) = plan.base_curve().and_then(|b| plan.cluster_curve(&b)).ok() else {
             self.check(names::SHARES_SUM, false, || {
                 format!("epoch {}: no cluster curve", plan.epoch)
             });

@@ -10,11 +10,6 @@ use parking_lot::Mutex;
 use vajra::cluster::run::plan::Plan;
 use vajra::load::RateCurve;
 
-/// The rate curve of a plan's test definition (origin at the test start).
-pub fn base_curve(plan: &Plan) -> Option<RateCurve> {
-    plan.base_curve().ok()
-}
-
 /// One peer incarnation holding one epoch.
 #[derive(Debug, Clone)]
 pub struct Segment {

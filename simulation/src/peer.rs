@@ -263,7 +263,7 @@ impl SimPeer {
     }
 
     /// Its current picture of the cluster.
-    pub async fn status(&self, _shared: &Shared) -> ClusterStatus {
+    pub async fn status(&self) -> ClusterStatus {
         self.view.now().await
     }
 

@@ -114,7 +114,7 @@ impl World {
         let (index, member) = self
             .leader_member()
             .ok_or_else(|| anyhow::anyhow!("no leader"))?;
-        let status = self.peers[&index].status(&self.shared).await;
+        let status = self.peers[&index].status().await;
         let plan = first_epoch(&status, &Equal, definition, self.shared.clock.unix_ms())?;
         commit(&member, Command::set_plan(&plan)).await?;
         Ok(plan)

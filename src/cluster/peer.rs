@@ -169,8 +169,7 @@ impl Peer {
             .run(),
         );
         let results: Results = Arc::default();
-        let latest = status.clone();
-        let controller = Controller {
+        let controller = Arc::new(Controller {
             network: peer.network.clone(),
             raft: peer.raft.raft.clone(),
             machine: peer.raft.machine.clone(),
@@ -179,14 +178,14 @@ impl Peer {
             registry: Arc::clone(&registry),
             strategies: Arc::clone(&strategies),
             results: Arc::clone(&results),
-            status: Arc::new(move || Some((**latest.borrow()).clone())),
-        };
-        controller.clone().serve();
+            status: Arc::clone(&status_source),
+        });
+        Controller::serve(Arc::clone(&controller));
         clock::serve(&peer.network);
         peer.spawn(clock::track(
             peer.network.clone(),
             config.node_id.clone(),
-            Arc::clone(&controller.status),
+            Arc::clone(&status_source),
             Arc::clone(&peer.view.offsets),
         ));
         let engine = EngineShares {
@@ -201,9 +200,8 @@ impl Peer {
             },
             Arc::new(engine),
             peer.raft.machine.watch(),
-            Arc::new(controller.clone()),
+            Arc::clone(&controller) as Arc<dyn runner::Quorum>,
         ));
-        let controller = Arc::new(controller);
         peer.spawn(
             Supervision {
                 raft: peer.raft.raft.clone(),

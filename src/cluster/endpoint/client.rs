@@ -31,14 +31,7 @@ pub async fn client_request(
     body: &[u8],
 ) -> anyhow::Result<Vec<u8>> {
     let bind: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse()?;
-    let mut endpoint = quinn::Endpoint::client(bind)?;
-    endpoint.set_default_client_config(tls::client_config(&admission)?);
-    let identity = Identity {
-        cluster_id: cluster_id.to_owned(),
-        node: "status-client".to_owned(),
-        advertise: endpoint.local_addr()?,
-        admission,
-    };
+    let (endpoint, identity) = client_endpoint(bind, cluster_id, admission)?;
     let work = async {
         let conn = connect(&endpoint, &identity, to, Role::Client).await?;
         let answer = exchange(&conn, kind, body).await?;
@@ -50,6 +43,23 @@ pub async fn client_request(
         .map_err(|_| anyhow::anyhow!("no answer from {to} within 15s"))?;
     let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
     result
+}
+
+/// A client-only endpoint bound at `bind`, and who it says it is.
+fn client_endpoint(
+    bind: SocketAddr,
+    cluster_id: &str,
+    admission: Admission,
+) -> anyhow::Result<(quinn::Endpoint, Identity)> {
+    let mut endpoint = quinn::Endpoint::client(bind)?;
+    endpoint.set_default_client_config(tls::client_config(&admission)?);
+    let identity = Identity {
+        cluster_id: cluster_id.to_owned(),
+        node: "status-client".to_owned(),
+        advertise: endpoint.local_addr()?,
+        admission,
+    };
+    Ok((endpoint, identity))
 }
 
 /// A command-line client that keeps one admitted connection per peer, for
@@ -65,15 +75,7 @@ pub struct Client {
 impl Client {
     /// A client of cluster `cluster_id`, admitted with `admission`.
     pub fn new(cluster_id: &str, admission: Admission) -> anyhow::Result<Self> {
-        let bind: SocketAddr = "0.0.0.0:0".parse()?;
-        let mut endpoint = quinn::Endpoint::client(bind)?;
-        endpoint.set_default_client_config(tls::client_config(&admission)?);
-        let identity = Identity {
-            cluster_id: cluster_id.to_owned(),
-            node: "status-client".to_owned(),
-            advertise: endpoint.local_addr()?,
-            admission,
-        };
+        let (endpoint, identity) = client_endpoint("0.0.0.0:0".parse()?, cluster_id, admission)?;
         Ok(Self {
             endpoint,
             identity,

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::cluster::endpoint::{Network, StreamKind};
-use crate::cluster::status::{ClusterStatus, Liveness};
+use crate::cluster::status::{Liveness, StatusSource};
 
 /// How often offsets are measured again.
 const ROUND_EVERY: Duration = Duration::from_secs(3);
@@ -97,16 +97,13 @@ async fn measure(network: &Network, to: SocketAddr) -> Option<Offset> {
 
 /// Measures the offsets of live peers every few seconds, forever; `status`
 /// gives the current membership.
-pub async fn track(
-    network: Network,
-    me: String,
-    status: Arc<dyn Fn() -> Option<ClusterStatus> + Send + Sync>,
-    offsets: Offsets,
-) {
+pub async fn track(network: Network, me: String, status: Arc<dyn StatusSource>, offsets: Offsets) {
     let mut tick = tokio::time::interval(ROUND_EVERY);
     loop {
         tick.tick().await;
-        let Some(view) = status() else { continue };
+        let Some(view) = status.status().await else {
+            continue;
+        };
         let live: Vec<(String, SocketAddr)> = view
             .members
             .iter()

@@ -20,7 +20,7 @@ use crate::cluster::run::protocol::{ControlReply, ControlRequest, Refusal};
 use crate::cluster::run::runner::{self, Quorum};
 use crate::cluster::run::share::Results;
 use crate::cluster::run::supervise::{PROBE_TIMEOUT, Prober, RESPLIT_DELAY, candidates};
-use crate::cluster::status::{ClusterStatus, Liveness};
+use crate::cluster::status::{ClusterStatus, Liveness, StatusSource};
 use crate::cluster::wall::unix_now_ms;
 use crate::config::RunArgs;
 use crate::engine::TaskRegistry;
@@ -55,17 +55,17 @@ pub struct Controller {
     /// Its finished reports.
     pub results: Results,
     /// Its current view of the cluster.
-    pub status: Arc<dyn Fn() -> Option<ClusterStatus> + Send + Sync>,
+    pub status: Arc<dyn StatusSource>,
 }
 
 impl Controller {
     /// Answers control requests on the endpoint.
-    pub fn serve(self) {
+    pub fn serve(self: Arc<Self>) {
         let network = self.network.clone();
         network.serve_requests(
             StreamKind::Control,
             Arc::new(move |body: Bytes| {
-                let this = self.clone();
+                let this = Arc::clone(&self);
                 Box::pin(async move {
                     let reply = match serde_json::from_slice::<ControlRequest>(&body) {
                         Ok(request) => this.handle(request, &body).await,
@@ -105,7 +105,10 @@ impl Controller {
             // Also say who runs the test now, so a waiting client learns of
             // peers that joined it at a later epoch.
             let plan = self.machine.state().plan.filter(|p| &p.test_id == test_id);
-            let peers = (self.status)()
+            let peers = self
+                .status
+                .status()
+                .await
                 .map(|s| s.members.into_iter().map(|m| (m.id, m.address)).collect())
                 .unwrap_or_default();
             let answer = self
@@ -220,7 +223,7 @@ impl Controller {
             (None, Some(finished)) => (finished.test_id.clone(), Vec::new()),
             (None, None) => return ControlReply::refused(Refusal::Unavailable, "no test has run"),
         };
-        let Some(status) = (self.status)() else {
+        let Some(status) = self.status.status().await else {
             return ControlReply::refused(Refusal::Retry, "membership not known yet; retry");
         };
         let others = status
@@ -251,7 +254,7 @@ impl Controller {
             && plan.request_id == request_id
         {
             // A retry of the start that made this test: its answer again.
-            return self.started(plan);
+            return self.started(plan).await;
         }
         let strategy = match self.strategies.named(strategy_name) {
             Ok(strategy) => strategy,
@@ -264,7 +267,7 @@ impl Controller {
         if let Err(e) = self.registry.build(&settings.task) {
             return ControlReply::refused(Refusal::Invalid, format!("{e:#}"));
         }
-        let Some(status) = (self.status)() else {
+        let Some(status) = self.status.status().await else {
             return ControlReply::refused(Refusal::Retry, "membership not known yet; retry");
         };
         let plan = match first_epoch(&status, strategy.as_ref(), definition, unix_now_ms()) {
@@ -272,14 +275,17 @@ impl Controller {
             Err(e) => return ControlReply::refused(Refusal::Unavailable, e.to_string()),
         };
         match self.commit(Command::set_plan(&plan), "the plan").await {
-            Ok(()) => self.started(plan),
+            Ok(()) => self.started(plan).await,
             Err(refusal) => refusal,
         }
     }
 
     /// The answer to a start that made `plan`: the plan and the live peers.
-    fn started(&self, plan: Plan) -> ControlReply {
-        let peers = (self.status)()
+    async fn started(&self, plan: Plan) -> ControlReply {
+        let peers = self
+            .status
+            .status()
+            .await
             .map(|s| {
                 s.members
                     .into_iter()
@@ -383,7 +389,8 @@ impl Quorum for Controller {
                 .membership()
                 .voter_ids()
                 .collect();
-            (self.status)().is_some_and(|status| runner::cut_off(&status, &voters))
+            let status = self.status.status().await;
+            status.is_some_and(|status| runner::cut_off(&status, &voters))
         })
     }
 
