@@ -54,6 +54,7 @@ async fn peer(name: &str, port: u16, seed: Option<u16>) -> Peer {
         config,
         Arc::new(TaskRegistry::with_builtins()),
         Arc::new(strategies),
+        Arc::default(),
     )
     .await
     .expect("the peer starts")

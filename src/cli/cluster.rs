@@ -8,17 +8,18 @@ use clap::{ArgAction, Args};
 
 use std::sync::Arc;
 
+use super::Extensions;
 use super::process::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, runtime};
 use crate::cluster::endpoint::auth::{Admission, MtlsIdentity};
 use crate::cluster::endpoint::{Client, StreamKind, client_request, request_status};
 use crate::cluster::peer::{Peer, PeerConfig, hostname};
-use crate::cluster::run::plan::Strategies;
 use crate::cluster::run::protocol::{ControlReply, ControlRequest, Refusal};
 use crate::cluster::status::ClusterStatus;
-use crate::config::RunArgs;
 use crate::config::duration::HumanDuration;
-use crate::engine::TaskRegistry;
+use crate::config::export::resolve_export;
+use crate::config::{ExportArgs, RunArgs};
 use crate::export::Outcome;
+use crate::export::registry::Exports;
 
 /// Default UDP port of a peer.
 pub const DEFAULT_PORT: u16 = 7700;
@@ -130,6 +131,9 @@ pub struct JoinArgs {
     /// Cluster id and peer authentication.
     #[command(flatten)]
     pub security: SecurityArgs,
+    /// This peer's live exporters, fed its share of every test.
+    #[command(flatten)]
+    pub export: ExportArgs,
 }
 
 /// Arguments of `vajra-peer status`.
@@ -147,8 +151,16 @@ pub struct StatusArgs {
 }
 
 /// Runs `vajra-peer join` until SIGINT or SIGTERM, running the cluster's
-/// tests with the tasks in `registry`.
-pub fn join(args: JoinArgs, registry: Arc<TaskRegistry>, strategies: Arc<Strategies>) -> u8 {
+/// tests with the tasks, strategies and exporters of `extensions`.
+pub fn join(args: JoinArgs, extensions: Extensions) -> u8 {
+    let exports = match peer_exports(&args, &extensions) {
+        Ok(exports) => Arc::new(exports),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return EXIT_CONFIG;
+        }
+    };
+    let (registry, strategies) = (Arc::new(extensions.tasks), Arc::new(extensions.strategies));
     let admission = match args.security.admission() {
         Ok(a) => a,
         Err(e) => {
@@ -182,7 +194,7 @@ pub fn join(args: JoinArgs, registry: Arc<TaskRegistry>, strategies: Arc<Strateg
         return EXIT_RUNTIME;
     };
     rt.block_on(async move {
-        let peer = match Peer::start(config.clone(), registry, strategies).await {
+        let peer = match Peer::start(config.clone(), registry, strategies, exports).await {
             Ok(peer) => peer,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -223,6 +235,18 @@ pub fn join(args: JoinArgs, registry: Arc<TaskRegistry>, strategies: Arc<Strateg
         peer.shutdown().await;
         code
     })
+}
+
+/// The exporters `join`'s flags ask for, each built once here so a bad
+/// setting stops the peer at once instead of at every test.
+fn peer_exports(args: &JoinArgs, extensions: &Extensions) -> anyhow::Result<Exports> {
+    let settings = resolve_export(args.export.clone())?;
+    let exports = Exports {
+        registry: extensions.exporters.clone(),
+        settings,
+    };
+    exports.registry.build(&exports.settings)?;
+    Ok(exports)
 }
 
 /// How many times each address must refuse a peer that nobody admits
@@ -414,6 +438,13 @@ pub fn start(args: StartArgs) -> u8 {
         None => args.run.clone(),
     };
     run.config = None;
+    if !run.export.is_empty() {
+        eprintln!(
+            "error: exporters belong to each peer, not to a test: give --export, \
+             --metrics-listen and the like to `join`"
+        );
+        return EXIT_CONFIG;
+    }
     let settings = match crate::config::resolve(run.clone()) {
         Ok(s) => s,
         Err(e) => {

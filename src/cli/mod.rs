@@ -24,6 +24,7 @@ use run::{DemoArgs, ServeArgs, run_demo, run_serve, run_settings};
 use crate::cluster::run::plan::Strategies;
 use crate::config::{self, RunArgs};
 use crate::engine::TaskRegistry;
+use crate::export::registry::ExporterRegistry;
 
 #[derive(Parser)]
 #[command(name = "vajra-peer", version, about = "Coordinated-omission-free load generator", long_about = None)]
@@ -52,16 +53,46 @@ enum Command {
     Update(cluster::UpdateArgs),
 }
 
+/// What a user binary adds to the `vajra-peer` command line: its tasks,
+/// its distribution strategies, its exporters. Every peer of a cluster
+/// should run the same binary.
+pub struct Extensions {
+    /// Tasks by name (`--task NAME`).
+    pub tasks: TaskRegistry,
+    /// Distribution strategies by name (`start --distribution NAME`).
+    pub strategies: Strategies,
+    /// Live exporters by name (`--export NAME`).
+    pub exporters: ExporterRegistry,
+}
+
+impl Extensions {
+    /// The tasks in `tasks`, with the built-in strategies and exporters.
+    pub fn new(tasks: TaskRegistry) -> Self {
+        Self {
+            tasks,
+            strategies: Strategies::with_builtins(),
+            exporters: ExporterRegistry::with_builtins(),
+        }
+    }
+}
+
 /// Runs the `vajra-peer` command line with the tasks in `registry` and the
-/// built-in distribution strategies.
+/// built-in distribution strategies and exporters.
 pub fn main_with(registry: TaskRegistry) -> ExitCode {
-    main_with_strategies(registry, Strategies::with_builtins())
+    main_with_extensions(Extensions::new(registry))
 }
 
 /// Runs the `vajra-peer` command line with the tasks in `registry` and the
 /// distribution strategies in `strategies` (`start --distribution NAME`).
-/// Every peer of a cluster should run the same binary.
 pub fn main_with_strategies(registry: TaskRegistry, strategies: Strategies) -> ExitCode {
+    main_with_extensions(Extensions {
+        strategies,
+        ..Extensions::new(registry)
+    })
+}
+
+/// Runs the `vajra-peer` command line with everything `extensions` adds.
+pub fn main_with_extensions(extensions: Extensions) -> ExitCode {
     init_logging();
     quiet_repeated_panics();
     let cli = match Cli::try_parse() {
@@ -73,16 +104,12 @@ pub fn main_with_strategies(registry: TaskRegistry, strategies: Strategies) -> E
     };
     let code = match cli.command {
         Command::Run(args) => match config::load(*args) {
-            Ok(settings) => run_settings(&registry, settings, None),
+            Ok(settings) => run_settings(&extensions, settings, None),
             Err(e) => config_error(e),
         },
-        Command::Demo(demo) => run_demo(&registry, demo),
+        Command::Demo(demo) => run_demo(&extensions, demo),
         Command::Serve(serve) => run_serve(serve),
-        Command::Join(join) => cluster::join(
-            join,
-            std::sync::Arc::new(registry),
-            std::sync::Arc::new(strategies),
-        ),
+        Command::Join(join) => cluster::join(join, extensions),
         Command::Status(status) => cluster::status(status),
         Command::Start(start) => cluster::start(*start),
         Command::Stop(stop) => cluster::stop(stop),

@@ -5,16 +5,17 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::Extensions;
 use super::process::{
     EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, EXIT_STOPPED, EXIT_THRESHOLD,
     EXIT_UNRELIABLE, config_error, runtime,
 };
 use crate::config::duration::HumanDuration;
 use crate::config::{self, RunArgs, RunSettings};
-use crate::engine::TaskRegistry;
 use crate::engine::{LoadModel, StopCause, StopSignal};
 use crate::export::console::{ConsoleObserver, summary};
-use crate::export::{Report, files};
+use crate::export::registry::Exports;
+use crate::export::{ExportObserver, Report, RunInfo, files};
 use crate::target::{Target, TargetBehaviour};
 
 /// `demo`: the built-in target and a test of it.
@@ -51,7 +52,7 @@ pub(super) struct ServeArgs {
 /// Runs a resolved configuration and prints its summary; `target` is a
 /// built-in target to serve alongside (the demo).
 pub(super) fn run_settings(
-    registry: &TaskRegistry,
+    extensions: &Extensions,
     settings: RunSettings,
     target: Option<TargetBehaviour>,
 ) -> u8 {
@@ -82,13 +83,24 @@ pub(super) fn run_settings(
             }
             None => None,
         };
-        execute(registry, settings).await
+        execute(extensions, settings).await
     })
 }
 
-async fn execute(registry: &TaskRegistry, settings: RunSettings) -> u8 {
-    let runnable = match registry.build(&settings.task) {
+async fn execute(extensions: &Extensions, settings: RunSettings) -> u8 {
+    let runnable = match extensions.tasks.build(&settings.task) {
         Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return EXIT_CONFIG;
+        }
+    };
+    let exports = Exports {
+        registry: extensions.exporters.clone(),
+        settings: settings.export.clone(),
+    };
+    let pipeline = match exports.start(run_info(&settings)) {
+        Ok(pipeline) => pipeline,
         Err(e) => {
             eprintln!("error: {e:#}");
             return EXIT_CONFIG;
@@ -120,11 +132,12 @@ async fn execute(registry: &TaskRegistry, settings: RunSettings) -> u8 {
     } else {
         Vec::new()
     };
-    let mut observer = ConsoleObserver::new(total, settings.quiet, abort_on, warmup_secs);
+    let mut console = ConsoleObserver::new(total, settings.quiet, abort_on, warmup_secs);
+    let mut observer = ExportObserver::new(&mut console, &pipeline);
     let outcome = runnable
         .run(settings.engine.clone(), &mut observer, stop)
         .await;
-    observer.finish();
+    console.finish();
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -132,12 +145,13 @@ async fn execute(registry: &TaskRegistry, settings: RunSettings) -> u8 {
             return EXIT_RUNTIME;
         }
     };
-    let report = Report::build(
+    let mut report = Report::build(
         &settings.task.name,
         &outcome,
         &settings.thresholds,
         settings.reliable_lag,
     );
+    report.exports = pipeline.finish(&report).await;
     print!("{}", summary(&report, target_rate));
     for path in &settings.outputs {
         if let Err(e) = files::write(&report, path) {
@@ -146,6 +160,23 @@ async fn execute(registry: &TaskRegistry, settings: RunSettings) -> u8 {
         }
     }
     exit_code(&report, outcome.stop.as_ref(), settings.fail_on_unreliable)
+}
+
+/// What this process's exporters learn about a standalone run.
+fn run_info(settings: &RunSettings) -> RunInfo {
+    let (curve, warmup_secs) = match &settings.engine.load {
+        LoadModel::Open { profile, .. } => (Some(profile.curve.clone()), profile.warmup_secs),
+        LoadModel::Closed { warmup, .. } => (None, warmup.as_secs_f64()),
+    };
+    RunInfo {
+        test_id: format!("r{}", crate::cluster::wall::unix_now_ms()),
+        peer: crate::cluster::peer::hostname().unwrap_or_else(|| "local".into()),
+        task: settings.task.name.clone(),
+        labels: settings.export.labels.clone(),
+        curve,
+        warmup_secs,
+        starts_at: std::time::SystemTime::now(),
+    }
 }
 
 fn exit_code(report: &Report, stop: Option<&StopCause>, fail_on_unreliable: bool) -> u8 {
@@ -178,7 +209,7 @@ fn watch_ctrl_c(stop: StopSignal) {
     });
 }
 
-pub(super) fn run_demo(registry: &TaskRegistry, demo: DemoArgs) -> u8 {
+pub(super) fn run_demo(extensions: &Extensions, demo: DemoArgs) -> u8 {
     let args = RunArgs {
         task: Some("http".into()),
         tps: Some(demo.tps),
@@ -189,7 +220,7 @@ pub(super) fn run_demo(registry: &TaskRegistry, demo: DemoArgs) -> u8 {
     };
     match config::resolve(args) {
         Ok(settings) => run_settings(
-            registry,
+            extensions,
             settings,
             Some(TargetBehaviour {
                 delay: Duration::from_millis(1),

@@ -38,6 +38,7 @@ use crate::cluster::run::supervise::Supervision;
 use crate::cluster::status::{ClusterStatus, StatusSource, TestStatus};
 use crate::cluster::wall::{self, unix_now_ms};
 use crate::engine::TaskRegistry;
+use crate::export::registry::Exports;
 use crate::metrics::cpu::{CpuMeter, available_cores};
 
 /// Everything a peer needs to join.
@@ -80,11 +81,12 @@ pub struct Peer {
 impl Peer {
     /// Binds the endpoint, starts gossip and begins publishing state; runs
     /// the cluster's tests with the tasks in `registry`, split by
-    /// `strategies`.
+    /// `strategies`, its share of each fed to `exports`.
     pub async fn start(
         config: PeerConfig,
         registry: Arc<TaskRegistry>,
         strategies: Arc<Strategies>,
+        exports: Arc<Exports>,
     ) -> anyhow::Result<Self> {
         let advertise = match config.advertise {
             Some(a) => a,
@@ -190,6 +192,8 @@ impl Peer {
         ));
         let engine = EngineShares {
             registry,
+            exports,
+            peer: config.node_id.clone(),
             results,
             activity: Arc::clone(&peer.view.activity),
         };

@@ -12,6 +12,7 @@ use clap::{ArgAction, Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use super::duration::HumanDuration;
+use super::export::ExportArgs;
 use crate::engine::Saturation;
 use crate::task::ThreadStrategy;
 
@@ -35,7 +36,7 @@ pub enum PatternKind {
 
 /// Every setting of `vajra-peer run`.
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, rename_all = "kebab-case")]
 pub struct RunArgs {
     /// Read settings from a TOML or YAML file (keys are the flag names);
     /// flags and VAJRA_* variables override it.
@@ -55,6 +56,7 @@ pub struct RunArgs {
     /// Request header "Name: value" (repeatable).
     #[arg(
         long = "header",
+        alias = "headers",
         short = 'H',
         value_name = "NAME: VALUE",
         help_heading = "Task"
@@ -113,6 +115,7 @@ pub struct RunArgs {
     /// Parameter for user tasks, KEY=VALUE (repeatable).
     #[arg(
         long = "param",
+        alias = "params",
         short = 'p',
         value_name = "KEY=VALUE",
         help_heading = "Task"
@@ -207,6 +210,7 @@ pub struct RunArgs {
     /// (repeatable).
     #[arg(
         long = "threshold",
+        alias = "thresholds",
         env = "VAJRA_THRESHOLD",
         value_delimiter = ',',
         help_heading = "Checks"
@@ -225,12 +229,24 @@ pub struct RunArgs {
 
     /// Write a report: .json (summary, series, histograms) or .csv (series)
     /// (repeatable).
-    #[arg(long, short = 'o', value_name = "FILE", help_heading = "Output")]
+    #[arg(
+        long,
+        alias = "outputs",
+        short = 'o',
+        value_name = "FILE",
+        help_heading = "Output"
+    )]
     #[serde(alias = "outputs")]
     pub output: Vec<PathBuf>,
     /// No live progress display.
     #[arg(long, short = 'q', action = ArgAction::SetTrue, help_heading = "Output")]
     pub quiet: bool,
+
+    /// Live exporters, this process's own: read from flags, environment
+    /// and file like the rest, never carried in a test's definition.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub export: ExportArgs,
 }
 
 impl RunArgs {
@@ -285,6 +301,7 @@ impl RunArgs {
             reliable_lag: self.reliable_lag.or(lower.reliable_lag),
             output: list(self.output, lower.output),
             quiet: self.quiet || lower.quiet,
+            export: self.export.over(lower.export),
         }
     }
 }

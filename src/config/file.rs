@@ -31,7 +31,14 @@ pub fn load(path: &Path) -> Result<RunArgs, ConfigError> {
 
 /// Parses TOML settings.
 pub fn parse_toml(text: &str) -> Result<RunArgs, String> {
-    toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    let shown = |e: toml::de::Error| e.to_string().trim_end().to_owned();
+    let table: toml::Table = toml::from_str(text).map_err(shown)?;
+    check_keys(table.keys().map(String::as_str), text)?;
+    // The run's and the exporters' settings are read from the same text,
+    // each ignoring the other's keys, so a bad value keeps its line.
+    let mut args: RunArgs = toml::from_str(text).map_err(shown)?;
+    args.export = toml::from_str(text).map_err(shown)?;
+    Ok(args)
 }
 
 /// Parses YAML settings (an empty document means no settings).
@@ -39,7 +46,64 @@ pub fn parse_yaml(text: &str) -> Result<RunArgs, String> {
     if text.trim().is_empty() {
         return Ok(RunArgs::default());
     }
-    serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+    let shown = |e: serde_yaml_ng::Error| e.to_string();
+    let mapping: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(text).map_err(shown)?;
+    let mut keys = Vec::new();
+    for key in mapping.keys() {
+        keys.push(
+            key.as_str()
+                .ok_or_else(|| format!("a key that is not text: {key:?}"))?,
+        );
+    }
+    check_keys(keys.into_iter(), text)?;
+    let mut args: RunArgs = serde_yaml_ng::from_str(text).map_err(shown)?;
+    args.export = serde_yaml_ng::from_str(text).map_err(shown)?;
+    Ok(args)
+}
+
+/// Refuses a key that is no flag's name (or alias), naming it and its line.
+fn check_keys<'a>(keys: impl Iterator<Item = &'a str>, text: &str) -> Result<(), String> {
+    let known = file_keys();
+    for key in keys {
+        if !known.iter().any(|k| k == key) {
+            let line = line_of(key, text).map_or(String::new(), |n| format!(" at line {n}"));
+            return Err(format!(
+                "unknown field `{key}`{line}: keys are the flag names of `run` (`tps`, `ramp-up`, ...)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every key a file may hold: the long flag names of `run` and their
+/// aliases, except `config` itself.
+fn file_keys() -> Vec<String> {
+    let command = <RunArgs as clap::Args>::augment_args(clap::Command::new("file"));
+    command
+        .get_arguments()
+        .flat_map(|arg| {
+            let aliases = arg.get_all_aliases().unwrap_or_default();
+            arg.get_long().into_iter().chain(aliases)
+        })
+        .filter(|name| *name != "config")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The first line (1-based) that sets `key` at its start (`key =`, `key:`,
+/// or a `[key]` table).
+fn line_of(key: &str, text: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start();
+            let rest = line
+                .strip_prefix(key)
+                .or_else(|| line.strip_prefix(&format!("\"{key}\"")))
+                .map(str::trim_start);
+            matches!(rest, Some(r) if r.starts_with('=') || r.starts_with(':'))
+                || line.trim_start_matches('[').starts_with(key) && line.starts_with('[')
+        })
+        .map(|n| n + 1)
 }
 
 #[cfg(test)]
@@ -60,6 +124,24 @@ mod tests {
         assert!(e.contains("tpss") && e.contains("line 2"), "{e}");
         let e = parse_yaml("tps: 1\nbogus: 2\n").unwrap_err();
         assert!(e.contains("bogus") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn export_keys_sit_beside_the_run_keys() {
+        let args = parse_toml("tps = 5\nexport = [\"otlp\"]\nlabels = [\"env=ci\"]\n").unwrap();
+        assert_eq!(args.tps, Some(5.0));
+        assert_eq!(args.export.export, vec!["otlp".to_string()]);
+        assert_eq!(args.export.label, vec!["env=ci".to_string()]);
+        let args =
+            parse_yaml("metrics-listen: 127.0.0.1:9000\nthresholds: [\"p99<1s\"]\n").unwrap();
+        assert_eq!(args.export.metrics_listen.unwrap().port(), 9000);
+        assert_eq!(args.threshold.len(), 1);
+        let e = parse_toml("tps = 1\nexport-queue = \"many\"\n").unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+        let e = parse_toml("tps = 1\n[otlp]\nendpoint = 1\n").unwrap_err();
+        assert!(e.contains("`otlp`") && e.contains("line 2"), "{e}");
+        let e = parse_toml("config = \"other.toml\"\n").unwrap_err();
+        assert!(e.contains("`config`"), "{e}");
     }
 
     #[test]

@@ -5,14 +5,17 @@
 //! - [`duration`]: human durations (`30s`, `1.5s`, `5m`).
 //! - [`resolve`](mod@resolve): validation into a runnable [`RunSettings`].
 //! - [`definition`]: a distributed test's self-contained definition.
+//! - [`export`]: which live exporters a process runs, and their settings.
 
 pub mod args;
 pub mod definition;
 pub mod duration;
+pub mod export;
 pub mod file;
 pub mod resolve;
 
 pub use args::RunArgs;
+pub use export::{ExportArgs, ExportSettings};
 pub use resolve::{
     DEFAULT_DISPATCH_QUANTUM, DEFAULT_MAX_LAG, DEFAULT_RELIABLE_LAG, MAX_DISPATCH_QUANTUM,
     RunSettings, resolve,

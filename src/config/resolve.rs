@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::ConfigError;
 use super::args::{PatternKind, RunArgs};
 use super::duration::{HumanDuration, parse_duration};
+use super::export::{ExportSettings, resolve_export};
 use crate::engine::{EngineConfig, LoadModel, Saturation};
 use crate::load::{LoadPattern, LoadProfile, RatePoint, Step, Warmup};
 use crate::metrics::cpu::available_cores;
@@ -60,6 +61,8 @@ pub struct RunSettings {
     pub outputs: Vec<PathBuf>,
     /// No live progress.
     pub quiet: bool,
+    /// Live exporters.
+    pub export: ExportSettings,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
@@ -125,6 +128,7 @@ pub(crate) fn resolve_with(args: RunArgs, files: Files) -> Result<RunSettings, C
         reliable_lag: args.reliable_lag.map_or(DEFAULT_RELIABLE_LAG, Into::into),
         outputs: args.output,
         quiet: args.quiet,
+        export: resolve_export(args.export)?,
     })
 }
 

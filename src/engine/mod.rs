@@ -32,6 +32,7 @@ pub use stop::{StopCause, StopSignal};
 
 use crate::load::profile::CompiledProfile;
 use crate::load::{ArrivalSchedule, RateCurve};
+use crate::metrics::stats::WindowStats;
 use crate::metrics::{Aggregator, MetricsHub, WindowReport};
 use crate::task::{Task, TaskFactory, ThreadStrategy};
 use scheduler::{Pool, run_scheduler};
@@ -99,6 +100,23 @@ pub struct EngineConfig {
     pub start_at: Option<SystemTime>,
 }
 
+/// A window the aggregator closed, with everything measured in it: what
+/// [`RunObserver::on_closed`] receives.
+pub struct ClosedWindow<'a> {
+    /// The window's summary, as the report's series holds it.
+    pub report: &'a WindowReport,
+    /// Its statistics per operation key (phase and tag): counts, error
+    /// kinds, both latency histograms, and the scheduler lag.
+    pub stats: &'a WindowStats,
+    /// Wall-clock time the window starts at.
+    pub start: SystemTime,
+    /// Arrivals per second the run's curve planned for the window, after
+    /// any rate update (paced runs).
+    pub target_rate: Option<f64>,
+    /// Executions in flight when it was closed.
+    pub in_flight: u64,
+}
+
 /// Receives each second's results while the run is going.
 pub trait RunObserver: Send {
     /// Called once per closed window with the run's totals so far. Return
@@ -119,6 +137,11 @@ pub trait RunObserver: Send {
     /// Called every [`RunObserver::progress_interval`] with a preview of
     /// the totals, open windows included, `elapsed_s` into the run.
     fn on_progress(&mut self, _preview: &Aggregator, _elapsed_s: f64) {}
+
+    /// Called once for every window closed, including the last ones the
+    /// run closes as it ends (which [`RunObserver::on_window`] never
+    /// sees): what exporters are fed from. The default ignores it.
+    fn on_closed(&mut self, _window: &ClosedWindow<'_>) {}
 }
 
 /// An observer that watches nothing.
@@ -216,6 +239,7 @@ pub async fn run_controlled<F: TaskFactory>(
     let spawner = Arc::new(Spawner::new(handle, blocking));
     let mut aggregator = Aggregator::new(hub, warmup_secs);
     let counters_before = crate::metrics::events::snapshot();
+    let following = control.clone();
 
     let started = match &config.load {
         LoadModel::Open {
@@ -257,14 +281,11 @@ pub async fn run_controlled<F: TaskFactory>(
     let started_at = SystemTime::now();
     let curve = started.curve.clone();
 
-    sweep_until_load_ends(
-        &ctx,
-        &mut aggregator,
-        observer,
-        curve.as_ref(),
-        started.load_done,
-    )
-    .await;
+    let target = TargetRate {
+        initial: curve.clone(),
+        control: following,
+    };
+    sweep_until_load_ends(&ctx, &mut aggregator, observer, &target, started.load_done).await;
     let load_secs = ctx.clock.now_ns() as f64 / NANOS_PER_SEC as f64;
     let unfinished = drain(&ctx, &spawner, config.drain_timeout, started.queue.as_ref()).await;
     let total_secs = ctx.clock.now_ns() as f64 / NANOS_PER_SEC as f64;
@@ -272,6 +293,7 @@ pub async fn run_controlled<F: TaskFactory>(
         return Err(EngineError::Setup(fatal));
     }
     aggregator.finish(total_secs);
+    announce_closed(&ctx, &aggregator, observer, &target);
     // The scheduler leaves the curve it finally followed (after updates).
     let (curve, planned) = match started.followed.lock().take() {
         Some((curve, planned)) => (Some(curve), Some(planned)),
@@ -446,12 +468,55 @@ async fn wait_ready<F: TaskFactory>(
     Ok(())
 }
 
+/// The run's target rate as it is now: its own curve, or the one the
+/// scheduler follows after rate updates.
+struct TargetRate {
+    initial: Option<RateCurve>,
+    control: LoadControl,
+}
+
+impl TargetRate {
+    /// Arrivals planned for the window starting at `second`, per second.
+    fn of_window(&self, second: u64) -> Option<f64> {
+        let (from, to) = (second as f64, second as f64 + 1.0);
+        match self.control.following() {
+            Some(curve) => Some(curve.count_between(from, to)),
+            None => self.initial.as_ref().map(|c| c.count_between(from, to)),
+        }
+    }
+}
+
+/// Tells `observer` about each window the aggregator's last sweep closed;
+/// returns their reports with their target rates.
+fn announce_closed<F: TaskFactory>(
+    ctx: &Arc<RunContext<F>>,
+    aggregator: &Aggregator,
+    observer: &mut dyn RunObserver,
+    target: &TargetRate,
+) -> Vec<(WindowReport, Option<f64>)> {
+    let origin_wall = ctx.clock.origin_wall();
+    let in_flight = ctx.executing();
+    let mut announced = Vec::new();
+    for (report, stats) in aggregator.last_closed() {
+        let target_rate = target.of_window(report.second);
+        observer.on_closed(&ClosedWindow {
+            report,
+            stats,
+            start: origin_wall + Duration::from_secs(report.second),
+            target_rate,
+            in_flight,
+        });
+        announced.push((report.clone(), target_rate));
+    }
+    announced
+}
+
 /// Sweeps a window after each second until the load is over or stopped.
 async fn sweep_until_load_ends<F: TaskFactory>(
     ctx: &Arc<RunContext<F>>,
     aggregator: &mut Aggregator,
     observer: &mut dyn RunObserver,
-    curve: Option<&RateCurve>,
+    target: &TargetRate,
     load_done: LoadDone,
 ) {
     let origin = ctx.clock.origin().expect("clock started before sweeping");
@@ -479,10 +544,9 @@ async fn sweep_until_load_ends<F: TaskFactory>(
             next_progress = progress_every.map(|every| now + every);
             continue;
         }
-        for window in aggregator.collect(next_second).to_vec() {
-            let target =
-                curve.map(|c| c.count_between(window.second as f64, window.second as f64 + 1.0));
-            if let Some(reason) = observer.on_window(&window, target, aggregator) {
+        aggregator.collect(next_second);
+        for (window, target_rate) in announce_closed(ctx, aggregator, observer, target) {
+            if let Some(reason) = observer.on_window(&window, target_rate, aggregator) {
                 ctx.stop.abort(reason);
             }
         }

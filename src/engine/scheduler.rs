@@ -97,6 +97,9 @@ struct ControlInner {
     held: AtomicBool,
     released: AtomicBool,
     hold_requested: AtomicBool,
+    /// The curve the scheduler follows since it last applied updates
+    /// (`None` until it first does): what the run's target rate is now.
+    following: Mutex<Option<Arc<RateCurve>>>,
 }
 
 impl LoadControl {
@@ -142,6 +145,16 @@ impl LoadControl {
     /// Lets a held scheduler go on (it then sends the arrivals it owes).
     pub fn release(&self) {
         self.inner.released.store(true, Ordering::Release);
+    }
+
+    /// The curve the scheduler follows after the updates it applied, or
+    /// `None` if it applied none (it follows the run's own curve).
+    pub fn following(&self) -> Option<Arc<RateCurve>> {
+        self.inner.following.lock().clone()
+    }
+
+    fn publish_following(&self, curve: &RateCurve) {
+        *self.inner.following.lock() = Some(Arc::new(curve.clone()));
     }
 
     fn stall_guard_ns(&self) -> Option<u64> {
@@ -244,6 +257,7 @@ pub(crate) fn run_scheduler<F: TaskFactory>(
             for update in updates {
                 apply_update(&mut schedule, update);
             }
+            control.publish_following(schedule.curve());
             hold_armed = false;
         }
         // After the last arrival the run still lasts until the curve ends

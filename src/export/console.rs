@@ -212,6 +212,9 @@ pub fn summary(report: &Report, target_rate: Option<f64>) -> String {
             .collect();
         let _ = writeln!(out, "events: {}", counts.join(", "));
     }
+    for export in &report.exports {
+        let _ = writeln!(out, "export {}", export.describe());
+    }
     if let Some(planned) = report.planned {
         let unsent = report.unsent.map_or(String::new(), |n| {
             format!(" ({n} not sent: lost peers' degraded windows)")

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::pipeline::ExportOutcome;
 use super::report::{Histograms, Outcome, PhaseReport, Report, SelfCheck};
 use crate::metrics::histogram::{decode_v2, encode_v2, merge, new_histogram};
 use crate::metrics::stats::ErrorCounts;
@@ -174,6 +175,19 @@ fn merge_tags(
 }
 
 /// Each named event counter summed over the peers.
+/// Every peer's exporters, each named with its peer.
+fn peer_exports(parts: &[(String, Report)]) -> Vec<ExportOutcome> {
+    parts
+        .iter()
+        .flat_map(|(peer, report)| {
+            report.exports.iter().map(move |e| ExportOutcome {
+                peer: Some(peer.clone()),
+                ..e.clone()
+            })
+        })
+        .collect()
+}
+
 fn sum_counters(reports: &[&Report]) -> BTreeMap<String, u64> {
     let mut sum = BTreeMap::new();
     for report in reports {
@@ -298,6 +312,7 @@ pub fn merge_reports(
         peers: parts.iter().cloned().collect(),
         events: Vec::new(),
         counters: sum_counters(&reports),
+        exports: peer_exports(parts),
     })
 }
 

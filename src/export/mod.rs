@@ -5,10 +5,19 @@
 //! - [`console`]: live progress and the end-of-run summary table.
 //! - [`files`]: writing `.json` and `.csv` report files.
 //! - [`merge`]: the exact merge of peers' reports into the cluster's.
+//! - [`exporter`]: the [`Exporter`] seam live outputs implement.
+//! - [`pipeline`]: exporters on their own tasks behind bounded queues,
+//!   and what each delivered.
+//! - [`registry`]: exporters by name, built-in and registered.
 
 pub mod console;
+pub mod exporter;
 pub mod files;
 pub mod merge;
+pub mod pipeline;
+pub mod registry;
 pub mod report;
 
+pub use exporter::{ExportError, ExportWindow, Exporter, RunInfo};
+pub use pipeline::{ExportObserver, ExportOutcome, ExportPipeline};
 pub use report::{Outcome, Report};

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::pipeline::ExportOutcome;
 use crate::engine::{RunOutcome, StopCause};
 use crate::metrics::histogram::encode_v2;
 use crate::metrics::{
@@ -209,6 +210,10 @@ pub struct Report {
     /// task's own counters): not executions, never errors.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub counters: BTreeMap<String, u64>,
+    /// What each live exporter (OpenTelemetry, Prometheus, BlazeMeter, a
+    /// user's own) delivered of the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exports: Vec<ExportOutcome>,
 }
 
 /// What a report needs to know about a run besides its metrics.
@@ -352,6 +357,7 @@ impl Report {
             peers: BTreeMap::new(),
             events: Vec::new(),
             counters: facts.counters.clone(),
+            exports: Vec::new(),
         }
     }
 

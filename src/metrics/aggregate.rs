@@ -69,6 +69,9 @@ pub struct Aggregator {
     series: Vec<WindowReport>,
     collected_before: u64,
     cpu: CpuMeter,
+    /// The windows the last [`collect`](Self::collect) or
+    /// [`finish`](Self::finish) closed, per operation key.
+    closed: Vec<WindowStats>,
 }
 
 impl Aggregator {
@@ -81,6 +84,7 @@ impl Aggregator {
             series: Vec::new(),
             collected_before: 0,
             cpu: CpuMeter::new(),
+            closed: Vec::new(),
         }
     }
 
@@ -132,7 +136,22 @@ impl Aggregator {
             series,
             collected_before: self.collected_before,
             cpu: CpuMeter::new(),
+            closed: Vec::new(),
         }
+    }
+
+    /// The windows the last [`collect`](Self::collect) or
+    /// [`finish`](Self::finish) closed, in the order of the reports it
+    /// returned, with every operation key's statistics (tags, error kinds,
+    /// histograms) and the scheduler lag: what exporters send.
+    pub fn closed_stats(&self) -> &[WindowStats] {
+        &self.closed
+    }
+
+    /// The windows the last sweep closed, each report with its statistics.
+    pub fn last_closed(&self) -> impl Iterator<Item = (&WindowReport, &WindowStats)> {
+        let first = self.series.len() - self.closed.len();
+        self.series[first..].iter().zip(&self.closed)
     }
 
     fn absorb(
@@ -151,6 +170,7 @@ impl Aggregator {
         }
         let cpu_percent = self.cpu.sample();
         let first_new = self.series.len();
+        self.closed.clear();
         for second in self.collected_before..before {
             let merged = by_second
                 .remove(&second)
@@ -158,6 +178,7 @@ impl Aggregator {
             let duration_s = end_s.map_or(1.0, |end| (end - second as f64).clamp(0.001, 1.0));
             self.series
                 .push(self.report(&merged, duration_s, cpu_percent));
+            self.closed.push(merged);
         }
         self.collected_before = self.collected_before.max(before);
         &self.series[first_new..]
@@ -242,10 +263,15 @@ mod tests {
         b.record_dispatch(2, Phase::Main, 500, true);
         let mut agg = Aggregator::new(hub, 1.0);
         assert_eq!(agg.collect(2).len(), 2);
+        assert_eq!(agg.closed_stats().len(), 2);
+        assert_eq!(agg.closed_stats()[0].total().completed(), 1);
         let rest = agg.finish(2.5);
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].dropped, 1);
         assert!((rest[0].duration_s - 0.5).abs() < 1e-9);
+        let last = &agg.closed_stats()[0];
+        assert_eq!(last.index, 2);
+        assert_eq!(last.ops[0].0, (Phase::Main, Some("login")));
         assert_eq!(agg.series()[0].phase, Phase::Warmup);
         assert_eq!(agg.phase_total(Phase::Main).completed(), 1);
         assert_eq!(agg.phase_total(Phase::Warmup).completed(), 1);

@@ -29,6 +29,23 @@ pub fn peak_rss_bytes() -> u64 {
     }
 }
 
+/// Resident memory of this process now, in bytes (0 where the system
+/// does not say).
+pub fn current_rss_bytes() -> u64 {
+    // /proc/self/statm: size, resident, ... in pages.
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    let resident: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|pages| pages.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf only reads a configuration value.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    resident * u64::try_from(page).unwrap_or(4096)
+}
+
 /// Cores this process may run on (its CPU affinity, so `taskset` counts).
 pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

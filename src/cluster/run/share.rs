@@ -15,7 +15,8 @@ use crate::cluster::run::plan::{Plan, ShareChange};
 use crate::config::{self, RunArgs};
 use crate::engine::TaskRegistry;
 use crate::engine::{EngineConfig, LoadControl, LoadModel, RunObserver, StopSignal};
-use crate::export::Report;
+use crate::export::registry::Exports;
+use crate::export::{ExportObserver, ExportPipeline, Report, RunInfo};
 use crate::load::RateCurve;
 use crate::load::profile::CompiledProfile;
 use crate::metrics::{Aggregator, Phase, WindowReport};
@@ -116,6 +117,10 @@ pub type SharedActivity = Arc<Mutex<Activity>>;
 pub struct EngineShares {
     /// Tasks this peer can run.
     pub registry: Arc<TaskRegistry>,
+    /// This peer's exporters, fed each share it runs.
+    pub exports: Arc<Exports>,
+    /// This peer's node name, as exporters label it.
+    pub peer: String,
     /// Where each test's report goes.
     pub results: Results,
     /// What this peer is doing, for gossip.
@@ -173,6 +178,7 @@ impl EngineShares {
             .registry
             .build(&settings.task)
             .map_err(|e| format!("{e:#}"))?;
+        let pipeline = self.start_exports(plan, &settings.task.name, &engine);
         let (control, stop) = (LoadControl::new(), StopSignal::new());
         control.hold_when_behind(STALL_GUARD);
         let task = {
@@ -182,23 +188,28 @@ impl EngineShares {
             let label = format!("running {} (epoch {})", plan.test_id, plan.epoch);
             async move {
                 activity.lock().status = label;
-                let mut observer = ActivityObserver {
+                let mut activity_observer = ActivityObserver {
                     activity: Arc::clone(&activity),
                     results: Arc::clone(&results),
                     test_id: test_id.clone(),
                     task: settings.task.name.clone(),
                     warmup_secs,
                 };
+                let mut observer = ExportObserver::new(&mut activity_observer, &pipeline);
                 let outcome = runnable
                     .run_controlled(engine, &mut observer, stop, control)
                     .await;
                 let result = match outcome {
-                    Ok(o) => PeerResult::Finished(Box::new(Report::build(
-                        &settings.task.name,
-                        &o,
-                        &settings.thresholds,
-                        settings.reliable_lag,
-                    ))),
+                    Ok(o) => {
+                        let mut report = Report::build(
+                            &settings.task.name,
+                            &o,
+                            &settings.thresholds,
+                            settings.reliable_lag,
+                        );
+                        report.exports = pipeline.finish(&report).await;
+                        PeerResult::Finished(Box::new(report))
+                    }
                     Err(e) => PeerResult::Failed(e.to_string()),
                 };
                 let main = match &result {
@@ -230,6 +241,30 @@ impl EngineShares {
             results: Arc::clone(&self.results),
             activity: Arc::clone(&self.activity),
         }))
+    }
+}
+
+impl EngineShares {
+    /// This peer's exporters for its share of `plan`; none (with a
+    /// warning) if they cannot be built: an exporter never stops a test.
+    fn start_exports(&self, plan: &Plan, task: &str, engine: &EngineConfig) -> ExportPipeline {
+        let (curve, warmup_secs) = match &engine.load {
+            LoadModel::Open { profile, .. } => (Some(profile.curve.clone()), profile.warmup_secs),
+            LoadModel::Closed { warmup, .. } => (None, warmup.as_secs_f64()),
+        };
+        let run = RunInfo {
+            test_id: plan.test_id.clone(),
+            peer: self.peer.clone(),
+            task: task.to_owned(),
+            labels: self.exports.settings.labels.clone(),
+            curve,
+            warmup_secs,
+            starts_at: engine.start_at.unwrap_or_else(SystemTime::now),
+        };
+        self.exports.start(run).unwrap_or_else(|e| {
+            tracing::warn!("test {}: running without exporters: {e:#}", plan.test_id);
+            ExportPipeline::none()
+        })
     }
 }
 

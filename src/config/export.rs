@@ -1,0 +1,235 @@
+//! Export settings: which live exporters a process runs, and theirs.
+//!
+//! They belong to the process, never to a test: `run` reads them with its
+//! other settings (flags, `VAJRA_*`, its file), a peer from `join`'s flags
+//! and environment, and a test's definition never carries them, so nothing
+//! from the wire makes a peer send its figures somewhere or read a token.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+use super::duration::HumanDuration;
+use crate::export::pipeline::{DEFAULT_FLUSH_TIMEOUT, DEFAULT_QUEUE};
+
+/// The exporter `--metrics-listen` serves.
+pub const PROMETHEUS: &str = "prometheus";
+/// Where `--export prometheus` listens without `--metrics-listen`: the
+/// port OpenTelemetry's Prometheus exporters use, on loopback.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+/// Longest a label key or value may be.
+const MAX_LABEL_LEN: usize = 128;
+
+/// Every export setting, as flags, `VAJRA_*` variables and file keys.
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct ExportArgs {
+    /// Live exporter to feed: otlp, prometheus, blazemeter, or one your
+    /// binary registered (repeatable, or comma-separated).
+    #[arg(
+        long = "export",
+        alias = "exports",
+        env = "VAJRA_EXPORT",
+        value_delimiter = ',',
+        value_name = "NAME",
+        help_heading = "Export"
+    )]
+    #[serde(alias = "exports")]
+    pub export: Vec<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (implies --export
+    /// prometheus).
+    #[arg(
+        long,
+        env = "VAJRA_METRICS_LISTEN",
+        value_name = "ADDR",
+        help_heading = "Export"
+    )]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Label of the run in what exporters send, KEY=VALUE (repeatable).
+    #[arg(
+        long = "label",
+        alias = "labels",
+        value_name = "KEY=VALUE",
+        help_heading = "Export"
+    )]
+    #[serde(alias = "labels")]
+    pub label: Vec<String>,
+    /// Windows an exporter may fall behind by before newer ones are not
+    /// delivered to it [default: 120].
+    #[arg(long, value_name = "WINDOWS", help_heading = "Export")]
+    pub export_queue: Option<usize>,
+    /// Time exporters get at the end to deliver what they hold [default: 10s].
+    #[arg(long, env = "VAJRA_EXPORT_FLUSH_TIMEOUT", help_heading = "Export")]
+    pub export_flush_timeout: Option<HumanDuration>,
+}
+
+impl ExportArgs {
+    /// These settings with every unset one taken from `lower`.
+    pub fn over(self, lower: ExportArgs) -> ExportArgs {
+        fn list<T>(upper: Vec<T>, lower: Vec<T>) -> Vec<T> {
+            if upper.is_empty() { lower } else { upper }
+        }
+        ExportArgs {
+            export: list(self.export, lower.export),
+            metrics_listen: self.metrics_listen.or(lower.metrics_listen),
+            label: list(self.label, lower.label),
+            export_queue: self.export_queue.or(lower.export_queue),
+            export_flush_timeout: self.export_flush_timeout.or(lower.export_flush_timeout),
+        }
+    }
+
+    /// Whether no export setting is given.
+    pub fn is_empty(&self) -> bool {
+        *self == ExportArgs::default()
+    }
+}
+
+/// Export settings, resolved and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportSettings {
+    /// Exporters to run, by name, each once, in the order given.
+    pub exporters: Vec<String>,
+    /// Where the Prometheus endpoint listens, if it runs.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The run's labels.
+    pub labels: BTreeMap<String, String>,
+    /// Windows an exporter may fall behind by.
+    pub queue: usize,
+    /// Time exporters get at the end.
+    pub flush_timeout: Duration,
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        Self {
+            exporters: Vec::new(),
+            metrics_listen: None,
+            labels: BTreeMap::new(),
+            queue: DEFAULT_QUEUE,
+            flush_timeout: DEFAULT_FLUSH_TIMEOUT,
+        }
+    }
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Checks `args` into settings. Exporter names are checked later, against
+/// the registry of the binary that runs them.
+pub fn resolve_export(args: ExportArgs) -> Result<ExportSettings, ConfigError> {
+    let mut exporters: Vec<String> = Vec::new();
+    for name in args.export.iter().map(|n| n.trim()) {
+        if name.is_empty() {
+            return Err(invalid("export", "an empty exporter name"));
+        }
+        if !exporters.iter().any(|e| e == name) {
+            exporters.push(name.to_owned());
+        }
+    }
+    let mut metrics_listen = args.metrics_listen;
+    if metrics_listen.is_some() && !exporters.iter().any(|e| e == PROMETHEUS) {
+        exporters.push(PROMETHEUS.to_owned());
+    }
+    if metrics_listen.is_none() && exporters.iter().any(|e| e == PROMETHEUS) {
+        metrics_listen = Some(DEFAULT_METRICS_LISTEN.parse().expect("literal address"));
+    }
+    let mut labels = BTreeMap::new();
+    for label in &args.label {
+        let (key, value) = parse_label(label)?;
+        labels.insert(key, value);
+    }
+    let queue = args.export_queue.unwrap_or(DEFAULT_QUEUE);
+    if queue == 0 {
+        return Err(invalid("export-queue", "must be at least 1"));
+    }
+    Ok(ExportSettings {
+        exporters,
+        metrics_listen,
+        labels,
+        queue,
+        flush_timeout: args
+            .export_flush_timeout
+            .map_or(DEFAULT_FLUSH_TIMEOUT, Into::into),
+    })
+}
+
+/// A `KEY=VALUE` label: the key a name a metrics backend accepts
+/// (letters, digits, `_`; not starting with a digit), both bounded.
+fn parse_label(label: &str) -> Result<(String, String), ConfigError> {
+    let (key, value) = label
+        .split_once('=')
+        .ok_or_else(|| invalid("label", format!("'{label}' is not KEY=VALUE")))?;
+    let key = key.trim();
+    let valid_key = key
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid_key {
+        return Err(invalid(
+            "label",
+            format!("key '{key}' must be letters, digits and _, not starting with a digit"),
+        ));
+    }
+    if key.len() > MAX_LABEL_LEN || value.len() > MAX_LABEL_LEN {
+        return Err(invalid(
+            "label",
+            format!("'{label}' is longer than {MAX_LABEL_LEN} characters a side"),
+        ));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_listen_implies_prometheus_and_prometheus_gets_an_address() {
+        let listen = resolve_export(ExportArgs {
+            metrics_listen: Some("127.0.0.1:9999".parse().unwrap()),
+            ..ExportArgs::default()
+        })
+        .unwrap();
+        assert_eq!(listen.exporters, vec![PROMETHEUS]);
+        let named = resolve_export(ExportArgs {
+            export: vec!["prometheus".into(), "otlp".into(), "prometheus".into()],
+            ..ExportArgs::default()
+        })
+        .unwrap();
+        assert_eq!(named.exporters, vec!["prometheus", "otlp"]);
+        assert_eq!(named.metrics_listen.unwrap().port(), 9464);
+    }
+
+    #[test]
+    fn bad_labels_and_queues_are_named() {
+        for label in ["noequals", "1st=x", "a-b=c", "=v"] {
+            let e = resolve_export(ExportArgs {
+                label: vec![label.into()],
+                ..ExportArgs::default()
+            })
+            .unwrap_err();
+            assert!(e.to_string().contains("label"), "{label}: {e}");
+        }
+        let ok = resolve_export(ExportArgs {
+            label: vec!["env=staging".into(), "build=1.2=3".into()],
+            ..ExportArgs::default()
+        })
+        .unwrap();
+        assert_eq!(ok.labels["build"], "1.2=3");
+        let e = resolve_export(ExportArgs {
+            export_queue: Some(0),
+            ..ExportArgs::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("export-queue"));
+    }
+}
