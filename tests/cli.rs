@@ -157,6 +157,49 @@ fn bad_input_is_a_clear_error_not_a_panic() {
             &["run", "--config", "/nonexistent/vajra.toml"],
             "cannot read",
         ),
+        (
+            &[
+                "run",
+                "--task",
+                "noop",
+                "--tps",
+                "1",
+                "--duration",
+                "1s",
+                "--export",
+                "otlpp",
+            ],
+            "unknown exporter 'otlpp' (known: prometheus",
+        ),
+        (
+            &[
+                "run",
+                "--task",
+                "noop",
+                "--tps",
+                "1",
+                "--duration",
+                "1s",
+                "--label",
+                "a b=c",
+            ],
+            "invalid `label`",
+        ),
+        (
+            &[
+                "start",
+                "--insecure",
+                "--task",
+                "noop",
+                "--tps",
+                "1",
+                "--duration",
+                "1s",
+                "--export",
+                "otlp",
+            ],
+            "exporters belong to each peer",
+        ),
     ];
     for (args, needle) in cases {
         let r = raw(args);

@@ -16,7 +16,7 @@ use crate::cluster::peer::{Peer, PeerConfig, hostname};
 use crate::cluster::run::protocol::{ControlReply, ControlRequest, Refusal};
 use crate::cluster::status::ClusterStatus;
 use crate::config::duration::HumanDuration;
-use crate::config::export::resolve_export;
+use crate::config::export::{PROMETHEUS, resolve_export};
 use crate::config::{ExportArgs, RunArgs};
 use crate::export::Outcome;
 use crate::export::registry::Exports;
@@ -154,7 +154,7 @@ pub struct StatusArgs {
 /// tests with the tasks, strategies and exporters of `extensions`.
 pub fn join(args: JoinArgs, extensions: Extensions) -> u8 {
     let exports = match peer_exports(&args, &extensions) {
-        Ok(exports) => Arc::new(exports),
+        Ok(exports) => exports,
         Err(e) => {
             eprintln!("error: {e:#}");
             return EXIT_CONFIG;
@@ -194,6 +194,15 @@ pub fn join(args: JoinArgs, extensions: Extensions) -> u8 {
         return EXIT_RUNTIME;
     };
     rt.block_on(async move {
+        let mut exports = exports;
+        let _metrics = match exports.serve_metrics(false).await {
+            Ok(server) => server,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return EXIT_RUNTIME;
+            }
+        };
+        let exports = Arc::new(exports);
         let peer = match Peer::start(config.clone(), registry, strategies, exports).await {
             Ok(peer) => peer,
             Err(e) => {
@@ -245,7 +254,10 @@ fn peer_exports(args: &JoinArgs, extensions: &Extensions) -> anyhow::Result<Expo
         registry: extensions.exporters.clone(),
         settings,
     };
-    exports.registry.build(&exports.settings)?;
+    // `prometheus` is registered once the endpoint listens.
+    let mut others = exports.settings.clone();
+    others.exporters.retain(|name| name != PROMETHEUS);
+    exports.registry.build(&others)?;
     Ok(exports)
 }
 

@@ -95,9 +95,16 @@ async fn execute(extensions: &Extensions, settings: RunSettings) -> u8 {
             return EXIT_CONFIG;
         }
     };
-    let exports = Exports {
+    let mut exports = Exports {
         registry: extensions.exporters.clone(),
         settings: settings.export.clone(),
+    };
+    let _metrics = match exports.serve_metrics(true).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return EXIT_RUNTIME;
+        }
     };
     let pipeline = match exports.start(run_info(&settings)) {
         Ok(pipeline) => pipeline,

@@ -9,12 +9,14 @@
 //! - [`pipeline`]: exporters on their own tasks behind bounded queues,
 //!   and what each delivered.
 //! - [`registry`]: exporters by name, built-in and registered.
+//! - [`prometheus`]: `/metrics`, with cluster-exact percentiles.
 
 pub mod console;
 pub mod exporter;
 pub mod files;
 pub mod merge;
 pub mod pipeline;
+pub mod prometheus;
 pub mod registry;
 pub mod report;
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use super::exporter::{Exporter, RunInfo};
 use super::pipeline::ExportPipeline;
+use super::prometheus::{MetricsServer, PrometheusExporter};
 use crate::config::ExportSettings;
+use crate::config::export::PROMETHEUS;
 
 /// Makes one run's exporter from the process's export settings.
 pub type ExporterBuilder =
@@ -34,11 +36,15 @@ impl ExporterRegistry {
         Self::default()
     }
 
-    /// A registry with the built-in exporters. (`prometheus` is not among
-    /// them: it serves from the process, which registers it when it
-    /// listens.)
+    /// A registry with the built-in exporters. `prometheus` serves from
+    /// the process, which registers the real one when it listens
+    /// ([`Exports::serve_metrics`]); until then it stands for its name.
     pub fn with_builtins() -> Self {
-        Self::new()
+        let mut registry = Self::new();
+        registry.register(PROMETHEUS, |_| {
+            anyhow::bail!("prometheus exports through --metrics-listen ADDR")
+        });
+        registry
     }
 
     /// Registers `build` as the exporter `name` (replacing one of that
@@ -101,6 +107,31 @@ pub struct Exports {
 }
 
 impl Exports {
+    /// Serves `/metrics` if the settings ask for it, registering the
+    /// `prometheus` exporter on the endpoint; `linger` makes a run's end
+    /// wait for a scrape of its final figures (a standalone run, whose
+    /// endpoint ends with it).
+    pub async fn serve_metrics(
+        &mut self,
+        linger: bool,
+    ) -> anyhow::Result<Option<Arc<MetricsServer>>> {
+        let Some(addr) = self.settings.metrics_listen else {
+            return Ok(None);
+        };
+        let server = MetricsServer::start(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+        let linger = linger.then(|| self.settings.flush_timeout.mul_f64(0.9));
+        let shared = Arc::clone(&server);
+        self.registry.register(PROMETHEUS, move |_| {
+            Ok(Box::new(PrometheusExporter::new(
+                Arc::clone(&shared),
+                linger,
+            )))
+        });
+        Ok(Some(server))
+    }
+
     /// Starts this process's exporters for `run` (none: an empty
     /// pipeline). Fails if one cannot be built.
     pub fn start(&self, run: RunInfo) -> anyhow::Result<ExportPipeline> {
