@@ -16,7 +16,7 @@ use crate::cluster::peer::{Peer, PeerConfig, hostname};
 use crate::cluster::run::protocol::{ControlReply, ControlRequest, Refusal};
 use crate::cluster::status::ClusterStatus;
 use crate::config::duration::HumanDuration;
-use crate::config::export::{PROMETHEUS, resolve_export};
+use crate::config::export::resolve_export;
 use crate::config::{ExportArgs, RunArgs};
 use crate::export::Outcome;
 use crate::export::registry::Exports;
@@ -202,6 +202,12 @@ pub fn join(args: JoinArgs, extensions: Extensions) -> u8 {
                 return EXIT_RUNTIME;
             }
         };
+        // Built once here, so a bad setting stops the peer at once
+        // instead of at every test.
+        if let Err(e) = exports.registry.build(&exports.settings) {
+            eprintln!("error: {e:#}");
+            return EXIT_CONFIG;
+        }
         let exports = Arc::new(exports);
         let peer = match Peer::start(config.clone(), registry, strategies, exports).await {
             Ok(peer) => peer,
@@ -246,19 +252,14 @@ pub fn join(args: JoinArgs, extensions: Extensions) -> u8 {
     })
 }
 
-/// The exporters `join`'s flags ask for, each built once here so a bad
-/// setting stops the peer at once instead of at every test.
+/// The exporters `join`'s flags ask for, their names checked.
 fn peer_exports(args: &JoinArgs, extensions: &Extensions) -> anyhow::Result<Exports> {
     let settings = resolve_export(args.export.clone())?;
-    let exports = Exports {
+    extensions.exporters.check(&settings)?;
+    Ok(Exports {
         registry: extensions.exporters.clone(),
         settings,
-    };
-    // `prometheus` is registered once the endpoint listens.
-    let mut others = exports.settings.clone();
-    others.exporters.retain(|name| name != PROMETHEUS);
-    exports.registry.build(&others)?;
-    Ok(exports)
+    })
 }
 
 /// How many times each address must refuse a peer that nobody admits

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
 use super::duration::HumanDuration;
+use super::otlp::{OtlpSettings, resolve_otlp};
 use crate::export::pipeline::{DEFAULT_FLUSH_TIMEOUT, DEFAULT_QUEUE};
 
 /// The exporter `--metrics-listen` serves.
@@ -65,6 +66,34 @@ pub struct ExportArgs {
     /// Time exporters get at the end to deliver what they hold [default: 10s].
     #[arg(long, env = "VAJRA_EXPORT_FLUSH_TIMEOUT", help_heading = "Export")]
     pub export_flush_timeout: Option<HumanDuration>,
+
+    /// OTLP: the collector's URL [default: OTEL_EXPORTER_OTLP_ENDPOINT, or
+    /// http://localhost:4318 (gRPC: 4317)].
+    #[arg(long, value_name = "URL", help_heading = "Export")]
+    pub otlp_endpoint: Option<String>,
+    /// OTLP: grpc or http/protobuf [default: OTEL_EXPORTER_OTLP_PROTOCOL,
+    /// or http/protobuf].
+    #[arg(long, value_name = "PROTOCOL", help_heading = "Export")]
+    pub otlp_protocol: Option<String>,
+    /// OTLP: a header sent with every export, KEY=VALUE (repeatable)
+    /// [default: OTEL_EXPORTER_OTLP_HEADERS].
+    #[arg(
+        long = "otlp-header",
+        alias = "otlp-headers",
+        value_name = "KEY=VALUE",
+        help_heading = "Export"
+    )]
+    #[serde(alias = "otlp-headers")]
+    pub otlp_header: Vec<String>,
+    /// OTLP: longest one export may take [default: OTEL_EXPORTER_OTLP_TIMEOUT, or 10s].
+    #[arg(long, help_heading = "Export")]
+    pub otlp_timeout: Option<HumanDuration>,
+    /// OTLP: time between metric exports [default: OTEL_METRIC_EXPORT_INTERVAL, or 5s].
+    #[arg(long, help_heading = "Export")]
+    pub otlp_interval: Option<HumanDuration>,
+    /// OTLP: share of executions traced, 0 to 1 [default: 0].
+    #[arg(long, env = "VAJRA_TRACE_SAMPLE_RATIO", help_heading = "Export")]
+    pub trace_sample_ratio: Option<f64>,
 }
 
 impl ExportArgs {
@@ -79,6 +108,12 @@ impl ExportArgs {
             label: list(self.label, lower.label),
             export_queue: self.export_queue.or(lower.export_queue),
             export_flush_timeout: self.export_flush_timeout.or(lower.export_flush_timeout),
+            otlp_endpoint: self.otlp_endpoint.or(lower.otlp_endpoint),
+            otlp_protocol: self.otlp_protocol.or(lower.otlp_protocol),
+            otlp_header: list(self.otlp_header, lower.otlp_header),
+            otlp_timeout: self.otlp_timeout.or(lower.otlp_timeout),
+            otlp_interval: self.otlp_interval.or(lower.otlp_interval),
+            trace_sample_ratio: self.trace_sample_ratio.or(lower.trace_sample_ratio),
         }
     }
 
@@ -101,6 +136,8 @@ pub struct ExportSettings {
     pub queue: usize,
     /// Time exporters get at the end.
     pub flush_timeout: Duration,
+    /// OTLP's settings.
+    pub otlp: OtlpSettings,
 }
 
 impl Default for ExportSettings {
@@ -111,6 +148,7 @@ impl Default for ExportSettings {
             labels: BTreeMap::new(),
             queue: DEFAULT_QUEUE,
             flush_timeout: DEFAULT_FLUSH_TIMEOUT,
+            otlp: resolve_otlp(&ExportArgs::default(), &|_| None).expect("the defaults resolve"),
         }
     }
 }
@@ -122,9 +160,19 @@ fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Checks `args` into settings. Exporter names are checked later, against
-/// the registry of the binary that runs them.
+/// Checks `args` into settings, reading the `OTEL_*` variables of this
+/// process. Exporter names are checked later, against the registry of the
+/// binary that runs them.
 pub fn resolve_export(args: ExportArgs) -> Result<ExportSettings, ConfigError> {
+    resolve_export_with(args, &|key| std::env::var(key).ok())
+}
+
+/// [`resolve_export`], with the environment read through `env`.
+pub fn resolve_export_with(
+    args: ExportArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ExportSettings, ConfigError> {
+    let otlp = resolve_otlp(&args, env)?;
     let mut exporters: Vec<String> = Vec::new();
     for name in args.export.iter().map(|n| n.trim()) {
         if name.is_empty() {
@@ -158,6 +206,7 @@ pub fn resolve_export(args: ExportArgs) -> Result<ExportSettings, ConfigError> {
         flush_timeout: args
             .export_flush_timeout
             .map_or(DEFAULT_FLUSH_TIMEOUT, Into::into),
+        otlp,
     })
 }
 

@@ -6,12 +6,14 @@
 //! - [`resolve`](mod@resolve): validation into a runnable [`RunSettings`].
 //! - [`definition`]: a distributed test's self-contained definition.
 //! - [`export`]: which live exporters a process runs, and their settings.
+//! - [`otlp`]: OTLP's settings, from flags and the `OTEL_*` variables.
 
 pub mod args;
 pub mod definition;
 pub mod duration;
 pub mod export;
 pub mod file;
+pub mod otlp;
 pub mod resolve;
 
 pub use args::RunArgs;

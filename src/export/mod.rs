@@ -10,11 +10,15 @@
 //!   and what each delivered.
 //! - [`registry`]: exporters by name, built-in and registered.
 //! - [`prometheus`]: `/metrics`, with cluster-exact percentiles.
+//! - [`otlp`]: OpenTelemetry metrics over gRPC or HTTP.
+//! - [`http`]: the HTTP client exporters share.
 
 pub mod console;
 pub mod exporter;
 pub mod files;
+pub mod http;
 pub mod merge;
+pub mod otlp;
 pub mod pipeline;
 pub mod prometheus;
 pub mod registry;

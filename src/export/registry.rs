@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::exporter::{Exporter, RunInfo};
+use super::otlp::{OTLP, OtlpExporter};
 use super::pipeline::ExportPipeline;
 use super::prometheus::{MetricsServer, PrometheusExporter};
 use crate::config::ExportSettings;
@@ -44,6 +45,7 @@ impl ExporterRegistry {
         registry.register(PROMETHEUS, |_| {
             anyhow::bail!("prometheus exports through --metrics-listen ADDR")
         });
+        registry.register(OTLP, |settings| Ok(Box::new(OtlpExporter::new(settings)?)));
         registry
     }
 

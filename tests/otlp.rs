@@ -1,0 +1,290 @@
+//! OTLP metrics against a receiver built from the official protocol
+//! definitions: a run's exported counts are the report's; a cluster's
+//! exported histograms, merged as a backend merges them, give the merged
+//! report's percentiles within the exponential histogram's error; and a
+//! receiver that is down or hangs never stops a test, which says what it
+//! could not deliver.
+
+mod common;
+#[path = "common/otlp.rs"]
+mod receiver;
+
+use std::time::{Duration, Instant};
+
+use common::binary;
+use common::cluster::{Cluster, free_port};
+use receiver::{
+    Receiver, exponential_points, exponential_quantile, merge_exponential, resource_attribute,
+    sum_values,
+};
+use vajra::export::Report;
+use vajra::export::otlp::exponential::relative_error;
+
+/// Runs `vajra-peer run ARGS --output report.json --quiet`.
+fn run(args: &[&str]) -> (i32, String, Report) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.json");
+    let out = binary()
+        .arg("run")
+        .args(args)
+        .arg("--output")
+        .arg(&path)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let report = serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("no report: {stdout}\n{stderr}")),
+    )
+    .unwrap();
+    (out.status.code().unwrap_or(-1), stdout, report)
+}
+
+fn latency_count(
+    request: &opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+) -> u64 {
+    exponential_points(request, "vajra.latency")
+        .iter()
+        .map(|p| p.count)
+        .sum()
+}
+
+#[test]
+fn a_runs_exported_counts_are_its_reports_over_grpc_and_http() {
+    for (receiver, protocol, endpoint) in [
+        (Receiver::grpc(), "grpc", None),
+        (Receiver::http(), "http/protobuf", Some("/")),
+    ] {
+        let url = format!("http://{}{}", receiver.addr, endpoint.unwrap_or(""));
+        let (code, stdout, report) = run(&[
+            "--task",
+            "noop",
+            "--tps",
+            "1000",
+            "--duration",
+            "4s",
+            "--export",
+            "otlp",
+            "--otlp-endpoint",
+            &url,
+            "--otlp-protocol",
+            protocol,
+            "--otlp-interval",
+            "1s",
+            "--label",
+            "suite=otlp",
+        ]);
+        assert_eq!(code, 0, "{stdout}");
+        let requests = receiver.requests();
+        assert!(
+            requests.len() >= 3,
+            "{protocol}: one export a second, and the last: {}",
+            requests.len()
+        );
+        let last = requests.last().unwrap();
+        assert_eq!(
+            latency_count(last),
+            report.main.completed,
+            "{protocol}: the histogram counts"
+        );
+        assert_eq!(
+            sum_values(last, "vajra.executions.completed")
+                .iter()
+                .sum::<i64>() as u64,
+            report.main.completed
+        );
+        assert_eq!(
+            exponential_points(last, "vajra.service_time")
+                .iter()
+                .map(|p| p.count)
+                .sum::<u64>(),
+            report.main.completed
+        );
+        // Cumulative: each export holds at least what the one before did.
+        let counts: Vec<u64> = requests.iter().map(latency_count).collect();
+        assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+        assert_eq!(
+            resource_attribute(last, "service.name").as_deref(),
+            Some("vajra")
+        );
+        assert_eq!(resource_attribute(last, "suite").as_deref(), Some("otlp"));
+        assert!(resource_attribute(last, "vajra.test.id").is_some());
+        assert!(
+            report.exports[0].is_complete(),
+            "{}",
+            report.exports[0].describe()
+        );
+        assert!(stdout.contains("export otlp:"), "{stdout}");
+    }
+}
+
+#[test]
+fn a_clusters_merged_export_gives_the_merged_percentiles() {
+    let receiver = Receiver::grpc();
+    let endpoint = format!("http://{}", receiver.addr);
+    let mut cluster = Cluster::new();
+    let secret = cluster.secret.path().to_str().unwrap().to_owned();
+    let first = free_port();
+    for (i, name) in ["o1", "o2", "o3"].into_iter().enumerate() {
+        let port = if i == 0 { first } else { free_port() };
+        cluster.start_with(
+            name,
+            port,
+            (i > 0).then_some(first),
+            &[
+                "--cluster-secret-file",
+                &secret,
+                "--export",
+                "otlp",
+                "--otlp-endpoint",
+                &endpoint,
+                "--otlp-protocol",
+                "grpc",
+            ],
+        );
+    }
+    cluster
+        .wait_until(&["o1", "o2", "o3"], Duration::from_secs(10), |s| {
+            s.live_ids() == ["o1", "o2", "o3"] && s.leader.is_some()
+        })
+        .expect("three peers with a leader");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.json");
+    let out = binary()
+        .args(["start", "--peer", &format!("127.0.0.1:{first}")])
+        .args(["--cluster-secret-file", &secret])
+        .args([
+            "--task",
+            "sleep",
+            "--sleep",
+            "1ms..30ms",
+            "--tps",
+            "600",
+            "--duration",
+            "8s",
+        ])
+        .args(["--wait", "--output"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    // Each peer's last export holds its whole share.
+    let requests = receiver.requests();
+    let mut last_by_peer = std::collections::BTreeMap::new();
+    for request in &requests {
+        let peer = resource_attribute(request, "service.instance.id").unwrap();
+        last_by_peer.insert(peer, request.clone());
+    }
+    assert_eq!(last_by_peer.len(), 3, "every peer exported");
+    let points: Vec<_> = last_by_peer
+        .values()
+        .flat_map(|r| exponential_points(r, "vajra.latency"))
+        .collect();
+    let merged = merge_exponential(&points);
+    assert_eq!(
+        merged.3, report.main.completed,
+        "the counts add up to the merged report's"
+    );
+    let error = relative_error(merged.0);
+    for (q, exact_us) in [
+        (0.5, report.main.latency.p50_us),
+        (0.99, report.main.latency.p99_us),
+    ] {
+        let exact = exact_us / 1e6;
+        let estimate = exponential_quantile(&merged, q);
+        eprintln!(
+            "p{}: exported {:.3} ms, merged report {:.3} ms (scale {}, stated error {:.2} %)",
+            q * 100.0,
+            estimate * 1e3,
+            exact * 1e3,
+            merged.0,
+            error * 100.0
+        );
+        assert!(
+            estimate >= exact * 0.999 && estimate <= exact * (1.0 + error) * 1.001,
+            "p{q}: {estimate} vs {exact} (scale {})",
+            merged.0
+        );
+    }
+    assert_eq!(report.exports.len(), 3);
+    assert!(report.exports.iter().all(|e| e.is_complete()));
+}
+
+#[test]
+fn a_receiver_that_is_down_or_hangs_never_stops_the_test() {
+    // Down: nothing listens on the port.
+    let closed = free_port();
+    let began = Instant::now();
+    let (code, stdout, report) = run(&[
+        "--task",
+        "noop",
+        "--tps",
+        "500",
+        "--duration",
+        "3s",
+        "--export",
+        "otlp",
+        "--otlp-endpoint",
+        &format!("http://127.0.0.1:{closed}"),
+        "--otlp-interval",
+        "1s",
+        "--otlp-timeout",
+        "500ms",
+    ]);
+    assert_eq!(code, 0, "an exporter never fails the test: {stdout}");
+    assert_eq!(report.main.completed, 1500, "exact counts");
+    let otlp = &report.exports[0];
+    assert!(otlp.not_delivered > 0 && !otlp.report_delivered, "{otlp:?}");
+    assert!(
+        otlp.describe().contains("windows not delivered"),
+        "{}",
+        otlp.describe()
+    );
+    assert!(
+        otlp.error.as_deref().unwrap_or("").contains("refused"),
+        "names the cause: {otlp:?}"
+    );
+    assert!(stdout.contains("export otlp:"), "{stdout}");
+    assert!(began.elapsed() < Duration::from_secs(10));
+
+    // Hangs: accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung = listener.local_addr().unwrap();
+    let began = Instant::now();
+    let (code, stdout, report) = run(&[
+        "--task",
+        "noop",
+        "--tps",
+        "500",
+        "--duration",
+        "3s",
+        "--export",
+        "otlp",
+        "--otlp-endpoint",
+        &format!("http://{hung}"),
+        "--otlp-interval",
+        "1s",
+        "--otlp-timeout",
+        "30s",
+        "--export-flush-timeout",
+        "2s",
+    ]);
+    drop(listener);
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(report.main.completed, 1500);
+    assert!(
+        began.elapsed() < Duration::from_secs(3 + 2 + 4),
+        "the flush timeout bounds the end: {:?}",
+        began.elapsed()
+    );
+    let otlp = &report.exports[0];
+    assert!(!otlp.report_delivered && otlp.not_delivered > 0, "{otlp:?}");
+}
