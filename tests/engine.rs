@@ -34,6 +34,7 @@ fn open(rate: f64, secs: u64, max_in_flight: usize) -> EngineConfig {
         blocking_threads: 0,
         drain_timeout: Duration::from_secs(5),
         start_at: None,
+        tracing: None,
     }
 }
 
@@ -168,6 +169,7 @@ async fn closed_model_runs_each_instance_alone_and_cleans_up() {
         blocking_threads: 0,
         drain_timeout: Duration::from_secs(5),
         start_at: None,
+        tracing: None,
     };
     let outcome = engine::run(factory, config, &mut NoObserver, StopSignal::new())
         .await

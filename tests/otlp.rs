@@ -288,3 +288,126 @@ fn a_receiver_that_is_down_or_hangs_never_stops_the_test() {
     let otlp = &report.exports[0];
     assert!(!otlp.report_delivered && otlp.not_delivered > 0, "{otlp:?}");
 }
+
+/// An HTTP target that answers 200 and keeps each request's
+/// `traceparent` header (or None).
+fn recording_target() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut traceparent = None;
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if header == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = header.to_ascii_lowercase().strip_prefix("traceparent:") {
+                            traceparent = Some(v.trim().to_owned());
+                        }
+                    }
+                    store.lock().unwrap().push(traceparent);
+                    let _ = writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn sampled_executions_are_spans_of_the_run_and_carry_traceparent_to_the_target() {
+    let receiver = Receiver::grpc();
+    let (target, seen) = recording_target();
+    let (code, stdout, report) = run(&[
+        "--url",
+        &format!("http://{target}/"),
+        "--tps",
+        "200",
+        "--duration",
+        "3s",
+        "--export",
+        "otlp",
+        "--otlp-endpoint",
+        &format!("http://{}", receiver.addr),
+        "--otlp-protocol",
+        "grpc",
+        "--trace-sample-ratio",
+        "0.1",
+        "--max-in-flight",
+        "8",
+        "--preallocate",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        report.exports[0].is_complete(),
+        "{}",
+        report.exports[0].describe()
+    );
+    let spans = receiver.spans.lock().unwrap().clone();
+    let runs: Vec<_> = spans.iter().filter(|s| s.name == "run").collect();
+    assert_eq!(runs.len(), 1, "one span for the run");
+    let root = runs[0];
+    assert!(root.parent_span_id.is_empty(), "the run's span is the root");
+    assert!(
+        spans.iter().all(|s| s.trace_id == root.trace_id),
+        "one trace"
+    );
+    let children = |name: &str| -> Vec<_> { spans.iter().filter(|s| s.name == name).collect() };
+    for name in ["setup", "cleanup", "execute"] {
+        assert!(
+            children(name)
+                .iter()
+                .all(|s| s.parent_span_id == root.span_id),
+            "every {name} span is a child of the run's"
+        );
+    }
+    assert_eq!(
+        children("setup").len(),
+        report.instances,
+        "a setup span per instance"
+    );
+    assert_eq!(children("cleanup").len(), report.instances);
+    let executed = children("execute");
+    assert!(
+        (20..=110).contains(&executed.len()),
+        "about a tenth of 600 executions traced: {}",
+        executed.len()
+    );
+    // The target saw each traced execution's own span as its parent.
+    let headers: Vec<String> = seen.lock().unwrap().iter().flatten().cloned().collect();
+    assert_eq!(
+        headers.len(),
+        executed.len(),
+        "one traceparent per traced execution"
+    );
+    let trace = hex(&root.trace_id);
+    for span in &executed {
+        let expected = format!("00-{trace}-{}-01", hex(&span.span_id));
+        assert!(headers.contains(&expected), "{expected} reached the target");
+    }
+    assert_eq!(seen.lock().unwrap().len() as u64, report.main.completed);
+}

@@ -12,7 +12,7 @@ use super::process::{
 };
 use crate::config::duration::HumanDuration;
 use crate::config::{self, RunArgs, RunSettings};
-use crate::engine::{LoadModel, StopCause, StopSignal};
+use crate::engine::{EngineConfig, LoadModel, StopCause, StopSignal};
 use crate::export::console::{ConsoleObserver, summary};
 use crate::export::registry::Exports;
 use crate::export::{ExportObserver, Report, RunInfo, files};
@@ -141,9 +141,11 @@ async fn execute(extensions: &Extensions, settings: RunSettings) -> u8 {
     };
     let mut console = ConsoleObserver::new(total, settings.quiet, abort_on, warmup_secs);
     let mut observer = ExportObserver::new(&mut console, &pipeline);
-    let outcome = runnable
-        .run(settings.engine.clone(), &mut observer, stop)
-        .await;
+    let engine = EngineConfig {
+        tracing: pipeline.tracing(),
+        ..settings.engine.clone()
+    };
+    let outcome = runnable.run(engine, &mut observer, stop).await;
     console.finish();
     let outcome = match outcome {
         Ok(outcome) => outcome,

@@ -64,6 +64,9 @@ pub struct OtlpSettings {
     pub resource: Vec<(String, String)>,
     /// Share of executions traced, 0 to 1.
     pub trace_sample_ratio: f64,
+    /// Whether spans are exported (`OTEL_TRACES_EXPORTER=none` turns them
+    /// off, for a collector with no traces pipeline).
+    pub traces_enabled: bool,
 }
 
 /// Default time between metric exports: often enough to watch a test live,
@@ -170,6 +173,7 @@ pub fn resolve_otlp(
         service_name: env("OTEL_SERVICE_NAME").unwrap_or_else(|| "vajra".to_owned()),
         resource,
         trace_sample_ratio: ratio,
+        traces_enabled: env("OTEL_TRACES_EXPORTER").is_none_or(|e| e.trim() != "none"),
     })
 }
 

@@ -120,6 +120,7 @@ pub(crate) fn resolve_with(args: RunArgs, files: Files) -> Result<RunSettings, C
             blocking_threads: positive("blocking-threads", args.blocking_threads)?.unwrap_or(0),
             drain_timeout: args.drain_timeout.map_or(DEFAULT_DRAIN_TIMEOUT, Into::into),
             start_at: None,
+            tracing: None,
         },
         threads,
         thresholds,

@@ -12,6 +12,7 @@
 //! - [`registry`]: tasks by name, type-erased once for the engine.
 //! - [`scheduler`]: the arrival scheduler thread and saturation policy.
 //! - [`stop`]: the stop signal (Ctrl-C, aborts).
+//! - [`trace`]: spans of setups, cleanups and sampled executions.
 //! - [`worker`]: the worker loops and the instrumented execution.
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub mod clock;
 pub mod registry;
 pub mod scheduler;
 pub mod stop;
+pub mod trace;
 pub mod worker;
 
 pub use registry::{RunnableTask, TaskRegistry, UnknownTask};
@@ -98,6 +100,8 @@ pub struct EngineConfig {
     /// clock that far along: the arrivals due since then are owed (a peer
     /// joining a running test gives itself a curve at rate 0 until then).
     pub start_at: Option<SystemTime>,
+    /// Where spans go, if the run is traced.
+    pub tracing: Option<trace::Tracing>,
 }
 
 /// A window the aggregator closed, with everything measured in it: what
@@ -235,6 +239,7 @@ pub async fn run_controlled<F: TaskFactory>(
         Arc::clone(&hub),
         stop.clone(),
         warmup_ns,
+        config.tracing.clone(),
     ));
     let spawner = Arc::new(Spawner::new(handle, blocking));
     let mut aggregator = Aggregator::new(hub, warmup_secs);

@@ -7,6 +7,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::SystemTime;
 
 use futures_util::FutureExt;
 use parking_lot::Mutex;
@@ -14,7 +15,9 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::clock::RunClock;
 use super::stop::StopSignal;
+use super::trace::{SpanRecord, Tracing};
 use crate::metrics::{MetricsHub, Phase, Recorder};
+use crate::task::trace::{self, TraceParent};
 use crate::task::{Task, TaskError, TaskFactory, TaskResult};
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
@@ -39,10 +42,18 @@ pub(crate) struct RunContext<F: TaskFactory> {
     next_instance: AtomicUsize,
     /// First fatal error (task setup), reported as the run's error.
     pub fatal: Mutex<Option<String>>,
+    /// Where spans go, if the run is traced.
+    pub tracing: Option<Tracing>,
 }
 
 impl<F: TaskFactory> RunContext<F> {
-    pub fn new(factory: F, hub: Arc<MetricsHub>, stop: StopSignal, warmup_ns: u64) -> Self {
+    pub fn new(
+        factory: F,
+        hub: Arc<MetricsHub>,
+        stop: StopSignal,
+        warmup_ns: u64,
+        tracing: Option<Tracing>,
+    ) -> Self {
         Self {
             factory,
             clock: RunClock::new(),
@@ -55,6 +66,7 @@ impl<F: TaskFactory> RunContext<F> {
             busy: Mutex::new(Vec::new()),
             next_instance: AtomicUsize::new(0),
             fatal: Mutex::new(None),
+            tracing,
         }
     }
 
@@ -83,9 +95,59 @@ impl<F: TaskFactory> RunContext<F> {
         self.stop.abort(message);
     }
 
-    /// Creates and sets up a new task instance, failing the run if it can't.
-    async fn new_instance(&self) -> Option<F::Task> {
+    /// Creates and sets up a new task instance (its number and itself),
+    /// failing the run if it can't.
+    async fn new_instance(&self) -> Option<(usize, F::Task)> {
         let id = self.next_instance.fetch_add(1, Ordering::Relaxed);
+        let began = SystemTime::now();
+        let task = self.set_up(id).await;
+        let error = task.is_none().then(|| {
+            (
+                "setup".to_owned(),
+                self.fatal.lock().clone().unwrap_or_default(),
+            )
+        });
+        self.report_span("setup", id, began, None, error);
+        task.map(|task| (id, task))
+    }
+
+    /// Records a span of instance `instance` from `began` until now, if the
+    /// run is traced.
+    fn report_span(
+        &self,
+        name: &'static str,
+        instance: usize,
+        began: SystemTime,
+        tag: Option<&'static str>,
+        error: Option<(String, String)>,
+    ) {
+        if let Some(tracing) = &self.tracing {
+            tracing.sink.record(SpanRecord {
+                name,
+                span_id: Tracing::new_span_id(),
+                start: began,
+                end: SystemTime::now(),
+                instance,
+                tag,
+                error,
+            });
+        }
+    }
+
+    /// Releases instance `instance`, in a span of its own when traced.
+    async fn clean_up(&self, instance: usize, task: &mut F::Task) {
+        let began = SystemTime::now();
+        let error = cleanup(task).await;
+        self.report_span(
+            "cleanup",
+            instance,
+            began,
+            None,
+            error.map(|e| ("cleanup".into(), e)),
+        );
+    }
+
+    async fn set_up(&self, id: usize) -> Option<F::Task> {
         let mut task = match self.factory.create(id) {
             Ok(task) => task,
             Err(e) => {
@@ -123,14 +185,47 @@ impl<F: TaskFactory> RunContext<F> {
     #[inline]
     async fn execute(
         &self,
-        task: &mut F::Task,
+        (instance, task): (usize, &mut F::Task),
         intended_ns: u64,
         start_ns: u64,
         rec: &Recorder,
         busy: &BusyFlag,
     ) -> bool {
+        let traced = self.tracing.as_ref().filter(|t| t.sample());
         busy.0.store(true, Ordering::Relaxed);
-        let result = AssertUnwindSafe(task.execute()).catch_unwind().await;
+        let result = match traced {
+            None => AssertUnwindSafe(task.execute()).catch_unwind().await,
+            Some(tracing) => {
+                let span = TraceParent {
+                    trace_id: tracing.parent.trace_id,
+                    span_id: Tracing::new_span_id(),
+                };
+                let began = SystemTime::now();
+                let result =
+                    trace::within(span, AssertUnwindSafe(task.execute()).catch_unwind()).await;
+                let (tag, error) = match &result {
+                    Ok(r @ TaskResult::Success { .. }) => (r.tag(), None),
+                    Ok(TaskResult::Failure { tag, error }) => (
+                        *tag,
+                        Some((error.kind().to_owned(), error.message().to_owned())),
+                    ),
+                    Err(_) => (
+                        None,
+                        Some(("panic".to_owned(), "the task panicked".to_owned())),
+                    ),
+                };
+                tracing.sink.record(SpanRecord {
+                    name: "execute",
+                    span_id: span.span_id,
+                    start: began,
+                    end: SystemTime::now(),
+                    instance,
+                    tag,
+                    error,
+                });
+                result
+            }
+        };
         busy.0.store(false, Ordering::Release);
         let end_ns = self.clock.now_ns();
         let latency = end_ns.saturating_sub(intended_ns);
@@ -180,7 +275,7 @@ pub(crate) async fn open_worker<F: TaskFactory>(
     arrivals: async_channel::Receiver<u64>,
     ready: Option<ReadySender>,
 ) {
-    let Some(mut task) = ctx.new_instance().await else {
+    let Some((mut instance, mut task)) = ctx.new_instance().await else {
         if let Some(ready) = ready {
             let _ = ready.send(false);
         }
@@ -200,11 +295,11 @@ pub(crate) async fn open_worker<F: TaskFactory>(
         } else {
             let start_ns = ctx.clock.now_ns();
             if !ctx
-                .execute(&mut task, intended_ns, start_ns, &rec, &busy)
+                .execute((instance, &mut task), intended_ns, start_ns, &rec, &busy)
                 .await
             {
                 match ctx.new_instance().await {
-                    Some(fresh) => task = fresh,
+                    Some(fresh) => (instance, task) = fresh,
                     None => {
                         ctx.in_flight.fetch_sub(1, Ordering::AcqRel);
                         break;
@@ -214,7 +309,7 @@ pub(crate) async fn open_worker<F: TaskFactory>(
         }
         ctx.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
-    cleanup(&mut task).await;
+    ctx.clean_up(instance, &mut task).await;
     ctx.worker_done();
 }
 
@@ -225,7 +320,7 @@ pub(crate) async fn closed_worker<F: TaskFactory>(
     ready: ReadySender,
     deadline_ns: u64,
 ) {
-    let Some(mut task) = ctx.new_instance().await else {
+    let Some((mut instance, mut task)) = ctx.new_instance().await else {
         let _ = ready.send(false);
         ctx.worker_done();
         return;
@@ -240,26 +335,34 @@ pub(crate) async fn closed_worker<F: TaskFactory>(
             break;
         }
         if !ctx
-            .execute(&mut task, start_ns, start_ns, &rec, &busy)
+            .execute((instance, &mut task), start_ns, start_ns, &rec, &busy)
             .await
         {
             match ctx.new_instance().await {
-                Some(fresh) => task = fresh,
+                Some(fresh) => (instance, task) = fresh,
                 None => break,
             }
         }
         // A task that never awaits would otherwise hold its runtime thread.
         tokio::task::consume_budget().await;
     }
-    cleanup(&mut task).await;
+    ctx.clean_up(instance, &mut task).await;
     ctx.worker_done();
 }
 
-async fn cleanup<T: Task>(task: &mut T) {
+/// Runs `task`'s cleanup; what went wrong, if anything (also logged).
+async fn cleanup<T: Task>(task: &mut T) -> Option<String> {
     match AssertUnwindSafe(task.cleanup()).catch_unwind().await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!("task cleanup failed: {e:#}"),
-        Err(panic) => tracing::warn!("task cleanup panicked: {}", panic_message(&panic)),
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => {
+            tracing::warn!("task cleanup failed: {e:#}");
+            Some(format!("{e:#}"))
+        }
+        Err(panic) => {
+            let message = panic_message(&panic);
+            tracing::warn!("task cleanup panicked: {message}");
+            Some(message)
+        }
     }
 }
 

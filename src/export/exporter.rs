@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use super::report::Report;
+use crate::engine::trace::Tracing;
 use crate::load::RateCurve;
 use crate::metrics::stats::{OpStats, WindowStats};
 use crate::metrics::{Phase, WindowReport};
@@ -105,6 +106,13 @@ impl From<anyhow::Error> for ExportError {
 /// next call comes all the same.
 #[async_trait]
 pub trait Exporter: Send {
+    /// Before the run starts, on the caller's task: an exporter that takes
+    /// the engine's spans says how the run is traced. The default takes
+    /// none.
+    fn tracing(&mut self, _run: &RunInfo) -> anyhow::Result<Option<Tracing>> {
+        Ok(None)
+    }
+
     /// The run starts (before its first window).
     async fn start(&mut self, _run: &RunInfo) -> Result<(), ExportError> {
         Ok(())

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::exporter::{Delivery, ExportError, ExportWindow, Exporter, RunInfo};
 use super::report::Report;
+use crate::engine::trace::Tracing;
 use crate::engine::{ClosedWindow, RunObserver};
 use crate::metrics::{Aggregator, WindowReport};
 
@@ -117,6 +118,7 @@ struct Lane {
 pub struct ExportPipeline {
     lanes: Vec<Lane>,
     flush_timeout: Duration,
+    tracing: Option<Tracing>,
 }
 
 impl ExportPipeline {
@@ -129,9 +131,17 @@ impl ExportPipeline {
         flush_timeout: Duration,
     ) -> Self {
         let run = Arc::new(run);
+        let mut tracing = None;
         let lanes = exporters
             .into_iter()
-            .map(|(name, exporter)| {
+            .map(|(name, mut exporter)| {
+                match exporter.tracing(&run) {
+                    // One exporter takes the engine's spans (the first that
+                    // asks); the others' tracing is not started.
+                    Ok(Some(t)) if tracing.is_none() => tracing = Some(t),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("{name}: the run is not traced: {e:#}"),
+                }
                 // Room for the start, the windows, and the report.
                 let (tx, rx) = mpsc::channel(queue.max(1) + 2);
                 let tally = Arc::new(Mutex::new(Tally::default()));
@@ -148,6 +158,7 @@ impl ExportPipeline {
         Self {
             lanes,
             flush_timeout,
+            tracing,
         }
     }
 
@@ -156,7 +167,13 @@ impl ExportPipeline {
         Self {
             lanes: Vec::new(),
             flush_timeout: Duration::ZERO,
+            tracing: None,
         }
+    }
+
+    /// How the engine traces the run, if an exporter takes its spans.
+    pub fn tracing(&self) -> Option<Tracing> {
+        self.tracing.clone()
     }
 
     /// Whether it has no exporters.

@@ -9,6 +9,7 @@
 //!
 //! - [`options`]: what a task's builder is configured with.
 //! - [`http`], [`noop`], [`sleep`]: the built-in tasks.
+//! - [`trace`]: the trace context of a traced execution, to pass on.
 //!
 //! Nothing here knows the engine: a user binary registers its factories in
 //! [`crate::engine::TaskRegistry`], which erases their types for the engine.
@@ -21,6 +22,7 @@ pub mod http;
 pub mod noop;
 pub mod options;
 pub mod sleep;
+pub mod trace;
 
 pub use options::TaskOptions;
 

@@ -18,13 +18,22 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::metrics::v1::{ExponentialHistogramDataPoint, metric};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use tokio::net::TcpListener;
 
 /// Every metrics request received, in order.
 pub type Received = Arc<Mutex<Vec<ExportMetricsServiceRequest>>>;
+/// Every span received.
+pub type Spans = Arc<Mutex<Vec<Span>>>;
 
 /// A receiver running on its own thread and runtime.
 pub struct Receiver {
@@ -32,7 +41,28 @@ pub struct Receiver {
     pub addr: SocketAddr,
     /// What it got.
     pub received: Received,
+    /// The spans it got (gRPC).
+    pub spans: Spans,
     _runtime: tokio::runtime::Runtime,
+}
+
+struct Traces(Spans);
+
+#[tonic::async_trait]
+impl TraceService for Traces {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let spans = request
+            .into_inner()
+            .resource_spans
+            .into_iter()
+            .flat_map(|r| r.scope_spans)
+            .flat_map(|s| s.spans);
+        self.0.lock().unwrap().extend(spans);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
 }
 
 struct Service(Received);
@@ -55,15 +85,19 @@ impl Receiver {
         let received = Received::default();
         let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
+        let spans = Spans::default();
         let service = MetricsServiceServer::new(Service(Arc::clone(&received)));
+        let traces = TraceServiceServer::new(Traces(Arc::clone(&spans)));
         runtime.spawn(
             tonic::transport::Server::builder()
                 .add_service(service)
+                .add_service(traces)
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
         Self {
             addr,
             received,
+            spans,
             _runtime: runtime,
         }
     }
@@ -72,18 +106,19 @@ impl Receiver {
     pub fn http() -> Self {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let received = Received::default();
+        let spans = Spans::default();
         let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
-        let store = Arc::clone(&received);
+        let store = (Arc::clone(&received), Arc::clone(&spans));
         runtime.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let store = Arc::clone(&store);
+                let store = store.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                        let store = Arc::clone(&store);
+                        let store = store.clone();
                         async move { Ok::<_, Infallible>(answer_http(request, &store).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -95,6 +130,7 @@ impl Receiver {
         Self {
             addr,
             received,
+            spans,
             _runtime: runtime,
         }
     }
@@ -107,7 +143,7 @@ impl Receiver {
 
 async fn answer_http(
     request: Request<hyper::body::Incoming>,
-    store: &Received,
+    (store, spans): &(Received, Spans),
 ) -> Response<Full<Bytes>> {
     let status = |code: u16, text: &str| {
         Response::builder()
@@ -115,7 +151,10 @@ async fn answer_http(
             .body(Full::new(Bytes::from(text.to_owned())))
             .unwrap()
     };
-    if request.uri().path() != "/v1/metrics" || request.method() != hyper::Method::POST {
+    let path = request.uri().path().to_owned();
+    if !matches!(path.as_str(), "/v1/metrics" | "/v1/traces")
+        || request.method() != hyper::Method::POST
+    {
         return status(404, "not here");
     }
     if request.headers().get("content-type").map(|v| v.as_bytes())
@@ -124,6 +163,21 @@ async fn answer_http(
         return status(415, "protobuf only");
     }
     let body = request.into_body().collect().await.unwrap().to_bytes();
+    if path == "/v1/traces" {
+        return match ExportTraceServiceRequest::decode(body) {
+            Ok(decoded) => {
+                let got = decoded
+                    .resource_spans
+                    .into_iter()
+                    .flat_map(|r| r.scope_spans);
+                spans.lock().unwrap().extend(got.flat_map(|s| s.spans));
+                Response::new(Full::new(Bytes::from(
+                    ExportTraceServiceResponse::default().encode_to_vec(),
+                )))
+            }
+            Err(e) => status(400, &e.to_string()),
+        };
+    }
     match ExportMetricsServiceRequest::decode(body) {
         Ok(decoded) => {
             store.lock().unwrap().push(decoded);

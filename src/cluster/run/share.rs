@@ -179,6 +179,10 @@ impl EngineShares {
             .build(&settings.task)
             .map_err(|e| format!("{e:#}"))?;
         let pipeline = self.start_exports(plan, &settings.task.name, &engine);
+        let engine = EngineConfig {
+            tracing: pipeline.tracing(),
+            ..engine
+        };
         let (control, stop) = (LoadControl::new(), StopSignal::new());
         control.hold_when_behind(STALL_GUARD);
         let task = {

@@ -2,6 +2,7 @@
 //!
 //! - [`exponential`]: HDR histograms as base-2 exponential histograms.
 //! - [`metrics`]: the run's running totals and the request they export.
+//! - [`traces`]: the run's spans, through opentelemetry-otlp.
 //! - [`transport`]: gRPC and HTTP/protobuf to the collector.
 //!
 //! Metrics are built from the engine's own windows rather than through the
@@ -11,6 +12,7 @@
 
 pub mod exponential;
 pub mod metrics;
+pub mod traces;
 pub mod transport;
 
 use std::time::Instant;
@@ -18,8 +20,10 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use crate::config::ExportSettings;
+use crate::engine::trace::Tracing;
 use crate::export::{ExportError, ExportWindow, Exporter, Report, RunInfo};
 use metrics::RunMetrics;
+use traces::RunTraces;
 use transport::MetricsSender;
 
 /// The name `--export` gives it.
@@ -31,6 +35,7 @@ pub struct OtlpExporter {
     sender: MetricsSender,
     metrics: Option<RunMetrics>,
     last_export: Instant,
+    traces: Option<RunTraces>,
 }
 
 impl OtlpExporter {
@@ -43,6 +48,7 @@ impl OtlpExporter {
             sender,
             metrics: None,
             last_export: Instant::now(),
+            traces: None,
         })
     }
 
@@ -60,6 +66,16 @@ impl OtlpExporter {
 
 #[async_trait]
 impl Exporter for OtlpExporter {
+    fn tracing(&mut self, run: &RunInfo) -> anyhow::Result<Option<Tracing>> {
+        if !self.settings.traces_enabled {
+            return Ok(None);
+        }
+        let traces = RunTraces::start(run, &self.settings)?;
+        let tracing = traces.tracing();
+        self.traces = Some(traces);
+        Ok(tracing)
+    }
+
     async fn start(&mut self, run: &RunInfo) -> Result<(), ExportError> {
         self.metrics = Some(RunMetrics::new(run, &self.settings));
         Ok(())
@@ -75,7 +91,17 @@ impl Exporter for OtlpExporter {
         Ok(())
     }
 
-    async fn finish(&mut self, _report: &Report) -> Result<(), ExportError> {
-        self.export().await
+    async fn finish(&mut self, report: &Report) -> Result<(), ExportError> {
+        let metrics = self.export().await;
+        let traces = match self.traces.take() {
+            Some(traces) => traces.finish(report.abort_reason.clone()).await,
+            None => Ok(()),
+        };
+        match (metrics, traces) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(e), Ok(())) => Err(ExportError::new(format!("metrics: {e}"))),
+            (Ok(()), Err(e)) => Err(ExportError::new(format!("traces: {e}"))),
+            (Err(m), Err(t)) => Err(ExportError::new(format!("metrics: {m}; traces: {t}"))),
+        }
     }
 }

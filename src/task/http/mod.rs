@@ -81,6 +81,27 @@ struct Prepared {
 }
 
 impl Prepared {
+    /// The request, with a W3C `traceparent` header when this execution is
+    /// traced (so the target's own spans join the test's trace); the
+    /// prepared bytes untouched otherwise.
+    fn traced_request(&self) -> std::borrow::Cow<'_, [u8]> {
+        let Some(span) = crate::task::trace::current() else {
+            return std::borrow::Cow::Borrowed(&self.request);
+        };
+        // The head ends with an empty line: the header goes before it.
+        let blank = self
+            .request
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(self.request.len(), |at| at + 2);
+        let header = format!("traceparent: {}\r\n", span.header());
+        let mut traced = Vec::with_capacity(self.request.len() + header.len());
+        traced.extend_from_slice(&self.request[..blank]);
+        traced.extend_from_slice(header.as_bytes());
+        traced.extend_from_slice(&self.request[blank..]);
+        std::borrow::Cow::Owned(traced)
+    }
+
     fn new(opts: &HttpOptions) -> anyhow::Result<Self> {
         let url = opts
             .url
@@ -254,11 +275,12 @@ impl HttpTask {
             None => self.conn.insert(self.prepared.reconnect().await?),
         };
         let prepared = &self.prepared;
-        let response = match conn.round_trip(&prepared.request, prepared.head).await {
+        let request = prepared.traced_request();
+        let response = match conn.round_trip(&request, prepared.head).await {
             Ok(response) => response,
             Err(_) if reused && prepared.replayable && !conn.response_started() => {
                 let conn = self.conn.insert(prepared.reconnect().await?);
-                conn.round_trip(&prepared.request, prepared.head).await?
+                conn.round_trip(&request, prepared.head).await?
             }
             Err(e) => return Err(e),
         };
