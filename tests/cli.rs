@@ -169,7 +169,7 @@ fn bad_input_is_a_clear_error_not_a_panic() {
                 "--export",
                 "otlpp",
             ],
-            "unknown exporter 'otlpp' (known: prometheus",
+            "unknown exporter 'otlpp' (known: blazemeter, otlp, prometheus)",
         ),
         (
             &[

@@ -42,7 +42,7 @@ enum Command {
     /// Serve the built-in HTTP target (for demos, tests and benchmarks).
     Serve(ServeArgs),
     /// Join a cluster (or start one) and stay in it until stopped.
-    Join(cluster::JoinArgs),
+    Join(Box<cluster::JoinArgs>),
     /// Show the cluster as one of its peers sees it.
     Status(cluster::StatusArgs),
     /// Start a test on the cluster, through any peer (same options as `run`).
@@ -109,7 +109,7 @@ pub fn main_with_extensions(extensions: Extensions) -> ExitCode {
         },
         Command::Demo(demo) => run_demo(&extensions, demo),
         Command::Serve(serve) => run_serve(serve),
-        Command::Join(join) => cluster::join(join, extensions),
+        Command::Join(join) => cluster::join(*join, extensions),
         Command::Status(status) => cluster::status(status),
         Command::Start(start) => cluster::start(*start),
         Command::Stop(stop) => cluster::stop(stop),

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -15,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use super::ConfigError;
 use super::duration::HumanDuration;
 use super::otlp::{OtlpSettings, resolve_otlp};
+use crate::export::blazemeter::client::Account;
+use crate::export::blazemeter::{BLAZEMETER, BlazeMeterSettings};
 use crate::export::pipeline::{DEFAULT_FLUSH_TIMEOUT, DEFAULT_QUEUE};
 
 /// The exporter `--metrics-listen` serves.
@@ -94,6 +97,42 @@ pub struct ExportArgs {
     /// OTLP: share of executions traced, 0 to 1 [default: 0].
     #[arg(long, env = "VAJRA_TRACE_SAMPLE_RATIO", help_heading = "Export")]
     pub trace_sample_ratio: Option<f64>,
+
+    /// BlazeMeter: a file holding the API key (or id:secret)
+    /// [default: the BLAZEMETER_API_KEY variable].
+    #[arg(
+        long,
+        env = "VAJRA_BLAZEMETER_TOKEN_FILE",
+        value_name = "FILE",
+        help_heading = "Export"
+    )]
+    pub blazemeter_token_file: Option<PathBuf>,
+    /// BlazeMeter: the API's base URL [default: https://a.blazemeter.com].
+    #[arg(
+        long,
+        env = "VAJRA_BLAZEMETER_API",
+        value_name = "URL",
+        help_heading = "Export"
+    )]
+    pub blazemeter_api: Option<String>,
+    /// BlazeMeter: the data host's base URL [default: https://data.blazemeter.com].
+    #[arg(
+        long,
+        env = "VAJRA_BLAZEMETER_DATA",
+        value_name = "URL",
+        help_heading = "Export"
+    )]
+    pub blazemeter_data: Option<String>,
+    /// BlazeMeter: the external test to report into, created if missing
+    /// [default: "Vajra test"].
+    #[arg(long, value_name = "NAME", help_heading = "Export")]
+    pub blazemeter_test: Option<String>,
+    /// BlazeMeter: the project of that test [default: the user's default project].
+    #[arg(long, value_name = "NAME", help_heading = "Export")]
+    pub blazemeter_project: Option<String>,
+    /// BlazeMeter: time between two submissions [default: 30s].
+    #[arg(long, help_heading = "Export")]
+    pub blazemeter_interval: Option<HumanDuration>,
 }
 
 impl ExportArgs {
@@ -114,6 +153,12 @@ impl ExportArgs {
             otlp_timeout: self.otlp_timeout.or(lower.otlp_timeout),
             otlp_interval: self.otlp_interval.or(lower.otlp_interval),
             trace_sample_ratio: self.trace_sample_ratio.or(lower.trace_sample_ratio),
+            blazemeter_token_file: self.blazemeter_token_file.or(lower.blazemeter_token_file),
+            blazemeter_api: self.blazemeter_api.or(lower.blazemeter_api),
+            blazemeter_data: self.blazemeter_data.or(lower.blazemeter_data),
+            blazemeter_test: self.blazemeter_test.or(lower.blazemeter_test),
+            blazemeter_project: self.blazemeter_project.or(lower.blazemeter_project),
+            blazemeter_interval: self.blazemeter_interval.or(lower.blazemeter_interval),
         }
     }
 
@@ -138,6 +183,8 @@ pub struct ExportSettings {
     pub flush_timeout: Duration,
     /// OTLP's settings.
     pub otlp: OtlpSettings,
+    /// BlazeMeter's settings, when it is among the exporters.
+    pub blazemeter: Option<BlazeMeterSettings>,
 }
 
 impl Default for ExportSettings {
@@ -149,6 +196,7 @@ impl Default for ExportSettings {
             queue: DEFAULT_QUEUE,
             flush_timeout: DEFAULT_FLUSH_TIMEOUT,
             otlp: resolve_otlp(&ExportArgs::default(), &|_| None).expect("the defaults resolve"),
+            blazemeter: None,
         }
     }
 }
@@ -173,6 +221,11 @@ pub fn resolve_export_with(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ExportSettings, ConfigError> {
     let otlp = resolve_otlp(&args, env)?;
+    let blazemeter = if args.export.iter().any(|e| e.trim() == BLAZEMETER) {
+        Some(resolve_blazemeter(&args, env)?)
+    } else {
+        None
+    };
     let mut exporters: Vec<String> = Vec::new();
     for name in args.export.iter().map(|n| n.trim()) {
         if name.is_empty() {
@@ -207,6 +260,77 @@ pub fn resolve_export_with(
             .export_flush_timeout
             .map_or(DEFAULT_FLUSH_TIMEOUT, Into::into),
         otlp,
+        blazemeter,
+    })
+}
+
+/// BlazeMeter's settings: its key read from the file named (this
+/// machine's own setting) or the `BLAZEMETER_API_KEY` variable.
+fn resolve_blazemeter(
+    args: &ExportArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<BlazeMeterSettings, ConfigError> {
+    let token = match (&args.blazemeter_token_file, env("BLAZEMETER_API_KEY")) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .map_err(|e| {
+                invalid(
+                    "blazemeter-token-file",
+                    format!("cannot read '{}': {e}", path.display()),
+                )
+            })?
+            .trim()
+            .to_owned(),
+        (None, Some(key)) => key.trim().to_owned(),
+        (None, None) => {
+            return Err(invalid(
+                "blazemeter-token-file",
+                "the blazemeter exporter needs an API key: --blazemeter-token-file FILE or BLAZEMETER_API_KEY",
+            ));
+        }
+    };
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        return Err(invalid(
+            "blazemeter-token-file",
+            "the API key is empty or has spaces in it",
+        ));
+    }
+    let url = |field: &str, given: &Option<String>, default: &str| {
+        let url = given.clone().unwrap_or_else(|| default.to_owned());
+        if url.starts_with("http://") || url.starts_with("https://") {
+            Ok(url)
+        } else {
+            Err(invalid(
+                field,
+                format!("'{url}' is not an http:// or https:// URL"),
+            ))
+        }
+    };
+    let interval = args
+        .blazemeter_interval
+        .map_or(Duration::from_secs(30), Into::into);
+    if interval < Duration::from_secs(1) {
+        return Err(invalid("blazemeter-interval", "must be at least 1s"));
+    }
+    Ok(BlazeMeterSettings {
+        account: Account {
+            api: url(
+                "blazemeter-api",
+                &args.blazemeter_api,
+                "https://a.blazemeter.com",
+            )?,
+            data: url(
+                "blazemeter-data",
+                &args.blazemeter_data,
+                "https://data.blazemeter.com",
+            )?,
+            token,
+        },
+        test: args
+            .blazemeter_test
+            .clone()
+            .unwrap_or_else(|| "Vajra test".to_owned()),
+        project: args.blazemeter_project.clone(),
+        interval,
     })
 }
 

@@ -10,9 +10,11 @@
 //!   and what each delivered.
 //! - [`registry`]: exporters by name, built-in and registered.
 //! - [`prometheus`]: `/metrics`, with cluster-exact percentiles.
-//! - [`otlp`]: OpenTelemetry metrics over gRPC or HTTP.
+//! - [`otlp`]: OpenTelemetry metrics and traces over gRPC or HTTP.
+//! - [`blazemeter`]: BlazeMeter's external results.
 //! - [`http`]: the HTTP client exporters share.
 
+pub mod blazemeter;
 pub mod console;
 pub mod exporter;
 pub mod files;

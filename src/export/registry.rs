@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::blazemeter::{BLAZEMETER, BlazeMeterExporter};
 use super::exporter::{Exporter, RunInfo};
 use super::otlp::{OTLP, OtlpExporter};
 use super::pipeline::ExportPipeline;
@@ -46,6 +47,9 @@ impl ExporterRegistry {
             anyhow::bail!("prometheus exports through --metrics-listen ADDR")
         });
         registry.register(OTLP, |settings| Ok(Box::new(OtlpExporter::new(settings)?)));
+        registry.register(BLAZEMETER, |settings| {
+            Ok(Box::new(BlazeMeterExporter::new(settings)?))
+        });
         registry
     }
 
