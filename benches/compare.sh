@@ -84,6 +84,36 @@ for round in $(seq "$ROUNDS"); do
 done
 python3 -c "import statistics,sys; r=[float(x) for x in open(sys.argv[1])]; print(f'median ratio vajra/wrk: {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f})')" "$WORK/ratios"
 
+echo "== closed model with OTLP (metrics, traces at 1 %), Prometheus and BlazeMeter exporting, vs none, ${ROUNDS} alternating rounds of ${SECS}s"
+RECV_PORT=$((PORT + 1))
+METRICS="127.0.0.1:$((PORT + 2))"
+taskset -c "$NGINX_CPU" python3 benches/receivers.py "$RECV_PORT" "$METRICS" &
+RECV_PID=$!
+trap 'kill $RECV_PID 2>/dev/null; kill $(cat "$WORK/nginx.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+echo bench-key > "$WORK/bm-key"
+sleep 0.5
+EXPORTING=(--export otlp,blazemeter --otlp-endpoint "http://127.0.0.1:${RECV_PORT}" --otlp-interval 1s
+  --trace-sample-ratio 0.01 --metrics-listen "$METRICS" --blazemeter-api "http://127.0.0.1:${RECV_PORT}"
+  --blazemeter-data "http://127.0.0.1:${RECV_PORT}" --blazemeter-token-file "$WORK/bm-key"
+  --blazemeter-interval 2s --blazemeter-test bench --export-flush-timeout 3s)
+for round in $(seq "$ROUNDS"); do
+  taskset -c "$GEN_CPU" "$BIN" run --url "$URL" --concurrency "$CONNS" --duration "${SECS}s" --threads 1 \
+    --quiet --output "$WORK/plain.json" > /dev/null
+  taskset -c "$GEN_CPU" "$BIN" run --url "$URL" --concurrency "$CONNS" --duration "${SECS}s" --threads 1 \
+    --quiet --output "$WORK/exporting.json" "${EXPORTING[@]}" > "$WORK/exporting.txt"
+  json "$WORK/exporting.json" "(
+    f\"round ${round}: no exporters {json.load(open('$WORK/plain.json'))['main']['rate']:.0f} req/s, \"
+    f\"exporting {r['main']['rate']:.0f} req/s, ratio {r['main']['rate'] / json.load(open('$WORK/plain.json'))['main']['rate']:.3f}, \"
+    f\"peak RSS {r['self_check']['peak_rss_mb']:.0f} MiB (without: {json.load(open('$WORK/plain.json'))['self_check']['peak_rss_mb']:.0f} MiB); \"
+    + '; '.join(e['exporter'] + (' complete' if e['not_delivered'] == 0 and e['report_delivered'] else ' INCOMPLETE: ' + str(e.get('error'))) for e in r['exports'])
+  )" | tee -a "$WORK/exporting.log"
+done
+python3 -c "import re,statistics,sys; r=[float(m) for m in re.findall(r'ratio ([0-9.]+)', open(sys.argv[1]).read())]; print(f'median ratio exporting/none: {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f})')" "$WORK/exporting.log"
+if grep -q INCOMPLETE "$WORK/exporting.log"; then
+  echo "an exporter did not deliver everything to the stand-in receivers" >&2
+  exit 1
+fi
+
 echo "== no-op task, 1 instance, 1 thread, pinned to CPU ${GEN_CPU}, ${SECS}s"
 taskset -c "$GEN_CPU" "$BIN" run --task noop --concurrency 1 --duration "${SECS}s" --threads 1 \
   --quiet --output "$WORK/noop.json" > /dev/null
