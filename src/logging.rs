@@ -11,6 +11,9 @@
 //! fatal core error) keep their level. (Logging them again at DEBUG from
 //! inside the filter is not possible reliably: tracing drops events emitted
 //! while an event is being dispatched on a scoped dispatcher.)
+//!
+//! Warnings and errors can also be tapped ([`tap`]) while a run exports
+//! them (OTLP logs): a bounded queue that drops what it cannot hold.
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -60,7 +63,65 @@ pub fn init() {
             enabled: !raw_openraft,
         })
         .with_filter(filter);
-    let _ = tracing_subscriber::registry().with(fmt).try_init();
+    let tapped = Tap
+        .with_filter(DemoteExpected { enabled: true })
+        .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(tapped)
+        .try_init();
+}
+
+/// A warning or error the process logged.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    /// When.
+    pub time: std::time::SystemTime,
+    /// WARN or ERROR.
+    pub level: Level,
+    /// The module that logged it.
+    pub target: String,
+    /// The message.
+    pub message: String,
+}
+
+/// Where tapped lines go, if anywhere.
+static TAPPED: parking_lot::Mutex<Option<tokio::sync::mpsc::Sender<LogLine>>> =
+    parking_lot::Mutex::new(None);
+
+/// Sends the process's warnings and errors, from now until [`untap`], to
+/// the receiver returned (at most `capacity` waiting; more are dropped).
+/// A second tap replaces the first.
+pub fn tap(capacity: usize) -> tokio::sync::mpsc::Receiver<LogLine> {
+    let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+    *TAPPED.lock() = Some(tx);
+    rx
+}
+
+/// Ends the tap (its receiver then sees the end).
+pub fn untap() {
+    TAPPED.lock().take();
+}
+
+/// The layer feeding the tap.
+struct Tap;
+
+impl<S: Subscriber> Layer<S> for Tap {
+    fn on_event(&self, event: &Event<'_>, _cx: tracing_subscriber::layer::Context<'_, S>) {
+        let tapped = TAPPED.lock();
+        let Some(tx) = tapped.as_ref() else {
+            return;
+        };
+        let mut text = EventText::default();
+        event.record(&mut text);
+        let meta = event.metadata();
+        let _ = tx.try_send(LogLine {
+            time: std::time::SystemTime::now(),
+            level: *meta.level(),
+            target: meta.target().to_owned(),
+            message: text.message,
+        });
+    }
 }
 
 /// Drops openraft's expected-event reports from the output.

@@ -411,3 +411,49 @@ fn sampled_executions_are_spans_of_the_run_and_carry_traceparent_to_the_target()
     }
     assert_eq!(seen.lock().unwrap().len() as u64, report.main.completed);
 }
+
+#[test]
+fn the_runs_warnings_go_to_otlp_logs_in_the_tests_trace() {
+    let receiver = Receiver::grpc();
+    // Executions outlast the drain timeout: the run warns that it
+    // abandoned them.
+    let (code, stdout, report) = run(&[
+        "--task",
+        "sleep",
+        "--sleep",
+        "3s",
+        "--tps",
+        "4",
+        "--duration",
+        "1s",
+        "--drain-timeout",
+        "200ms",
+        "--export",
+        "otlp",
+        "--otlp-endpoint",
+        &format!("http://{}", receiver.addr),
+        "--otlp-protocol",
+        "grpc",
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(report.unfinished > 0);
+    let logs = receiver.logs.lock().unwrap().clone();
+    let warning = logs
+        .iter()
+        .find(|r| {
+            matches!(
+                r.body.as_ref().and_then(|b| b.value.as_ref()),
+                Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(m))
+                    if m.contains("drain timeout")
+            )
+        })
+        .unwrap_or_else(|| panic!("the drain warning was exported: {logs:?}"));
+    assert_eq!(warning.severity_text, "WARN");
+    let spans = receiver.spans.lock().unwrap().clone();
+    let run_span = spans
+        .iter()
+        .find(|s| s.name == "run")
+        .expect("the run's span");
+    assert_eq!(warning.trace_id, run_span.trace_id, "in the test's trace");
+    assert_eq!(warning.span_id, run_span.span_id, "under the run's span");
+}

@@ -67,6 +67,9 @@ pub struct OtlpSettings {
     /// Whether spans are exported (`OTEL_TRACES_EXPORTER=none` turns them
     /// off, for a collector with no traces pipeline).
     pub traces_enabled: bool,
+    /// Whether the process's warnings and errors are exported
+    /// (`OTEL_LOGS_EXPORTER=none` turns them off).
+    pub logs_enabled: bool,
 }
 
 /// Default time between metric exports: often enough to watch a test live,
@@ -174,6 +177,7 @@ pub fn resolve_otlp(
         resource,
         trace_sample_ratio: ratio,
         traces_enabled: env("OTEL_TRACES_EXPORTER").is_none_or(|e| e.trim() != "none"),
+        logs_enabled: env("OTEL_LOGS_EXPORTER").is_none_or(|e| e.trim() != "none"),
     })
 }
 

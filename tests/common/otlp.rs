@@ -12,6 +12,12 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -25,6 +31,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::{ExponentialHistogramDataPoint, metric};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
@@ -34,6 +41,8 @@ use tokio::net::TcpListener;
 pub type Received = Arc<Mutex<Vec<ExportMetricsServiceRequest>>>;
 /// Every span received.
 pub type Spans = Arc<Mutex<Vec<Span>>>;
+/// Every log record received.
+pub type Logs = Arc<Mutex<Vec<LogRecord>>>;
 
 /// A receiver running on its own thread and runtime.
 pub struct Receiver {
@@ -43,7 +52,28 @@ pub struct Receiver {
     pub received: Received,
     /// The spans it got (gRPC).
     pub spans: Spans,
+    /// The log records it got (gRPC).
+    pub logs: Logs,
     _runtime: tokio::runtime::Runtime,
+}
+
+struct LogsReceived(Logs);
+
+#[tonic::async_trait]
+impl LogsService for LogsReceived {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let records = request
+            .into_inner()
+            .resource_logs
+            .into_iter()
+            .flat_map(|r| r.scope_logs)
+            .flat_map(|s| s.log_records);
+        self.0.lock().unwrap().extend(records);
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
 }
 
 struct Traces(Spans);
@@ -88,16 +118,20 @@ impl Receiver {
         let spans = Spans::default();
         let service = MetricsServiceServer::new(Service(Arc::clone(&received)));
         let traces = TraceServiceServer::new(Traces(Arc::clone(&spans)));
+        let logs = Logs::default();
+        let logs_service = LogsServiceServer::new(LogsReceived(Arc::clone(&logs)));
         runtime.spawn(
             tonic::transport::Server::builder()
                 .add_service(service)
                 .add_service(traces)
+                .add_service(logs_service)
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
         Self {
             addr,
             received,
             spans,
+            logs,
             _runtime: runtime,
         }
     }
@@ -131,6 +165,7 @@ impl Receiver {
             addr,
             received,
             spans,
+            logs: Logs::default(),
             _runtime: runtime,
         }
     }
@@ -152,6 +187,10 @@ async fn answer_http(
             .unwrap()
     };
     let path = request.uri().path().to_owned();
+    if path == "/v1/logs" {
+        // Taken and dropped: the gRPC receiver is the one that keeps logs.
+        return Response::new(Full::new(Bytes::new()));
+    }
     if !matches!(path.as_str(), "/v1/metrics" | "/v1/traces")
         || request.method() != hyper::Method::POST
     {

@@ -3,6 +3,7 @@
 //! - [`exponential`]: HDR histograms as base-2 exponential histograms.
 //! - [`metrics`]: the run's running totals and the request they export.
 //! - [`traces`]: the run's spans, through opentelemetry-otlp.
+//! - [`logs`]: the process's warnings and errors while the run exports.
 //! - [`transport`]: gRPC and HTTP/protobuf to the collector.
 //!
 //! Metrics are built from the engine's own windows rather than through the
@@ -11,6 +12,7 @@
 //! them costs a few hundred buckets per export, whatever the rate.
 
 pub mod exponential;
+pub mod logs;
 pub mod metrics;
 pub mod traces;
 pub mod transport;
@@ -22,9 +24,10 @@ use async_trait::async_trait;
 use crate::config::ExportSettings;
 use crate::engine::trace::Tracing;
 use crate::export::{ExportError, ExportWindow, Exporter, Report, RunInfo};
+use logs::RunLogs;
 use metrics::RunMetrics;
 use traces::RunTraces;
-use transport::MetricsSender;
+use transport::OtlpSender;
 
 /// The name `--export` gives it.
 pub const OTLP: &str = "otlp";
@@ -32,23 +35,25 @@ pub const OTLP: &str = "otlp";
 /// One run's OTLP exporter.
 pub struct OtlpExporter {
     settings: crate::config::otlp::OtlpSettings,
-    sender: MetricsSender,
+    sender: OtlpSender,
     metrics: Option<RunMetrics>,
     last_export: Instant,
     traces: Option<RunTraces>,
+    logs: Option<RunLogs>,
 }
 
 impl OtlpExporter {
     /// An exporter with `settings`' OTLP settings.
     pub fn new(settings: &ExportSettings) -> anyhow::Result<Self> {
         let otlp = settings.otlp.clone();
-        let sender = MetricsSender::new(&otlp.metrics, &otlp.headers, otlp.timeout)?;
+        let sender = OtlpSender::new(&otlp.metrics, &otlp.headers, otlp.timeout)?;
         Ok(Self {
             settings: otlp,
             sender,
             metrics: None,
             last_export: Instant::now(),
             traces: None,
+            logs: None,
         })
     }
 
@@ -58,7 +63,7 @@ impl OtlpExporter {
             return Ok(());
         };
         self.last_export = Instant::now();
-        self.sender.send(metrics.request()).await?;
+        self.sender.metrics(metrics.request()).await?;
         metrics.exported();
         Ok(())
     }
@@ -78,6 +83,12 @@ impl Exporter for OtlpExporter {
 
     async fn start(&mut self, run: &RunInfo) -> Result<(), ExportError> {
         self.metrics = Some(RunMetrics::new(run, &self.settings));
+        if self.settings.logs_enabled {
+            let otlp = &self.settings;
+            let sender = OtlpSender::new(&otlp.logs, &otlp.headers, otlp.timeout)?;
+            let resource = metrics::resource_of(run, otlp);
+            self.logs = Some(RunLogs::start(sender, resource, traces::run_parent(run)));
+        }
         Ok(())
     }
 
@@ -97,11 +108,18 @@ impl Exporter for OtlpExporter {
             Some(traces) => traces.finish(report.abort_reason.clone()).await,
             None => Ok(()),
         };
-        match (metrics, traces) {
-            (Ok(()), Ok(())) => Ok(()),
-            (Err(e), Ok(())) => Err(ExportError::new(format!("metrics: {e}"))),
-            (Ok(()), Err(e)) => Err(ExportError::new(format!("traces: {e}"))),
-            (Err(m), Err(t)) => Err(ExportError::new(format!("metrics: {m}; traces: {t}"))),
+        let logs = match self.logs.take() {
+            Some(logs) => logs.finish().await,
+            None => Ok(()),
+        };
+        let failures: Vec<String> = [("metrics", metrics), ("traces", traces), ("logs", logs)]
+            .into_iter()
+            .filter_map(|(signal, result)| result.err().map(|e| format!("{signal}: {e}")))
+            .collect();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(ExportError::new(failures.join("; ")))
         }
     }
 }

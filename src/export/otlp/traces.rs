@@ -173,12 +173,7 @@ fn span_exporter(settings: &OtlpSettings) -> anyhow::Result<opentelemetry_otlp::
     let endpoint = &settings.traces;
     let exporter = match endpoint.protocol {
         OtlpProtocol::Grpc => {
-            let mut metadata = tonic::metadata::MetadataMap::new();
-            for (key, value) in &settings.headers {
-                let key =
-                    tonic::metadata::MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes())?;
-                metadata.insert(key, value.parse()?);
-            }
+            let metadata = super::transport::metadata_of(&settings.headers)?;
             let mut builder = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_endpoint(endpoint.url.clone())

@@ -1,12 +1,18 @@
-//! Carrying OTLP metrics to a collector: gRPC (tonic, with the generated
-//! client of the official protocol definitions) or protobuf over HTTP.
+//! Carrying OTLP to a collector: gRPC (tonic, with the generated clients of
+//! the official protocol definitions) or protobuf over HTTP.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::Method;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use prost::Message;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -15,29 +21,28 @@ use crate::config::otlp::{OtlpEndpoint, OtlpProtocol};
 use crate::export::ExportError;
 use crate::export::http::HttpClient;
 
-/// A connection to a collector's metrics service.
-pub enum MetricsSender {
-    /// OTLP/gRPC.
+/// How requests reach the collector.
+enum Route {
+    /// OTLP/gRPC: a lazily connected channel and the headers as metadata.
     Grpc {
-        /// The generated client.
-        client: MetricsServiceClient<Channel>,
-        /// Headers, as gRPC metadata.
+        channel: Channel,
         metadata: MetadataMap,
-        /// Where it goes, for messages.
-        url: String,
     },
-    /// OTLP/HTTP with protobuf bodies.
+    /// OTLP/HTTP with protobuf bodies (boxed: the client is large).
     Http {
-        /// The HTTP client.
-        client: HttpClient,
-        /// The full URL (`.../v1/metrics`).
-        url: String,
-        /// Headers, content type included.
+        client: Box<HttpClient>,
         headers: Vec<(String, String)>,
     },
 }
 
-impl MetricsSender {
+/// A connection to one signal's collector endpoint.
+pub struct OtlpSender {
+    route: Route,
+    /// Where it goes (for HTTP, with the signal's path).
+    url: String,
+}
+
+impl OtlpSender {
     /// A sender to `endpoint`; it connects lazily, so an unreachable
     /// collector fails exports, never the start.
     pub fn new(
@@ -45,7 +50,7 @@ impl MetricsSender {
         headers: &[(String, String)],
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        match endpoint.protocol {
+        let route = match endpoint.protocol {
             OtlpProtocol::Grpc => {
                 let mut channel = Endpoint::from_shared(endpoint.url.clone())?
                     .timeout(timeout)
@@ -53,19 +58,10 @@ impl MetricsSender {
                 if endpoint.url.starts_with("https://") {
                     channel = channel.tls_config(ClientTlsConfig::new().with_webpki_roots())?;
                 }
-                let mut metadata = MetadataMap::new();
-                for (key, value) in headers {
-                    let key = MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes())
-                        .map_err(|e| anyhow::anyhow!("header '{key}': {e}"))?;
-                    let value = MetadataValue::try_from(value.as_str())
-                        .map_err(|e| anyhow::anyhow!("header '{key}': {e}"))?;
-                    metadata.insert(key, value);
+                Route::Grpc {
+                    channel: channel.connect_lazy(),
+                    metadata: metadata_of(headers)?,
                 }
-                Ok(Self::Grpc {
-                    client: MetricsServiceClient::new(channel.connect_lazy()),
-                    metadata,
-                    url: endpoint.url.clone(),
-                })
             }
             OtlpProtocol::HttpProtobuf => {
                 let mut all = vec![(
@@ -73,69 +69,109 @@ impl MetricsSender {
                     "application/x-protobuf".to_owned(),
                 )];
                 all.extend(headers.iter().cloned());
-                Ok(Self::Http {
-                    client: HttpClient::new(timeout)?,
-                    url: endpoint.url.clone(),
+                Route::Http {
+                    client: Box::new(HttpClient::new(timeout)?),
                     headers: all,
-                })
+                }
             }
+        };
+        Ok(Self {
+            route,
+            url: endpoint.url.clone(),
+        })
+    }
+
+    /// Sends a metrics request; an error names the collector and the cause.
+    pub async fn metrics(&self, request: ExportMetricsServiceRequest) -> Result<(), ExportError> {
+        let rejected = match &self.route {
+            Route::Grpc { channel, metadata } => {
+                let mut client = MetricsServiceClient::new(channel.clone());
+                let answer = client
+                    .export(with_metadata(request, metadata))
+                    .await
+                    .map_err(|status| self.failed(status.message()))?;
+                answer.into_inner().partial_success
+            }
+            Route::Http { client, headers } => {
+                let body = self.post(client, headers, request.encode_to_vec()).await?;
+                ExportMetricsServiceResponse::decode(body)
+                    .map_err(|e| self.failed(format!("a bad answer: {e}")))?
+                    .partial_success
+            }
+        };
+        match rejected {
+            Some(p) if p.rejected_data_points > 0 => Err(self.failed(format!(
+                "rejected {} data points: {}",
+                p.rejected_data_points, p.error_message
+            ))),
+            _ => Ok(()),
         }
     }
 
-    /// Sends `request`; an error names the collector and what went wrong.
-    pub async fn send(&mut self, request: ExportMetricsServiceRequest) -> Result<(), ExportError> {
-        match self {
-            Self::Grpc {
-                client,
-                metadata,
-                url,
-            } => {
-                let mut call = tonic::Request::new(request);
-                *call.metadata_mut() = metadata.clone();
+    /// Sends a logs request.
+    pub async fn logs(&self, request: ExportLogsServiceRequest) -> Result<(), ExportError> {
+        let rejected = match &self.route {
+            Route::Grpc { channel, metadata } => {
+                let mut client = LogsServiceClient::new(channel.clone());
                 let answer = client
-                    .export(call)
+                    .export(with_metadata(request, metadata))
                     .await
-                    .map_err(|status| ExportError::new(format!("{url}: {}", status.message())))?;
-                partial_success(url, answer.into_inner().partial_success)
+                    .map_err(|status| self.failed(status.message()))?;
+                answer.into_inner().partial_success
             }
-            Self::Http {
-                client,
-                url,
-                headers,
-            } => {
-                let body = Bytes::from(request.encode_to_vec());
-                let answer = client
-                    .send(Method::POST, url, headers, body)
-                    .await
-                    .map_err(ExportError::from)?;
-                if !answer.status.is_success() {
-                    return Err(ExportError::new(format!(
-                        "{url}: HTTP {} {}",
-                        answer.status,
-                        answer.excerpt(200)
-                    )));
-                }
-                let decoded = opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse::decode(answer.body)
-                    .map_err(|e| ExportError::new(format!("{url}: a bad answer: {e}")))?;
-                partial_success(url, decoded.partial_success)
+            Route::Http { client, headers } => {
+                let body = self.post(client, headers, request.encode_to_vec()).await?;
+                ExportLogsServiceResponse::decode(body)
+                    .map_err(|e| self.failed(format!("a bad answer: {e}")))?
+                    .partial_success
             }
+        };
+        match rejected {
+            Some(p) if p.rejected_log_records > 0 => Err(self.failed(format!(
+                "rejected {} log records: {}",
+                p.rejected_log_records, p.error_message
+            ))),
+            _ => Ok(()),
         }
+    }
+
+    /// POSTs `body` with `client`; the answer's body if it succeeded.
+    async fn post(
+        &self,
+        client: &HttpClient,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> Result<Bytes, ExportError> {
+        let answer = client
+            .send(Method::POST, &self.url, headers, Bytes::from(body))
+            .await
+            .map_err(ExportError::from)?;
+        if !answer.status.is_success() {
+            return Err(self.failed(format!("HTTP {} {}", answer.status, answer.excerpt(200))));
+        }
+        Ok(answer.body)
+    }
+
+    fn failed(&self, why: impl std::fmt::Display) -> ExportError {
+        ExportError::new(format!("{}: {why}", self.url))
     }
 }
 
-/// A collector that took the request but refused some points says so in
-/// its answer: that is not delivered either.
-fn partial_success(
-    url: &str,
-    partial: Option<
-        opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsPartialSuccess,
-    >,
-) -> Result<(), ExportError> {
-    match partial {
-        Some(p) if p.rejected_data_points > 0 => Err(ExportError::new(format!(
-            "{url} rejected {} data points: {}",
-            p.rejected_data_points, p.error_message
-        ))),
-        _ => Ok(()),
+fn with_metadata<T>(message: T, metadata: &MetadataMap) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    *request.metadata_mut() = metadata.clone();
+    request
+}
+
+/// `headers` as gRPC metadata (keys lower-cased, as gRPC requires).
+pub fn metadata_of(headers: &[(String, String)]) -> anyhow::Result<MetadataMap> {
+    let mut metadata = MetadataMap::new();
+    for (key, value) in headers {
+        let name = MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes())
+            .map_err(|e| anyhow::anyhow!("header '{key}': {e}"))?;
+        let value = MetadataValue::try_from(value.as_str())
+            .map_err(|e| anyhow::anyhow!("header '{key}': {e}"))?;
+        metadata.insert(name, value);
     }
+    Ok(metadata)
 }
