@@ -82,8 +82,8 @@ impl ShareEngine for SimEngine {
 
 /// The dispatch bound of `plan`'s test: arrivals reached later are missed.
 fn max_lag(plan: &Plan) -> Result<Duration, String> {
-    let args: RunArgs =
-        serde_json::from_str(&plan.definition.settings).map_err(|e| e.to_string())?;
+    let args: RunArgs = vajra::config::definition::parse_definition(&plan.definition.settings)
+        .map_err(|e| e.to_string())?;
     let settings =
         vajra::config::definition::resolve_definition(args).map_err(|e| e.to_string())?;
     match settings.engine.load {

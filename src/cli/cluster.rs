@@ -452,11 +452,13 @@ pub fn start(args: StartArgs) -> u8 {
     };
     run.config = None;
     if !run.export.is_empty() {
+        // Not refused: the same VAJRA_EXPORT may be set for the peers in
+        // the shell that starts tests.
         eprintln!(
-            "error: exporters belong to each peer, not to a test: give --export, \
-             --metrics-listen and the like to `join`"
+            "warning: ignoring the export settings: exporters belong to each peer, not to a \
+             test (give --export, --metrics-listen and the like to `join`)"
         );
-        return EXIT_CONFIG;
+        run.export = Default::default();
     }
     let settings = match crate::config::resolve(run.clone()) {
         Ok(s) => s,

@@ -151,6 +151,12 @@ async fn execute(extensions: &Extensions, settings: RunSettings) -> u8 {
         Ok(outcome) => outcome,
         Err(e) => {
             eprintln!("error: {e}");
+            // Exporters still end: a BlazeMeter session is stopped, the
+            // run's span closed with the error.
+            let failed = Report::failed(&settings.task.name, &e.to_string());
+            for export in pipeline.finish(&failed).await {
+                eprintln!("export {}", export.describe());
+            }
             return EXIT_RUNTIME;
         }
     };

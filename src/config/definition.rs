@@ -59,6 +59,30 @@ pub fn self_contained(mut args: RunArgs) -> Result<RunArgs, ConfigError> {
     Ok(args)
 }
 
+/// Reads a definition's settings (JSON) from the wire. A key no setting
+/// has is refused, naming it: a definition from a newer peer with settings
+/// this one lacks must not run without them.
+pub fn parse_definition(json: &str) -> Result<RunArgs, ConfigError> {
+    let bad = |message: String| invalid("definition", message);
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let Some(fields) = value.as_object() else {
+        return Err(bad("not a JSON object".into()));
+    };
+    let known = super::file::file_keys();
+    // The fields a definition carries in place of the files it names.
+    let inlined = ["body-base64", "https-ca-pem"];
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !known.iter().any(|n| n == *k) && !inlined.contains(&k.as_str()))
+    {
+        return Err(bad(format!(
+            "unknown setting `{unknown}` (a peer of another version?)"
+        )));
+    }
+    serde_json::from_value(value).map_err(|e| bad(e.to_string()))
+}
+
 /// Resolves a definition that came from another process: refused if it
 /// names a file, and resolved without touching the file system.
 pub fn resolve_definition(args: RunArgs) -> Result<RunSettings, ConfigError> {
@@ -124,7 +148,7 @@ mod tests {
         assert!(shipped.body_file.is_none() && shipped.https_ca.is_none());
         let wire = serde_json::to_string(&shipped).unwrap();
         drop((body, points));
-        let there = resolve_definition(serde_json::from_str(&wire).unwrap()).unwrap();
+        let there = resolve_definition(parse_definition(&wire).unwrap()).unwrap();
         assert_eq!(
             there.task.http.body, here.task.http.body,
             "binary body intact"
@@ -156,6 +180,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!e.contains("root:"), "the file's contents leaked: {e}");
+    }
+
+    #[test]
+    fn a_definition_with_a_setting_this_peer_lacks_is_refused() {
+        let e = parse_definition(r#"{"tps": 5, "duration": "1s", "turbo-mode": true}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("turbo-mode"), "{e}");
+        assert!(parse_definition("[1, 2]").is_err());
+        let args = parse_definition(r#"{"tps": 5, "body-base64": "aGk="}"#).unwrap();
+        assert_eq!(args.tps, Some(5.0));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use super::duration::HumanDuration;
 use super::otlp::{OtlpSettings, resolve_otlp};
 use crate::export::blazemeter::client::Account;
 use crate::export::blazemeter::{BLAZEMETER, BlazeMeterSettings};
+use crate::export::otlp::OTLP;
 use crate::export::pipeline::{DEFAULT_FLUSH_TIMEOUT, DEFAULT_QUEUE};
 
 /// The exporter `--metrics-listen` serves.
@@ -220,7 +221,13 @@ pub fn resolve_export_with(
     args: ExportArgs,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ExportSettings, ConfigError> {
-    let otlp = resolve_otlp(&args, env)?;
+    // Each exporter's settings (and the variables they read) are checked
+    // only when it runs: a stray OTEL_* variable stops no other run.
+    let otlp = if args.export.iter().any(|e| e.trim() == OTLP) {
+        resolve_otlp(&args, env)?
+    } else {
+        resolve_otlp(&ExportArgs::default(), &|_| None).expect("the defaults resolve")
+    };
     let blazemeter = if args.export.iter().any(|e| e.trim() == BLAZEMETER) {
         Some(resolve_blazemeter(&args, env)?)
     } else {

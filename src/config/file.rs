@@ -77,7 +77,7 @@ fn check_keys<'a>(keys: impl Iterator<Item = &'a str>, text: &str) -> Result<(),
 
 /// Every key a file may hold: the long flag names of `run` and their
 /// aliases, except `config` itself.
-fn file_keys() -> Vec<String> {
+pub(crate) fn file_keys() -> Vec<String> {
     let command = <RunArgs as clap::Args>::augment_args(clap::Command::new("file"));
     command
         .get_arguments()

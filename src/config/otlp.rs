@@ -112,7 +112,12 @@ pub fn resolve_otlp(
     let endpoint = |signal: &str, path: &str| -> Result<OtlpEndpoint, ConfigError> {
         let specific = env(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"));
         let url = match (protocol, specific, &base) {
-            // A signal's own endpoint is used as given.
+            // A flag beats every variable.
+            (OtlpProtocol::HttpProtobuf, _, Some(base)) if args.otlp_endpoint.is_some() => {
+                format!("{}/{path}", base.trim_end_matches('/'))
+            }
+            (OtlpProtocol::Grpc, _, Some(base)) if args.otlp_endpoint.is_some() => base.clone(),
+            // A signal's own endpoint variable is used as given.
             (_, Some(url), _) => url,
             (OtlpProtocol::HttpProtobuf, None, Some(base)) => {
                 format!("{}/{path}", base.trim_end_matches('/'))
@@ -161,10 +166,18 @@ pub fn resolve_otlp(
     if !(0.0..=1.0).contains(&ratio) {
         return Err(invalid("trace-sample-ratio", "must be between 0 and 1"));
     }
-    let resource = match env("OTEL_RESOURCE_ATTRIBUTES") {
+    let mut resource = match env("OTEL_RESOURCE_ATTRIBUTES") {
         Some(list) => parse_pairs("OTEL_RESOURCE_ATTRIBUTES", &list)?,
         None => Vec::new(),
     };
+    // service.name is OTEL_SERVICE_NAME, else the attribute, else vajra.
+    let named = resource
+        .iter()
+        .position(|(key, _)| key == "service.name")
+        .map(|at| resource.remove(at).1);
+    let service_name = env("OTEL_SERVICE_NAME")
+        .or(named)
+        .unwrap_or_else(|| "vajra".to_owned());
     Ok(OtlpSettings {
         metrics: endpoint("METRICS", "v1/metrics")?,
         traces: endpoint("TRACES", "v1/traces")?,
@@ -173,7 +186,7 @@ pub fn resolve_otlp(
         timeout,
         interval,
         temporality,
-        service_name: env("OTEL_SERVICE_NAME").unwrap_or_else(|| "vajra".to_owned()),
+        service_name,
         resource,
         trace_sample_ratio: ratio,
         traces_enabled: env("OTEL_TRACES_EXPORTER").is_none_or(|e| e.trim() != "none"),
@@ -287,6 +300,23 @@ mod tests {
         };
         let set = resolve_otlp(&flagged, &env).unwrap();
         assert_eq!(set.metrics.url, "http://other:4318/v1/metrics");
+        assert_eq!(
+            set.traces.url, "http://other:4318/v1/traces",
+            "even the signal's own variable"
+        );
+        let named = resolve_otlp(
+            &ExportArgs::default(),
+            &env_of(&[(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.name=shop-load,team=perf",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(named.service_name, "shop-load");
+        assert_eq!(
+            named.resource,
+            vec![("team".to_string(), "perf".to_string())]
+        );
     }
 
     #[test]

@@ -84,19 +84,38 @@ impl ExportWindow {
 /// what was not delivered, so name the cause ("connection refused", "HTTP
 /// 401 from https://...").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ExportError(pub String);
+#[error("{message}")]
+pub struct ExportError {
+    /// The cause.
+    pub message: String,
+    /// How many windows' figures this failure lost for good: `None` for
+    /// the window the call carried (none for a start or a finish); an
+    /// exporter that batches says how many the failed batch held (0 if a
+    /// later export carries them, as cumulative figures do).
+    pub lost_windows: Option<u64>,
+}
 
 impl ExportError {
-    /// An error saying `message`.
+    /// An error saying `message`, losing the call's own window.
     pub fn new(message: impl std::fmt::Display) -> Self {
-        Self(message.to_string())
+        Self {
+            message: message.to_string(),
+            lost_windows: None,
+        }
+    }
+
+    /// The same error, having lost `windows` windows' figures.
+    pub fn losing(self, windows: u64) -> Self {
+        Self {
+            lost_windows: Some(windows),
+            ..self
+        }
     }
 }
 
 impl From<anyhow::Error> for ExportError {
     fn from(e: anyhow::Error) -> Self {
-        Self(format!("{e:#}"))
+        Self::new(format!("{e:#}"))
     }
 }
 

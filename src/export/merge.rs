@@ -174,7 +174,6 @@ fn merge_tags(
     Ok((tags, histograms))
 }
 
-/// Each named event counter summed over the peers.
 /// Every peer's exporters, each named with its peer.
 fn peer_exports(parts: &[(String, Report)]) -> Vec<ExportOutcome> {
     parts
@@ -188,6 +187,7 @@ fn peer_exports(parts: &[(String, Report)]) -> Vec<ExportOutcome> {
         .collect()
 }
 
+/// Each named event counter summed over the peers.
 fn sum_counters(reports: &[&Report]) -> BTreeMap<String, u64> {
     let mut sum = BTreeMap::new();
     for report in reports {

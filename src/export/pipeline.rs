@@ -92,17 +92,22 @@ impl ExportOutcome {
 /// An exporter's running tally, shared by the pipeline and its task.
 #[derive(Debug, Default)]
 struct Tally {
+    /// Windows offered.
     windows: u64,
-    delivered: u64,
-    failed: u64,
+    /// Windows the exporter's task has dealt with (well or not).
+    settled: u64,
+    /// Windows whose figures were lost: not queued, or lost by a failure.
+    lost: u64,
     report_delivered: bool,
     error: Option<String>,
 }
 
 impl Tally {
-    fn fail(&mut self, what: &str, error: ExportError) {
+    /// Counts `error`, which lost `default_lost` windows unless it says.
+    fn fail(&mut self, what: &str, error: ExportError, default_lost: u64) {
         tracing::debug!("exporter could not deliver {what}: {error}");
-        self.error = Some(error.0);
+        self.lost += error.lost_windows.unwrap_or(default_lost);
+        self.error = Some(error.message);
     }
 }
 
@@ -192,7 +197,8 @@ impl ExportPipeline {
                 .is_err()
             {
                 let mut tally = lane.tally.lock();
-                tally.failed += 1;
+                tally.lost += 1;
+                tally.settled += 1;
                 tally.error = Some(format!(
                     "its queue of windows was full (the exporter is {} windows behind)",
                     lane.queue.max_capacity()
@@ -206,44 +212,59 @@ impl ExportPipeline {
     /// was given; returns what each delivered.
     pub async fn finish(self, report: &Report) -> Vec<ExportOutcome> {
         let report = Arc::new(report.clone());
-        let deadline = tokio::time::Instant::now() + self.flush_timeout;
-        let mut outcomes = Vec::new();
-        // Queue the report everywhere first, so exporters flush in parallel.
-        let mut waiting = Vec::new();
-        for lane in self.lanes {
-            let sent = tokio::time::timeout_at(
-                deadline,
-                lane.queue.send(Delivery::Finish(Arc::clone(&report))),
-            )
-            .await;
-            let queued = matches!(sent, Ok(Ok(())));
-            drop(lane.queue);
-            waiting.push((lane.name, lane.tally, lane.task, queued));
-        }
-        for (name, tally, mut task, queued) in waiting {
-            let finished = tokio::time::timeout_at(deadline, &mut task).await.is_ok();
-            if !finished {
-                task.abort();
-            }
-            let mut tally = tally.lock();
-            let unsettled = tally.windows - tally.delivered - tally.failed;
-            if !finished || !queued {
-                tally.error = Some(format!(
-                    "it had not finished when the flush timeout of {:?} ran out",
-                    self.flush_timeout
-                ));
-            }
-            outcomes.push(ExportOutcome {
-                exporter: name,
-                peer: None,
-                windows: tally.windows,
-                delivered: tally.delivered,
-                not_delivered: tally.failed + unsettled,
-                report_delivered: tally.report_delivered,
-                error: tally.error.clone(),
-            });
-        }
-        outcomes
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(self.flush_timeout)
+            .unwrap_or(now + Duration::from_secs(86_400 * 365));
+        let timeout = self.flush_timeout;
+        // Every lane is finished at once, so one stuck exporter (its queue
+        // full, its task hung) costs the others nothing.
+        let lanes = self
+            .lanes
+            .into_iter()
+            .map(|lane| finish_lane(lane, Arc::clone(&report), deadline, timeout));
+        futures_util::future::join_all(lanes).await
+    }
+}
+
+/// Hands `lane` the report and waits until its task is done, or the
+/// deadline; what it delivered.
+async fn finish_lane(
+    lane: Lane,
+    report: Arc<Report>,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> ExportOutcome {
+    let Lane {
+        name,
+        queue,
+        tally,
+        mut task,
+    } = lane;
+    let sent = tokio::time::timeout_at(deadline, queue.send(Delivery::Finish(report))).await;
+    let queued = matches!(sent, Ok(Ok(())));
+    drop(queue);
+    let finished = tokio::time::timeout_at(deadline, &mut task).await.is_ok();
+    if !finished {
+        task.abort();
+    }
+    let mut tally = tally.lock();
+    // What the task never got to is lost with it.
+    let unsettled = tally.windows.saturating_sub(tally.settled);
+    if !finished || !queued {
+        tally.error = Some(format!(
+            "it had not finished when the flush timeout of {timeout:?} ran out"
+        ));
+    }
+    let not_delivered = (tally.lost + unsettled).min(tally.windows);
+    ExportOutcome {
+        exporter: name,
+        peer: None,
+        windows: tally.windows,
+        delivered: tally.windows - not_delivered,
+        not_delivered,
+        report_delivered: tally.report_delivered,
+        error: tally.error.clone(),
     }
 }
 
@@ -258,18 +279,15 @@ async fn serve(
         match delivery {
             Delivery::Start(run) => {
                 if let Err(e) = exporter.start(&run).await {
-                    tally.lock().fail("the start of the run", e);
+                    tally.lock().fail("the start of the run", e, 0);
                 }
             }
             Delivery::Window(window) => {
                 let result = exporter.window(&window).await;
                 let mut tally = tally.lock();
-                match result {
-                    Ok(()) => tally.delivered += 1,
-                    Err(e) => {
-                        tally.failed += 1;
-                        tally.fail("a window", e);
-                    }
+                tally.settled += 1;
+                if let Err(e) = result {
+                    tally.fail("a window", e, 1);
                 }
             }
             Delivery::Finish(report) => {
@@ -277,7 +295,7 @@ async fn serve(
                 let mut tally = tally.lock();
                 match result {
                     Ok(()) => tally.report_delivered = true,
-                    Err(e) => tally.fail("the report", e),
+                    Err(e) => tally.fail("the report", e, 0),
                 }
             }
         }
@@ -393,21 +411,22 @@ mod tests {
     #[tokio::test]
     async fn failures_and_stalls_are_counted_never_waited_for() {
         let seen = Arc::new(Mutex::new(Vec::new()));
+        // The stuck one first: it must not take the others' flush time.
         let exporters: Vec<(String, Box<dyn Exporter>)> = vec![
-            (
-                "flaky".into(),
-                Box::new(Probe {
-                    seen: Arc::clone(&seen),
-                    fail_every: Some(3),
-                    stall: false,
-                }),
-            ),
             (
                 "stuck".into(),
                 Box::new(Probe {
                     seen: Arc::default(),
                     fail_every: None,
                     stall: true,
+                }),
+            ),
+            (
+                "flaky".into(),
+                Box::new(Probe {
+                    seen: Arc::clone(&seen),
+                    fail_every: Some(3),
+                    stall: false,
                 }),
             ),
         ];
@@ -426,7 +445,7 @@ mod tests {
             began.elapsed() < Duration::from_secs(2),
             "the flush is bounded"
         );
-        let flaky = &outcomes[0];
+        let flaky = &outcomes[1];
         assert_eq!(
             (flaky.windows, flaky.delivered, flaky.not_delivered),
             (10, 6, 4)
@@ -438,7 +457,7 @@ mod tests {
                 .describe()
                 .contains("4 of 10 windows not delivered: connection refused")
         );
-        let stuck = &outcomes[1];
+        let stuck = &outcomes[0];
         assert_eq!(
             (stuck.windows, stuck.delivered, stuck.not_delivered),
             (10, 0, 10)

@@ -361,6 +361,16 @@ impl Report {
         }
     }
 
+    /// The report of a run that could not be carried out (`error`), for
+    /// exporters to end on: no results, outcome aborted.
+    pub fn failed(task: &str, error: &str) -> Self {
+        let empty = Aggregator::new(crate::metrics::MetricsHub::new(1), 0.0);
+        let mut report = Self::snapshot(task, &empty, 0.0, 0.0);
+        report.outcome = Outcome::Aborted;
+        report.abort_reason = Some(error.to_owned());
+        report
+    }
+
     /// Whether every threshold held.
     pub fn thresholds_passed(&self) -> bool {
         self.thresholds.iter().all(|t| t.passed)

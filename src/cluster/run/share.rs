@@ -145,7 +145,7 @@ impl ShareEngine for EngineShares {
 
 impl EngineShares {
     fn start_engine(&self, plan: &Plan, curve: RateCurve) -> Result<Box<dyn Share>, String> {
-        let args: RunArgs = serde_json::from_str(&plan.definition.settings)
+        let args: RunArgs = config::definition::parse_definition(&plan.definition.settings)
             .map_err(|e| format!("bad test definition: {e}"))?;
         let settings = config::definition::resolve_definition(args).map_err(|e| e.to_string())?;
         let LoadModel::Open {
@@ -214,7 +214,11 @@ impl EngineShares {
                         report.exports = pipeline.finish(&report).await;
                         PeerResult::Finished(Box::new(report))
                     }
-                    Err(e) => PeerResult::Failed(e.to_string()),
+                    Err(e) => {
+                        let failed = Report::failed(&settings.task.name, &e.to_string());
+                        pipeline.finish(&failed).await;
+                        PeerResult::Failed(e.to_string())
+                    }
                 };
                 let main = match &result {
                     PeerResult::Failed(e) => {

@@ -50,6 +50,8 @@ pub struct BlazeMeterExporter {
     ended: bool,
     /// Why the session could not start, said with everything not delivered.
     start_error: Option<String>,
+    /// Windows folded in since the last submission.
+    unsent: u64,
 }
 
 impl BlazeMeterExporter {
@@ -59,8 +61,9 @@ impl BlazeMeterExporter {
             anyhow::anyhow!("needs a key: --blazemeter-token-file or BLAZEMETER_API_KEY")
         })?;
         Ok(Self {
+            // The final submission and the stop must fit the flush timeout.
             client: BlazeMeter::new(
-                HttpClient::new(Duration::from_secs(30))?,
+                HttpClient::new(settings.flush_timeout.mul_f64(0.4))?,
                 bm.account.clone(),
             ),
             settings: bm,
@@ -70,23 +73,34 @@ impl BlazeMeterExporter {
             source_id: u64::from(fastrand::u32(..)),
             ended: false,
             start_error: None,
+            unsent: 0,
         })
     }
 
-    async fn submit(&mut self, last: bool) -> Result<(), ExportError> {
-        let Some(session) = &self.session else {
+    /// Why nothing can be submitted, if so.
+    fn unable(&self) -> Option<ExportError> {
+        if self.session.is_none() {
             let why = self
                 .start_error
                 .as_deref()
                 .unwrap_or("it was never started");
-            return Err(ExportError::new(format!("no BlazeMeter session: {why}")));
-        };
-        if self.ended {
-            return Err(ExportError::new("the session was ended on BlazeMeter"));
+            return Some(ExportError::new(format!("no BlazeMeter session: {why}")));
         }
+        self.ended
+            .then(|| ExportError::new("the session was ended on BlazeMeter"))
+    }
+
+    /// Submits the pending intervals; a failure loses them (they are not
+    /// sent again, see the module's doc).
+    async fn submit(&mut self, last: bool) -> Result<(), ExportError> {
+        let Some(session) = &self.session else {
+            return Ok(());
+        };
         self.last_submit = Instant::now();
+        let held = std::mem::take(&mut self.unsent);
         let body = self.labels.take_body(self.source_id, last);
-        match self.client.submit(session, body).await? {
+        let submitted = self.client.submit(session, body).await;
+        match submitted.map_err(|e| ExportError::from(e).losing(held))? {
             Submitted::Taken => Ok(()),
             Submitted::SessionEnded => {
                 self.ended = true;
@@ -114,7 +128,7 @@ impl Exporter for BlazeMeterExporter {
             .await;
         let session = started.map_err(|e| {
             let e = ExportError::from(e);
-            self.start_error = Some(e.0.clone());
+            self.start_error = Some(e.message.clone());
             e
         })?;
         tracing::info!("BlazeMeter report: {}", self.client.report_url(&session));
@@ -123,7 +137,11 @@ impl Exporter for BlazeMeterExporter {
     }
 
     async fn window(&mut self, window: &ExportWindow) -> Result<(), ExportError> {
+        if let Some(unable) = self.unable() {
+            return Err(unable);
+        }
         self.labels.fold(window);
+        self.unsent += 1;
         if self.last_submit.elapsed() >= self.settings.interval && self.labels.has_pending() {
             self.submit(false).await?;
         }
@@ -131,6 +149,9 @@ impl Exporter for BlazeMeterExporter {
     }
 
     async fn finish(&mut self, _report: &Report) -> Result<(), ExportError> {
+        if let Some(unable) = self.unable() {
+            return Err(unable);
+        }
         self.submit(true).await?;
         if let Some(session) = &self.session {
             self.client.stop(session).await?;

@@ -35,11 +35,19 @@ impl RunLogs {
     }
 
     /// Ends the tap and exports what is left.
-    pub async fn finish(self) -> Result<(), ExportError> {
+    pub async fn finish(&mut self) -> Result<(), ExportError> {
         logging::untap();
-        self.task
+        (&mut self.task)
             .await
             .unwrap_or_else(|e| Err(ExportError::new(format!("the log export ended: {e}"))))
+    }
+}
+
+/// Logs dropped unfinished (their exporter was abandoned) stop tapping
+/// and exporting.
+impl Drop for RunLogs {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -40,6 +40,8 @@ pub struct OtlpExporter {
     last_export: Instant,
     traces: Option<RunTraces>,
     logs: Option<RunLogs>,
+    /// Windows folded in since the last successful export.
+    unexported: u64,
 }
 
 impl OtlpExporter {
@@ -54,6 +56,7 @@ impl OtlpExporter {
             last_export: Instant::now(),
             traces: None,
             logs: None,
+            unexported: 0,
         })
     }
 
@@ -65,6 +68,7 @@ impl OtlpExporter {
         self.last_export = Instant::now();
         self.sender.metrics(metrics.request()).await?;
         metrics.exported();
+        self.unexported = 0;
         Ok(())
     }
 }
@@ -95,23 +99,28 @@ impl Exporter for OtlpExporter {
     async fn window(&mut self, window: &ExportWindow) -> Result<(), ExportError> {
         if let Some(metrics) = self.metrics.as_mut() {
             metrics.fold(window);
+            self.unexported += 1;
         }
         if self.last_export.elapsed() >= self.settings.interval {
-            self.export().await?;
+            // Nothing is lost yet: the next export carries these figures
+            // (cumulative totals, or delta totals kept until one succeeds).
+            self.export().await.map_err(|e| e.losing(0))?;
         }
         Ok(())
     }
 
     async fn finish(&mut self, report: &Report) -> Result<(), ExportError> {
+        let unexported = self.unexported;
         let metrics = self.export().await;
         let traces = match self.traces.take() {
-            Some(traces) => traces.finish(report.abort_reason.clone()).await,
+            Some(mut traces) => traces.finish(report.abort_reason.clone()).await,
             None => Ok(()),
         };
         let logs = match self.logs.take() {
-            Some(logs) => logs.finish().await,
+            Some(mut logs) => logs.finish().await,
             None => Ok(()),
         };
+        let metrics_failed = metrics.is_err();
         let failures: Vec<String> = [("metrics", metrics), ("traces", traces), ("logs", logs)]
             .into_iter()
             .filter_map(|(signal, result)| result.err().map(|e| format!("{signal}: {e}")))
@@ -119,7 +128,9 @@ impl Exporter for OtlpExporter {
         if failures.is_empty() {
             Ok(())
         } else {
-            Err(ExportError::new(failures.join("; ")))
+            // A failed final export loses what no export carried.
+            let lost = if metrics_failed { unexported } else { 0 };
+            Err(ExportError::new(failures.join("; ")).losing(lost))
         }
     }
 }

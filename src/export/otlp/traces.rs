@@ -139,7 +139,7 @@ impl RunTraces {
 
     /// Ends the run's span and exports what is left; an error says what
     /// was not delivered.
-    pub async fn finish(mut self, outcome_error: Option<String>) -> Result<(), ExportError> {
+    pub async fn finish(&mut self, outcome_error: Option<String>) -> Result<(), ExportError> {
         if let Some(sink) = self.sink.take() {
             let run_span = SpanRecord {
                 name: "run",
@@ -166,6 +166,14 @@ impl RunTraces {
                 error.unwrap_or_else(|| "no error".into())
             ))),
         }
+    }
+}
+
+/// A run's traces dropped unfinished (their exporter was abandoned at the
+/// flush timeout) stop exporting.
+impl Drop for RunTraces {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

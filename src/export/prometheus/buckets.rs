@@ -2,7 +2,7 @@
 //! histograms into it.
 //!
 //! Bucket bounds are powers of 2^(1/16) seconds, from 2^-17 s (7.6 µs) to
-//! 2^6 s (64 s): 368 bounds, the same as Prometheus native histograms'
+//! 2^6 s (64 s): 369 bounds, the same as Prometheus native histograms'
 //! schema 4. Each bucket's upper bound is 4.43 % above its lower one, so
 //! `histogram_quantile` — which interpolates within the bucket holding the
 //! rank — is off by at most 4.43 % of the true value (plus HDR's own 0.1 %

@@ -112,7 +112,9 @@ fn answer<B>(
     }
     match figures.encode() {
         Ok(text) => {
-            scrapes.send_modify(|n| *n += 1);
+            if request.method() == Method::GET {
+                scrapes.send_modify(|n| *n += 1);
+            }
             Response::builder()
                 .header("content-type", OPENMETRICS)
                 .body(Full::new(Bytes::from(text)))
