@@ -108,7 +108,7 @@ pub struct ExportArgs {
         help_heading = "Export"
     )]
     pub blazemeter_token_file: Option<PathBuf>,
-    /// BlazeMeter: the API's base URL [default: https://a.blazemeter.com].
+    /// BlazeMeter: the API's base URL [default: `https://a.blazemeter.com`].
     #[arg(
         long,
         env = "VAJRA_BLAZEMETER_API",
@@ -116,7 +116,7 @@ pub struct ExportArgs {
         help_heading = "Export"
     )]
     pub blazemeter_api: Option<String>,
-    /// BlazeMeter: the data host's base URL [default: https://data.blazemeter.com].
+    /// BlazeMeter: the data host's base URL [default: `https://data.blazemeter.com`].
     #[arg(
         long,
         env = "VAJRA_BLAZEMETER_DATA",
