@@ -216,6 +216,23 @@ fn a_clusters_merged_export_gives_the_merged_percentiles() {
     }
     assert_eq!(report.exports.len(), 3);
     assert!(report.exports.iter().all(|e| e.is_complete()));
+    // One trace for the test: every peer's run span shares its id.
+    let spans = receiver.spans.lock().unwrap().clone();
+    let runs: Vec<_> = spans.iter().filter(|s| s.name == "run").collect();
+    assert_eq!(runs.len(), 3, "a run span per peer");
+    assert!(
+        spans.iter().all(|s| s.trace_id == runs[0].trace_id),
+        "one trace across peers"
+    );
+    let roots: std::collections::BTreeSet<_> = runs.iter().map(|s| s.span_id.clone()).collect();
+    assert_eq!(roots.len(), 3, "each peer's run span is its own");
+    assert!(
+        spans
+            .iter()
+            .filter(|s| s.name != "run")
+            .all(|s| roots.contains(&s.parent_span_id)),
+        "every other span hangs under one of the run spans"
+    );
 }
 
 #[test]
