@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use common::binary;
 use common::cluster::{Cluster, free_port};
-use common::http::{encode, get};
+use common::http::get;
 use serde_json::Value;
 use vajra::export::Report;
+use vajra::export::http::percent_encode as encode;
 
 /// A Prometheus server on loopback, scraping `targets` every second.
 struct Prometheus {

@@ -92,6 +92,19 @@ impl HttpClient {
     }
 }
 
+/// `text` percent-encoded for a URL's query (everything but RFC 3986's
+/// unreserved characters).
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The innermost cause of `e` ("connection refused"), which is what a user
 /// can act on; hyper's outer layers only say "client error (Connect)".
 fn root_cause(e: &anyhow::Error) -> String {

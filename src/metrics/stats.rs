@@ -71,6 +71,17 @@ impl ErrorCounts {
         v
     }
 
+    /// Adds these counts into `totals`, by kind, capped as here: past
+    /// [`MAX_ERROR_KINDS`] kinds the rest count as [`OVERFLOW_KIND`] (what
+    /// exporters keep over a whole run).
+    pub fn add_into(&self, totals: &mut std::collections::BTreeMap<String, u64>) {
+        for e in &self.entries {
+            let fits = totals.len() < MAX_ERROR_KINDS || totals.contains_key(&e.kind);
+            let kind = if fits { e.kind.as_str() } else { OVERFLOW_KIND };
+            *totals.entry(kind.to_owned()).or_default() += e.count;
+        }
+    }
+
     /// Total errors over all kinds.
     pub fn total(&self) -> u64 {
         self.entries.iter().map(|e| e.count).sum()
@@ -215,6 +226,13 @@ mod tests {
         assert_eq!(errors.total(), 200);
         assert!(errors.sorted().len() <= MAX_ERROR_KINDS);
         assert!(errors.sorted().iter().any(|e| e.kind == OVERFLOW_KIND));
+        let mut totals = std::collections::BTreeMap::new();
+        errors.add_into(&mut totals);
+        let mut more = ErrorCounts::default();
+        more.add("never-seen", 5, "late");
+        more.add_into(&mut totals);
+        assert!(totals.len() <= MAX_ERROR_KINDS);
+        assert_eq!(totals.values().sum::<u64>(), 205, "capped, never lost");
     }
 
     #[test]

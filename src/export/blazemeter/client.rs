@@ -7,7 +7,7 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::{Value, json};
 
-use crate::export::http::HttpClient;
+use crate::export::http::{HttpClient, percent_encode as encode};
 
 /// Where and as whom to talk to BlazeMeter.
 #[derive(Debug, Clone, PartialEq)]
@@ -283,16 +283,4 @@ impl BlazeMeter {
             session.master_id
         )
     }
-}
-
-/// `text` percent-encoded for a query string.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

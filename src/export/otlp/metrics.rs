@@ -23,7 +23,6 @@ use crate::config::otlp::{OtlpSettings, Temporality};
 use crate::export::{ExportWindow, RunInfo};
 use crate::metrics::LatencyHistogram;
 use crate::metrics::histogram::{merge, new_histogram};
-use crate::metrics::stats::{MAX_ERROR_KINDS, OVERFLOW_KIND};
 
 /// The attribute naming a result's tag.
 pub const TAG: &str = "vajra.tag";
@@ -70,16 +69,7 @@ impl Totals {
             merge(&mut totals.service, &stats.service);
             totals.succeeded += stats.success;
             totals.failed += stats.failure;
-            for error in stats.errors.sorted() {
-                let fits = totals.errors.len() < MAX_ERROR_KINDS
-                    || totals.errors.contains_key(&error.kind);
-                let kind = if fits {
-                    error.kind
-                } else {
-                    OVERFLOW_KIND.to_owned()
-                };
-                *totals.errors.entry(kind).or_default() += error.count;
-            }
+            stats.errors.add_into(&mut totals.errors);
             self.dispatched += stats.dispatched;
             self.dropped += stats.dropped;
             self.missed += stats.missed;

@@ -83,23 +83,12 @@ impl OtlpSender {
 
     /// Sends a metrics request; an error names the collector and the cause.
     pub async fn metrics(&self, request: ExportMetricsServiceRequest) -> Result<(), ExportError> {
-        let rejected = match &self.route {
-            Route::Grpc { channel, metadata } => {
-                let mut client = MetricsServiceClient::new(channel.clone());
-                let answer = client
-                    .export(with_metadata(request, metadata))
-                    .await
-                    .map_err(|status| self.failed(status.message()))?;
-                answer.into_inner().partial_success
-            }
-            Route::Http { client, headers } => {
-                let body = self.post(client, headers, request.encode_to_vec()).await?;
-                ExportMetricsServiceResponse::decode(body)
-                    .map_err(|e| self.failed(format!("a bad answer: {e}")))?
-                    .partial_success
-            }
-        };
-        match rejected {
+        let answer: ExportMetricsServiceResponse = self
+            .exchange(request, |channel, call| async move {
+                MetricsServiceClient::new(channel).export(call).await
+            })
+            .await?;
+        match answer.partial_success {
             Some(p) if p.rejected_data_points > 0 => Err(self.failed(format!(
                 "rejected {} data points: {}",
                 p.rejected_data_points, p.error_message
@@ -110,28 +99,44 @@ impl OtlpSender {
 
     /// Sends a logs request.
     pub async fn logs(&self, request: ExportLogsServiceRequest) -> Result<(), ExportError> {
-        let rejected = match &self.route {
-            Route::Grpc { channel, metadata } => {
-                let mut client = LogsServiceClient::new(channel.clone());
-                let answer = client
-                    .export(with_metadata(request, metadata))
-                    .await
-                    .map_err(|status| self.failed(status.message()))?;
-                answer.into_inner().partial_success
-            }
-            Route::Http { client, headers } => {
-                let body = self.post(client, headers, request.encode_to_vec()).await?;
-                ExportLogsServiceResponse::decode(body)
-                    .map_err(|e| self.failed(format!("a bad answer: {e}")))?
-                    .partial_success
-            }
-        };
-        match rejected {
+        let answer: ExportLogsServiceResponse = self
+            .exchange(request, |channel, call| async move {
+                LogsServiceClient::new(channel).export(call).await
+            })
+            .await?;
+        match answer.partial_success {
             Some(p) if p.rejected_log_records > 0 => Err(self.failed(format!(
                 "rejected {} log records: {}",
                 p.rejected_log_records, p.error_message
             ))),
             _ => Ok(()),
+        }
+    }
+
+    /// One request and its answer: through `grpc` (the signal's generated
+    /// client) on the gRPC route, as a protobuf POST on the HTTP one.
+    async fn exchange<Req, Resp, Call, Answer>(
+        &self,
+        request: Req,
+        grpc: Call,
+    ) -> Result<Resp, ExportError>
+    where
+        Req: Message,
+        Resp: Message + Default,
+        Call: FnOnce(Channel, tonic::Request<Req>) -> Answer,
+        Answer: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        match &self.route {
+            Route::Grpc { channel, metadata } => {
+                grpc(channel.clone(), with_metadata(request, metadata))
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|status| self.failed(status.message()))
+            }
+            Route::Http { client, headers } => {
+                let body = self.post(client, headers, request.encode_to_vec()).await?;
+                Resp::decode(body).map_err(|e| self.failed(format!("a bad answer: {e}")))
+            }
         }
     }
 

@@ -15,7 +15,6 @@ use prometheus_client::registry::Unit;
 use super::buckets::Buckets;
 use crate::export::{ExportWindow, RunInfo};
 use crate::metrics::Phase;
-use crate::metrics::stats::{MAX_ERROR_KINDS, OVERFLOW_KIND};
 
 /// Tests whose figures stay on show (the running one and those before).
 pub const KEPT_TESTS: usize = 5;
@@ -98,15 +97,7 @@ impl TestFigures {
             figures.service.add(&stats.service);
             figures.success += stats.success;
             figures.failure += stats.failure;
-            for error in stats.errors.sorted() {
-                let known = figures.errors.len() < MAX_ERROR_KINDS;
-                let kind = if known || figures.errors.contains_key(&error.kind) {
-                    error.kind
-                } else {
-                    OVERFLOW_KIND.to_owned()
-                };
-                *figures.errors.entry(kind).or_default() += error.count;
-            }
+            stats.errors.add_into(&mut figures.errors);
             self.dispatched += stats.dispatched;
             self.dropped += stats.dropped;
             self.missed += stats.missed;
