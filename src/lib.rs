@@ -3,16 +3,19 @@
 //!
 //! # Layout
 //!
-//! - [`task`]: the Task SDK (`Task`, `TaskResult`, `TaskFactory`), the task
-//!   registry and the built-in `http`, `noop` and `sleep` tasks.
+//! - [`task`]: the Task SDK (`Task`, `TaskResult`, `TaskFactory`), the
+//!   built-in `http`, `noop` and `sleep` tasks, and the trace context a
+//!   traced execution passes on.
 //! - [`load`]: load patterns, the piecewise-linear rate curve they compile
 //!   to, and the arrival schedule derived from its integral.
 //! - [`engine`]: runs a task under a load model: scheduler thread, workers,
-//!   drain, stop signal.
+//!   drain, stop signal, the task registry, the spans of a traced run.
 //! - [`metrics`]: sharded recording with no global lock, HDR
 //!   histograms, the per-second aggregator, CPU self-measurement.
 //! - [`threshold`]: pass/fail criteria and their evaluation.
-//! - [`export`]: the report model, console output, JSON and CSV files.
+//! - [`export`]: the report model, console output, JSON and CSV files, the
+//!   exact merge of peers' reports, and live exporters (the `Exporter` seam,
+//!   Prometheus, OpenTelemetry, BlazeMeter).
 //! - [`config`]: flags, environment and files layered into a run.
 //! - [`cluster`]: identical peers as one cluster: the QUIC endpoint and its
 //!   admission, gossip membership (chitchat), discovery, Raft (openraft),
@@ -22,7 +25,7 @@
 //! - [`fuzzing`]: an entry point per decoder of wire bytes, for the fuzz
 //!   targets and the random-input tests.
 //! - [`logging`]: log output, with openraft's expected-event reports at
-//!   the level they deserve.
+//!   the level they deserve, and a tap for exporting warnings.
 //! - [`cli`]: the `vajra-peer` command line, reusable by user binaries.
 //!
 //! The data path from plan to report is described in `docs/ARCHITECTURE.md`.
