@@ -126,30 +126,18 @@ fn a_clusters_merged_export_gives_the_merged_percentiles() {
     let endpoint = format!("http://{}", receiver.addr);
     let mut cluster = Cluster::new();
     let secret = cluster.secret.path().to_str().unwrap().to_owned();
-    let first = free_port();
-    for (i, name) in ["o1", "o2", "o3"].into_iter().enumerate() {
-        let port = if i == 0 { first } else { free_port() };
-        cluster.start_with(
-            name,
-            port,
-            (i > 0).then_some(first),
-            &[
-                "--cluster-secret-file",
-                &secret,
-                "--export",
-                "otlp",
-                "--otlp-endpoint",
-                &endpoint,
-                "--otlp-protocol",
-                "grpc",
-            ],
-        );
-    }
-    cluster
-        .wait_until(&["o1", "o2", "o3"], Duration::from_secs(10), |s| {
-            s.live_ids() == ["o1", "o2", "o3"] && s.leader.is_some()
-        })
-        .expect("three peers with a leader");
+    let first = cluster.start_joined(&["o1", "o2", "o3"], |_| {
+        [
+            "--export",
+            "otlp",
+            "--otlp-endpoint",
+            &endpoint,
+            "--otlp-protocol",
+            "grpc",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    });
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cluster.json");
     let out = binary()

@@ -157,31 +157,12 @@ fn prometheus_scrapes_a_cluster_and_every_dashboard_panel_has_data() {
         .unwrap();
     let mut cluster = Cluster::new();
     let secret = cluster.secret.path().to_str().unwrap().to_owned();
-    let first = free_port();
-    let mut scraped = Vec::new();
-    for (i, name) in ["m1", "m2", "m3"].into_iter().enumerate() {
-        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        scraped.push(metrics);
-        let port = if i == 0 { first } else { free_port() };
-        let seed = (i > 0).then_some(first);
-        let listen = metrics.to_string();
-        cluster.start_with(
-            name,
-            port,
-            seed,
-            &[
-                "--cluster-secret-file",
-                &secret,
-                "--metrics-listen",
-                &listen,
-            ],
-        );
-    }
-    cluster
-        .wait_until(&["m1", "m2", "m3"], Duration::from_secs(10), |s| {
-            s.live_ids() == ["m1", "m2", "m3"] && s.leader.is_some()
-        })
-        .expect("three peers with a leader");
+    let scraped: Vec<SocketAddr> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap())
+        .collect();
+    let first = cluster.start_joined(&["m1", "m2", "m3"], |i| {
+        vec!["--metrics-listen".to_owned(), scraped[i].to_string()]
+    });
     let prometheus = Prometheus::start(&scraped);
     let dir = tempfile::tempdir().unwrap();
     let report_path = dir.path().join("cluster.json");

@@ -9,6 +9,7 @@
 //! - [`pipeline`]: exporters on their own tasks behind bounded queues,
 //!   and what each delivered.
 //! - [`registry`]: exporters by name, built-in and registered.
+//! - [`totals`]: the running totals exporters keep.
 //! - [`prometheus`]: `/metrics`, with cluster-exact percentiles.
 //! - [`otlp`]: OpenTelemetry metrics and traces over gRPC or HTTP.
 //! - [`blazemeter`]: BlazeMeter's external results.
@@ -25,6 +26,7 @@ pub mod pipeline;
 pub mod prometheus;
 pub mod registry;
 pub mod report;
+pub mod totals;
 
 pub use exporter::{ExportError, ExportWindow, Exporter, RunInfo};
 pub use pipeline::{ExportObserver, ExportOutcome, ExportPipeline};

@@ -112,6 +112,28 @@ impl Cluster {
         self.peers.insert(name.to_owned(), (child, port));
     }
 
+    /// Starts `names` as one cluster (the first founds it, the others join
+    /// through it), each with the secret and `extra(i)`'s flags, and waits
+    /// until all see each other and a leader; the first one's port.
+    pub fn start_joined(&mut self, names: &[&str], extra: impl Fn(usize) -> Vec<String>) -> u16 {
+        let secret = self.secret.path().to_str().unwrap().to_owned();
+        let first = free_port();
+        for (i, name) in names.iter().enumerate() {
+            let port = if i == 0 { first } else { free_port() };
+            let mut flags = vec!["--cluster-secret-file".to_owned(), secret.clone()];
+            flags.extend(extra(i));
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            self.start_with(name, port, (i > 0).then_some(first), &flags);
+        }
+        let mut expected: Vec<&str> = names.to_vec();
+        expected.sort();
+        self.wait_until(names, Duration::from_secs(10), |s| {
+            s.live_ids() == expected && s.leader.is_some()
+        })
+        .expect("the peers see each other and a leader");
+        first
+    }
+
     pub fn port(&self, name: &str) -> u16 {
         self.peers[name].1
     }

@@ -6,7 +6,6 @@
 //! gauges. Attributes are the tag and the error kind only, so a series'
 //! cardinality is bounded by the task's code.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -20,72 +19,14 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::exponential::Exponential;
 use crate::config::otlp::{OtlpSettings, Temporality};
+use crate::export::totals::{Gauges, RunTotals, TagTotals};
 use crate::export::{ExportWindow, RunInfo};
 use crate::metrics::LatencyHistogram;
-use crate::metrics::histogram::{merge, new_histogram};
 
 /// The attribute naming a result's tag.
 pub const TAG: &str = "vajra.tag";
 /// The attribute naming an error's kind (OpenTelemetry's `error.type`).
 pub const ERROR_TYPE: &str = "error.type";
-
-/// One tag's results over some span of the run.
-#[derive(Debug, Clone)]
-struct TagTotals {
-    latency: LatencyHistogram,
-    service: LatencyHistogram,
-    succeeded: u64,
-    failed: u64,
-    errors: BTreeMap<String, u64>,
-}
-
-impl Default for TagTotals {
-    fn default() -> Self {
-        Self {
-            latency: new_histogram(),
-            service: new_histogram(),
-            succeeded: 0,
-            failed: 0,
-            errors: BTreeMap::new(),
-        }
-    }
-}
-
-/// Results over some span of the run: since its start, or since the last
-/// export.
-#[derive(Debug, Clone, Default)]
-struct Totals {
-    tags: BTreeMap<Option<&'static str>, TagTotals>,
-    dispatched: u64,
-    dropped: u64,
-    missed: u64,
-}
-
-impl Totals {
-    fn fold(&mut self, window: &ExportWindow) {
-        for ((_, tag), stats) in &window.stats.ops {
-            let totals = self.tags.entry(*tag).or_default();
-            merge(&mut totals.latency, &stats.latency);
-            merge(&mut totals.service, &stats.service);
-            totals.succeeded += stats.success;
-            totals.failed += stats.failure;
-            stats.errors.add_into(&mut totals.errors);
-            self.dispatched += stats.dispatched;
-            self.dropped += stats.dropped;
-            self.missed += stats.missed;
-        }
-    }
-}
-
-/// The last window's instantaneous figures.
-#[derive(Debug, Clone, Copy, Default)]
-struct Gauges {
-    target_rate: f64,
-    in_flight: u64,
-    lag_p99_s: f64,
-    cpu_ratio: f64,
-    rss_bytes: u64,
-}
 
 /// A run's metrics, ready to be exported at any time.
 #[derive(Debug, Clone)]
@@ -94,9 +35,9 @@ pub struct RunMetrics {
     temporality: Temporality,
     started_ns: u64,
     /// Since the start.
-    cumulative: Totals,
+    cumulative: RunTotals,
     /// Since the last successful export (delta temporality).
-    pending: Totals,
+    pending: RunTotals,
     pending_since_ns: u64,
     gauges: Gauges,
     /// End of the last window folded in.
@@ -118,26 +59,35 @@ fn text(key: &str, value: &str) -> KeyValue {
     }
 }
 
-/// The resource every exported signal of `run` carries: `service.name`,
-/// the instance (the peer, so peers' series stay apart), the test id, the
-/// host, and the user's attributes and labels.
-pub fn resource_of(run: &RunInfo, settings: &OtlpSettings) -> Resource {
-    let mut attributes = vec![
-        text("service.name", &settings.service_name),
-        text("service.instance.id", &run.peer),
-        text("vajra.test.id", &run.test_id),
-        text("vajra.peer", &run.peer),
-        text("vajra.task", &run.task),
-    ];
+/// The attributes of the resource every exported signal of `run` carries:
+/// `service.name`, the instance (the peer, so peers' series stay apart), the
+/// test id, the host, and the user's attributes and labels.
+pub fn resource_attributes(run: &RunInfo, settings: &OtlpSettings) -> Vec<(String, String)> {
+    let mut attributes: Vec<(String, String)> = [
+        ("service.name", &settings.service_name),
+        ("service.instance.id", &run.peer),
+        ("vajra.test.id", &run.test_id),
+        ("vajra.peer", &run.peer),
+        ("vajra.task", &run.task),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.clone()))
+    .collect();
     if let Some(host) = crate::cluster::peer::hostname() {
-        attributes.push(text("host.name", &host));
+        attributes.push(("host.name".into(), host));
     }
-    let given = settings.resource.iter().map(|(k, v)| (k, v));
-    for (key, value) in given.chain(&run.labels) {
-        attributes.push(text(key, value));
-    }
+    attributes.extend(settings.resource.iter().cloned());
+    attributes.extend(run.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    attributes
+}
+
+/// [`resource_attributes`] as an OTLP resource.
+pub fn resource_of(run: &RunInfo, settings: &OtlpSettings) -> Resource {
     Resource {
-        attributes,
+        attributes: resource_attributes(run, settings)
+            .iter()
+            .map(|(k, v)| text(k, v))
+            .collect(),
         ..Resource::default()
     }
 }
@@ -150,8 +100,8 @@ impl RunMetrics {
             resource: resource_of(run, settings),
             temporality: settings.temporality,
             started_ns,
-            cumulative: Totals::default(),
-            pending: Totals::default(),
+            cumulative: RunTotals::default(),
+            pending: RunTotals::default(),
             pending_since_ns: started_ns,
             gauges: Gauges::default(),
             until_ns: started_ns,
@@ -165,13 +115,7 @@ impl RunMetrics {
             self.pending.fold(window);
         }
         let summary = &window.summary;
-        self.gauges = Gauges {
-            target_rate: window.target_rate.unwrap_or(0.0),
-            in_flight: window.in_flight,
-            lag_p99_s: summary.lag_p99_us / 1e6,
-            cpu_ratio: summary.cpu_percent / 100.0,
-            rss_bytes: window.rss_bytes,
-        };
+        self.gauges = Gauges::of(window);
         let end = window.start + Duration::from_secs_f64(summary.duration_s);
         self.until_ns = self.until_ns.max(unix_ns(end));
     }
@@ -180,7 +124,7 @@ impl RunMetrics {
     /// its next span here).
     pub fn exported(&mut self) {
         if self.temporality == Temporality::Delta {
-            self.pending = Totals::default();
+            self.pending = RunTotals::default();
             self.pending_since_ns = self.until_ns;
         }
     }
@@ -302,7 +246,7 @@ impl Span {
         &self,
         name: &str,
         description: &str,
-        totals: &Totals,
+        totals: &RunTotals,
         which: fn(&TagTotals) -> &LatencyHistogram,
     ) -> Metric {
         let data_points = totals
@@ -369,7 +313,7 @@ impl Span {
         }
     }
 
-    fn execution_sums(&self, totals: &Totals) -> Vec<Metric> {
+    fn execution_sums(&self, totals: &RunTotals) -> Vec<Metric> {
         let per_tag = |value: fn(&TagTotals) -> u64| {
             totals
                 .tags
@@ -410,7 +354,7 @@ impl Span {
         ]
     }
 
-    fn arrival_sums(&self, totals: &Totals) -> Vec<Metric> {
+    fn arrival_sums(&self, totals: &RunTotals) -> Vec<Metric> {
         let one = |n: u64| vec![(Vec::new(), n)];
         vec![
             self.sum(

@@ -205,14 +205,9 @@ fn span_exporter(settings: &OtlpSettings) -> anyhow::Result<opentelemetry_otlp::
 }
 
 fn resource_of(run: &RunInfo, settings: &OtlpSettings) -> Resource {
-    let proto = super::metrics::resource_of(run, settings);
-    let attributes = proto.attributes.into_iter().filter_map(|kv| {
-        let value = match kv.value?.value? {
-            opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s) => s,
-            _ => return None,
-        };
-        Some(KeyValue::new(kv.key, value))
-    });
+    let attributes = super::metrics::resource_attributes(run, settings)
+        .into_iter()
+        .map(|(k, v)| KeyValue::new(k, v));
     Resource::builder_empty()
         .with_attributes(attributes)
         .build()

@@ -68,6 +68,13 @@ impl Default for Buckets {
 }
 
 impl Buckets {
+    /// The buckets of `hdr` (nanoseconds).
+    pub fn of(hdr: &LatencyHistogram) -> Self {
+        let mut buckets = Self::default();
+        buckets.add(hdr);
+        buckets
+    }
+
     /// Adds every value of `hdr` (nanoseconds), each at its HDR bucket's
     /// highest equivalent value.
     pub fn add(&mut self, hdr: &LatencyHistogram) {

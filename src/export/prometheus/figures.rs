@@ -2,7 +2,7 @@
 //! generator, kept as exporters fold windows in and encoded on each scrape.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use parking_lot::Mutex;
 use prometheus_client::collector::Collector;
@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
 
 use super::buckets::Buckets;
+use crate::export::totals::{Gauges, RunTotals};
 use crate::export::{ExportWindow, RunInfo};
 use crate::metrics::Phase;
 
@@ -42,30 +43,13 @@ impl TestPhase {
     }
 }
 
-/// One tag's cumulative results.
-#[derive(Debug, Default)]
-struct TagFigures {
-    latency: Buckets,
-    service: Buckets,
-    success: u64,
-    failure: u64,
-    errors: BTreeMap<String, u64>,
-}
-
 /// One test's cumulative figures on this generator.
 #[derive(Debug)]
 struct TestFigures {
     run: RunInfo,
     phase: TestPhase,
-    tags: BTreeMap<Option<&'static str>, TagFigures>,
-    dispatched: u64,
-    dropped: u64,
-    missed: u64,
-    target_rate: f64,
-    in_flight: u64,
-    lag_p99_s: f64,
-    cpu_ratio: f64,
-    rss_bytes: u64,
+    totals: RunTotals,
+    gauges: Gauges,
 }
 
 impl TestFigures {
@@ -78,42 +62,20 @@ impl TestFigures {
         Self {
             run,
             phase,
-            tags: BTreeMap::new(),
-            dispatched: 0,
-            dropped: 0,
-            missed: 0,
-            target_rate: 0.0,
-            in_flight: 0,
-            lag_p99_s: 0.0,
-            cpu_ratio: 0.0,
-            rss_bytes: 0,
+            totals: RunTotals::default(),
+            gauges: Gauges::default(),
         }
     }
 
     fn fold(&mut self, window: &ExportWindow) {
-        for ((_, tag), stats) in &window.stats.ops {
-            let figures = self.tags.entry(*tag).or_default();
-            figures.latency.add(&stats.latency);
-            figures.service.add(&stats.service);
-            figures.success += stats.success;
-            figures.failure += stats.failure;
-            stats.errors.add_into(&mut figures.errors);
-            self.dispatched += stats.dispatched;
-            self.dropped += stats.dropped;
-            self.missed += stats.missed;
-        }
-        let summary = &window.summary;
+        self.totals.fold(window);
         if self.phase != TestPhase::Finished {
-            self.phase = match summary.phase {
+            self.phase = match window.summary.phase {
                 Phase::Warmup => TestPhase::Warmup,
                 Phase::Main => TestPhase::Main,
             };
         }
-        self.target_rate = window.target_rate.unwrap_or(0.0);
-        self.in_flight = window.in_flight;
-        self.lag_p99_s = summary.lag_p99_us / 1e6;
-        self.cpu_ratio = summary.cpu_percent / 100.0;
-        self.rss_bytes = window.rss_bytes;
+        self.gauges = Gauges::of(window);
     }
 
     fn labels(&self) -> Labels {
@@ -160,8 +122,8 @@ impl LiveFigures {
     pub fn end(&self, test_id: &str) {
         if let Some(test) = self.find(&mut self.tests.lock(), test_id) {
             test.phase = TestPhase::Finished;
-            test.in_flight = 0;
-            test.target_rate = 0.0;
+            test.gauges.in_flight = 0;
+            test.gauges.target_rate = 0.0;
         }
     }
 
@@ -239,21 +201,21 @@ const fn gauge(name: &'static str, help: &'static str, unit: Option<&'static str
 const ARRIVALS: [ArrivalCounter; 3] = [
     ArrivalCounter {
         family: counter("vajra_dispatched", "Arrivals handed to a task instance"),
-        value: |t| t.dispatched,
+        value: |t| t.totals.dispatched,
     },
     ArrivalCounter {
         family: counter(
             "vajra_dropped",
             "Arrivals dropped at the in-flight limit or at interruption",
         ),
-        value: |t| t.dropped,
+        value: |t| t.totals.dropped,
     },
     ArrivalCounter {
         family: counter(
             "vajra_missed",
             "Arrivals the generator reached later than --max-lag and did not send",
         ),
-        value: |t| t.missed,
+        value: |t| t.totals.missed,
     },
 ];
 
@@ -264,11 +226,11 @@ const GAUGES: [TestGauge; 5] = [
             "Arrivals per second this generator is asked for now",
             Some("per_second"),
         ),
-        value: |t| t.target_rate,
+        value: |t| t.gauges.target_rate,
     },
     TestGauge {
         family: gauge("vajra_in_flight", "Executions in flight", None),
-        value: |t| t.in_flight as f64,
+        value: |t| t.gauges.in_flight as f64,
     },
     TestGauge {
         family: gauge(
@@ -276,7 +238,7 @@ const GAUGES: [TestGauge; 5] = [
             "99th percentile of the arrival scheduler's lag in the last second",
             Some("seconds"),
         ),
-        value: |t| t.lag_p99_s,
+        value: |t| t.gauges.lag_p99_s,
     },
     TestGauge {
         family: gauge(
@@ -284,7 +246,7 @@ const GAUGES: [TestGauge; 5] = [
             "CPU the generator used in the last second, as a share of its cores",
             Some("ratio"),
         ),
-        value: |t| t.cpu_ratio,
+        value: |t| t.gauges.cpu_ratio,
     },
     TestGauge {
         family: gauge(
@@ -292,7 +254,7 @@ const GAUGES: [TestGauge; 5] = [
             "Resident memory of the generator process",
             Some("bytes"),
         ),
-        value: |t| t.rss_bytes as f64,
+        value: |t| t.gauges.rss_bytes as f64,
     },
 ];
 
@@ -316,12 +278,13 @@ impl Collector for LiveFigures {
             let unit = family.unit();
             let mut metric = family.describe(&mut encoder, &unit)?;
             for test in tests.iter() {
-                for (tag, figures) in &test.tags {
-                    let buckets = if family.name == LATENCY.name {
+                for (tag, figures) in &test.totals.tags {
+                    // Bucketed from the exact HDR totals at each scrape.
+                    let buckets = Buckets::of(if family.name == LATENCY.name {
                         &figures.latency
                     } else {
                         &figures.service
-                    };
+                    });
                     let labels = test.tag_labels(*tag);
                     metric.encode_family(&labels)?.encode_histogram::<Labels>(
                         buckets.sum(),
@@ -349,8 +312,8 @@ fn encode_counters(
         MetricType::Counter,
     )?;
     for test in tests {
-        for (tag, figures) in &test.tags {
-            for (result, n) in [("success", figures.success), ("failure", figures.failure)] {
+        for (tag, figures) in &test.totals.tags {
+            for (result, n) in [("success", figures.succeeded), ("failure", figures.failed)] {
                 let mut labels = test.tag_labels(*tag);
                 labels.push(("result".into(), result.to_owned()));
                 ConstCounter::new(n).encode(metric.encode_family(&labels)?)?;
@@ -364,7 +327,7 @@ fn encode_counters(
         MetricType::Counter,
     )?;
     for test in tests {
-        for (tag, figures) in &test.tags {
+        for (tag, figures) in &test.totals.tags {
             for (kind, n) in &figures.errors {
                 let mut labels = test.tag_labels(*tag);
                 labels.push(("error_kind".into(), kind.clone()));
