@@ -20,6 +20,8 @@
 //! - [`cluster`]: identical peers as one cluster: the QUIC endpoint and its
 //!   admission, gossip membership (chitchat), discovery, Raft (openraft),
 //!   load plans, the runner of a peer's share and the control commands.
+//! - [`web`]: the HTTP API and web UI any peer serves: authentication,
+//!   live figures pushed to browsers, results as JSON, CSV and HTML.
 //! - [`target`]: a built-in HTTP target for demos, tests and benchmarks.
 //! - [`tls`]: TLS pieces the http task and the peer endpoint share.
 //! - [`fuzzing`]: an entry point per decoder of wire bytes, for the fuzz
@@ -45,3 +47,4 @@ pub mod target;
 pub mod task;
 pub mod threshold;
 pub mod tls;
+pub mod web;

@@ -13,6 +13,7 @@ use super::process::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, runtime};
 use crate::cluster::endpoint::auth::{Admission, MtlsIdentity};
 use crate::cluster::endpoint::{Client, StreamKind, client_request, request_status};
 use crate::cluster::peer::{Peer, PeerConfig, hostname};
+use crate::cluster::run::follow::Follow;
 use crate::cluster::run::protocol::{ControlReply, ControlRequest, Refusal};
 use crate::cluster::status::ClusterStatus;
 use crate::config::duration::HumanDuration;
@@ -134,6 +135,9 @@ pub struct JoinArgs {
     /// This peer's live exporters, fed its share of every test.
     #[command(flatten)]
     pub export: ExportArgs,
+    /// This peer's web UI and API.
+    #[command(flatten)]
+    pub web: super::web::WebArgs,
 }
 
 /// Arguments of `vajra-peer status`.
@@ -163,6 +167,13 @@ pub fn join(args: JoinArgs, extensions: Extensions) -> u8 {
     let (registry, strategies) = (Arc::new(extensions.tasks), Arc::new(extensions.strategies));
     let admission = match args.security.admission() {
         Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let web = match args.web.resolve() {
+        Ok(web) => web,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_CONFIG;
@@ -215,6 +226,33 @@ pub fn join(args: JoinArgs, extensions: Extensions) -> u8 {
                 eprintln!("error: {e:#}");
                 return EXIT_RUNTIME;
             }
+        };
+        let _web = match web {
+            Some((listen, auth)) => {
+                let open = auth.is_open();
+                match crate::web::serve(listen, auth, peer.controller(), peer.status_updates())
+                    .await
+                {
+                    Ok(server) => {
+                        eprintln!(
+                            "web UI and API on http://{}/{}",
+                            server.local_addr(),
+                            if open {
+                                " (no authentication: loopback only)"
+                            } else {
+                                ""
+                            }
+                        );
+                        Some(server)
+                    }
+                    Err(e) => {
+                        eprintln!("error: cannot serve the API on {listen}: {e}");
+                        peer.shutdown().await;
+                        return EXIT_RUNTIME;
+                    }
+                }
+            }
+            None => None,
         };
         if matches!(config.admission, Admission::Insecure) {
             eprintln!(
@@ -358,15 +396,6 @@ pub struct StartArgs {
     pub security: SecurityArgs,
 }
 
-/// A peer silent this long while a test runs is counted as lost.
-const LOST_AFTER: Duration = Duration::from_secs(4);
-/// How long `start --wait` waits for one peer's figures.
-const RESULTS_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often `start --wait` asks each running peer for its figures so far
-/// (a peer refreshes them every 200 ms; what one holds when it dies is
-/// what the report keeps of it).
-const RESULTS_POLL: Duration = Duration::from_millis(200);
-
 /// Arguments of `vajra-peer stop`.
 #[derive(Debug, Clone, Args)]
 pub struct StopArgs {
@@ -509,8 +538,8 @@ pub fn start(args: StartArgs) -> u8 {
     })
 }
 
-/// Polls every peer of `plan` for its report until all have one, then
-/// prints and writes the merged report.
+/// Follows the test of `plan` to its end, then prints and writes the
+/// merged report.
 async fn wait_and_report(
     security: &SecurityArgs,
     admission: Admission,
@@ -518,38 +547,17 @@ async fn wait_and_report(
     peers: &std::collections::BTreeMap<String, SocketAddr>,
     settings: &crate::config::RunSettings,
 ) -> u8 {
-    // The test's end follows the latest plan (a new pattern moves it).
-    // The test's end follows the latest plan (a new pattern moves it), on
-    // this client's clock: the test starts START_DELAY after the command,
-    // then runs its cluster curve. (The leader's clock may differ from
-    // this one; lengths carry over, instants do not.)
-    let began = std::time::Instant::now();
-    let fallback_ms = match &settings.engine.load {
-        crate::engine::LoadModel::Open { profile, .. } => (profile.curve.duration() * 1e3) as u64,
-        crate::engine::LoadModel::Closed { .. } => 0,
+    // The test starts START_DELAY after the command, on this client's
+    // clock (the leader's clock may differ from this one; lengths carry
+    // over, instants do not).
+    let origin = std::time::Instant::now() + crate::cluster::run::control::START_DELAY;
+    let follow = match Follow::new(plan, peers.clone(), origin) {
+        Ok(follow) => follow,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_RUNTIME;
+        }
     };
-    // The plan came from a peer: an end no clock can hold is as good as
-    // "never", not a panic.
-    let test_end_of = |plan: &crate::cluster::run::plan::Plan| {
-        let curve_ms = plan.end().map_or(fallback_ms, |end| {
-            end.curve_ends_unix_ms
-                .saturating_sub(plan.test_start_unix_ms)
-        });
-        began
-            .checked_add(
-                crate::cluster::run::control::START_DELAY
-                    .saturating_add(Duration::from_millis(curve_ms)),
-            )
-            .unwrap_or(began + Duration::from_secs(100 * 365 * 86_400))
-    };
-    // Every peer hands out its figures so far while it runs, so the last
-    // ones of a peer that dies are kept and merged (its work up to then).
-    let mut collection = crate::cluster::run::collect::Collection::new(
-        plan.shares.keys().cloned(),
-        plan.test_start_unix_ms,
-    );
-    let mut addresses = peers.clone();
-    let mut latest_plan = Some(plan.clone());
     let client = match Client::new(&security.cluster_id, admission) {
         Ok(c) => c,
         Err(e) => {
@@ -557,113 +565,28 @@ async fn wait_and_report(
             return EXIT_RUNTIME;
         }
     };
-    // When the test ends, by the latest plan: an instant fixed when that
-    // plan is learnt.
-    let mut test_end = test_end_of(plan);
-    loop {
-        let now = std::time::Instant::now();
-        let deadline = test_end
-            .checked_add(settings.engine.drain_timeout + Duration::from_secs(30))
-            .unwrap_or(test_end);
-        if now > deadline {
-            eprintln!(
-                "error: the test did not finish in time on {:?}",
-                collection.pending()
-            );
-            return EXIT_RUNTIME;
-        }
-        let asks = collection.pending().into_iter().filter_map(|node| {
-            let addr: SocketAddr = *addresses.get(&node)?;
-            // Only the windows not fetched yet: closed windows never change.
-            let ask = collection.ask(&node);
-            let request = serde_json::to_vec(&ControlRequest::Results {
-                test_id: plan.test_id.clone(),
-                skip: ask.skip,
-                generation: ask.generation,
-            })
-            .ok()?;
-            let client = &client;
-            Some(async move {
-                let answer = client
-                    .request(addr, StreamKind::Control, &request, RESULTS_TIMEOUT)
-                    .await
-                    .ok()?;
-                let reply: ControlReply = serde_json::from_slice(&answer).ok()?;
-                Some((node, reply))
-            })
-        });
-        let replies = futures_util::future::join_all(asks).await;
-        for (node, reply) in replies.into_iter().flatten() {
-            // Peers that joined the test at a later epoch are followed too.
-            for (id, address) in reply.peers {
-                addresses.entry(id).or_insert(address);
-            }
-            if let Some(plan) = &reply.plan
-                && latest_plan.as_ref().is_none_or(|l| l.epoch < plan.epoch)
-            {
-                test_end = test_end_of(plan);
-                latest_plan = Some(plan.clone());
-            }
-            for id in reply.plan.iter().flat_map(|p| p.shares.keys()) {
-                collection.expect(id);
-            }
-            if let Some(report) = reply.report {
-                collection.absorb(&node, reply.generation, report);
-            }
-        }
-        if collection.is_done(now > test_end, LOST_AFTER) {
-            break;
-        }
-        tokio::time::sleep(RESULTS_POLL).await;
-    }
+    let followed = follow.to_end(&client).await;
     client.close().await;
-    let cluster_curve = match &settings.engine.load {
-        crate::engine::LoadModel::Open { profile, .. } => latest_plan
-            .as_ref()
-            .and_then(|p| p.cluster_curve(&profile.curve).ok())
-            .or_else(|| Some(profile.curve.clone())),
-        crate::engine::LoadModel::Closed { .. } => None,
-    };
-    let collected = collection.finish(latest_plan.as_ref(), cluster_curve.as_ref());
-    let events: Vec<String> = latest_plan
-        .iter()
-        .flat_map(|p| p.epoch_events())
-        .chain(collected.rejoined.iter().cloned())
-        .chain(collected.lost.iter().map(|l| l.event.clone()))
-        .collect();
-    let parts = collected.parts;
-    let merged = match crate::export::merge::merge_reports(
-        &parts,
-        &settings.thresholds,
-        settings.reliable_lag,
-    ) {
-        Ok(mut m) => {
-            m.events = events;
-            // The test's plan, whatever its peers could tell of it (a lost
-            // peer's last figures do not know the plan).
-            m.planned = cluster_curve
-                .as_ref()
-                .map(|c| crate::load::ArrivalSchedule::new(c.clone()).total_arrivals());
-            m.unsent =
-                (!collected.lost.is_empty()).then(|| collected.lost.iter().map(|l| l.unsent).sum());
-            m
-        }
+    let followed = match followed {
+        Ok(followed) => followed,
         Err(e) => {
-            eprintln!("error: merging reports: {e:#}");
+            eprintln!("error: {e}");
             return EXIT_RUNTIME;
         }
     };
-    let ran_until = (merged.outcome == Outcome::Stopped).then_some(merged.load_secs);
-    let target = plan_target_rate(settings, latest_plan.as_ref(), ran_until);
-    print!("{}", crate::export::console::summary(&merged, target));
-    for (node, report) in &parts {
+    let merged = &followed.report;
+    print!(
+        "{}",
+        crate::export::console::summary(merged, followed.target_rate)
+    );
+    for (node, report) in &followed.parts {
         println!(
             "  peer {node}: {} completed, {} dropped",
             report.main.completed, report.main.dropped
         );
     }
     for path in &settings.outputs {
-        if let Err(e) = crate::export::files::write(&merged, path) {
+        if let Err(e) = crate::export::files::write(merged, path) {
             eprintln!("error: {e:#}");
             return EXIT_RUNTIME;
         }
@@ -678,27 +601,6 @@ async fn wait_and_report(
         super::process::EXIT_UNRELIABLE
     } else {
         EXIT_OK
-    }
-}
-
-/// The cluster's mean target rate over the measured part of the test, with
-/// the latest plan's rate updates, up to `ran_until` seconds for a test
-/// stopped early.
-fn plan_target_rate(
-    settings: &crate::config::RunSettings,
-    plan: Option<&crate::cluster::run::plan::Plan>,
-    ran_until: Option<f64>,
-) -> Option<f64> {
-    match &settings.engine.load {
-        crate::engine::LoadModel::Open { profile, .. } => {
-            let curve = plan
-                .and_then(|p| p.cluster_curve(&profile.curve).ok())
-                .unwrap_or_else(|| profile.curve.clone());
-            let end = ran_until.map_or(curve.duration(), |t| t.min(curve.duration()));
-            let main_secs = end - profile.warmup_secs;
-            Some(curve.count_between(profile.warmup_secs, end) / main_secs.max(1e-9))
-        }
-        crate::engine::LoadModel::Closed { .. } => None,
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod cluster;
 mod process;
 mod run;
+pub mod web;
 
 use std::process::ExitCode;
 
@@ -51,6 +52,8 @@ enum Command {
     Stop(cluster::StopArgs),
     /// Change the running test's cluster rate at a new epoch, through any peer.
     Update(cluster::UpdateArgs),
+    /// Convert a JSON report: to a self-contained HTML page, or CSV.
+    Report(web::ReportArgs),
 }
 
 /// What a user binary adds to the `vajra-peer` command line: its tasks,
@@ -114,6 +117,7 @@ pub fn main_with_extensions(extensions: Extensions) -> ExitCode {
         Command::Start(start) => cluster::start(*start),
         Command::Stop(stop) => cluster::stop(stop),
         Command::Update(update) => cluster::update(update),
+        Command::Report(report) => web::report(report),
     };
     ExitCode::from(code)
 }

@@ -76,6 +76,8 @@ pub struct Peer {
     tasks: TaskTracker,
     cancel: CancellationToken,
     mdns: Option<MdnsDiscovery>,
+    controller: Option<Arc<Controller>>,
+    published: watch::Receiver<Arc<ClusterStatus>>,
 }
 
 impl Peer {
@@ -149,6 +151,8 @@ impl Peer {
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
             mdns: None,
+            controller: None,
+            published: status.clone(),
         };
         let mdns = if config.mdns {
             Some(peer.find_by_mdns(&config.cluster_id, &config.node_id, advertise)?)
@@ -213,12 +217,27 @@ impl Peer {
                 machine: peer.raft.machine.clone(),
                 strategies,
                 status: status_source,
-                prober: controller,
+                prober: Arc::clone(&controller) as Arc<dyn crate::cluster::run::supervise::Prober>,
                 clock: wall::system(),
             }
             .run(),
         );
-        Ok(Self { mdns, ..peer })
+        Ok(Self {
+            mdns,
+            controller: Some(controller),
+            ..peer
+        })
+    }
+
+    /// This peer's control handler: what its clients' commands reach.
+    pub fn controller(&self) -> Arc<Controller> {
+        Arc::clone(self.controller.as_ref().expect("set by start"))
+    }
+
+    /// This peer's picture of the cluster, refreshed every half gossip
+    /// interval.
+    pub fn status_updates(&self) -> watch::Receiver<Arc<ClusterStatus>> {
+        self.published.clone()
     }
 
     /// Runs `task` until the peer shuts down.

@@ -101,11 +101,11 @@ pub(crate) fn resolve_with(args: RunArgs, files: Files) -> Result<RunSettings, C
     for (field, value) in [("outputs", &args.output)] {
         for path in value {
             match path.extension().and_then(|e| e.to_str()) {
-                Some("json" | "csv") => {}
+                Some("json" | "csv" | "html") => {}
                 _ => {
                     return Err(invalid(
                         field,
-                        format!("'{}' must end in .json or .csv", path.display()),
+                        format!("'{}' must end in .json, .csv or .html", path.display()),
                     ));
                 }
             }

@@ -1,4 +1,5 @@
-//! Report files: `.json` (everything) and `.csv` (the per-second series).
+//! Report files: `.json` (everything), `.csv` (the per-second series) and
+//! `.html` (the self-contained result page).
 
 use std::path::Path;
 
@@ -14,9 +15,14 @@ pub fn write(report: &Report, path: &Path) -> anyhow::Result<()> {
             serde_json::to_writer_pretty(std::io::BufWriter::new(file), report)?;
         }
         Some("csv") => {
-            write_csv(report, path).map_err(|e| anyhow::anyhow!("cannot write {shown}: {e}"))?
+            let csv = csv_bytes(report)?;
+            std::fs::write(path, csv).map_err(|e| anyhow::anyhow!("cannot write {shown}: {e}"))?
         }
-        _ => anyhow::bail!("{shown}: report files must end in .json or .csv"),
+        Some("html") => {
+            let page = super::html::render(report, target_rate(report));
+            std::fs::write(path, page).map_err(|e| anyhow::anyhow!("cannot write {shown}: {e}"))?
+        }
+        _ => anyhow::bail!("{shown}: report files must end in .json, .csv or .html"),
     }
     Ok(())
 }
@@ -45,8 +51,21 @@ const CSV_HEADER: [&str; 21] = [
     "cpu_percent",
 ];
 
-fn write_csv(report: &Report, path: &Path) -> anyhow::Result<()> {
-    let mut out = csv::Writer::from_path(path)?;
+/// The mean target rate of the measured phase, as far as the report tells
+/// it (its planned arrivals over its measured length).
+fn target_rate(report: &Report) -> Option<f64> {
+    let planned = report.planned? as f64;
+    let warmup_planned = report
+        .warmup
+        .as_ref()
+        .map_or(0, |w| w.dispatched + w.dropped + w.missed);
+    let main_secs = report.load_secs - report.warmup_secs;
+    (main_secs > 0.0).then(|| (planned - warmup_planned as f64) / main_secs)
+}
+
+/// The per-second series as CSV.
+pub fn csv_bytes(report: &Report) -> anyhow::Result<Vec<u8>> {
+    let mut out = csv::Writer::from_writer(Vec::new());
     out.write_record(CSV_HEADER)?;
     for w in &report.series {
         let phase = match w.phase {
@@ -77,6 +96,5 @@ fn write_csv(report: &Report, path: &Path) -> anyhow::Result<()> {
             format!("{:.1}", w.cpu_percent),
         ])?;
     }
-    out.flush()?;
-    Ok(())
+    out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }

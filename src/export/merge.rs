@@ -70,6 +70,30 @@ struct MergedWindow {
 }
 
 impl MergedWindow {
+    /// Nothing yet of the second `like` is a window of.
+    fn empty(like: &WindowReport) -> Self {
+        Self {
+            report: WindowReport {
+                latency: LatencySummary::default(),
+                service: LatencySummary::default(),
+                dispatched: 0,
+                dropped: 0,
+                missed: 0,
+                success: 0,
+                failure: 0,
+                rate: 0.0,
+                lag_p99_us: 0.0,
+                cpu_percent: 0.0,
+                histograms: None,
+                open: false,
+                ..like.clone()
+            },
+            latency: new_histogram(),
+            service: new_histogram(),
+            incomplete: false,
+        }
+    }
+
     fn add(&mut self, w: &WindowReport) -> anyhow::Result<()> {
         let entry = &mut self.report;
         entry.dispatched += w.dispatched;
@@ -112,30 +136,27 @@ fn merge_series(parts: &[&Report]) -> anyhow::Result<Vec<WindowReport>> {
     let mut by_second: BTreeMap<u64, MergedWindow> = BTreeMap::new();
     for report in parts {
         for w in &report.series {
-            let entry = by_second.entry(w.second).or_insert_with(|| MergedWindow {
-                report: WindowReport {
-                    latency: LatencySummary::default(),
-                    service: LatencySummary::default(),
-                    dispatched: 0,
-                    dropped: 0,
-                    missed: 0,
-                    success: 0,
-                    failure: 0,
-                    rate: 0.0,
-                    lag_p99_us: 0.0,
-                    cpu_percent: 0.0,
-                    histograms: None,
-                    open: false,
-                    ..w.clone()
-                },
-                latency: new_histogram(),
-                service: new_histogram(),
-                incomplete: false,
-            });
-            entry.add(w)?;
+            by_second
+                .entry(w.second)
+                .or_insert_with(|| MergedWindow::empty(w))
+                .add(w)?;
         }
     }
     Ok(by_second.into_values().map(MergedWindow::finish).collect())
+}
+
+/// The cluster's window of one second from its peers' windows of it
+/// (`windows` all of the same second): counts add, percentiles come from
+/// the added histograms. `None` for no window.
+pub fn merge_windows(windows: &[&WindowReport]) -> anyhow::Result<Option<WindowReport>> {
+    let Some(first) = windows.first() else {
+        return Ok(None);
+    };
+    let mut merged = MergedWindow::empty(first);
+    for w in windows {
+        merged.add(w)?;
+    }
+    Ok(Some(merged.finish()))
 }
 
 /// Each tag's merged figures and histograms. A tag some report has

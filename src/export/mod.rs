@@ -3,7 +3,8 @@
 //! - [`report`]: the report model (summary, self-check, thresholds, series,
 //!   histograms), serialised as JSON.
 //! - [`console`]: live progress and the end-of-run summary table.
-//! - [`files`]: writing `.json` and `.csv` report files.
+//! - [`files`]: writing `.json`, `.csv` and `.html` report files.
+//! - [`html`]: the self-contained HTML report.
 //! - [`merge`]: the exact merge of peers' reports into the cluster's.
 //! - [`exporter`]: the [`Exporter`] seam live outputs implement.
 //! - [`pipeline`]: exporters on their own tasks behind bounded queues,
@@ -19,6 +20,7 @@ pub mod blazemeter;
 pub mod console;
 pub mod exporter;
 pub mod files;
+pub mod html;
 pub mod http;
 pub mod merge;
 pub mod otlp;

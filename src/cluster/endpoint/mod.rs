@@ -282,6 +282,43 @@ pub fn allowed(role: Role, kind: StreamKind) -> bool {
     }
 }
 
+/// What asks peers requests and waits for their answers: a peer's own
+/// [`Network`], or a command-line [`Client`].
+pub trait Requester: Send + Sync {
+    /// Sends a request of stream `kind` to `to` and waits up to `timeout`.
+    fn request<'a>(
+        &'a self,
+        to: SocketAddr,
+        kind: StreamKind,
+        body: &'a [u8],
+        timeout: Duration,
+    ) -> futures_util::future::BoxFuture<'a, anyhow::Result<Vec<u8>>>;
+}
+
+impl Requester for Network {
+    fn request<'a>(
+        &'a self,
+        to: SocketAddr,
+        kind: StreamKind,
+        body: &'a [u8],
+        timeout: Duration,
+    ) -> futures_util::future::BoxFuture<'a, anyhow::Result<Vec<u8>>> {
+        Box::pin(Network::request(self, to, kind, body, timeout))
+    }
+}
+
+impl Requester for Client {
+    fn request<'a>(
+        &'a self,
+        to: SocketAddr,
+        kind: StreamKind,
+        body: &'a [u8],
+        timeout: Duration,
+    ) -> futures_util::future::BoxFuture<'a, anyhow::Result<Vec<u8>>> {
+        Box::pin(Client::request(self, to, kind, body, timeout))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::outbound::send_uni;

@@ -158,6 +158,91 @@ impl Collection {
                     .all(|n| self.heard[n].elapsed() > lost_after))
     }
 
+    /// Each incarnation's figures so far, labelled `name` for the first and
+    /// `name#2`, `name#3` for later ones (as [`Collection::finish`] does).
+    pub fn labelled(&self) -> Vec<(String, Report)> {
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        self.parts
+            .iter()
+            .map(|part| {
+                let count = seen.entry(&part.name).or_insert(0);
+                *count += 1;
+                (label_of(&part.name, *count), part.report.clone())
+            })
+            .collect()
+    }
+
+    /// Each incarnation's figures so far without their series (cheap to
+    /// merge every second), labelled as [`Collection::labelled`] does.
+    pub fn summaries(&mut self) -> Vec<(String, Report)> {
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut out = Vec::with_capacity(self.parts.len());
+        for part in &mut self.parts {
+            let count = seen.entry(part.name.clone()).or_insert(0);
+            *count += 1;
+            let series = std::mem::take(&mut part.report.series);
+            out.push((label_of(&part.name, *count), part.report.clone()));
+            part.report.series = series;
+        }
+        out
+    }
+
+    /// The cluster's windows from second `from` on, as far as every
+    /// incarnation has closed them: one that finished, was followed by a
+    /// new one, or has been silent `lost_after` holds nobody up. Each
+    /// second adds the incarnations' windows of it.
+    pub fn closed_from(
+        &self,
+        from: u64,
+        lost_after: Duration,
+    ) -> anyhow::Result<Vec<crate::metrics::WindowReport>> {
+        let settled = |i: usize, part: &Part| {
+            part.finished()
+                || self.parts[i + 1..].iter().any(|p| p.name == part.name)
+                || self
+                    .heard
+                    .get(&part.name)
+                    .is_some_and(|h| h.elapsed() > lost_after)
+        };
+        // Where each incarnation's closed windows end.
+        let closed_end = |part: &Part| {
+            let series = &part.report.series;
+            series[..closed_windows(series)]
+                .last()
+                .map_or(0, |w| w.second + 1)
+        };
+        let unsettled = self
+            .parts
+            .iter()
+            .enumerate()
+            .filter(|(i, part)| !settled(*i, part))
+            .map(|(_, part)| closed_end(part))
+            .min();
+        // Settled incarnations hold nobody up: their windows are all there.
+        let Some(until) = unsettled.or_else(|| self.parts.iter().map(closed_end).max()) else {
+            return Ok(Vec::new());
+        };
+        let mut merged = Vec::new();
+        for second in from..until {
+            let windows: Vec<&crate::metrics::WindowReport> = self
+                .parts
+                .iter()
+                .filter_map(|p| {
+                    let at = p
+                        .report
+                        .series
+                        .binary_search_by_key(&second, |w| w.second)
+                        .ok()?;
+                    Some(&p.report.series[at]).filter(|w| !w.open)
+                })
+                .collect();
+            if let Some(window) = crate::export::merge::merge_windows(&windows)? {
+                merged.push(window);
+            }
+        }
+        Ok(merged)
+    }
+
     /// The parts to merge and what was lost, with `plan` (the latest) and
     /// its cluster curve telling each lost incarnation's degraded window.
     pub fn finish(self, plan: Option<&Plan>, cluster_curve: Option<&RateCurve>) -> Collected {
@@ -168,11 +253,7 @@ impl Collection {
         for (i, part) in self.parts.iter().enumerate() {
             let count = seen.entry(&part.name).or_insert(0);
             *count += 1;
-            let label = if *count == 1 {
-                part.name.clone()
-            } else {
-                format!("{}#{count}", part.name)
-            };
+            let label = label_of(&part.name, *count);
             let successor = self.parts[i + 1..].iter().find(|p| p.name == part.name);
             if let Some(next) = successor {
                 rejoined.push(format!(
@@ -216,6 +297,15 @@ impl Collection {
         generation
             .filter(|g| *g >= self.test_start_unix_ms && self.test_start_unix_ms > 0)
             .map(|g| (g - self.test_start_unix_ms) as f64 / 1_000.0)
+    }
+}
+
+/// How the report labels the `count`th incarnation of `name`.
+fn label_of(name: &str, count: usize) -> String {
+    if count == 1 {
+        name.to_owned()
+    } else {
+        format!("{name}#{count}")
     }
 }
 

@@ -11,7 +11,7 @@ use futures_util::future::BoxFuture;
 
 use crate::cluster::consensus::store::StateMachine;
 use crate::cluster::consensus::{self, Command, CommitError, Raft};
-use crate::cluster::endpoint::{Network, StreamKind};
+use crate::cluster::endpoint::{Network, Requester, StreamKind};
 use crate::cluster::run::figures::TestFigures;
 use crate::cluster::run::plan::{
     DistributionStrategy, Plan, PlanError, Strategies, TestDefinition,
@@ -87,6 +87,13 @@ impl Controller {
         let raw = serde_json::to_vec(&request).expect("requests serialise");
         let reply = self.handle(request, &raw).await;
         reply.ok.then_some(reply.plan)
+    }
+
+    /// Answers `request` as this peer answers it on its endpoint
+    /// (forwarding to the leader what the leader must do).
+    pub async fn answer(&self, request: ControlRequest) -> ControlReply {
+        let raw = serde_json::to_vec(&request).expect("requests serialise");
+        self.handle(request, &raw).await
     }
 
     async fn handle(&self, request: ControlRequest, raw: &[u8]) -> ControlReply {
@@ -489,4 +496,25 @@ async fn gather_figures(
         .chain(own)
         .collect();
     TestFigures::merge(test_id, parts, holders)
+}
+
+/// Requests to this peer itself are answered here, the others sent out
+/// (a follower on a peer asks every participant, itself included).
+impl Requester for Controller {
+    fn request<'a>(
+        &'a self,
+        to: SocketAddr,
+        kind: StreamKind,
+        body: &'a [u8],
+        timeout: Duration,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<u8>>> {
+        Box::pin(async move {
+            if kind == StreamKind::Control && to == self.network.identity().advertise {
+                let request: ControlRequest = serde_json::from_slice(body)?;
+                let reply = self.handle(request, body).await;
+                return Ok(serde_json::to_vec(&reply)?);
+            }
+            self.network.request(to, kind, body, timeout).await
+        })
+    }
 }

@@ -11,11 +11,14 @@
 //! - [`share`]: a share as the standalone engine runs it (the seam the
 //!   simulation replaces), and the reports it keeps.
 //! - [`figures`]: a test's exact cluster-wide figures, merged.
-//! - [`collect`]: what `start --wait` gathers from each peer incarnation.
+//! - [`collect`]: what a follower gathers from each peer incarnation.
+//! - [`follow`]: following a test to its merged report (`start --wait`,
+//!   the web API).
 
 pub mod collect;
 pub mod control;
 pub mod figures;
+pub mod follow;
 pub mod plan;
 pub mod protocol;
 pub mod runner;

@@ -1,0 +1,282 @@
+//! Following a distributed test from outside its peers' engines until its
+//! merged report: `start --wait` does it from the command line, and a peer
+//! serving the web API does it for every test the cluster runs.
+//!
+//! Every round asks each peer still running for the windows it has not
+//! handed out yet (closed windows never change), learns the latest plan
+//! from the answers (peers that join at a later epoch are followed too),
+//! and keeps each incarnation's figures in a [`Collection`]. The test is
+//! over when every peer has sent its final report, or, once the plan's end
+//! has passed, every silent one has been silent [`LOST_AFTER`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::cluster::endpoint::{Requester, StreamKind};
+use crate::cluster::run::collect::Collection;
+use crate::cluster::run::plan::Plan;
+use crate::cluster::run::protocol::{ControlReply, ControlRequest};
+use crate::config::RunSettings;
+use crate::config::definition::{parse_definition, resolve_definition};
+use crate::engine::LoadModel;
+use crate::export::Report;
+use crate::export::merge::merge_reports;
+use crate::load::{ArrivalSchedule, RateCurve};
+
+/// A peer silent this long while a test runs is counted as lost.
+pub const LOST_AFTER: Duration = Duration::from_secs(4);
+/// How long one peer's figures are waited for.
+pub const RESULTS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often each running peer is asked for its figures so far (a peer
+/// refreshes them every 200 ms; what one holds when it dies is what the
+/// report keeps of it).
+pub const RESULTS_POLL: Duration = Duration::from_millis(200);
+/// How long past its planned end and drain a test may take before the
+/// follower gives up on the peers that have not finished.
+const GRACE: Duration = Duration::from_secs(30);
+
+/// A test being followed.
+pub struct Follow {
+    collection: Collection,
+    addresses: BTreeMap<String, SocketAddr>,
+    plan: Plan,
+    settings: RunSettings,
+    /// When the test's rate curve starts, on this process's clock.
+    origin: Instant,
+    /// When it ends by the latest plan.
+    end: Instant,
+}
+
+/// Why following a test stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// The plan's definition does not resolve here.
+    #[error("the test's definition: {0}")]
+    Definition(String),
+    /// Some peers never finished.
+    #[error("the test did not finish in time on {0:?}")]
+    Unfinished(Vec<String>),
+    /// The peers' reports do not merge.
+    #[error("merging reports: {0}")]
+    Merge(String),
+}
+
+impl Follow {
+    /// Follows the test of `plan`, whose peers are at `peers`, its rate
+    /// curve starting at `origin` on this process's clock.
+    pub fn new(
+        plan: &Plan,
+        peers: BTreeMap<String, SocketAddr>,
+        origin: Instant,
+    ) -> Result<Self, FollowError> {
+        let settings = parse_definition(&plan.definition.settings)
+            .and_then(resolve_definition)
+            .map_err(|e| FollowError::Definition(e.to_string()))?;
+        let mut follow = Self {
+            collection: Collection::new(plan.shares.keys().cloned(), plan.test_start_unix_ms),
+            addresses: peers,
+            plan: plan.clone(),
+            settings,
+            origin,
+            end: origin,
+        };
+        follow.end = follow.end_of(plan);
+        Ok(follow)
+    }
+
+    /// The test's id.
+    pub fn test_id(&self) -> &str {
+        &self.plan.test_id
+    }
+
+    /// The latest plan learnt.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The test's settings, as its definition resolves.
+    pub fn settings(&self) -> &RunSettings {
+        &self.settings
+    }
+
+    /// The cluster's rate curve by the latest plan, rate updates applied
+    /// (`None` for a definition without one).
+    pub fn cluster_curve(&self) -> Option<RateCurve> {
+        let LoadModel::Open { profile, .. } = &self.settings.engine.load else {
+            return None;
+        };
+        self.plan
+            .cluster_curve(&profile.curve)
+            .ok()
+            .or_else(|| Some(profile.curve.clone()))
+    }
+
+    /// Each incarnation's figures so far, labelled as the merged report
+    /// labels them.
+    pub fn parts(&self) -> Vec<(String, Report)> {
+        self.collection.labelled()
+    }
+
+    /// Each incarnation's figures so far without their series.
+    pub fn summaries(&mut self) -> Vec<(String, Report)> {
+        self.collection.summaries()
+    }
+
+    /// The cluster's windows from second `from` on that every running
+    /// peer has closed (see [`Collection::closed_from`]).
+    pub fn closed_from(&self, from: u64) -> anyhow::Result<Vec<crate::metrics::WindowReport>> {
+        self.collection.closed_from(from, LOST_AFTER)
+    }
+
+    /// When `plan`'s curve ends on this process's clock (a curve no clock
+    /// can hold ends "never", not in a panic: the plan came from a peer).
+    fn end_of(&self, plan: &Plan) -> Instant {
+        let curve_ms = plan.end().map_or(0, |end| {
+            end.curve_ends_unix_ms
+                .saturating_sub(plan.test_start_unix_ms)
+        });
+        self.origin
+            .checked_add(Duration::from_millis(curve_ms))
+            .unwrap_or(self.origin + Duration::from_secs(100 * 365 * 86_400))
+    }
+
+    /// One round: asks every peer not finished for what it has not sent.
+    pub async fn poll(&mut self, requester: &dyn Requester) {
+        let asks = self.collection.pending().into_iter().filter_map(|node| {
+            let addr = *self.addresses.get(&node)?;
+            let ask = self.collection.ask(&node);
+            let request = serde_json::to_vec(&ControlRequest::Results {
+                test_id: self.plan.test_id.clone(),
+                skip: ask.skip,
+                generation: ask.generation,
+            })
+            .ok()?;
+            Some(async move {
+                let answer = requester
+                    .request(addr, StreamKind::Control, &request, RESULTS_TIMEOUT)
+                    .await
+                    .ok()?;
+                let reply: ControlReply = serde_json::from_slice(&answer).ok()?;
+                Some((node, reply))
+            })
+        });
+        let replies = futures_util::future::join_all(asks).await;
+        for (node, reply) in replies.into_iter().flatten() {
+            self.absorb(&node, reply);
+        }
+    }
+
+    fn absorb(&mut self, node: &str, reply: ControlReply) {
+        for (id, address) in reply.peers {
+            self.addresses.entry(id).or_insert(address);
+        }
+        if let Some(plan) = &reply.plan
+            && plan.test_id == self.plan.test_id
+            && plan.epoch > self.plan.epoch
+        {
+            self.end = self.end_of(plan);
+            self.plan = plan.clone();
+        }
+        for id in reply.plan.iter().flat_map(|p| p.shares.keys()) {
+            self.collection.expect(id);
+        }
+        if let Some(report) = reply.report {
+            self.collection.absorb(node, reply.generation, report);
+        }
+    }
+
+    /// Whether every peer has finished, or is lost.
+    pub fn is_done(&self) -> bool {
+        self.collection
+            .is_done(Instant::now() > self.end, LOST_AFTER)
+    }
+
+    /// The peers still not finished, once the test is far past its end.
+    pub fn overdue(&self) -> Option<Vec<String>> {
+        let deadline = self
+            .end
+            .checked_add(self.settings.engine.drain_timeout + GRACE)
+            .unwrap_or(self.end);
+        (Instant::now() > deadline).then(|| self.collection.pending())
+    }
+
+    /// Follows the test to its end, a round every [`RESULTS_POLL`].
+    pub async fn to_end(mut self, requester: &dyn Requester) -> Result<Followed, FollowError> {
+        loop {
+            if let Some(pending) = self.overdue() {
+                return Err(FollowError::Unfinished(pending));
+            }
+            self.poll(requester).await;
+            if self.is_done() {
+                return self.finish();
+            }
+            tokio::time::sleep(RESULTS_POLL).await;
+        }
+    }
+
+    /// The merged report of everything collected: thresholds evaluated on
+    /// the merged histograms, the plan's events, what lost peers left
+    /// unsent.
+    pub fn finish(self) -> Result<Followed, FollowError> {
+        let curve = self.cluster_curve();
+        let collected = self.collection.finish(Some(&self.plan), curve.as_ref());
+        let events: Vec<String> = self
+            .plan
+            .epoch_events()
+            .into_iter()
+            .chain(collected.rejoined.iter().cloned())
+            .chain(collected.lost.iter().map(|l| l.event.clone()))
+            .collect();
+        let mut report = merge_reports(
+            &collected.parts,
+            &self.settings.thresholds,
+            self.settings.reliable_lag,
+        )
+        .map_err(|e| FollowError::Merge(format!("{e:#}")))?;
+        report.events = events;
+        // The test's plan, whatever its peers could tell of it (a lost
+        // peer's last figures do not know the plan).
+        report.planned = curve
+            .as_ref()
+            .map(|c| ArrivalSchedule::new(c.clone()).total_arrivals());
+        report.unsent =
+            (!collected.lost.is_empty()).then(|| collected.lost.iter().map(|l| l.unsent).sum());
+        let target_rate = mean_target_rate(&self.settings, curve.as_ref(), &report);
+        Ok(Followed {
+            report,
+            parts: collected.parts,
+            target_rate,
+            settings: self.settings,
+        })
+    }
+}
+
+/// A followed test's end.
+pub struct Followed {
+    /// The merged report.
+    pub report: Report,
+    /// Each incarnation's own report.
+    pub parts: Vec<(String, Report)>,
+    /// The cluster's mean target rate over the measured part of the test.
+    pub target_rate: Option<f64>,
+    /// The test's settings.
+    pub settings: RunSettings,
+}
+
+/// The mean of `curve` over the measured part of the test (after the
+/// warmup, up to where a stopped test stopped).
+fn mean_target_rate(
+    settings: &RunSettings,
+    curve: Option<&RateCurve>,
+    report: &Report,
+) -> Option<f64> {
+    let LoadModel::Open { profile, .. } = &settings.engine.load else {
+        return None;
+    };
+    let curve = curve?;
+    let ran_until = (report.outcome == crate::export::Outcome::Stopped).then_some(report.load_secs);
+    let end = ran_until.map_or(curve.duration(), |t| t.min(curve.duration()));
+    let main_secs = end - profile.warmup_secs;
+    Some(curve.count_between(profile.warmup_secs, end) / main_secs.max(1e-9))
+}

@@ -1,0 +1,53 @@
+//! The web API and UI any peer can serve (`join --http ADDR`): cluster
+//! status, starting, changing and stopping tests, live figures pushed to
+//! the browser, and finished tests' reports as JSON, CSV and HTML.
+//!
+//! - [`auth`]: the authentication seam, its providers and the two roles.
+//! - [`api`]: the endpoints, on this peer's control handler.
+//! - [`live`]: the watcher that follows every test the cluster runs and
+//!   publishes a frame a second; the results this node keeps.
+//! - [`server`]: HTTP, routing, server-sent events, static files.
+//! - [`assets`]: the UI's files, embedded in the binary.
+//!
+//! No node is required to serve it: every peer can, and what one shows is
+//! the cluster's (merged from every peer), not its own share.
+
+pub mod api;
+pub mod assets;
+pub mod auth;
+pub mod live;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cluster::run::control::Controller;
+use crate::cluster::status::ClusterStatus;
+
+pub use server::WebServer;
+
+/// Starts the web API on `listen` with `auth`, and the watcher that feeds
+/// it, on the current runtime; both stop when the server is dropped.
+pub async fn serve(
+    listen: SocketAddr,
+    auth: auth::Providers,
+    controller: Arc<Controller>,
+    status: watch::Receiver<Arc<ClusterStatus>>,
+) -> std::io::Result<WebServer> {
+    let listener = TcpListener::bind(listen).await?;
+    let live = Arc::new(live::Live::default());
+    let watcher = tokio::spawn(live::watch(
+        Arc::clone(&live),
+        Arc::clone(&controller),
+        status.clone(),
+    ));
+    let api = Arc::new(api::Api {
+        controller,
+        status,
+        live,
+    });
+    WebServer::start(listener, api, Arc::new(auth), watcher)
+}

@@ -1,0 +1,384 @@
+//! The HTTP/1.1 server: authenticates each request, routes it to an
+//! endpoint of [`Api`], streams live frames as server-sent events, and
+//! serves the web UI's embedded files.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+use super::api::{Api, ApiError, StartRequest, UpdateRequest, allow};
+use super::assets;
+use super::auth::{Caller, Credentials, Providers, Role};
+use super::live::LiveFrame;
+use crate::export::html;
+
+/// The body of every response.
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Largest request body accepted (a definition's inlined body and points
+/// fit well within it).
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// Longest a client may take to send its request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle event stream says it is alive.
+const KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// A running web API.
+pub struct WebServer {
+    local_addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl WebServer {
+    /// Serves `api` on `listener` with `auth` until dropped, when it also
+    /// stops `watcher` (the task feeding its live figures).
+    pub fn start(
+        listener: TcpListener,
+        api: Arc<Api>,
+        auth: Arc<Providers>,
+        watcher: tokio::task::JoinHandle<()>,
+    ) -> std::io::Result<Self> {
+        let local_addr = listener.local_addr()?;
+        let task = tokio::spawn(accept(listener, api, auth));
+        Ok(Self {
+            local_addr,
+            task,
+            watcher,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.watcher.abort();
+    }
+}
+
+async fn accept(listener: TcpListener, api: Arc<Api>, auth: Arc<Providers>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors, say: try again shortly rather than spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let (api, auth) = (Arc::clone(&api), Arc::clone(&auth));
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let (api, auth) = (Arc::clone(&api), Arc::clone(&auth));
+                async move { Ok::<_, Infallible>(answer(request, &api, &auth).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// The response to one request.
+async fn answer(request: Request<Incoming>, api: &Api, auth: &Providers) -> Response<Body> {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    if !path.starts_with("/api/") {
+        return static_file(&method, &path);
+    }
+    if path == "/api/v1/openapi.json" {
+        return match method {
+            Method::GET | Method::HEAD => bytes(200, "application/json", assets::OPENAPI.into()),
+            _ => error_response(&not_allowed("GET")),
+        };
+    }
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let caller = match auth.caller(&Credentials {
+        bearer,
+        client_certificate: None,
+    }) {
+        Ok(caller) => caller,
+        Err(why) => {
+            let mut response = error_response(&ApiError::new(401, why));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"vajra\""),
+            );
+            return response;
+        }
+    };
+    match route(request, &method, &path, api, &caller).await {
+        Ok(response) => response,
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn route(
+    request: Request<Incoming>,
+    method: &Method,
+    path: &str,
+    api: &Api,
+    caller: &Caller,
+) -> Result<Response<Body>, ApiError> {
+    let segments: Vec<&str> = path
+        .trim_start_matches("/api/v1")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    match (method, segments.as_slice()) {
+        (&Method::GET, ["me"]) => Ok(json(200, caller)),
+        (&Method::GET, ["cluster"]) => Ok(json(200, &api.cluster().await)),
+        (&Method::GET, ["catalog"]) => Ok(json(200, &api.catalog())),
+        (&Method::GET, ["live"]) => Ok(event_stream(api)),
+        (&Method::GET, ["tests"]) => Ok(json(200, &api.tests())),
+        (&Method::POST, ["tests", "validate"]) => {
+            let body: StartRequest = read_json(request).await?;
+            Ok(json(200, &api.validate(&body)?))
+        }
+        (&Method::POST, ["tests"]) => {
+            allow(caller.role, Role::Operator)?;
+            let body: StartRequest = read_json(request).await?;
+            Ok(json(201, &api.start(body).await?))
+        }
+        (&Method::PATCH, ["tests", "current"]) => {
+            allow(caller.role, Role::Operator)?;
+            let body: UpdateRequest = read_json(request).await?;
+            Ok(json(200, &api.update(body).await?))
+        }
+        (&Method::POST, ["tests", "current", "stop"]) => {
+            allow(caller.role, Role::Operator)?;
+            Ok(json(200, &api.stop().await?))
+        }
+        (&Method::DELETE, ["tests", id]) => {
+            allow(caller.role, Role::Operator)?;
+            if api.live.delete(id) {
+                Ok(empty(204))
+            } else {
+                Err(unknown_test(id))
+            }
+        }
+        (&Method::GET, ["tests", id, file]) => report_file(api, id, file),
+        (_, ["me" | "cluster" | "catalog" | "live"]) => Err(not_allowed("GET")),
+        (_, ["tests"]) => Err(not_allowed("GET, POST")),
+        (_, ["tests", "validate"]) => Err(not_allowed("POST")),
+        (_, ["tests", "current"]) => Err(not_allowed("PATCH")),
+        (_, ["tests", "current", "stop"]) => Err(not_allowed("POST")),
+        (_, ["tests", _]) => Err(not_allowed("DELETE")),
+        (_, ["tests", _, _]) => Err(not_allowed("GET")),
+        _ => Err(ApiError::new(404, format!("no endpoint {path}"))),
+    }
+}
+
+fn unknown_test(id: &str) -> ApiError {
+    ApiError::new(404, format!("this node holds no result of test `{id}`"))
+}
+
+fn not_allowed(allowed: &str) -> ApiError {
+    ApiError::new(405, format!("method not allowed here (allowed: {allowed})"))
+}
+
+/// A finished test's report as `report.json`, `report.csv` or `report.html`.
+fn report_file(api: &Api, id: &str, file: &str) -> Result<Response<Body>, ApiError> {
+    let result = api.live.result(id).ok_or_else(|| unknown_test(id))?;
+    let report = &result.report;
+    let attachment = |mut response: Response<Body>| {
+        if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{id}-{file}\"")) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, value);
+        }
+        response
+    };
+    match file {
+        "report.json" => Ok(attachment(json(200, report.as_ref()))),
+        "report.csv" => {
+            let csv = crate::export::files::csv_bytes(report)
+                .map_err(|e| ApiError::new(500, format!("{e:#}")))?;
+            Ok(attachment(bytes(
+                200,
+                "text/csv; charset=utf-8",
+                csv.into(),
+            )))
+        }
+        "report.html" => {
+            let page = html::render(report, result.target_rate);
+            Ok(attachment(bytes(
+                200,
+                "text/html; charset=utf-8",
+                page.into(),
+            )))
+        }
+        other => Err(ApiError::new(
+            404,
+            format!("no file `{other}`: report.json, report.csv or report.html"),
+        )),
+    }
+}
+
+/// The live frames as server-sent events: a snapshot, then each frame.
+fn event_stream(api: &Api) -> Response<Body> {
+    let (snapshot, frames) = api.live.subscribe();
+    let first = snapshot.map(|f| sse("frame", &f));
+    let live = Arc::clone(&api.live);
+    let after = first.as_ref().map_or(0, |(_, seq)| *seq);
+    let state = (frames, live, after);
+    let rest = futures_util::stream::unfold(state, |(mut frames, live, mut after)| async move {
+        let event = loop {
+            match tokio::time::timeout(KEEPALIVE, frames.recv()).await {
+                Err(_) => break Bytes::from_static(b": alive\n\n"),
+                Ok(Ok(frame)) if frame.seq <= after => continue,
+                Ok(Ok(frame)) => {
+                    after = frame.seq;
+                    break sse("frame", &frame).0;
+                }
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    // Too far behind: start again from a snapshot.
+                    if let Some(snapshot) = live.snapshot() {
+                        after = snapshot.seq;
+                        break sse("frame", &snapshot).0;
+                    }
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+            }
+        };
+        Some((
+            Ok::<_, Infallible>(Frame::data(event)),
+            (frames, live, after),
+        ))
+    });
+    let head =
+        futures_util::stream::iter(first.map(|(event, _)| Ok::<_, Infallible>(Frame::data(event))));
+    let body = StreamBody::new(head.chain(rest));
+    let mut response = Response::new(BodyExt::boxed_unsync(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// One server-sent event of `kind` carrying `frame`, and its sequence.
+fn sse(kind: &str, frame: &LiveFrame) -> (Bytes, u64) {
+    let data = serde_json::to_string(frame).unwrap_or_else(|_| "{}".into());
+    (
+        Bytes::from(format!("event: {kind}\ndata: {data}\n\n")),
+        frame.seq,
+    )
+}
+
+/// The embedded UI file at `path`.
+fn static_file(method: &Method, path: &str) -> Response<Body> {
+    if method != Method::GET && method != Method::HEAD {
+        return error_response(&not_allowed("GET"));
+    }
+    match assets::file(path) {
+        Some((content_type, content)) => {
+            let mut response = bytes(200, content_type, Bytes::from_static(content));
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            // The UI runs only its own scripts and talks only to this node.
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(assets::CONTENT_SECURITY_POLICY),
+            );
+            response
+        }
+        None => error_response(&ApiError::new(404, format!("no page {path}"))),
+    }
+}
+
+/// Reads a JSON body of at most [`MAX_REQUEST_BYTES`].
+async fn read_json<T: serde::de::DeserializeOwned>(
+    request: Request<Incoming>,
+) -> Result<T, ApiError> {
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim() == "application/json")
+        });
+    if !is_json {
+        return Err(ApiError::new(415, "send the body as application/json"));
+    }
+    let body = Limited::new(request.into_body(), MAX_REQUEST_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                413,
+                format!("the body could not be read or is above {MAX_REQUEST_BYTES} bytes: {e}"),
+            )
+        })?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| ApiError::new(400, format!("the body: {e}")))
+}
+
+fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(body) => bytes(status, "application/json", body.into()),
+        Err(e) => error_response(&ApiError::new(
+            500,
+            format!("cannot encode the answer: {e}"),
+        )),
+    }
+}
+
+/// The JSON body of an error: `{"error": {"status", "message", "field"}}`.
+fn error_response(error: &ApiError) -> Response<Body> {
+    #[derive(Serialize)]
+    struct Envelope<'a> {
+        error: &'a ApiError,
+    }
+    let body = serde_json::to_vec(&Envelope { error }).unwrap_or_default();
+    let mut response = bytes(error.status, "application/json", body.into());
+    if error.status == 503 {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+fn empty(status: u16) -> Response<Body> {
+    let mut response = Response::new(BodyExt::boxed_unsync(Full::new(Bytes::new())));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    response
+}
+
+fn bytes(status: u16, content_type: &'static str, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(BodyExt::boxed_unsync(Full::new(body)));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
