@@ -91,6 +91,7 @@ fn sample_status() -> ClusterStatus {
             weight: 1.0,
             cores: 2,
             cpu_percent: 3.0,
+            rss_mb: 20.0,
             version: "0".into(),
             status: "idle".into(),
             target_rate: 0.0,

@@ -305,6 +305,7 @@ fn info(name: &str, raft_id: u64) -> PeerInfo {
         weight: 1.0,
         cores: 2,
         cpu_percent: 0.0,
+        rss_mb: 0.0,
         version: "sim".into(),
         status: "idle".into(),
         target_rate: 0.0,

@@ -39,7 +39,7 @@ use crate::cluster::status::{ClusterStatus, StatusSource, TestStatus};
 use crate::cluster::wall::{self, unix_now_ms};
 use crate::engine::TaskRegistry;
 use crate::export::registry::Exports;
-use crate::metrics::cpu::{CpuMeter, available_cores};
+use crate::metrics::cpu::{CpuMeter, available_cores, current_rss_bytes};
 
 /// Everything a peer needs to join.
 #[derive(Debug, Clone)]
@@ -111,6 +111,7 @@ impl Peer {
             weight: config.weight,
             cores: available_cores() as u32,
             cpu_percent: 0.0,
+            rss_mb: 0.0,
             version: env!("CARGO_PKG_VERSION").into(),
             status: "idle".into(),
             target_rate: 0.0,
@@ -385,10 +386,11 @@ impl View {
             if last_cpu.elapsed() >= Duration::from_secs(1) {
                 last_cpu = Instant::now();
                 let load = cpu.sample();
+                let rss_mb = current_rss_bytes() as f64 / (1024.0 * 1024.0);
                 let mut chitchat = self.chitchat.lock().await;
-                chitchat
-                    .self_node_state()
-                    .set(state::CPU, format!("{load:.0}"));
+                let me = chitchat.self_node_state();
+                me.set(state::CPU, format!("{load:.0}"));
+                me.set(state::RSS, format!("{rss_mb:.1}"));
             }
             published.send_replace(Arc::new(self.status().await));
         }

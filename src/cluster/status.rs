@@ -323,6 +323,7 @@ pub(crate) mod fixtures {
                 weight: 1.0,
                 cores: 1,
                 cpu_percent: 0.0,
+                rss_mb: 0.0,
                 version: String::new(),
                 status: String::new(),
                 target_rate: 0.0,

@@ -30,6 +30,9 @@ pub struct ApiError {
     /// The request field at fault (`test.tps`), when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The methods a 405's path takes (its `Allow` header).
+    #[serde(skip)]
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -39,15 +42,23 @@ impl ApiError {
             status,
             message: message.into(),
             field: None,
+            allow: None,
+        }
+    }
+
+    /// A 405 for a path that takes only `allowed` (e.g. "GET, POST").
+    pub fn method_not_allowed(allowed: &'static str) -> Self {
+        Self {
+            allow: Some(allowed),
+            ..Self::new(405, format!("method not allowed here (allowed: {allowed})"))
         }
     }
 
     /// A 400 about `field`.
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            status: 400,
-            message: message.into(),
             field: Some(field.into()),
+            ..Self::new(400, message)
         }
     }
 }

@@ -10,6 +10,8 @@ pub const CHARTS_JS: &str = include_str!("assets/charts.js");
 pub const RESULT_JS: &str = include_str!("assets/result.js");
 /// The single-page app.
 pub const APP_JS: &str = include_str!("assets/app.js");
+/// The page icon.
+pub const ICON_SVG: &str = include_str!("assets/icon.svg");
 /// The API's OpenAPI 3 description (`docs/openapi.json`).
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
@@ -26,6 +28,7 @@ pub fn file(path: &str) -> Option<(&'static str, &'static [u8])> {
         "/ui/charts.js" => ("text/javascript; charset=utf-8", CHARTS_JS),
         "/ui/result.js" => ("text/javascript; charset=utf-8", RESULT_JS),
         "/ui/app.js" => ("text/javascript; charset=utf-8", APP_JS),
+        "/ui/icon.svg" | "/favicon.ico" => ("image/svg+xml", ICON_SVG),
         _ => return None,
     };
     Some((content_type, text.as_bytes()))

@@ -79,6 +79,15 @@ pub struct Providers {
     providers: Vec<Box<dyn Authenticator>>,
 }
 
+/// What a client must present to use the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuthRequirements {
+    /// Whether credentials are needed at all.
+    pub required: bool,
+    /// The providers that recognise them.
+    pub providers: Vec<&'static str>,
+}
+
 /// Who a request's caller is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Caller {
@@ -100,6 +109,14 @@ impl Providers {
     /// These providers, asked in this order.
     pub fn new(providers: Vec<Box<dyn Authenticator>>) -> Self {
         Self { providers }
+    }
+
+    /// What a client must present, for `GET /api/v1/auth`.
+    pub fn describe(&self) -> AuthRequirements {
+        AuthRequirements {
+            required: !self.is_open(),
+            providers: self.providers.iter().map(|p| p.name()).collect(),
+        }
     }
 
     /// Whether any provider is configured.

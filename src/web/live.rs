@@ -311,6 +311,13 @@ pub async fn watch(
             }
         }
         for followed in &mut following {
+            let over = cluster.test.as_ref().is_some_and(|t| {
+                t.id == followed.follow.test_id()
+                    && matches!(t.phase, TestPhase::Completed | TestPhase::Stopped)
+            });
+            if over {
+                followed.follow.closed();
+            }
             followed.follow.poll(controller.as_ref()).await;
         }
         // The newest test is the one shown.
@@ -413,7 +420,7 @@ fn live_test(current: &mut Watched, cluster: &ClusterStatus) -> (LiveTest, Vec<L
         elapsed_secs,
         duration_secs: curve.as_ref().map_or(0.0, RateCurve::duration),
         target_rate: curve.as_ref().map_or(0.0, |c| {
-            if elapsed_secs < 0.0 || elapsed_secs > c.duration() {
+            if phase != TestPhase::Running || elapsed_secs < 0.0 || elapsed_secs > c.duration() {
                 0.0
             } else {
                 c.rate_at(elapsed_secs)

@@ -110,6 +110,13 @@ async fn answer(request: Request<Incoming>, api: &Api, auth: &Providers) -> Resp
             _ => error_response(&not_allowed("GET")),
         };
     }
+    if path == "/api/v1/auth" {
+        // Before signing in, the UI asks whether it needs a token.
+        return match method {
+            Method::GET | Method::HEAD => json(200, &auth.describe()),
+            _ => error_response(&not_allowed("GET")),
+        };
+    }
     let bearer = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -172,6 +179,13 @@ async fn route(
             allow(caller.role, Role::Operator)?;
             Ok(json(200, &api.stop().await?))
         }
+        // The fixed paths take no other method (before the test-id paths,
+        // which would read `current` as an id).
+        (_, ["me" | "cluster" | "catalog" | "live"]) => Err(not_allowed("GET")),
+        (_, ["tests"]) => Err(not_allowed("GET, POST")),
+        (_, ["tests", "validate"]) => Err(not_allowed("POST")),
+        (_, ["tests", "current"]) => Err(not_allowed("PATCH")),
+        (_, ["tests", "current", "stop"]) => Err(not_allowed("POST")),
         (&Method::DELETE, ["tests", id]) => {
             allow(caller.role, Role::Operator)?;
             if api.live.delete(id) {
@@ -181,11 +195,6 @@ async fn route(
             }
         }
         (&Method::GET, ["tests", id, file]) => report_file(api, id, file),
-        (_, ["me" | "cluster" | "catalog" | "live"]) => Err(not_allowed("GET")),
-        (_, ["tests"]) => Err(not_allowed("GET, POST")),
-        (_, ["tests", "validate"]) => Err(not_allowed("POST")),
-        (_, ["tests", "current"]) => Err(not_allowed("PATCH")),
-        (_, ["tests", "current", "stop"]) => Err(not_allowed("POST")),
         (_, ["tests", _]) => Err(not_allowed("DELETE")),
         (_, ["tests", _, _]) => Err(not_allowed("GET")),
         _ => Err(ApiError::new(404, format!("no endpoint {path}"))),
@@ -196,8 +205,8 @@ fn unknown_test(id: &str) -> ApiError {
     ApiError::new(404, format!("this node holds no result of test `{id}`"))
 }
 
-fn not_allowed(allowed: &str) -> ApiError {
-    ApiError::new(405, format!("method not allowed here (allowed: {allowed})"))
+fn not_allowed(allowed: &'static str) -> ApiError {
+    ApiError::method_not_allowed(allowed)
 }
 
 /// A finished test's report as `report.json`, `report.csv` or `report.html`.
@@ -363,6 +372,11 @@ fn error_response(error: &ApiError) -> Response<Body> {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    if let Some(allowed) = error.allow {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allowed));
     }
     response
 }

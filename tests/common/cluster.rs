@@ -143,6 +143,12 @@ impl Cluster {
         unsafe { libc::kill(self.peers[name].0.id() as i32, signal) };
     }
 
+    /// The process id of `name`.
+    #[allow(dead_code)]
+    pub fn pid(&self, name: &str) -> u32 {
+        self.peers[name].0.id()
+    }
+
     pub fn kill(&mut self, name: &str) {
         let (mut child, _) = self.peers.remove(name).unwrap();
         child.kill().unwrap();

@@ -18,6 +18,8 @@ pub const WEIGHT: &str = "weight";
 pub const CORES: &str = "cores";
 /// Key of the current CPU load, percent of the peer's cores.
 pub const CPU: &str = "cpu";
+/// Key of the resident memory, MiB.
+pub const RSS: &str = "rss_mb";
 /// Key of the software version.
 pub const VERSION: &str = "version";
 /// Key of the activity status.
@@ -153,6 +155,9 @@ pub struct PeerInfo {
     pub cores: u32,
     /// Current CPU load, percent of its cores.
     pub cpu_percent: f64,
+    /// Resident memory, MiB (0: not published).
+    #[serde(default)]
+    pub rss_mb: f64,
     /// Software version.
     pub version: String,
     /// "idle" or "running TEST".
@@ -189,6 +194,7 @@ impl PeerInfo {
             (WEIGHT, self.weight.to_string()),
             (CORES, self.cores.to_string()),
             (CPU, format!("{:.0}", self.cpu_percent)),
+            (RSS, format!("{:.1}", self.rss_mb)),
             (VERSION, self.version.clone()),
             (STATUS, self.status.clone()),
             (TARGET_RATE, format!("{:.1}", self.target_rate)),
@@ -216,6 +222,7 @@ impl PeerInfo {
             weight: number(WEIGHT),
             cores: state.get(CORES).and_then(|v| v.parse().ok()).unwrap_or(0),
             cpu_percent: number(CPU),
+            rss_mb: number(RSS),
             version: text(VERSION),
             status: text(STATUS),
             target_rate: number(TARGET_RATE),

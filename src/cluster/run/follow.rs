@@ -186,6 +186,13 @@ impl Follow {
         }
     }
 
+    /// Learns that the cluster has closed the test (it was stopped, or ran
+    /// to its end): from now on a silent peer counts as lost once it has
+    /// been silent [`LOST_AFTER`], without waiting for the planned end.
+    pub fn closed(&mut self) {
+        self.end = self.end.min(Instant::now());
+    }
+
     /// Whether every peer has finished, or is lost.
     pub fn is_done(&self) -> bool {
         self.collection

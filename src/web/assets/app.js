@@ -208,8 +208,9 @@
       m.info.cpu_percent.toFixed(0) + " %",
       m.info.rss_mb ? m.info.rss_mb.toFixed(0) + " MiB" : "–",
       shares[m.id] !== undefined ? (shares[m.id] * 100).toFixed(1) + " %" : "–",
-      C.formatRate(m.info.target_rate),
-      C.formatRate(m.info.achieved_rate),
+      // What a dead peer last gossiped is not what it does now.
+      m.state === "dead" ? "–" : C.formatRate(m.info.target_rate),
+      m.state === "dead" ? "–" : C.formatRate(m.info.achieved_rate),
       m.clock_offset_ms === null || m.clock_offset_ms === undefined ? "–" : m.clock_offset_ms.toFixed(1) + " ms",
       m.address,
     ]);
@@ -459,7 +460,9 @@
     const over = !["DISTRIBUTING", "RUNNING", "CREATED"].includes(test.phase);
     document.getElementById("live-cards").replaceChildren(
       card("phase", test.phase, "live-phase"),
-      card("elapsed", C.formatSeconds(Math.max(0, test.elapsed_secs)) + " of " + C.formatSeconds(test.duration_secs)),
+      card("elapsed", over
+        ? "ran " + C.formatSeconds(last ? last.second + 1 : 0) + " of " + C.formatSeconds(test.duration_secs)
+        : C.formatSeconds(Math.max(0, test.elapsed_secs)) + " of " + C.formatSeconds(test.duration_secs)),
       card("target now", C.formatRate(test.target_rate), "live-target"),
       card("achieved", last ? C.formatRate(last.achieved) : "–", "live-achieved"),
       card("p99 latency", last ? C.formatMicros(last.latency.p99) : "–"),
@@ -472,7 +475,8 @@
     const curve = test.curve.map((p) => [p.at, p.rate]);
     const x = (p) => p.second + 0.5;
     const charts = state.liveCharts;
-    const xMax = Math.max(test.duration_secs, last ? last.second + 1 : 0);
+    // Once over, the axis ends where the test did.
+    const xMax = over && last ? last.second + 1 : Math.max(test.duration_secs, last ? last.second + 1 : 0);
     for (const chart of Object.values(charts)) { chart.options.xMin = 0; chart.options.xMax = xMax; }
     charts.rate.update([curve, pts.map((p) => [x(p), p.achieved])]);
     const has = pts.filter((p) => p.latency.p50 > 0);
@@ -484,7 +488,8 @@
     const rows = members.filter((m) => test.shares[m.id] !== undefined || peerFigures[m.id]).map((m) => [
       m.id, stateBadge(m.state),
       test.shares[m.id] !== undefined ? (test.shares[m.id] * 100).toFixed(1) + " %" : "–",
-      C.formatRate(m.info.target_rate), C.formatRate(m.info.achieved_rate),
+      m.state === "dead" ? "–" : C.formatRate(m.info.target_rate),
+      m.state === "dead" ? "–" : C.formatRate(m.info.achieved_rate),
       peerFigures[m.id] ? String(peerFigures[m.id].completed) : "–",
       peerFigures[m.id] ? C.formatMicros(peerFigures[m.id].p99_us) : "–"]);
     const table = R.table(["peer", "state", "share", "target", "achieved", "completed", "p99"], rows, "num");
@@ -539,5 +544,10 @@
     state.token = decodeURIComponent(fromHash[1]);
     history.replaceState(null, "", location.pathname + "#/cluster");
   }
-  signIn().catch(() => { state.role = null; route(); });
+  // Ask whether a token is needed before sending none (a refused request
+  // would be an error in the console of a page that did nothing wrong).
+  api("GET", "/auth").then((auth) => {
+    if (auth.required && !state.token) { state.role = null; route(); return; }
+    return signIn();
+  }).catch(() => { state.role = null; route(); });
 })();
