@@ -228,30 +228,14 @@ pub fn join(args: JoinArgs, extensions: Extensions) -> u8 {
             }
         };
         let _web = match web {
-            Some((listen, auth)) => {
-                let open = auth.is_open();
-                match crate::web::serve(listen, auth, peer.controller(), peer.status_updates())
-                    .await
-                {
-                    Ok(server) => {
-                        eprintln!(
-                            "web UI and API on http://{}/{}",
-                            server.local_addr(),
-                            if open {
-                                " (no authentication: loopback only)"
-                            } else {
-                                ""
-                            }
-                        );
-                        Some(server)
-                    }
-                    Err(e) => {
-                        eprintln!("error: cannot serve the API on {listen}: {e}");
-                        peer.shutdown().await;
-                        return EXIT_RUNTIME;
-                    }
+            Some(web) => match serve_web(web, &peer).await {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    peer.shutdown().await;
+                    return EXIT_CONFIG;
                 }
-            }
+            },
             None => None,
         };
         if matches!(config.admission, Admission::Insecure) {
@@ -288,6 +272,35 @@ pub fn join(args: JoinArgs, extensions: Extensions) -> u8 {
         peer.shutdown().await;
         code
     })
+}
+
+/// Serves `peer`'s web API as `web` asks.
+async fn serve_web(
+    mut web: super::web::WebSettings,
+    peer: &Peer,
+) -> Result<crate::web::WebServer, String> {
+    let open = web.is_open();
+    let auth = web.providers().await?;
+    let scheme = if web.tls.is_some() { "https" } else { "http" };
+    let server = crate::web::serve(
+        web.listen,
+        auth,
+        web.tls.clone(),
+        peer.controller(),
+        peer.status_updates(),
+    )
+    .await
+    .map_err(|e| format!("cannot serve the API on {}: {e}", web.listen))?;
+    eprintln!(
+        "web UI and API on {scheme}://{}/{}",
+        server.local_addr(),
+        if open {
+            " (no authentication: loopback only)"
+        } else {
+            ""
+        }
+    );
+    Ok(server)
 }
 
 /// The exporters `join`'s flags ask for, their names checked.

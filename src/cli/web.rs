@@ -3,11 +3,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use clap::Args;
 
 use super::process::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME};
 use crate::export::Report;
 use crate::web::auth::{Authenticator, Providers, TokenFile};
+use crate::web::oidc::{JwksSource, Oidc, OidcSettings};
+use crate::web::tls::ClientCertificates;
 
 /// Where and to whom a peer serves its web UI and API.
 #[derive(Debug, Clone, Default, Args)]
@@ -20,29 +24,167 @@ pub struct WebArgs {
     /// a lone TOKEN (an operator's). Tokens are at least 16 bytes.
     #[arg(long, env = "VAJRA_API_TOKEN_FILE", value_name = "FILE")]
     pub api_token_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate (chain).
+    #[arg(
+        long,
+        env = "VAJRA_HTTP_TLS_CERT",
+        value_name = "FILE",
+        requires = "http_tls_key"
+    )]
+    pub http_tls_cert: Option<PathBuf>,
+    /// The HTTPS certificate's PEM private key.
+    #[arg(
+        long,
+        env = "VAJRA_HTTP_TLS_KEY",
+        value_name = "FILE",
+        requires = "http_tls_cert"
+    )]
+    pub http_tls_key: Option<PathBuf>,
+    /// Accept client certificates this PEM CA signed (HTTPS only); the
+    /// subject's organizational unit `vajra-operator` or `vajra-viewer`
+    /// gives the role.
+    #[arg(long, env = "VAJRA_API_CLIENT_CA", value_name = "FILE")]
+    pub api_client_ca: Option<PathBuf>,
+    /// Accept OIDC bearer tokens (JWTs) from this issuer (its URL, the
+    /// tokens' `iss`).
+    #[arg(
+        long,
+        env = "VAJRA_OIDC_ISSUER",
+        value_name = "URL",
+        requires = "oidc_audience"
+    )]
+    pub oidc_issuer: Option<String>,
+    /// The audience OIDC tokens must name (`aud`).
+    #[arg(
+        long,
+        env = "VAJRA_OIDC_AUDIENCE",
+        value_name = "AUD",
+        requires = "oidc_issuer"
+    )]
+    pub oidc_audience: Option<String>,
+    /// The issuer's keys: a JWKS file or URL [default: the issuer's
+    /// discovery document's jwks_uri].
+    #[arg(
+        long,
+        env = "VAJRA_OIDC_JWKS",
+        value_name = "FILE|URL",
+        requires = "oidc_issuer"
+    )]
+    pub oidc_jwks: Option<String>,
+    /// The token claim listing the caller's roles.
+    #[arg(long, default_value = "roles", requires = "oidc_issuer")]
+    pub oidc_role_claim: String,
+    /// The role name (in that claim) of an operator.
+    #[arg(long, default_value = "vajra-operator", requires = "oidc_issuer")]
+    pub oidc_operator_role: String,
+    /// The role name (in that claim) of a viewer.
+    #[arg(long, default_value = "vajra-viewer", requires = "oidc_issuer")]
+    pub oidc_viewer_role: String,
+}
+
+/// The web API a peer is asked to serve, its flags checked.
+pub struct WebSettings {
+    /// Where.
+    pub listen: SocketAddr,
+    /// HTTPS, when asked for.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    tokens: Option<TokenFile>,
+    client_certificates: bool,
+    oidc: Option<OidcSettings>,
 }
 
 impl WebArgs {
-    /// The address to serve and who may use it, or `None` without
-    /// `--http`; `Err` says what is wrong.
-    pub fn resolve(&self) -> Result<Option<(SocketAddr, Providers)>, String> {
+    /// The API to serve, or `None` without `--http`; `Err` says what is
+    /// wrong.
+    pub fn resolve(&self) -> Result<Option<WebSettings>, String> {
         let Some(listen) = self.http else {
-            if self.api_token_file.is_some() {
-                return Err("--api-token-file needs --http ADDR".into());
+            let stray = [
+                ("--api-token-file", self.api_token_file.is_some()),
+                ("--http-tls-cert", self.http_tls_cert.is_some()),
+                ("--api-client-ca", self.api_client_ca.is_some()),
+                ("--oidc-issuer", self.oidc_issuer.is_some()),
+            ];
+            if let Some((flag, _)) = stray.iter().find(|(_, given)| *given) {
+                return Err(format!("{flag} needs --http ADDR"));
             }
             return Ok(None);
         };
-        let mut providers: Vec<Box<dyn Authenticator>> = Vec::new();
-        if let Some(path) = &self.api_token_file {
-            providers.push(Box::new(TokenFile::load(path)?));
-        }
-        if providers.is_empty() && !listen.ip().is_loopback() {
+        let tls = match (&self.http_tls_cert, &self.http_tls_key) {
+            (Some(cert), Some(key)) => Some(crate::web::tls::server_config(
+                cert,
+                key,
+                self.api_client_ca.as_deref(),
+            )?),
+            _ if self.api_client_ca.is_some() => {
+                return Err(
+                    "--api-client-ca needs HTTPS: give --http-tls-cert and --http-tls-key".into(),
+                );
+            }
+            _ => None,
+        };
+        let tokens = self
+            .api_token_file
+            .as_deref()
+            .map(TokenFile::load)
+            .transpose()?;
+        let oidc = self.oidc_settings();
+        let settings = WebSettings {
+            listen,
+            tls,
+            tokens,
+            client_certificates: self.api_client_ca.is_some(),
+            oidc,
+        };
+        if settings.is_open() && !listen.ip().is_loopback() {
             return Err(format!(
                 "refusing to serve the API on {listen} without authentication: give \
-                 --api-token-file FILE, or bind a loopback address (127.0.0.1)"
+                 --api-token-file FILE (or --api-client-ca, --oidc-issuer), or bind a \
+                 loopback address (127.0.0.1)"
             ));
         }
-        Ok(Some((listen, Providers::new(providers))))
+        Ok(Some(settings))
+    }
+
+    fn oidc_settings(&self) -> Option<OidcSettings> {
+        let issuer = self.oidc_issuer.clone()?;
+        let jwks = match &self.oidc_jwks {
+            Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                JwksSource::Url(url.clone())
+            }
+            Some(path) => JwksSource::File(PathBuf::from(path)),
+            None => JwksSource::Discovery,
+        };
+        Some(OidcSettings {
+            issuer,
+            audience: self.oidc_audience.clone().unwrap_or_default(),
+            jwks,
+            role_claim: self.oidc_role_claim.clone(),
+            operator_role: self.oidc_operator_role.clone(),
+            viewer_role: self.oidc_viewer_role.clone(),
+        })
+    }
+}
+
+impl WebSettings {
+    /// Whether no provider is configured (everyone is an operator).
+    pub fn is_open(&self) -> bool {
+        self.tokens.is_none() && !self.client_certificates && self.oidc.is_none()
+    }
+
+    /// The configured providers, the OIDC issuer's keys fetched (on the
+    /// current runtime, which then keeps them fresh).
+    pub async fn providers(&mut self) -> Result<Providers, String> {
+        let mut providers: Vec<Arc<dyn Authenticator>> = Vec::new();
+        if let Some(tokens) = self.tokens.take() {
+            providers.push(Arc::new(tokens));
+        }
+        if self.client_certificates {
+            providers.push(Arc::new(ClientCertificates));
+        }
+        if let Some(settings) = self.oidc.take() {
+            providers.push(Oidc::start(settings).await?);
+        }
+        Ok(Providers::new(providers))
     }
 }
 

@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use ring::digest::{SHA256, digest};
 use serde::Serialize;
@@ -76,7 +77,7 @@ pub trait Authenticator: Send + Sync {
 
 /// Every configured provider, asked in turn.
 pub struct Providers {
-    providers: Vec<Box<dyn Authenticator>>,
+    providers: Vec<Arc<dyn Authenticator>>,
 }
 
 /// What a client must present to use the API.
@@ -107,7 +108,7 @@ impl Providers {
     }
 
     /// These providers, asked in this order.
-    pub fn new(providers: Vec<Box<dyn Authenticator>>) -> Self {
+    pub fn new(providers: Vec<Arc<dyn Authenticator>>) -> Self {
         Self { providers }
     }
 
@@ -141,7 +142,9 @@ impl Providers {
                         provider: provider.name(),
                     });
                 }
-                Verdict::Refused(why) => refusal = refusal.or(Some(why)),
+                // The last provider to refuse says why: one that read the
+                // credentials (a JWT's verifier) knows best.
+                Verdict::Refused(why) => refusal = Some(why),
                 Verdict::NotPresented => {}
             }
         }
@@ -251,7 +254,7 @@ mod tests {
             "# tokens\noperator {OPERATOR}\n\nviewer {VIEWER}\n"
         ))
         .unwrap();
-        Providers::new(vec![Box::new(file)])
+        Providers::new(vec![Arc::new(file)])
     }
 
     fn bearer(token: &str) -> Credentials<'_> {

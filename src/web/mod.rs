@@ -2,7 +2,9 @@
 //! status, starting, changing and stopping tests, live figures pushed to
 //! the browser, and finished tests' reports as JSON, CSV and HTML.
 //!
-//! - [`auth`]: the authentication seam, its providers and the two roles.
+//! - [`auth`]: the authentication seam, API tokens and the two roles.
+//! - [`oidc`]: OIDC bearer tokens verified against the issuer's keys.
+//! - [`tls`]: HTTPS, and client certificates as credentials.
 //! - [`api`]: the endpoints, on this peer's control handler.
 //! - [`live`]: the watcher that follows every test the cluster runs and
 //!   publishes a frame a second; the results this node keeps.
@@ -16,7 +18,9 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod live;
+pub mod oidc;
 pub mod server;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,11 +33,13 @@ use crate::cluster::status::ClusterStatus;
 
 pub use server::WebServer;
 
-/// Starts the web API on `listen` with `auth`, and the watcher that feeds
-/// it, on the current runtime; both stop when the server is dropped.
+/// Starts the web API on `listen` with `auth` (over HTTPS with `tls`), and
+/// the watcher that feeds it, on the current runtime; both stop when the
+/// server is dropped.
 pub async fn serve(
     listen: SocketAddr,
     auth: auth::Providers,
+    tls: Option<Arc<rustls::ServerConfig>>,
     controller: Arc<Controller>,
     status: watch::Receiver<Arc<ClusterStatus>>,
 ) -> std::io::Result<WebServer> {
@@ -49,5 +55,5 @@ pub async fn serve(
         status,
         live,
     });
-    WebServer::start(listener, api, Arc::new(auth), watcher)
+    WebServer::start(listener, api, Arc::new(auth), tls, watcher)
 }

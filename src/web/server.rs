@@ -45,16 +45,18 @@ pub struct WebServer {
 }
 
 impl WebServer {
-    /// Serves `api` on `listener` with `auth` until dropped, when it also
-    /// stops `watcher` (the task feeding its live figures).
+    /// Serves `api` on `listener` with `auth` (over HTTPS with `tls`)
+    /// until dropped, when it also stops `watcher` (the task feeding its
+    /// live figures).
     pub fn start(
         listener: TcpListener,
         api: Arc<Api>,
         auth: Arc<Providers>,
+        tls: Option<Arc<rustls::ServerConfig>>,
         watcher: tokio::task::JoinHandle<()>,
     ) -> std::io::Result<Self> {
         let local_addr = listener.local_addr()?;
-        let task = tokio::spawn(accept(listener, api, auth));
+        let task = tokio::spawn(accept(listener, api, auth, tls));
         Ok(Self {
             local_addr,
             task,
@@ -75,30 +77,67 @@ impl Drop for WebServer {
     }
 }
 
-async fn accept(listener: TcpListener, api: Arc<Api>, auth: Arc<Providers>) {
+async fn accept(
+    listener: TcpListener,
+    api: Arc<Api>,
+    auth: Arc<Providers>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             // Out of descriptors, say: try again shortly rather than spin.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let (api, auth) = (Arc::clone(&api), Arc::clone(&auth));
+        let (api, auth, acceptor) = (Arc::clone(&api), Arc::clone(&auth), acceptor.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let (api, auth) = (Arc::clone(&api), Arc::clone(&auth));
-                async move { Ok::<_, Infallible>(answer(request, &api, &auth).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let Some(acceptor) = acceptor else {
+                return serve(TokioIo::new(stream), None, api, auth).await;
+            };
+            let Ok(Ok(tls)) = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await
+            else {
+                return;
+            };
+            // The handshake verified it against the client CA.
+            let certificate = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|c| Arc::new(c.to_vec()));
+            serve(TokioIo::new(tls), certificate, api, auth).await;
         });
     }
 }
 
+/// Serves one connection's requests; `certificate` is the client
+/// certificate its TLS handshake verified.
+async fn serve<I>(io: I, certificate: Option<Arc<Vec<u8>>>, api: Arc<Api>, auth: Arc<Providers>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let (api, auth, certificate) = (Arc::clone(&api), Arc::clone(&auth), certificate.clone());
+        async move {
+            let certificate = certificate.as_deref().map(Vec::as_slice);
+            Ok::<_, Infallible>(answer(request, &api, &auth, certificate).await)
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(io, service)
+        .await;
+}
+
 /// The response to one request.
-async fn answer(request: Request<Incoming>, api: &Api, auth: &Providers) -> Response<Body> {
+async fn answer(
+    request: Request<Incoming>,
+    api: &Api,
+    auth: &Providers,
+    client_certificate: Option<&[u8]>,
+) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     if !path.starts_with("/api/") {
@@ -125,7 +164,7 @@ async fn answer(request: Request<Incoming>, api: &Api, auth: &Providers) -> Resp
         .map(str::trim);
     let caller = match auth.caller(&Credentials {
         bearer,
-        client_certificate: None,
+        client_certificate,
     }) {
         Ok(caller) => caller,
         Err(why) => {

@@ -547,7 +547,8 @@
   // Ask whether a token is needed before sending none (a refused request
   // would be an error in the console of a page that did nothing wrong).
   api("GET", "/auth").then((auth) => {
-    if (auth.required && !state.token) { state.role = null; route(); return; }
+    // A client certificate may sign in by itself; anything else needs a token.
+    if (auth.required && !state.token && !auth.providers.includes("mtls")) { state.role = null; route(); return; }
     return signIn();
   }).catch(() => { state.role = null; route(); });
 })();
