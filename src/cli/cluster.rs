@@ -14,7 +14,7 @@ use crate::cluster::endpoint::auth::{Admission, MtlsIdentity};
 use crate::cluster::endpoint::{Client, StreamKind, client_request, request_status};
 use crate::cluster::peer::{Peer, PeerConfig, hostname};
 use crate::cluster::run::follow::Follow;
-use crate::cluster::run::protocol::{ControlReply, ControlRequest, Refusal};
+use crate::cluster::run::protocol::{ControlReply, ControlRequest};
 use crate::cluster::status::ClusterStatus;
 use crate::config::duration::HumanDuration;
 use crate::config::export::resolve_export;
@@ -458,7 +458,7 @@ async fn control_until_led(
     // retry of one that did start gets that test back.
     for _ in 0..20 {
         match control(peer, security, admission.clone(), request).await {
-            Ok(reply) if reply.refusal != Some(Refusal::Retry) => return Ok(reply),
+            Ok(reply) if !reply.worth_retrying(request) => return Ok(reply),
             Ok(_) => {}
             Err(e)
                 if e.downcast_ref::<crate::cluster::endpoint::NoAnswer>()

@@ -127,7 +127,7 @@ impl WebArgs {
             .as_deref()
             .map(TokenFile::load)
             .transpose()?;
-        let oidc = self.oidc_settings();
+        let oidc = self.oidc_settings()?;
         let settings = WebSettings {
             listen,
             tls,
@@ -145,8 +145,25 @@ impl WebArgs {
         Ok(Some(settings))
     }
 
-    fn oidc_settings(&self) -> Option<OidcSettings> {
-        let issuer = self.oidc_issuer.clone()?;
+    fn oidc_settings(&self) -> Result<Option<OidcSettings>, String> {
+        let Some(issuer) = self.oidc_issuer.clone() else {
+            return Ok(None);
+        };
+        // Keys fetched in clear text could be anyone's.
+        for (flag, url) in [
+            ("--oidc-issuer", Some(&issuer)),
+            ("--oidc-jwks", self.oidc_jwks.as_ref()),
+        ] {
+            if let Some(url) = url.filter(|u| u.starts_with("http://")) {
+                let uri: Option<hyper::Uri> = url.parse().ok();
+                let host = uri.as_ref().and_then(|u| u.host()).unwrap_or("");
+                if !matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1") {
+                    return Err(format!(
+                        "{flag} {url}: keys must come over https:// (or from a file)"
+                    ));
+                }
+            }
+        }
         let jwks = match &self.oidc_jwks {
             Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
                 JwksSource::Url(url.clone())
@@ -154,14 +171,14 @@ impl WebArgs {
             Some(path) => JwksSource::File(PathBuf::from(path)),
             None => JwksSource::Discovery,
         };
-        Some(OidcSettings {
+        Ok(Some(OidcSettings {
             issuer,
             audience: self.oidc_audience.clone().unwrap_or_default(),
             jwks,
             role_claim: self.oidc_role_claim.clone(),
             operator_role: self.oidc_operator_role.clone(),
             viewer_role: self.oidc_viewer_role.clone(),
-        })
+        }))
     }
 }
 

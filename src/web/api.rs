@@ -13,7 +13,7 @@ use super::auth::Role;
 use super::live::{Live, LiveTest, ResultSummary};
 use crate::cluster::run::control::Controller;
 use crate::cluster::run::protocol::{ControlReply, ControlRequest, Refusal};
-use crate::cluster::status::ClusterStatus;
+use crate::cluster::status::{ClusterStatus, TestPhase};
 use crate::config::RunArgs;
 use crate::config::definition::resolve_definition;
 use crate::engine::LoadModel;
@@ -227,6 +227,16 @@ impl Api {
                 "a distributed test needs a target rate (tps or a pattern)",
             ));
         };
+        let corners = profile.curve.points().len();
+        if corners > crate::cluster::run::plan::MAX_CURVE_POINTS {
+            return Err(ApiError::field(
+                "test.pattern",
+                format!(
+                    "the rate curve has {corners} corners, above the limit of {}",
+                    crate::cluster::run::plan::MAX_CURVE_POINTS
+                ),
+            ));
+        }
         Ok(Validation {
             task: settings.task.name.clone(),
             curve: profile.curve.points().to_vec(),
@@ -298,7 +308,15 @@ impl Api {
             .live
             .snapshot()
             .and_then(|f| f.test)
-            .filter(|t| self.live.result(&t.id).is_none())
+            .filter(|t| {
+                matches!(
+                    t.phase,
+                    TestPhase::Created
+                        | TestPhase::Distributing
+                        | TestPhase::Running
+                        | TestPhase::Stopping
+                )
+            })
             .map(|mut t| {
                 t.points.clear();
                 t
@@ -318,12 +336,12 @@ impl Api {
             if reply.ok {
                 return Ok(reply);
             }
+            if reply.worth_retrying(&command) && tokio::time::Instant::now() < patience {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
             let status = match reply.refusal {
-                Some(Refusal::Retry) if tokio::time::Instant::now() < patience => {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    continue;
-                }
-                Some(Refusal::Retry) => 503,
+                Some(Refusal::Retry | Refusal::Uncertain) => 503,
                 Some(Refusal::Invalid) => 400,
                 Some(Refusal::Conflict) => 409,
                 Some(Refusal::Unavailable) | None => 409,

@@ -32,6 +32,13 @@ pub const FRAME_INTERVAL: Duration = Duration::from_secs(1);
 pub const KEPT_RESULTS: usize = 20;
 /// Frames a subscriber may fall behind before it is sent a snapshot.
 const FRAME_BACKLOG: usize = 16;
+/// Most corners of the rate curve a frame carries.
+const DRAWN_CORNERS: usize = 1_000;
+/// Most seconds kept for snapshots (4 hours); older ones are folded.
+const KEPT_POINTS: usize = 14_400;
+/// Tests followed to their end (or given up on) that are not followed
+/// again while their plan lingers in the state.
+const REMEMBERED: usize = 64;
 
 /// Three percentiles of one second, µs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -255,6 +262,7 @@ impl Live {
                 shared.points.clear();
             }
             shared.points.extend_from_slice(new_points);
+            fold_oldest(&mut shared.points);
             frame.results = shared.results.iter().map(FinishedTest::summary).collect();
             let frame = Arc::new(frame);
             let mut kept = (*frame).clone();
@@ -284,6 +292,9 @@ pub async fn watch(
     status: watch::Receiver<Arc<ClusterStatus>>,
 ) {
     let mut following: Vec<Watched> = Vec::new();
+    // Tests followed to their end: never followed again (a deleted
+    // result's plan may linger in the state a moment).
+    let mut done: VecDeque<String> = VecDeque::new();
     let mut shown: Option<String> = None;
     // The last test stays on show, its points kept, until another starts.
     let mut last_test: Option<LiveTest> = None;
@@ -293,9 +304,10 @@ pub async fn watch(
     loop {
         tick.tick().await;
         let cluster = status.borrow().clone();
+        let mut started = false;
         if let Some(plan) = controller.machine.state().plan
             && !following.iter().any(|f| f.follow.test_id() == plan.test_id)
-            && live.result(&plan.test_id).is_none()
+            && !done.contains(&plan.test_id)
         {
             let peers = cluster
                 .members
@@ -303,11 +315,17 @@ pub async fn watch(
                 .map(|m| (m.id.clone(), m.address))
                 .collect();
             match Follow::new(&plan, peers, origin_of(plan.test_start_unix_ms)) {
-                Ok(follow) => following.push(Watched {
-                    follow,
-                    next_second: 0,
-                }),
-                Err(e) => tracing::warn!("cannot follow test {}: {e}", plan.test_id),
+                Ok(follow) => {
+                    started = true;
+                    following.push(Watched {
+                        follow,
+                        next_second: 0,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("cannot follow test {}: {e}", plan.test_id);
+                    remember(&mut done, plan.test_id.clone());
+                }
             }
         }
         for followed in &mut following {
@@ -338,12 +356,13 @@ pub async fn watch(
             t.points.clear();
             t
         });
-        let new_test = frame_test.as_ref().map(|t: &LiveTest| &t.id) != shown.as_ref();
+        let new_test = started || frame_test.as_ref().map(|t: &LiveTest| &t.id) != shown.as_ref();
         shown = frame_test.as_ref().map(|t| t.id.clone());
         let mut still = Vec::new();
         for followed in following.drain(..) {
             if followed.follow.is_done() || followed.follow.overdue().is_some() {
                 let id = followed.follow.test_id().to_owned();
+                remember(&mut done, id.clone());
                 match followed.follow.finish() {
                     Ok(done) => live.keep(finished(id, done)),
                     Err(e) => tracing::warn!("test {id}: {e}"),
@@ -365,12 +384,72 @@ pub async fn watch(
     }
 }
 
+fn remember(done: &mut VecDeque<String>, id: String) {
+    done.push_back(id);
+    if done.len() > REMEMBERED {
+        done.pop_front();
+    }
+}
+
 fn finished(id: String, done: Followed) -> FinishedTest {
     FinishedTest {
         id,
         report: Arc::new(done.report),
         target_rate: done.target_rate,
     }
+}
+
+/// Corners of `curve` enough to draw it: all of them up to
+/// [`DRAWN_CORNERS`], else the rate at that many even instants (a frame a
+/// second to every browser must stay small whatever the pattern).
+fn drawn_curve(curve: &RateCurve) -> Vec<RatePoint> {
+    let corners = curve.points();
+    if corners.len() <= DRAWN_CORNERS {
+        return corners.to_vec();
+    }
+    let length = curve.duration();
+    (0..DRAWN_CORNERS)
+        .map(|i| {
+            let at = length * i as f64 / (DRAWN_CORNERS - 1) as f64;
+            RatePoint {
+                at,
+                rate: curve.rate_at(at),
+            }
+        })
+        .collect()
+}
+
+/// Folds the older half of `points` in pairs once there are more than
+/// [`KEPT_POINTS`]: counts add, rates average, percentiles keep the higher
+/// (a slow second stays visible).
+fn fold_oldest(points: &mut Vec<LivePoint>) {
+    if points.len() <= KEPT_POINTS {
+        return;
+    }
+    let half = points.len() / 2;
+    let folded: Vec<LivePoint> = points[..half]
+        .chunks(2)
+        .map(|pair| {
+            let (a, b) = (&pair[0], pair.last().unwrap_or(&pair[0]));
+            let worse = |x: &Quantiles, y: &Quantiles| Quantiles {
+                p50: x.p50.max(y.p50),
+                p90: x.p90.max(y.p90),
+                p99: x.p99.max(y.p99),
+            };
+            LivePoint {
+                second: a.second,
+                target: (a.target + b.target) / 2.0,
+                achieved: (a.achieved + b.achieved) / 2.0,
+                dispatched: a.dispatched + b.dispatched,
+                dropped: a.dropped + b.dropped,
+                missed: a.missed + b.missed,
+                failure: a.failure + b.failure,
+                latency: worse(&a.latency, &b.latency),
+                service: worse(&a.service, &b.service),
+            }
+        })
+        .collect();
+    points.splice(..half, folded);
 }
 
 /// When a test starting at `start_unix_ms` starts on this process's clock.
@@ -392,16 +471,11 @@ fn live_test(current: &mut Watched, cluster: &ClusterStatus) -> (LiveTest, Vec<L
     let curve = follow.cluster_curve();
     let now_ms = unix_now_ms();
     let elapsed_secs = (now_ms as f64 - plan.test_start_unix_ms as f64) / 1_000.0;
-    let points: Vec<LivePoint> = match follow.closed_from(current.next_second) {
-        Ok(windows) => windows
-            .iter()
-            .map(|w| LivePoint::of(w, curve.as_ref()))
-            .collect(),
-        Err(e) => {
-            tracing::warn!("test {}: merging its windows: {e:#}", plan.test_id);
-            Vec::new()
-        }
-    };
+    let points: Vec<LivePoint> = follow
+        .closed_from(current.next_second)
+        .iter()
+        .map(|w| LivePoint::of(w, curve.as_ref()))
+        .collect();
     if let Some(last) = points.last() {
         current.next_second = last.second + 1;
     }
@@ -426,7 +500,7 @@ fn live_test(current: &mut Watched, cluster: &ClusterStatus) -> (LiveTest, Vec<L
                 c.rate_at(elapsed_secs)
             }
         }),
-        curve: curve.map(|c| c.points().to_vec()).unwrap_or_default(),
+        curve: curve.as_ref().map(drawn_curve).unwrap_or_default(),
         shares: plan.shares.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         totals,
         points: points.clone(),

@@ -125,6 +125,9 @@ impl Oidc {
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.settings.issuer]);
         validation.set_audience(&[&self.settings.audience]);
+        // Checked only when present unless required: a token of the same
+        // issuer for another audience must not pass for lacking one.
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
         let claims = decode::<Map<String, Value>>(token, &key, &validation)
@@ -227,8 +230,17 @@ async fn discover_jwks_uri(http: &HttpClient, issuer: &str) -> Result<String, St
         .send(Method::GET, &url, &[], bytes::Bytes::new())
         .await
         .map_err(|e| format!("OIDC discovery: {e:#}"))?;
+    if !answer.status.is_success() {
+        return Err(format!("OIDC discovery: {url} answered {}", answer.status));
+    }
     let document: Value = serde_json::from_slice(&answer.body)
         .map_err(|e| format!("OIDC discovery: {url} is not JSON: {e}"))?;
+    if document["issuer"].as_str() != Some(issuer) {
+        return Err(format!(
+            "OIDC discovery: {url} names issuer {} rather than {issuer}",
+            document["issuer"]
+        ));
+    }
     document["jwks_uri"]
         .as_str()
         .map(str::to_owned)

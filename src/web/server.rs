@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use super::api::{Api, ApiError, StartRequest, UpdateRequest, allow};
 use super::assets;
@@ -29,9 +30,9 @@ use crate::export::html;
 /// The body of every response.
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
-/// Largest request body accepted (a definition's inlined body and points
-/// fit well within it).
-pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// Largest request body accepted: what a peer message may carry (a
+/// definition's inlined body, up to 256 KiB, fits well within it).
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 /// Longest a client may take to send its request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often an idle event stream says it is alive.
@@ -42,6 +43,8 @@ pub struct WebServer {
     local_addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
     watcher: tokio::task::JoinHandle<()>,
+    /// Ends every open connection (event streams too) on drop.
+    connections: CancellationToken,
 }
 
 impl WebServer {
@@ -56,11 +59,13 @@ impl WebServer {
         watcher: tokio::task::JoinHandle<()>,
     ) -> std::io::Result<Self> {
         let local_addr = listener.local_addr()?;
-        let task = tokio::spawn(accept(listener, api, auth, tls));
+        let connections = CancellationToken::new();
+        let task = tokio::spawn(accept(listener, api, auth, tls, connections.clone()));
         Ok(Self {
             local_addr,
             task,
             watcher,
+            connections,
         })
     }
 
@@ -74,6 +79,7 @@ impl Drop for WebServer {
     fn drop(&mut self) {
         self.task.abort();
         self.watcher.abort();
+        self.connections.cancel();
     }
 }
 
@@ -82,6 +88,7 @@ async fn accept(
     api: Arc<Api>,
     auth: Arc<Providers>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    connections: CancellationToken,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
@@ -91,7 +98,8 @@ async fn accept(
             continue;
         };
         let (api, auth, acceptor) = (Arc::clone(&api), Arc::clone(&auth), acceptor.clone());
-        tokio::spawn(async move {
+        let cancel = connections.clone();
+        tokio::spawn(cancel.run_until_cancelled_owned(async move {
             let Some(acceptor) = acceptor else {
                 return serve(TokioIo::new(stream), None, api, auth).await;
             };
@@ -107,7 +115,7 @@ async fn accept(
                 .and_then(|chain| chain.first())
                 .map(|c| Arc::new(c.to_vec()));
             serve(TokioIo::new(tls), certificate, api, auth).await;
-        });
+        }));
     }
 }
 
@@ -142,6 +150,15 @@ async fn answer(
     let method = request.method().clone();
     if !path.starts_with("/api/") {
         return static_file(&method, &path);
+    }
+    if auth.is_open() && !names_loopback(&request) {
+        // Without authentication the API trusts loopback; a page whose name
+        // was re-pointed at 127.0.0.1 (DNS rebinding) must not pass for it.
+        return error_response(&ApiError::new(
+            403,
+            "without authentication this API answers only requests to localhost, \
+             127.0.0.1 or [::1]",
+        ));
     }
     if path == "/api/v1/openapi.json" {
         return match method {
@@ -238,6 +255,22 @@ async fn route(
         (_, ["tests", _, _]) => Err(not_allowed("GET")),
         _ => Err(ApiError::new(404, format!("no endpoint {path}"))),
     }
+}
+
+/// Whether the request's `Host` names this machine's loopback.
+fn names_loopback<B>(request: &Request<B>) -> bool {
+    let Some(host) = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    matches!(name, "localhost" | "127.0.0.1" | "::1")
 }
 
 fn unknown_test(id: &str) -> ApiError {
@@ -380,10 +413,11 @@ async fn read_json<T: serde::de::DeserializeOwned>(
         .collect()
         .await
         .map_err(|e| {
-            ApiError::new(
-                413,
-                format!("the body could not be read or is above {MAX_REQUEST_BYTES} bytes: {e}"),
-            )
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::new(413, format!("the body is above {MAX_REQUEST_BYTES} bytes"))
+            } else {
+                ApiError::new(400, format!("the body could not be read: {e}"))
+            }
         })?
         .to_bytes();
     serde_json::from_slice(&body).map_err(|e| ApiError::new(400, format!("the body: {e}")))
@@ -434,4 +468,39 @@ fn bytes(status: u16, content_type: &'static str, body: Bytes) -> Response<Body>
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn to(host: &str) -> Request<()> {
+        Request::builder()
+            .uri("/api/v1/me")
+            .header(header::HOST, host)
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn an_open_api_answers_only_requests_naming_loopback() {
+        for host in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "[::1]:8080",
+            "localhost",
+        ] {
+            assert!(names_loopback(&to(host)), "{host}");
+        }
+        for host in [
+            "evil.example:8080",
+            "127.0.0.1.evil.example",
+            "[::2]:80",
+            "",
+        ] {
+            assert!(!names_loopback(&to(host)), "{host}");
+        }
+        let no_host = Request::builder().uri("/").body(()).unwrap();
+        assert!(!names_loopback(&no_host));
+    }
 }

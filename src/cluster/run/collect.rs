@@ -195,7 +195,7 @@ impl Collection {
         &self,
         from: u64,
         lost_after: Duration,
-    ) -> anyhow::Result<Vec<crate::metrics::WindowReport>> {
+    ) -> Vec<crate::metrics::WindowReport> {
         let settled = |i: usize, part: &Part| {
             part.finished()
                 || self.parts[i + 1..].iter().any(|p| p.name == part.name)
@@ -209,19 +209,28 @@ impl Collection {
             let series = &part.report.series;
             series[..closed_windows(series)]
                 .last()
-                .map_or(0, |w| w.second + 1)
+                .map_or(0, |w| w.second.saturating_add(1))
         };
+        // A peer expected but not heard from yet holds every second up
+        // until it answers or counts as silent.
+        let unheard = self
+            .heard
+            .iter()
+            .any(|(name, heard)| self.latest(name).is_none() && heard.elapsed() <= lost_after);
         let unsettled = self
             .parts
             .iter()
             .enumerate()
             .filter(|(i, part)| !settled(*i, part))
             .map(|(_, part)| closed_end(part))
+            .chain(unheard.then_some(from))
             .min();
         // Settled incarnations hold nobody up: their windows are all there.
         let Some(until) = unsettled.or_else(|| self.parts.iter().map(closed_end).max()) else {
-            return Ok(Vec::new());
+            return Vec::new();
         };
+        // A peer's garbled second (far ahead) must not make this spin.
+        let until = until.min(from.saturating_add(MAX_SECONDS_AT_ONCE));
         let mut merged = Vec::new();
         for second in from..until {
             let windows: Vec<&crate::metrics::WindowReport> = self
@@ -236,11 +245,23 @@ impl Collection {
                     Some(&p.report.series[at]).filter(|w| !w.open)
                 })
                 .collect();
-            if let Some(window) = crate::export::merge::merge_windows(&windows)? {
-                merged.push(window);
+            match crate::export::merge::merge_windows(&windows) {
+                Ok(Some(window)) => merged.push(window),
+                Ok(None) => {}
+                // One peer's undecodable histograms: that second without them.
+                Err(e) => {
+                    tracing::warn!("second {second}: a window does not merge ({e:#}); left out");
+                    let sound: Vec<_> = windows
+                        .into_iter()
+                        .filter(|w| crate::export::merge::merge_windows(&[w]).is_ok())
+                        .collect();
+                    if let Ok(Some(window)) = crate::export::merge::merge_windows(&sound) {
+                        merged.push(window);
+                    }
+                }
             }
         }
-        Ok(merged)
+        merged
     }
 
     /// The parts to merge and what was lost, with `plan` (the latest) and
@@ -299,6 +320,9 @@ impl Collection {
             .map(|g| (g - self.test_start_unix_ms) as f64 / 1_000.0)
     }
 }
+
+/// Most seconds [`Collection::closed_from`] merges in one call.
+const MAX_SECONDS_AT_ONCE: u64 = 3_600;
 
 /// How the report labels the `count`th incarnation of `name`.
 fn label_of(name: &str, count: usize) -> String {

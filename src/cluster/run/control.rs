@@ -14,7 +14,7 @@ use crate::cluster::consensus::{self, Command, CommitError, Raft};
 use crate::cluster::endpoint::{Network, Requester, StreamKind};
 use crate::cluster::run::figures::TestFigures;
 use crate::cluster::run::plan::{
-    DistributionStrategy, Plan, PlanError, Strategies, TestDefinition,
+    DistributionStrategy, MAX_CURVE_POINTS, Plan, PlanError, Strategies, TestDefinition,
 };
 use crate::cluster::run::protocol::{ControlReply, ControlRequest, Refusal};
 use crate::cluster::run::runner::{self, Quorum};
@@ -111,7 +111,18 @@ impl Controller {
             };
             // Also say who runs the test now, so a waiting client learns of
             // peers that joined it at a later epoch.
-            let plan = self.machine.state().plan.filter(|p| &p.test_id == test_id);
+            // Its epochs and rate updates, not its definition: the client
+            // has that, and a long curve would swell every answer.
+            let plan = self
+                .machine
+                .state()
+                .plan
+                .filter(|p| &p.test_id == test_id)
+                .map(|mut p| {
+                    p.definition.curve.clear();
+                    p.definition.settings.clear();
+                    p
+                });
             let peers = self
                 .status
                 .status()
@@ -179,13 +190,14 @@ impl Controller {
                 {
                     Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                         ControlReply::refused(
-                            Refusal::Retry,
+                            Refusal::Uncertain,
                             format!("bad reply from the leader: {e}"),
                         )
                     }),
+                    // It may have arrived and been done.
                     Err(e) => ControlReply::refused(
-                        Refusal::Retry,
-                        format!("cannot reach the leader: {e:#}"),
+                        Refusal::Uncertain,
+                        format!("no answer from the leader: {e:#}"),
                     ),
                 }
             }
@@ -203,6 +215,16 @@ impl Controller {
             } => self.start(*run, &distribution, request_id).await,
             ControlRequest::Stop => self.stop().await,
             ControlRequest::Update(tps) => self.update(RateChange::Constant(tps)).await,
+            ControlRequest::UpdatePattern(points) if points.len() > MAX_CURVE_POINTS => {
+                ControlReply::refused(
+                    Refusal::Invalid,
+                    format!(
+                        "the new pattern has {} corners, above the limit of {MAX_CURVE_POINTS} \
+                         (a plan rides in every Raft entry and peer message)",
+                        points.len()
+                    ),
+                )
+            }
             ControlRequest::UpdatePattern(points) => match RateCurve::new(points) {
                 Ok(curve) if curve.duration() > 0.0 => {
                     self.update(RateChange::Pattern(curve)).await
@@ -320,7 +342,11 @@ impl Controller {
             .await
             .map_err(|e| match e {
                 CommitError::Refused(message) => ControlReply::refused(Refusal::Conflict, message),
-                e => ControlReply::refused(Refusal::Retry, format!("could not commit {what}: {e}")),
+                // A commit that timed out may still be applied.
+                e => ControlReply::refused(
+                    Refusal::Uncertain,
+                    format!("could not confirm the commit of {what}: {e}"),
+                ),
             })
     }
 

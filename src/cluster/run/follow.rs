@@ -125,7 +125,7 @@ impl Follow {
 
     /// The cluster's windows from second `from` on that every running
     /// peer has closed (see [`Collection::closed_from`]).
-    pub fn closed_from(&self, from: u64) -> anyhow::Result<Vec<crate::metrics::WindowReport>> {
+    pub fn closed_from(&self, from: u64) -> Vec<crate::metrics::WindowReport> {
         self.collection.closed_from(from, LOST_AFTER)
     }
 
@@ -175,8 +175,13 @@ impl Follow {
             && plan.test_id == self.plan.test_id
             && plan.epoch > self.plan.epoch
         {
-            self.end = self.end_of(plan);
-            self.plan = plan.clone();
+            // Answers leave the definition out: it never changes.
+            let plan = Plan {
+                definition: self.plan.definition.clone(),
+                ..plan.clone()
+            };
+            self.end = self.end_of(&plan);
+            self.plan = plan;
         }
         for id in reply.plan.iter().flat_map(|p| p.shares.keys()) {
             self.collection.expect(id);

@@ -271,6 +271,13 @@ impl TestDefinition {
         let LoadModel::Open { profile, .. } = &settings.engine.load else {
             return Err("a distributed test needs a target rate (--tps or a pattern)".into());
         };
+        let corners = profile.curve.points().len();
+        if corners > MAX_CURVE_POINTS {
+            return Err(format!(
+                "the rate curve has {corners} corners, above the limit of {MAX_CURVE_POINTS} \
+                 (a longer sine period, fewer steps or points)"
+            ));
+        }
         let definition = TestDefinition {
             settings: serde_json::to_string(args).map_err(|e| e.to_string())?,
             curve: profile.curve.points().to_vec(),
@@ -279,6 +286,11 @@ impl TestDefinition {
         Ok((definition, settings))
     }
 }
+
+/// Most corners a test's rate curve (or a new pattern) may have: a plan
+/// rides in every Raft entry and in peer messages, which are bounded
+/// (a sine compiles to 72 corners a period).
+pub const MAX_CURVE_POINTS: usize = 20_000;
 
 /// When a test ends, from its plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -61,9 +61,13 @@ pub enum ControlRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Refusal {
-    /// No leader is known, reachable or confirmed right now, or a commit
-    /// did not finish: the same request may be sent again in a moment.
+    /// No leader is known or confirmed right now: nothing was done, and
+    /// the same request may be sent again in a moment.
     Retry,
+    /// The leader could not be heard back from, or a commit did not finish
+    /// in time: the command may or may not have been done. Only a request
+    /// safe to repeat (a start, with its request id) should be sent again.
+    Uncertain,
     /// The request itself is wrong (bad settings, unknown strategy).
     Invalid,
     /// It does not fit the cluster's state (a test already running, none
@@ -99,7 +103,24 @@ pub struct ControlReply {
     pub generation: Option<u64>,
 }
 
+impl ControlRequest {
+    /// Whether sending it again after an uncertain outcome cannot do it
+    /// twice: a start carries its request id, reads change nothing.
+    pub fn is_repeatable(&self) -> bool {
+        !matches!(self, Self::Stop | Self::Update(_) | Self::UpdatePattern(_))
+    }
+}
+
 impl ControlReply {
+    /// Whether `request`, refused with this reply, may be sent again.
+    pub fn worth_retrying(&self, request: &ControlRequest) -> bool {
+        match self.refusal {
+            Some(Refusal::Retry) => true,
+            Some(Refusal::Uncertain) => request.is_repeatable(),
+            _ => false,
+        }
+    }
+
     /// A reply saying the request was not done, and why.
     pub fn refused(refusal: Refusal, message: impl Into<String>) -> Self {
         Self {

@@ -84,7 +84,7 @@
             const event = buffer.slice(0, end);
             buffer = buffer.slice(end + 2);
             const data = event.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-            if (data) onFrame(JSON.parse(data));
+            if (data) showFrame(data);
           }
         }
       } catch (e) {
@@ -93,6 +93,15 @@
       await new Promise((r) => setTimeout(r, 2000));
     }
     streaming = false;
+  }
+
+  /** A frame that cannot be shown is reported, never left to end the stream. */
+  function showFrame(data) {
+    try {
+      onFrame(JSON.parse(data));
+    } catch (e) {
+      console.warn("a live frame could not be shown:", e);
+    }
   }
 
   function onFrame(frame) {
@@ -138,7 +147,11 @@
     state.liveCharts = null;
     state.view = null;
     if (!state.role) return loginView(main);
-    if (name === "results" && rest.length) return resultView(main, decodeURIComponent(rest.join("/")));
+    if (name === "results" && rest.length) {
+      let id = rest.join("/");
+      try { id = decodeURIComponent(id); } catch (e) { /* shown as typed */ }
+      return resultView(main, id);
+    }
     const view = views[name] || clusterView;
     state.view = view;
     view(main, true);
@@ -433,7 +446,32 @@
     stop.addEventListener("click", async () => {
       try { await api("POST", "/tests/current/stop"); } catch (e) { message.textContent = e.message; }
     });
-    if (state.role === "operator") controls.append(h("label", { class: "field" }, h("span", {}, "rate per second"), rate), change, stop, message);
+    // A new pattern for the rest of the test: its kind and its fields.
+    const kind = h("select", { id: "new-pattern" }, Object.keys(PATTERN_FIELDS).map((k) => h("option", { value: k }, k)));
+    const patternFields = h("span", { class: "row", id: "new-pattern-fields" });
+    const patternInputs = {};
+    const layoutPattern = () => {
+      patternFields.replaceChildren(...PATTERN_FIELDS[kind.value].map((name) => {
+        patternInputs[name] = patternInputs[name] || h("input", { type: NUMERIC.has(name) ? "number" : "text", id: "p-" + name, step: "any", size: "10" });
+        return h("label", { class: "field" }, h("span", {}, LABELS[name]), patternInputs[name]);
+      }));
+    };
+    kind.addEventListener("change", layoutPattern);
+    layoutPattern();
+    const apply = h("button", { id: "apply-pattern" }, "Apply the pattern");
+    apply.addEventListener("click", async () => {
+      message.textContent = "";
+      const pattern = { pattern: kind.value };
+      for (const name of PATTERN_FIELDS[kind.value]) {
+        const v = patternInputs[name].value.trim();
+        if (v !== "") pattern[name] = NUMERIC.has(name) ? Number(v) : v;
+      }
+      try { await api("PATCH", "/tests/current", { pattern }); } catch (e) { message.textContent = (e.field ? e.field + ": " : "") + e.message; }
+    });
+    if (state.role === "operator") {
+      controls.append(h("label", { class: "field" }, h("span", {}, "rate per second"), rate), change, stop, message,
+        h("div", { class: "row wide" }, h("label", { class: "field" }, h("span", {}, "or a new pattern from now on"), kind), patternFields, apply));
+    }
     main.replaceChildren(
       h("h2", {}, "Live test ", h("span", { id: "live-id" }, test.id)),
       h("div", { class: "cards", id: "live-cards" }), controls, charts,
@@ -470,7 +508,7 @@
       card("errors", totals ? totals.failure + " (" + (totals.error_rate * 100).toFixed(2) + " %)" : "0"),
       card("dropped", totals ? String(totals.dropped) : "0"));
     const controls = document.getElementById("controls");
-    controls.querySelectorAll("button, input").forEach((b) => (b.disabled = over));
+    controls.querySelectorAll("button, input, select").forEach((b) => (b.disabled = over));
     // The target line: the plan's whole curve, so the future shows too.
     const curve = test.curve.map((p) => [p.at, p.rate]);
     const x = (p) => p.second + 0.5;
