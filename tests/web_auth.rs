@@ -127,14 +127,11 @@ fn https(
     if stream.read_to_end(&mut raw).is_err() && raw.is_empty() {
         return (0, Value::Null);
     }
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let answer = common::http::parse(&raw);
+    (
+        answer.status,
+        serde_json::from_str(&answer.body).unwrap_or(Value::Null),
+    )
 }
 
 /// A certificate chain and its key.

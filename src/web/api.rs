@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use super::auth::Role;
 use super::live::{Live, LiveTest, ResultSummary};
 use crate::cluster::run::control::Controller;
+use crate::cluster::run::plan::check_corners;
 use crate::cluster::run::protocol::{ControlReply, ControlRequest, Refusal};
 use crate::cluster::status::{ClusterStatus, TestPhase};
 use crate::config::RunArgs;
@@ -210,8 +211,14 @@ impl Api {
 
     /// What `test` compiles to, or the field that is wrong.
     pub fn validate(&self, request: &StartRequest) -> Result<Validation, ApiError> {
+        self.compile(request).map(|(_, validation)| validation)
+    }
+
+    /// `test`'s settings and what they compile to, or the field that is
+    /// wrong.
+    fn compile(&self, request: &StartRequest) -> Result<(RunArgs, Validation), ApiError> {
         let args = test_args(&request.test, "test")?;
-        let settings = resolve_definition(args).map_err(|e| config_error(e, "test"))?;
+        let settings = resolve_definition(args.clone()).map_err(|e| config_error(e, "test"))?;
         if let Err(e) = self.controller.registry.build(&settings.task) {
             return Err(ApiError::field("test.task", format!("{e:#}")));
         }
@@ -227,29 +234,21 @@ impl Api {
                 "a distributed test needs a target rate (tps or a pattern)",
             ));
         };
-        let corners = profile.curve.points().len();
-        if corners > crate::cluster::run::plan::MAX_CURVE_POINTS {
-            return Err(ApiError::field(
-                "test.pattern",
-                format!(
-                    "the rate curve has {corners} corners, above the limit of {}",
-                    crate::cluster::run::plan::MAX_CURVE_POINTS
-                ),
-            ));
-        }
-        Ok(Validation {
+        check_corners(profile.curve.points().len())
+            .map_err(|why| ApiError::field("test.pattern", why))?;
+        let validation = Validation {
             task: settings.task.name.clone(),
             curve: profile.curve.points().to_vec(),
             duration_secs: profile.curve.duration(),
             total_arrivals: ArrivalSchedule::new(profile.curve.clone()).total_arrivals(),
             warmup_secs: profile.warmup_secs,
-        })
+        };
+        Ok((args, validation))
     }
 
     /// Starts a test.
     pub async fn start(&self, request: StartRequest) -> Result<CommandAnswer, ApiError> {
-        self.validate(&request)?;
-        let run = test_args(&request.test, "test")?;
+        let (run, _) = self.compile(&request)?;
         let command = ControlRequest::Start {
             run: Box::new(run),
             distribution: request.distribution.unwrap_or_else(|| "equal".into()),

@@ -467,10 +467,19 @@ fn origin_of(start_unix_ms: u64) -> Instant {
 /// The frame's view of `current`, and its newly closed seconds.
 fn live_test(current: &mut Watched, cluster: &ClusterStatus) -> (LiveTest, Vec<LivePoint>) {
     let follow = &mut current.follow;
-    let plan = follow.plan().clone();
+    // What the frame needs of the plan (not a copy of its definition).
+    let (test_id, epoch, start_ms, shares, events) = {
+        let plan = follow.plan();
+        (
+            plan.test_id.clone(),
+            plan.epoch,
+            plan.test_start_unix_ms,
+            Arc::clone(&plan.shares),
+            plan.epoch_events(),
+        )
+    };
     let curve = follow.cluster_curve();
-    let now_ms = unix_now_ms();
-    let elapsed_secs = (now_ms as f64 - plan.test_start_unix_ms as f64) / 1_000.0;
+    let elapsed_secs = (unix_now_ms() as f64 - start_ms as f64) / 1_000.0;
     let points: Vec<LivePoint> = follow
         .closed_from(current.next_second)
         .iter()
@@ -479,18 +488,18 @@ fn live_test(current: &mut Watched, cluster: &ClusterStatus) -> (LiveTest, Vec<L
     if let Some(last) = points.last() {
         current.next_second = last.second + 1;
     }
-    let holders: Vec<String> = plan.shares.keys().cloned().collect();
-    let totals = TestFigures::merge(&plan.test_id, follow.summaries(), &holders).ok();
-    let phase = match cluster.test.as_ref().filter(|t| t.id == plan.test_id) {
+    let holders: Vec<String> = shares.keys().cloned().collect();
+    let totals = TestFigures::merge(&test_id, follow.summaries(), &holders).ok();
+    let phase = match cluster.test.as_ref().filter(|t| t.id == test_id) {
         Some(TestStatus { phase, .. }) => *phase,
         // The plan is gone from the state: the test is over (its last
         // reports may still be on their way).
         None => TestPhase::Stopping,
     };
     let test = LiveTest {
-        id: plan.test_id.clone(),
+        id: test_id,
         phase,
-        epoch: plan.epoch,
+        epoch,
         elapsed_secs,
         duration_secs: curve.as_ref().map_or(0.0, RateCurve::duration),
         target_rate: curve.as_ref().map_or(0.0, |c| {
@@ -501,10 +510,10 @@ fn live_test(current: &mut Watched, cluster: &ClusterStatus) -> (LiveTest, Vec<L
             }
         }),
         curve: curve.as_ref().map(drawn_curve).unwrap_or_default(),
-        shares: plan.shares.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        shares: shares.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         totals,
         points: points.clone(),
-        events: plan.epoch_events(),
+        events,
     };
     (test, points)
 }

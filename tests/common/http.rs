@@ -12,14 +12,8 @@ pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_owned()))
+    let answer = parse(&raw);
+    Ok((answer.status, answer.body))
 }
 
 /// An answer: status, headers (names lowercased) and body.
@@ -72,7 +66,13 @@ pub fn request(
     stream.write_all(body.as_bytes())?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
+    Ok(parse(&raw))
+}
+
+/// A whole HTTP/1.x answer as read off the wire (status 0 if garbled).
+#[allow(dead_code)]
+pub fn parse(raw: &[u8]) -> Answer {
+    let text = String::from_utf8_lossy(raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
     let status = lines
@@ -92,11 +92,11 @@ pub fn request(
     } else {
         body.to_owned()
     };
-    Ok(Answer {
+    Answer {
         status,
         headers,
         body,
-    })
+    }
 }
 
 /// The payload of a chunked body.

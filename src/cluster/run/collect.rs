@@ -158,30 +158,28 @@ impl Collection {
                     .all(|n| self.heard[n].elapsed() > lost_after))
     }
 
-    /// Each incarnation's figures so far, labelled `name` for the first and
-    /// `name#2`, `name#3` for later ones (as [`Collection::finish`] does).
-    pub fn labelled(&self) -> Vec<(String, Report)> {
+    /// Each incarnation's label, in order: `name` for the first and
+    /// `name#2`, `name#3` for later ones.
+    fn labels(&self) -> Vec<String> {
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         self.parts
             .iter()
             .map(|part| {
                 let count = seen.entry(&part.name).or_insert(0);
                 *count += 1;
-                (label_of(&part.name, *count), part.report.clone())
+                label_of(&part.name, *count)
             })
             .collect()
     }
 
     /// Each incarnation's figures so far without their series (cheap to
-    /// merge every second), labelled as [`Collection::labelled`] does.
+    /// merge every second), labelled as [`Collection::finish`] labels them.
     pub fn summaries(&mut self) -> Vec<(String, Report)> {
-        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let labels = self.labels();
         let mut out = Vec::with_capacity(self.parts.len());
-        for part in &mut self.parts {
-            let count = seen.entry(part.name.clone()).or_insert(0);
-            *count += 1;
+        for (part, label) in self.parts.iter_mut().zip(labels) {
             let series = std::mem::take(&mut part.report.series);
-            out.push((label_of(&part.name, *count), part.report.clone()));
+            out.push((label, part.report.clone()));
             part.report.series = series;
         }
         out
@@ -270,23 +268,22 @@ impl Collection {
         let mut parts = Vec::new();
         let mut lost = Vec::new();
         let mut rejoined = Vec::new();
-        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        let labels = self.labels();
         for (i, part) in self.parts.iter().enumerate() {
-            let count = seen.entry(&part.name).or_insert(0);
-            *count += 1;
-            let label = label_of(&part.name, *count);
-            let successor = self.parts[i + 1..].iter().find(|p| p.name == part.name);
-            if let Some(next) = successor {
+            let label = labels[i].clone();
+            let successor = (i + 1..self.parts.len()).find(|j| self.parts[*j].name == part.name);
+            if let Some(j) = successor {
+                let next = &self.parts[j];
                 rejoined.push(format!(
                     "peer {} rejoined as a new incarnation{}; its figures are {} in the report",
                     part.name,
                     self.secs_of(next.generation)
                         .map_or(String::new(), |s| format!(" at {s:.1} s")),
-                    format_args!("{}#{}", part.name, *count + 1),
+                    labels[j],
                 ));
             }
             if !part.finished() {
-                let until = successor.and_then(|n| self.secs_of(n.generation));
+                let until = successor.and_then(|j| self.secs_of(self.parts[j].generation));
                 lost.push(lost_incarnation(
                     &label,
                     &part.report,

@@ -14,7 +14,7 @@ use crate::cluster::consensus::{self, Command, CommitError, Raft};
 use crate::cluster::endpoint::{Network, Requester, StreamKind};
 use crate::cluster::run::figures::TestFigures;
 use crate::cluster::run::plan::{
-    DistributionStrategy, MAX_CURVE_POINTS, Plan, PlanError, Strategies, TestDefinition,
+    DistributionStrategy, Plan, PlanError, Strategies, TestDefinition, check_corners,
 };
 use crate::cluster::run::protocol::{ControlReply, ControlRequest, Refusal};
 use crate::cluster::run::runner::{self, Quorum};
@@ -215,23 +215,22 @@ impl Controller {
             } => self.start(*run, &distribution, request_id).await,
             ControlRequest::Stop => self.stop().await,
             ControlRequest::Update(tps) => self.update(RateChange::Constant(tps)).await,
-            ControlRequest::UpdatePattern(points) if points.len() > MAX_CURVE_POINTS => {
-                ControlReply::refused(
-                    Refusal::Invalid,
-                    format!(
-                        "the new pattern has {} corners, above the limit of {MAX_CURVE_POINTS} \
-                         (a plan rides in every Raft entry and peer message)",
-                        points.len()
-                    ),
-                )
-            }
-            ControlRequest::UpdatePattern(points) => match RateCurve::new(points) {
-                Ok(curve) if curve.duration() > 0.0 => {
-                    self.update(RateChange::Pattern(curve)).await
+            ControlRequest::UpdatePattern(points) => {
+                // Checked before the curve is built: its size is the limit.
+                let curve = check_corners(points.len())
+                    .and_then(|()| RateCurve::new(points).map_err(|e| e.to_string()));
+                match curve {
+                    Ok(curve) if curve.duration() > 0.0 => {
+                        self.update(RateChange::Pattern(curve)).await
+                    }
+                    Ok(_) => {
+                        ControlReply::refused(Refusal::Invalid, "the new pattern lasts no time")
+                    }
+                    Err(e) => {
+                        ControlReply::refused(Refusal::Invalid, format!("invalid pattern: {e}"))
+                    }
                 }
-                Ok(_) => ControlReply::refused(Refusal::Invalid, "the new pattern lasts no time"),
-                Err(e) => ControlReply::refused(Refusal::Invalid, format!("invalid pattern: {e}")),
-            },
+            }
             ControlRequest::CurrentPlan => ControlReply {
                 ok: true,
                 plan: self.machine.state().plan,

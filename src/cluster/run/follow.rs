@@ -112,12 +112,6 @@ impl Follow {
             .or_else(|| Some(profile.curve.clone()))
     }
 
-    /// Each incarnation's figures so far, labelled as the merged report
-    /// labels them.
-    pub fn parts(&self) -> Vec<(String, Report)> {
-        self.collection.labelled()
-    }
-
     /// Each incarnation's figures so far without their series.
     pub fn summaries(&mut self) -> Vec<(String, Report)> {
         self.collection.summaries()

@@ -271,13 +271,7 @@ impl TestDefinition {
         let LoadModel::Open { profile, .. } = &settings.engine.load else {
             return Err("a distributed test needs a target rate (--tps or a pattern)".into());
         };
-        let corners = profile.curve.points().len();
-        if corners > MAX_CURVE_POINTS {
-            return Err(format!(
-                "the rate curve has {corners} corners, above the limit of {MAX_CURVE_POINTS} \
-                 (a longer sine period, fewer steps or points)"
-            ));
-        }
+        check_corners(profile.curve.points().len())?;
         let definition = TestDefinition {
             settings: serde_json::to_string(args).map_err(|e| e.to_string())?,
             curve: profile.curve.points().to_vec(),
@@ -291,6 +285,18 @@ impl TestDefinition {
 /// rides in every Raft entry and in peer messages, which are bounded
 /// (a sine compiles to 72 corners a period).
 pub const MAX_CURVE_POINTS: usize = 20_000;
+
+/// Whether a rate curve of `corners` corners may ride in a plan; `Err`
+/// says why not.
+pub fn check_corners(corners: usize) -> Result<(), String> {
+    if corners <= MAX_CURVE_POINTS {
+        return Ok(());
+    }
+    Err(format!(
+        "the rate curve has {corners} corners, above the limit of {MAX_CURVE_POINTS} (a plan \
+         rides in every Raft entry and peer message): a longer sine period, fewer steps or points"
+    ))
+}
 
 /// When a test ends, from its plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
