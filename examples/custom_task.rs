@@ -43,7 +43,7 @@ impl Task for Checksum {
             hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
         std::hint::black_box(hash);
-        if self.executions % 1000 == 0 {
+        if self.executions.is_multiple_of(1000) {
             return TaskResult::failure(TaskError::new("checksum_mismatch", "simulated"))
                 .tagged("verify");
         }

@@ -40,6 +40,7 @@ pub fn samples(name: &str) -> Vec<Vec<u8>> {
                 run: Box::new(args),
                 distribution: "equal".into(),
                 request_id: "r".into(),
+                started_by: "fuzz".into(),
             }),
         ],
         "control-reply" => vec![json(&ControlReply {
@@ -87,7 +88,7 @@ fn sample_status() -> ClusterStatus {
         last_heard_ms: 0,
         info: PeerInfo {
             name: id.into(),
-            role: "peer".into(),
+            role: Default::default(),
             weight: 1.0,
             cores: 2,
             cpu_percent: 3.0,

@@ -20,6 +20,8 @@
 //! - [`cluster`]: identical peers as one cluster: the QUIC endpoint and its
 //!   admission, gossip membership (chitchat), discovery, Raft (openraft),
 //!   load plans, the runner of a peer's share and the control commands.
+//! - [`history`]: finished runs kept in a store (SQLite or PostgreSQL),
+//!   compared, and used as the baseline of relative thresholds.
 //! - [`web`]: the HTTP API and web UI any peer serves: authentication,
 //!   live figures pushed to browsers, results as JSON, CSV and HTML.
 //! - [`target`]: a built-in HTTP target for demos, tests and benchmarks.
@@ -40,6 +42,7 @@ pub mod config;
 pub mod engine;
 pub mod export;
 pub mod fuzzing;
+pub mod history;
 pub mod load;
 pub mod logging;
 pub mod metrics;

@@ -7,6 +7,11 @@
 //! means milliseconds). `error_rate` takes `1%` or `0.01`; `rate` (completed
 //! per second, main phase), `count`, `errors`, `dropped` and `missed` take numbers.
 //! Thresholds are evaluated on the main phase only, warmup excluded.
+//!
+//! A signed percentage makes a threshold relative to a baseline run
+//! (`--baseline`, see [`crate::history::baseline`]): `p99<+10%` holds when
+//! the p99 is under 110 % of the baseline's, `rate>-5%` when the rate is
+//! above 95 % of it. A run's own report evaluates only the absolute ones.
 
 use std::fmt;
 use std::str::FromStr;
@@ -83,8 +88,18 @@ pub struct Threshold {
     pub metric: Metric,
     /// How it compares.
     pub op: Op,
-    /// The limit, in the metric's unit (ns for latencies, 0–1 for rates).
-    pub limit: f64,
+    /// The limit.
+    pub limit: Limit,
+}
+
+/// What a threshold's value is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    /// A value in the metric's unit (ns for latencies, 0–1 for rates).
+    Absolute(f64),
+    /// A change relative to a baseline run's value: 0.10 for `+10%`,
+    /// -0.05 for `-5%`.
+    Relative(f64),
 }
 
 /// The main-phase figures thresholds are checked against.
@@ -116,6 +131,9 @@ pub struct ThresholdResult {
     pub actual: String,
     /// Whether it held.
     pub passed: bool,
+    /// For a relative threshold: the baseline run's value and id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
 }
 
 impl FromStr for Threshold {
@@ -196,12 +214,24 @@ fn parse_percentile(digits: &str) -> Result<f64, String> {
     }
 }
 
-fn parse_limit(metric: Metric, value: &str) -> Result<f64, String> {
+fn parse_limit(metric: Metric, value: &str) -> Result<Limit, String> {
     let number = |v: &str| {
         v.parse::<f64>()
             .map_err(|_| format!("'{v}' is not a number"))
     };
-    match metric {
+    if value.starts_with(['+', '-']) {
+        let Some(pct) = value.strip_suffix('%') else {
+            return Err(format!(
+                "'{value}': a signed value is relative to the baseline and needs a % (like +10%)"
+            ));
+        };
+        let change = number(pct)? / 100.0;
+        if !change.is_finite() || change <= -1.0 {
+            return Err(format!("'{value}' is not a change a value can make"));
+        }
+        return Ok(Limit::Relative(change));
+    }
+    let absolute = match metric {
         Metric::Latency(..) => match value.parse::<f64>() {
             Ok(ms) => Ok(ms * 1e6),
             Err(_) => parse_duration(value).map(|d| d.as_nanos() as f64),
@@ -211,23 +241,63 @@ fn parse_limit(metric: Metric, value: &str) -> Result<f64, String> {
             None => number(value),
         },
         _ => number(value),
-    }
+    }?;
+    Ok(Limit::Absolute(absolute))
 }
 
 impl Threshold {
-    /// Checks the threshold against `input`.
+    /// Whether it is judged against a baseline run.
+    pub fn is_relative(&self) -> bool {
+        matches!(self.limit, Limit::Relative(_))
+    }
+
+    /// Checks the threshold against `input`; a relative one against
+    /// `input` and its baseline's figures, `baseline`
+    /// ([`Threshold::evaluate_against`]). Called on a relative one, it
+    /// fails, saying that no baseline was given.
     pub fn evaluate(&self, input: &ThresholdInput<'_>) -> ThresholdResult {
         let actual = self.measure(input);
+        match self.limit {
+            Limit::Absolute(limit) => self.verdict(actual, limit, None),
+            Limit::Relative(_) => ThresholdResult {
+                threshold: self.expression.clone(),
+                actual: self.format(actual),
+                passed: false,
+                baseline: Some("no baseline run given (--baseline)".into()),
+            },
+        }
+    }
+
+    /// Checks a relative threshold against `input`, the baseline's value
+    /// being measured on `baseline` (run `baseline_id`); an absolute one
+    /// ignores the baseline.
+    pub fn evaluate_against(
+        &self,
+        input: &ThresholdInput<'_>,
+        baseline: &ThresholdInput<'_>,
+        baseline_id: &str,
+    ) -> ThresholdResult {
+        let Limit::Relative(change) = self.limit else {
+            return self.evaluate(input);
+        };
+        let base = self.measure(baseline);
+        let actual = self.measure(input);
+        let shown = format!("{} in {baseline_id}", self.format(base));
+        self.verdict(actual, base * (1.0 + change), Some(shown))
+    }
+
+    fn verdict(&self, actual: f64, limit: f64, baseline: Option<String>) -> ThresholdResult {
         let passed = match self.op {
-            Op::Lt => actual < self.limit,
-            Op::Le => actual <= self.limit,
-            Op::Gt => actual > self.limit,
-            Op::Ge => actual >= self.limit,
+            Op::Lt => actual < limit,
+            Op::Le => actual <= limit,
+            Op::Gt => actual > limit,
+            Op::Ge => actual >= limit,
         };
         ThresholdResult {
             threshold: self.expression.clone(),
             actual: self.format(actual),
             passed,
+            baseline,
         }
     }
 
@@ -301,15 +371,67 @@ mod tests {
             t.metric,
             Metric::Latency(LatencySource::Latency, LatencyStat::Percentile(99.0))
         );
-        assert_eq!(t.limit, 250e6);
+        assert_eq!(t.limit, Limit::Absolute(250e6));
         let t: Threshold = "service.p999<=1.5".parse().unwrap();
         assert_eq!(
             t.metric,
             Metric::Latency(LatencySource::Service, LatencyStat::Percentile(99.9))
         );
-        assert_eq!(t.limit, 1.5e6);
-        assert_eq!("error_rate<1%".parse::<Threshold>().unwrap().limit, 0.01);
+        assert_eq!(t.limit, Limit::Absolute(1.5e6));
+        assert_eq!(
+            "error_rate<1%".parse::<Threshold>().unwrap().limit,
+            Limit::Absolute(0.01)
+        );
         assert_eq!("rate>950".parse::<Threshold>().unwrap().op, Op::Gt);
+    }
+
+    #[test]
+    fn signed_percentages_are_relative_to_a_baseline() {
+        let slower: Threshold = "p99<+10%".parse().unwrap();
+        assert_eq!(slower.limit, Limit::Relative(0.10));
+        let rate: Threshold = "rate > -5%".parse().unwrap();
+        assert_eq!(rate.limit, Limit::Relative(-0.05));
+        assert!(rate.is_relative() && !"rate>5".parse::<Threshold>().unwrap().is_relative());
+        assert!(
+            "p99<+10"
+                .parse::<Threshold>()
+                .unwrap_err()
+                .contains("needs a %")
+        );
+        assert!("p99<-100%".parse::<Threshold>().is_err());
+
+        let mut base = new_histogram();
+        let mut now = new_histogram();
+        for _ in 0..100 {
+            record(&mut base, 10_000_000);
+            record(&mut now, 10_800_000);
+        }
+        let input = |h| ThresholdInput {
+            latency: h,
+            service: h,
+            lag: None,
+            completed: 100,
+            failures: 0,
+            dropped: 0,
+            missed: 0,
+            rate: 100.0,
+        };
+        let verdict = slower.evaluate_against(&input(&now), &input(&base), "r1");
+        assert!(
+            verdict.passed,
+            "{verdict:?}: 10.8 ms is within 10 % of 10 ms"
+        );
+        assert_eq!(verdict.baseline.as_deref(), Some("10.00ms in r1"));
+        let tighter: Threshold = "p99<+5%".parse().unwrap();
+        assert!(
+            !tighter
+                .evaluate_against(&input(&now), &input(&base), "r1")
+                .passed
+        );
+        assert!(
+            !slower.evaluate(&input(&now)).passed,
+            "no baseline: not held"
+        );
     }
 
     #[test]

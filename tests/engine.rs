@@ -46,10 +46,10 @@ struct Flaky {
 impl Task for Flaky {
     async fn execute(&mut self) -> TaskResult {
         let n = self.executions.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             panic!("flaky task blew up");
         }
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             return TaskResult::failure(TaskError::new("flaky", "every fifth")).tagged("write");
         }
         TaskResult::success().tagged("read")

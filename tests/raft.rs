@@ -62,6 +62,7 @@ fn plan(epoch: u64) -> Plan {
         strategy: "equal".into(),
         past: Vec::new(),
         request_id: String::new(),
+        started_by: String::new(),
     }
 }
 

@@ -49,6 +49,7 @@ async fn peer(name: &str, port: u16, seed: Option<u16>) -> Peer {
         admission: admission(),
         gossip_interval: Duration::from_millis(100),
         mdns: false,
+        role: Default::default(),
     };
     Peer::start(
         config,
@@ -79,6 +80,7 @@ fn start(strategy: &str) -> ControlRequest {
         run: Box::new(args),
         distribution: strategy.into(),
         request_id: format!("start-{strategy}"),
+        started_by: "test:strategy".into(),
     }
 }
 
@@ -150,6 +152,7 @@ async fn a_registered_strategy_splits_the_test_and_an_unknown_one_is_named() {
             run,
             distribution,
             request_id: id.into(),
+            started_by: "test:strategy".into(),
         },
         _ => unreachable!(),
     };

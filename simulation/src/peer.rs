@@ -301,7 +301,7 @@ impl SimPeer {
 fn info(name: &str, raft_id: u64) -> PeerInfo {
     PeerInfo {
         name: name.to_owned(),
-        role: "peer".into(),
+        role: Default::default(),
         weight: 1.0,
         cores: 2,
         cpu_percent: 0.0,

@@ -12,6 +12,7 @@ use super::Extensions;
 use super::process::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, runtime};
 use crate::cluster::endpoint::auth::{Admission, MtlsIdentity};
 use crate::cluster::endpoint::{Client, StreamKind, client_request, request_status};
+use crate::cluster::membership::state::MemberRole;
 use crate::cluster::peer::{Peer, PeerConfig, hostname};
 use crate::cluster::run::follow::Follow;
 use crate::cluster::run::protocol::{ControlReply, ControlRequest};
@@ -21,6 +22,9 @@ use crate::config::export::resolve_export;
 use crate::config::{ExportArgs, RunArgs};
 use crate::export::Outcome;
 use crate::export::registry::Exports;
+use crate::history::recorder::Recorder;
+use crate::history::session::Session;
+use crate::history::store::Provenance;
 
 /// Default UDP port of a peer.
 pub const DEFAULT_PORT: u16 = 7700;
@@ -103,9 +107,9 @@ impl SecurityArgs {
     }
 }
 
-/// Arguments of `vajra-peer join`.
+/// How a member (a peer or an orchestrator) joins the cluster.
 #[derive(Debug, Clone, Args)]
-pub struct JoinArgs {
+pub struct MemberArgs {
     /// UDP address of this peer's endpoint (gossip and all peer traffic).
     #[arg(long, env = "VAJRA_LISTEN", default_value = "0.0.0.0:7700")]
     pub listen: SocketAddr,
@@ -123,15 +127,49 @@ pub struct JoinArgs {
     /// Unique node name [default: HOSTNAME-PORT].
     #[arg(long, env = "VAJRA_NAME")]
     pub name: Option<String>,
-    /// Weight of this peer's share under weighted distribution.
-    #[arg(long, env = "VAJRA_WEIGHT", default_value_t = 1.0)]
-    pub weight: f64,
     /// Gossip interval: shorter detects failures faster for more traffic.
     #[arg(long, default_value = "150ms")]
     pub gossip_interval: HumanDuration,
     /// Cluster id and peer authentication.
     #[command(flatten)]
     pub security: SecurityArgs,
+}
+
+impl MemberArgs {
+    /// The peer configuration of a member in `role` with share `weight`.
+    pub fn peer_config(&self, role: MemberRole, weight: f64) -> Result<PeerConfig, String> {
+        let admission = self.security.admission()?;
+        let name = self.name.clone().unwrap_or_else(|| {
+            format!(
+                "{}-{}",
+                hostname().unwrap_or_else(|| "peer".into()),
+                self.listen.port()
+            )
+        });
+        Ok(PeerConfig {
+            listen: self.listen,
+            advertise: self.advertise,
+            seeds: self.seeds.clone(),
+            cluster_id: self.security.cluster_id.clone(),
+            node_id: name,
+            weight,
+            admission,
+            gossip_interval: self.gossip_interval.0.max(Duration::from_millis(10)),
+            mdns: self.mdns,
+            role,
+        })
+    }
+}
+
+/// Arguments of `vajra-peer join`.
+#[derive(Debug, Clone, Args)]
+pub struct JoinArgs {
+    /// Where it listens, whom it joins through, how it is admitted.
+    #[command(flatten)]
+    pub member: MemberArgs,
+    /// Weight of this peer's share under weighted distribution.
+    #[arg(long, env = "VAJRA_WEIGHT", default_value_t = 1.0)]
+    pub weight: f64,
     /// This peer's live exporters, fed its share of every test.
     #[command(flatten)]
     pub export: ExportArgs,
@@ -165,41 +203,19 @@ pub fn join(args: JoinArgs, extensions: Extensions) -> u8 {
         }
     };
     let (registry, strategies) = (Arc::new(extensions.tasks), Arc::new(extensions.strategies));
-    let admission = match args.security.admission() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_CONFIG;
-        }
-    };
-    let web = match args.web.resolve() {
-        Ok(web) => web,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_CONFIG;
-        }
-    };
     if !(args.weight.is_finite() && args.weight > 0.0) {
         eprintln!("error: invalid `weight`: must be a positive number");
         return EXIT_CONFIG;
     }
-    let name = args.name.clone().unwrap_or_else(|| {
-        format!(
-            "{}-{}",
-            hostname().unwrap_or_else(|| "peer".into()),
-            args.listen.port()
-        )
-    });
-    let config = PeerConfig {
-        listen: args.listen,
-        advertise: args.advertise,
-        seeds: args.seeds.clone(),
-        cluster_id: args.security.cluster_id.clone(),
-        node_id: name,
-        weight: args.weight,
-        admission,
-        gossip_interval: args.gossip_interval.0.max(Duration::from_millis(10)),
-        mdns: args.mdns,
+    let (config, web) = match (
+        args.member.peer_config(MemberRole::Peer, args.weight),
+        args.web.resolve(),
+    ) {
+        (Ok(config), Ok(web)) => (config, web),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
     };
     let Ok(rt) = runtime(2) else {
         return EXIT_RUNTIME;
@@ -219,7 +235,36 @@ pub fn join(args: JoinArgs, extensions: Extensions) -> u8 {
             eprintln!("error: {e:#}");
             return EXIT_CONFIG;
         }
-        let exports = Arc::new(exports);
+        let member = Member {
+            config,
+            web,
+            history: None,
+        };
+        member.run(registry, strategies, Arc::new(exports)).await
+    })
+}
+
+/// A member to run until SIGINT or SIGTERM: `join`'s peer or the
+/// orchestrator.
+pub(super) struct Member {
+    /// How it joins.
+    pub(super) config: PeerConfig,
+    /// Its web UI and API, if served.
+    pub(super) web: Option<super::web::WebSettings>,
+    /// Where it records the cluster's tests (an orchestrator).
+    pub(super) history: Option<Arc<Recorder>>,
+}
+
+impl Member {
+    /// Starts it and runs it until a shutdown signal, or until every peer
+    /// it tried refuses it; the exit code.
+    pub(super) async fn run(
+        self,
+        registry: Arc<crate::engine::TaskRegistry>,
+        strategies: Arc<crate::cluster::run::plan::Strategies>,
+        exports: Arc<Exports>,
+    ) -> u8 {
+        let config = self.config;
         let peer = match Peer::start(config.clone(), registry, strategies, exports).await {
             Ok(peer) => peer,
             Err(e) => {
@@ -227,8 +272,8 @@ pub fn join(args: JoinArgs, extensions: Extensions) -> u8 {
                 return EXIT_RUNTIME;
             }
         };
-        let _web = match web {
-            Some(web) => match serve_web(web, &peer).await {
+        let _web = match self.web {
+            Some(web) => match serve_web(web, &peer, self.history.clone()).await {
                 Ok(server) => Some(server),
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -238,6 +283,13 @@ pub fn join(args: JoinArgs, extensions: Extensions) -> u8 {
             },
             None => None,
         };
+        let _recording = self.history.map(|recorder| {
+            tokio::spawn(crate::history::follower::record_cluster(
+                recorder,
+                peer.controller(),
+                peer.status_updates(),
+            ))
+        });
         if matches!(config.admission, Admission::Insecure) {
             eprintln!(
                 "WARNING: running an INSECURE peer: anyone who can reach {} can join",
@@ -250,7 +302,8 @@ pub fn join(args: JoinArgs, extensions: Extensions) -> u8 {
             format!(", joining through {}", config.seeds.join(", "))
         };
         eprintln!(
-            "peer {} of cluster '{}' listening on {}{seeds}",
+            "{} {} of cluster '{}' listening on {}{seeds}",
+            config.role,
             config.node_id,
             config.cluster_id,
             peer.local_addr()
@@ -269,15 +322,19 @@ pub fn join(args: JoinArgs, extensions: Extensions) -> u8 {
                 EXIT_CONFIG
             }
         };
+        if let Some(task) = _recording {
+            task.abort();
+        }
         peer.shutdown().await;
         code
-    })
+    }
 }
 
 /// Serves `peer`'s web API as `web` asks.
 async fn serve_web(
     mut web: super::web::WebSettings,
     peer: &Peer,
+    history: Option<Arc<Recorder>>,
 ) -> Result<crate::web::WebServer, String> {
     let open = web.is_open();
     let auth = web.providers().await?;
@@ -288,6 +345,7 @@ async fn serve_web(
         web.tls.clone(),
         peer.controller(),
         peer.status_updates(),
+        history,
     )
     .await
     .map_err(|e| format!("cannot serve the API on {}: {e}", web.listen))?;
@@ -522,10 +580,38 @@ pub fn start(args: StartArgs) -> u8 {
         return EXIT_RUNTIME;
     };
     rt.block_on(async move {
+        if !args.wait && (settings.store.is_some() || settings.baseline.is_some()) {
+            eprintln!(
+                "warning: --store and --baseline take effect with --wait (an orchestrator \
+                 records the test and judges its baseline itself)"
+            );
+        }
+        let history = if args.wait {
+            match Session::open(
+                settings.store.as_deref(),
+                settings.baseline.as_ref(),
+                &settings.test_name,
+                "",
+            )
+            .await
+            {
+                Ok(history) => history,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return EXIT_CONFIG;
+                }
+            }
+        } else {
+            Session::none()
+        };
+        if let Some(line) = history.describe().filter(|_| !settings.quiet) {
+            eprintln!("{line}");
+        }
         let request = ControlRequest::Start {
             run: Box::new(run),
             distribution: args.distribution.clone(),
             request_id: format!("{:016x}", fastrand::u64(..)),
+            started_by: super::run::started_by("start"),
         };
         let reply = match control_until_led(peer, &args.security, admission.clone(), &request).await
         {
@@ -547,19 +633,37 @@ pub fn start(args: StartArgs) -> u8 {
         if !args.wait {
             return EXIT_OK;
         }
-        wait_and_report(&args.security, admission, &plan, &reply.peers, &settings).await
+        let test = StartedTest {
+            plan: &plan,
+            peers: &reply.peers,
+            settings: &settings,
+            history: &history,
+        };
+        wait_and_report(&args.security, admission, test).await
     })
 }
 
-/// Follows the test of `plan` to its end, then prints and writes the
-/// merged report.
+/// A test `start` started, to wait for.
+struct StartedTest<'a> {
+    plan: &'a crate::cluster::run::plan::Plan,
+    peers: &'a std::collections::BTreeMap<String, SocketAddr>,
+    settings: &'a crate::config::RunSettings,
+    history: &'a Session,
+}
+
+/// Follows the started test to its end, then judges it against its
+/// baseline, records it, prints and writes the merged report.
 async fn wait_and_report(
     security: &SecurityArgs,
     admission: Admission,
-    plan: &crate::cluster::run::plan::Plan,
-    peers: &std::collections::BTreeMap<String, SocketAddr>,
-    settings: &crate::config::RunSettings,
+    test: StartedTest<'_>,
 ) -> u8 {
+    let StartedTest {
+        plan,
+        peers,
+        settings,
+        history,
+    } = test;
     // The test starts START_DELAY after the command, on this client's
     // clock (the leader's clock may differ from this one; lengths carry
     // over, instants do not).
@@ -587,7 +691,25 @@ async fn wait_and_report(
             return EXIT_RUNTIME;
         }
     };
-    let merged = &followed.report;
+    let mut merged = followed.report;
+    let provenance = Provenance {
+        id: &plan.test_id,
+        name: &settings.test_name,
+        started_by: &plan.started_by,
+        definition: plan.definition.settings.clone(),
+    };
+    if let Some(problem) = history
+        .conclude(
+            &mut merged,
+            &settings.thresholds,
+            provenance,
+            followed.target_rate,
+        )
+        .await
+    {
+        eprintln!("warning: {problem}");
+    }
+    let merged = &merged;
     print!(
         "{}",
         crate::export::console::summary(merged, followed.target_rate)

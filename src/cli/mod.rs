@@ -7,6 +7,8 @@
 //! `start --wait` returns then); 130 interrupted by Ctrl-C.
 
 pub mod cluster;
+mod history;
+pub mod orchestrator;
 mod process;
 mod run;
 pub mod web;
@@ -44,6 +46,11 @@ enum Command {
     Serve(ServeArgs),
     /// Join a cluster (or start one) and stay in it until stopped.
     Join(Box<cluster::JoinArgs>),
+    /// Join a cluster as its orchestrator: no load, every test recorded in
+    /// a history store, the web UI with history pages.
+    Orchestrator(Box<orchestrator::OrchestratorArgs>),
+    /// List, show, compare, export or delete recorded runs.
+    History(history::HistoryArgs),
     /// Show the cluster as one of its peers sees it.
     Status(cluster::StatusArgs),
     /// Start a test on the cluster, through any peer (same options as `run`).
@@ -113,6 +120,8 @@ pub fn main_with_extensions(extensions: Extensions) -> ExitCode {
         Command::Demo(demo) => run_demo(&extensions, demo),
         Command::Serve(serve) => run_serve(serve),
         Command::Join(join) => cluster::join(*join, extensions),
+        Command::Orchestrator(args) => orchestrator::orchestrator(*args, extensions),
+        Command::History(args) => history::history(args),
         Command::Status(status) => cluster::status(status),
         Command::Start(start) => cluster::start(*start),
         Command::Stop(stop) => cluster::stop(stop),

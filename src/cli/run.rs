@@ -16,6 +16,8 @@ use crate::engine::{EngineConfig, LoadModel, StopCause, StopSignal};
 use crate::export::console::{ConsoleObserver, summary};
 use crate::export::registry::Exports;
 use crate::export::{ExportObserver, Report, RunInfo, files};
+use crate::history::session::Session;
+use crate::history::store::Provenance;
 use crate::target::{Target, TargetBehaviour};
 
 /// `demo`: the built-in target and a test of it.
@@ -106,7 +108,26 @@ async fn execute(extensions: &Extensions, settings: RunSettings) -> u8 {
             return EXIT_RUNTIME;
         }
     };
-    let pipeline = match exports.start(run_info(&settings)) {
+    let info = run_info(&settings);
+    let history = match Session::open(
+        settings.store.as_deref(),
+        settings.baseline.as_ref(),
+        &settings.test_name,
+        &info.test_id,
+    )
+    .await
+    {
+        Ok(history) => history,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    if let Some(line) = history.describe().filter(|_| !settings.quiet) {
+        eprintln!("{line}");
+    }
+    let run_id = info.test_id.clone();
+    let pipeline = match exports.start(info) {
         Ok(pipeline) => pipeline,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -167,6 +188,18 @@ async fn execute(extensions: &Extensions, settings: RunSettings) -> u8 {
         settings.reliable_lag,
     );
     report.exports = pipeline.finish(&report).await;
+    let provenance = Provenance {
+        id: &run_id,
+        name: &settings.test_name,
+        started_by: &started_by("run"),
+        definition: definition_of(&settings),
+    };
+    if let Some(problem) = history
+        .conclude(&mut report, &settings.thresholds, provenance, target_rate)
+        .await
+    {
+        eprintln!("warning: {problem}");
+    }
     print!("{}", summary(&report, target_rate));
     for path in &settings.outputs {
         if let Err(e) = files::write(&report, path) {
@@ -175,6 +208,26 @@ async fn execute(extensions: &Extensions, settings: RunSettings) -> u8 {
         }
     }
     exit_code(&report, outcome.stop.as_ref(), settings.fail_on_unreliable)
+}
+
+/// Who starts a test from this command line: `COMMAND:USER@HOST`.
+pub(super) fn started_by(command: &str) -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = crate::cluster::peer::hostname().unwrap_or_else(|| "local".into());
+    format!("{command}:{user}@{host}")
+}
+
+/// A standalone run's settings as history keeps them: the test's name,
+/// task, load and thresholds (its definition, as a cluster's is kept).
+fn definition_of(settings: &RunSettings) -> String {
+    serde_json::json!({
+        "test-name": settings.test_name,
+        "task": settings.task.name,
+        "url": settings.task.http.url,
+        "threshold": settings.thresholds.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "baseline": settings.baseline.as_ref().map(ToString::to_string),
+    })
+    .to_string()
 }
 
 /// What this process's exporters learn about a standalone run.

@@ -26,11 +26,12 @@ use crate::cluster::endpoint::clock::{self, Offsets};
 use crate::cluster::endpoint::{Identity, Network};
 use crate::cluster::membership::discovery::MdnsDiscovery;
 use crate::cluster::membership::gossip::QuicGossip;
-use crate::cluster::membership::state::{self, PeerInfo};
+use crate::cluster::membership::state::{self, MemberRole, PeerInfo};
 use crate::cluster::membership::{
     HeardTracker, SUSPECT_AFTER_INTERVALS, chitchat_config, cluster_status,
 };
 use crate::cluster::run::control::Controller;
+use crate::cluster::run::ledger::{self, Ledger};
 use crate::cluster::run::plan::Strategies;
 use crate::cluster::run::runner::{self, Incarnation};
 use crate::cluster::run::share::{Activity, EngineShares, Results, SharedActivity};
@@ -62,6 +63,8 @@ pub struct PeerConfig {
     pub gossip_interval: Duration,
     /// Also find peers by mDNS on the local network.
     pub mdns: bool,
+    /// A peer, or an orchestrator (no share, no vote).
+    pub role: MemberRole,
 }
 
 /// How long shutdown waits for the peer's loops to end.
@@ -107,8 +110,12 @@ impl Peer {
         let raft = RaftNode::start(&network, raft_id).await?;
         let info = PeerInfo {
             name: config.node_id.clone(),
-            role: "peer".into(),
-            weight: config.weight,
+            role: config.role,
+            weight: if config.role.takes_load() {
+                config.weight
+            } else {
+                0.0
+            },
             cores: available_cores() as u32,
             cpu_percent: 0.0,
             rss_mb: 0.0,
@@ -120,7 +127,8 @@ impl Peer {
             raft_id,
             raft_role: state::RaftRole::None,
             digest: Default::default(),
-            founder: is_founder(&config.seeds, advertise, config.listen),
+            founder: config.role.takes_load()
+                && is_founder(&config.seeds, advertise, config.listen),
             raft_cluster: 0,
         };
         let chitchat_config = chitchat_config(
@@ -185,8 +193,13 @@ impl Peer {
             registry: Arc::clone(&registry),
             strategies: Arc::clone(&strategies),
             results: Arc::clone(&results),
+            ledger: Ledger::default(),
             status: Arc::clone(&status_source),
         });
+        peer.spawn(ledger::keep(
+            controller.ledger.clone(),
+            peer.raft.machine.watch(),
+        ));
         Controller::serve(Arc::clone(&controller));
         clock::serve(&peer.network);
         peer.spawn(clock::track(

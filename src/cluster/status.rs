@@ -202,7 +202,7 @@ impl ClusterStatus {
         }
         let _ = writeln!(
             out,
-            "{:<24} {:<22} {:<8} {:>9} {:<6} {:>6} {:>5} {:>5}  {:<10} {:<8} STATUS",
+            "{:<24} {:<22} {:<8} {:>9} {:<12} {:>6} {:>5} {:>5}  {:<10} {:<8} STATUS",
             "NODE",
             "ADDRESS",
             "STATE",
@@ -217,7 +217,7 @@ impl ClusterStatus {
         for m in &self.members {
             let _ = writeln!(
                 out,
-                "{:<24} {:<22} {:<8} {:>7}ms {:<6} {:>6} {:>5} {:>4}%  {:<10} {:<8} {}",
+                "{:<24} {:<22} {:<8} {:>7}ms {:<12} {:>6} {:>5} {:>4}%  {:<10} {:<8} {}",
                 m.id,
                 m.address,
                 format!("{:?}", m.state).to_lowercase(),
@@ -319,7 +319,7 @@ pub(crate) mod fixtures {
             last_heard_ms: 0,
             info: PeerInfo {
                 name: id.into(),
-                role: "peer".into(),
+                role: Default::default(),
                 weight: 1.0,
                 cores: 1,
                 cpu_percent: 0.0,

@@ -242,6 +242,22 @@ pub struct RunArgs {
     #[arg(long, short = 'q', action = ArgAction::SetTrue, help_heading = "Output")]
     pub quiet: bool,
 
+    /// The test's name: the runs of one name are its history and its
+    /// baselines [default: the task, and the URL for http].
+    #[arg(long, env = "VAJRA_TEST_NAME", help_heading = "History")]
+    pub test_name: Option<String>,
+    /// A history store: sqlite:PATH, postgres://USER@HOST/DB, a file path,
+    /// or an orchestrator's API, http(s)://HOST:PORT (token in
+    /// VAJRA_API_TOKEN). `run` and `start --wait` record the test there
+    /// (an orchestrator records its cluster's itself) and take its
+    /// baseline from there; never part of a test's definition.
+    #[arg(long, env = "VAJRA_STORE", help_heading = "History")]
+    pub store: Option<String>,
+    /// Judge relative thresholds ("p99<+10%", "rate>-5%") against this
+    /// recorded run of the same test name: last, last-passed or a run id.
+    #[arg(long, env = "VAJRA_BASELINE", help_heading = "History")]
+    pub baseline: Option<String>,
+
     /// Live exporters, this process's own: read from flags, environment
     /// and file like the rest, never carried in a test's definition.
     #[command(flatten)]
@@ -301,6 +317,9 @@ impl RunArgs {
             reliable_lag: self.reliable_lag.or(lower.reliable_lag),
             output: list(self.output, lower.output),
             quiet: self.quiet || lower.quiet,
+            test_name: self.test_name.or(lower.test_name),
+            store: self.store.or(lower.store),
+            baseline: self.baseline.or(lower.baseline),
             export: self.export.over(lower.export),
         }
     }

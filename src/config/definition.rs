@@ -32,6 +32,9 @@ fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
 /// `args` with the contents of the files it names in place of their paths,
 /// ready to ship (read where the command runs).
 pub fn self_contained(mut args: RunArgs) -> Result<RunArgs, ConfigError> {
+    // The store is the starting command's own (it records there and reads
+    // baselines from there): peers never learn of it.
+    args.store = None;
     if let Some(path) = args.body_file.take() {
         let body = read_bounded("body-file", &path, MAX_BODY_BYTES)?;
         args.body_base64 = Some(base64::engine::general_purpose::STANDARD.encode(body));
@@ -86,6 +89,12 @@ pub fn parse_definition(json: &str) -> Result<RunArgs, ConfigError> {
 /// Resolves a definition that came from another process: refused if it
 /// names a file, and resolved without touching the file system.
 pub fn resolve_definition(args: RunArgs) -> Result<RunSettings, ConfigError> {
+    if args.store.is_some() {
+        return Err(invalid(
+            "store",
+            "a test's definition names no history store: a peer never opens one the wire names",
+        ));
+    }
     if let Some(body) = &args.body_base64
         && body.len() > MAX_BODY_BYTES.div_ceil(3) * 4
     {

@@ -11,6 +11,7 @@ use super::args::{PatternKind, RunArgs};
 use super::duration::{HumanDuration, parse_duration};
 use super::export::{ExportSettings, resolve_export};
 use crate::engine::{EngineConfig, LoadModel, Saturation};
+use crate::history::baseline::Baseline;
 use crate::load::{LoadPattern, LoadProfile, RatePoint, Step, Warmup};
 use crate::metrics::cpu::available_cores;
 use crate::task::TaskOptions;
@@ -63,6 +64,12 @@ pub struct RunSettings {
     pub quiet: bool,
     /// Live exporters.
     pub export: ExportSettings,
+    /// The test's name in history.
+    pub test_name: String,
+    /// The history store named (`run` and `start --wait` only).
+    pub store: Option<String>,
+    /// The recorded run relative thresholds are judged against.
+    pub baseline: Option<Baseline>,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
@@ -112,6 +119,33 @@ pub(crate) fn resolve_with(args: RunArgs, files: Files) -> Result<RunSettings, C
         }
     }
     check_capacity(&task, &load)?;
+    let baseline = args
+        .baseline
+        .as_deref()
+        .map(|b| b.parse::<Baseline>().map_err(|e| invalid("baseline", e)))
+        .transpose()?;
+    if baseline.is_none()
+        && let Some(relative) = thresholds.iter().find(|t| t.is_relative())
+    {
+        return Err(invalid(
+            "threshold",
+            format!("'{relative}' is relative to a baseline run: give --baseline"),
+        ));
+    }
+    if let Some(store) = &args.store {
+        crate::history::store::StoreUrl::parse(store)
+            .map_err(|e| invalid("store", e.to_string()))?;
+    }
+    let test_name = match args.test_name {
+        Some(name) if name.trim().is_empty() || name.len() > MAX_TEST_NAME => {
+            return Err(invalid(
+                "test-name",
+                format!("a name of 1 to {MAX_TEST_NAME} characters"),
+            ));
+        }
+        Some(name) => name,
+        None => default_test_name(&task),
+    };
     Ok(RunSettings {
         task,
         engine: EngineConfig {
@@ -130,7 +164,21 @@ pub(crate) fn resolve_with(args: RunArgs, files: Files) -> Result<RunSettings, C
         outputs: args.output,
         quiet: args.quiet,
         export: resolve_export(args.export)?,
+        test_name,
+        store: args.store,
+        baseline,
     })
+}
+
+/// Longest test name.
+pub const MAX_TEST_NAME: usize = 200;
+
+/// A test's name when none is given: its task, and for http its URL.
+fn default_test_name(task: &TaskOptions) -> String {
+    match (&task.http.url, task.name.as_str()) {
+        (Some(url), "http") => format!("http {url}"),
+        (_, name) => name.to_owned(),
+    }
 }
 
 /// Most task instances one run may hold.

@@ -96,6 +96,7 @@ impl RunObserver for ConsoleObserver {
         };
         self.abort_on
             .iter()
+            .filter(|t| !t.is_relative())
             .map(|t| t.evaluate(&input))
             .find(|r| !r.passed)
             .map(|r| {
@@ -248,7 +249,16 @@ pub fn summary(report: &Report, target_rate: Option<f64>) -> String {
         let _ = writeln!(out, "thresholds:");
         for t in &report.thresholds {
             let mark = if t.passed { "pass" } else { "FAIL" };
-            let _ = writeln!(out, "  {mark}  {:<28} actual {}", t.threshold, t.actual);
+            let baseline = t
+                .baseline
+                .as_ref()
+                .map(|b| format!(", baseline {b}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {mark}  {:<28} actual {}{baseline}",
+                t.threshold, t.actual
+            );
         }
     }
     out

@@ -39,6 +39,7 @@ impl Answer {
 pub struct HttpClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
+    max_response: usize,
 }
 
 impl HttpClient {
@@ -52,7 +53,17 @@ impl HttpClient {
         Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(connector),
             timeout,
+            max_response: MAX_RESPONSE,
         })
+    }
+
+    /// The same client reading response bodies of up to `bytes` (a
+    /// recorded report can be far larger than an exporter's answers).
+    pub fn reading_up_to(self, bytes: usize) -> Self {
+        Self {
+            max_response: bytes,
+            ..self
+        }
     }
 
     /// Sends `method url` with `headers` and `body`; any status is an
@@ -74,7 +85,7 @@ impl HttpClient {
         let exchange = async {
             let response = self.client.request(request).await?;
             let status = response.status();
-            let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE)
+            let body = http_body_util::Limited::new(response.into_body(), self.max_response)
                 .collect()
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?

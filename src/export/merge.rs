@@ -319,7 +319,11 @@ pub fn merge_reports(
                 .map(|r| r.self_check.peak_rss_mb)
                 .fold(0.0, f64::max),
         },
-        thresholds: thresholds.iter().map(|t| t.evaluate(&input)).collect(),
+        thresholds: thresholds
+            .iter()
+            .filter(|t| !t.is_relative())
+            .map(|t| t.evaluate(&input))
+            .collect(),
         series: merge_series(&reports)?,
         histograms: Histograms {
             latency: encode_v2(&latency),

@@ -369,7 +369,7 @@ mod tests {
                 std::future::pending::<()>().await;
             }
             let second = window.summary.second;
-            if self.fail_every.is_some_and(|n| second % n == 0) {
+            if self.fail_every.is_some_and(|n| second.is_multiple_of(n)) {
                 return Err(ExportError::new("connection refused"));
             }
             self.seen.lock().push(second);

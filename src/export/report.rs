@@ -63,7 +63,7 @@ impl PartialEq<&str> for Outcome {
 }
 
 /// Results of one phase (or one tag within the main phase).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PhaseReport {
     /// Seconds the phase lasted.
     pub duration_s: f64,
@@ -341,7 +341,11 @@ impl Report {
                 facts.warmup_secs,
                 main_stats.missed + warmup_stats.missed,
             ),
-            thresholds: thresholds.iter().map(|t| t.evaluate(&input)).collect(),
+            thresholds: thresholds
+                .iter()
+                .filter(|t| !t.is_relative())
+                .map(|t| t.evaluate(&input))
+                .collect(),
             scheduler_lag: lag.map(LatencySummary::of),
             histograms: Histograms {
                 latency: encode_v2(&main_stats.latency),

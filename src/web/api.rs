@@ -72,6 +72,8 @@ pub struct Api {
     pub status: watch::Receiver<Arc<ClusterStatus>>,
     /// Live figures and recent results.
     pub live: Arc<Live>,
+    /// The run history, on a node that keeps one.
+    pub history: Option<super::history::History>,
 }
 
 /// How long a command is retried while the cluster has no confirmed
@@ -80,7 +82,11 @@ const LEADERLESS_PATIENCE: Duration = Duration::from_secs(6);
 
 /// Settings an API request may not give: the serving node would write the
 /// file, and exporters belong to peers, not tests.
-const REFUSED_KEYS: [(&str, &str); 3] = [
+const REFUSED_KEYS: [(&str, &str); 4] = [
+    (
+        "store",
+        "the history store is the serving node's own, never named by a request",
+    ),
     (
         "output",
         "report files are not written by the API: download the result instead",
@@ -247,7 +253,11 @@ impl Api {
     }
 
     /// Starts a test.
-    pub async fn start(&self, request: StartRequest) -> Result<CommandAnswer, ApiError> {
+    pub async fn start(
+        &self,
+        request: StartRequest,
+        started_by: &str,
+    ) -> Result<CommandAnswer, ApiError> {
         let (run, _) = self.compile(&request)?;
         let command = ControlRequest::Start {
             run: Box::new(run),
@@ -255,6 +265,7 @@ impl Api {
             request_id: request
                 .request_id
                 .unwrap_or_else(|| format!("{:016x}", fastrand::u64(..))),
+            started_by: started_by.to_owned(),
         };
         let reply = self.command(command).await?;
         Ok(CommandAnswer {

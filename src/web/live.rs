@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::cluster::run::control::Controller;
 use crate::cluster::run::figures::TestFigures;
-use crate::cluster::run::follow::{Follow, Followed};
+use crate::cluster::run::follow::{Follow, Followed, origin_of};
 use crate::cluster::status::{ClusterStatus, TestPhase, TestStatus};
 use crate::cluster::wall::unix_now_ms;
 use crate::export::Report;
@@ -450,18 +450,6 @@ fn fold_oldest(points: &mut Vec<LivePoint>) {
         })
         .collect();
     points.splice(..half, folded);
-}
-
-/// When a test starting at `start_unix_ms` starts on this process's clock.
-fn origin_of(start_unix_ms: u64) -> Instant {
-    let now_ms = unix_now_ms();
-    let now = Instant::now();
-    if start_unix_ms >= now_ms {
-        now + Duration::from_millis(start_unix_ms - now_ms)
-    } else {
-        now.checked_sub(Duration::from_millis(now_ms - start_unix_ms))
-            .unwrap_or(now)
-    }
 }
 
 /// The frame's view of `current`, and its newly closed seconds.

@@ -8,6 +8,8 @@
 //! - [`api`]: the endpoints, on this peer's control handler.
 //! - [`live`]: the watcher that follows every test the cluster runs and
 //!   publishes a frame a second; the results this node keeps.
+//! - [`history`]: the run history of a node that keeps one (an
+//!   orchestrator): runs, one run, a comparison, a trend.
 //! - [`server`]: HTTP, routing, server-sent events, static files.
 //! - [`assets`]: the UI's files, embedded in the binary.
 //!
@@ -17,6 +19,7 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod history;
 pub mod live;
 pub mod oidc;
 pub mod server;
@@ -30,18 +33,21 @@ use tokio::sync::watch;
 
 use crate::cluster::run::control::Controller;
 use crate::cluster::status::ClusterStatus;
+use crate::history::recorder::Recorder;
 
 pub use server::WebServer;
 
 /// Starts the web API on `listen` with `auth` (over HTTPS with `tls`), and
 /// the watcher that feeds it, on the current runtime; both stop when the
-/// server is dropped.
+/// server is dropped. With `history` (an orchestrator's), it also serves
+/// the runs recorded there.
 pub async fn serve(
     listen: SocketAddr,
     auth: auth::Providers,
     tls: Option<Arc<rustls::ServerConfig>>,
     controller: Arc<Controller>,
     status: watch::Receiver<Arc<ClusterStatus>>,
+    history: Option<Arc<Recorder>>,
 ) -> std::io::Result<WebServer> {
     let listener = TcpListener::bind(listen).await?;
     let live = Arc::new(live::Live::default());
@@ -54,6 +60,7 @@ pub async fn serve(
         controller,
         status,
         live,
+        history: history.map(history::History::new),
     });
     WebServer::start(listener, api, Arc::new(auth), tls, watcher)
 }

@@ -224,7 +224,8 @@ async fn route(
         (&Method::POST, ["tests"]) => {
             allow(caller.role, Role::Operator)?;
             let body: StartRequest = read_json(request).await?;
-            Ok(json(201, &api.start(body).await?))
+            let author = format!("api:{} {}", caller.provider, caller.role);
+            Ok(json(201, &api.start(body, &author).await?))
         }
         (&Method::PATCH, ["tests", "current"]) => {
             allow(caller.role, Role::Operator)?;
@@ -250,9 +251,16 @@ async fn route(
                 Err(unknown_test(id))
             }
         }
-        (&Method::GET, ["tests", id, file]) => report_file(api, id, file),
+        (&Method::GET, ["tests", id, file]) => {
+            let result = api.live.result(id).ok_or_else(|| unknown_test(id))?;
+            report_file(id, file, &result.report, None, result.target_rate)
+        }
         (_, ["tests", _]) => Err(not_allowed("DELETE")),
         (_, ["tests", _, _]) => Err(not_allowed("GET")),
+        (_, ["history", rest @ ..]) => {
+            let query = request.uri().query().unwrap_or("").to_owned();
+            history_route(method, rest, &query, api, caller).await
+        }
         _ => Err(ApiError::new(404, format!("no endpoint {path}"))),
     }
 }
@@ -281,10 +289,51 @@ fn not_allowed(allowed: &'static str) -> ApiError {
     ApiError::method_not_allowed(allowed)
 }
 
-/// A finished test's report as `report.json`, `report.csv` or `report.html`.
-fn report_file(api: &Api, id: &str, file: &str) -> Result<Response<Body>, ApiError> {
-    let result = api.live.result(id).ok_or_else(|| unknown_test(id))?;
-    let report = &result.report;
+/// The history endpoints, on a node that keeps a history.
+async fn history_route(
+    method: &Method,
+    segments: &[&str],
+    query: &str,
+    api: &Api,
+    caller: &Caller,
+) -> Result<Response<Body>, ApiError> {
+    let Some(history) = &api.history else {
+        return Err(ApiError::new(
+            404,
+            "this node keeps no history: an orchestrator does (`vajra-peer orchestrator`)",
+        ));
+    };
+    match (method, segments) {
+        (&Method::GET, ["runs"]) => Ok(json(200, &history.runs(query).await?)),
+        (&Method::GET, ["compare"]) => Ok(json(200, &history.compare(query).await?)),
+        (&Method::GET, ["trend"]) => Ok(json(200, &history.trend(query).await?)),
+        (&Method::GET, ["runs", id]) => Ok(json(200, &history.run(id).await?)),
+        (&Method::DELETE, ["runs", id]) => {
+            allow(caller.role, Role::Operator)?;
+            history.delete(id).await?;
+            Ok(empty(204))
+        }
+        (&Method::GET, ["runs", id, file]) => {
+            let (run, report) = history.report(id).await?;
+            let target_rate = run.summary.target_rate;
+            report_file(id, file, &report, Some(run.report.into()), target_rate)
+        }
+        (_, ["runs" | "compare" | "trend"]) => Err(not_allowed("GET")),
+        (_, ["runs", _]) => Err(not_allowed("GET, DELETE")),
+        (_, ["runs", _, _]) => Err(not_allowed("GET")),
+        _ => Err(ApiError::new(404, "no such history endpoint")),
+    }
+}
+
+/// A test's report as `report.json` (`raw`, the JSON as recorded, when
+/// given), `report.csv` or `report.html`.
+fn report_file(
+    id: &str,
+    file: &str,
+    report: &crate::export::Report,
+    raw: Option<Bytes>,
+    target_rate: Option<f64>,
+) -> Result<Response<Body>, ApiError> {
     let attachment = |mut response: Response<Body>| {
         if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{id}-{file}\"")) {
             response
@@ -294,7 +343,10 @@ fn report_file(api: &Api, id: &str, file: &str) -> Result<Response<Body>, ApiErr
         response
     };
     match file {
-        "report.json" => Ok(attachment(json(200, report.as_ref()))),
+        "report.json" => Ok(attachment(match raw {
+            Some(raw) => bytes(200, "application/json", raw),
+            None => json(200, report),
+        })),
         "report.csv" => {
             let csv = crate::export::files::csv_bytes(report)
                 .map_err(|e| ApiError::new(500, format!("{e:#}")))?;
@@ -305,7 +357,7 @@ fn report_file(api: &Api, id: &str, file: &str) -> Result<Response<Body>, ApiErr
             )))
         }
         "report.html" => {
-            let page = html::render(report, result.target_rate);
+            let page = html::render(report, target_rate);
             Ok(attachment(bytes(
                 200,
                 "text/html; charset=utf-8",

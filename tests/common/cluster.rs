@@ -1,4 +1,5 @@
-//! A set of `vajra-peer join` processes on loopback for tests.
+//! A set of `vajra-peer join` (and `orchestrator`) processes on loopback
+//! for tests.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -84,9 +85,21 @@ impl Cluster {
     }
 
     pub fn start_with(&mut self, name: &str, port: u16, seed: Option<u16>, extra: &[&str]) {
+        self.start_as("join", name, port, seed, extra);
+    }
+
+    /// Starts `vajra-peer COMMAND` (`join`, `orchestrator`) as member `name`.
+    pub fn start_as(
+        &mut self,
+        command: &str,
+        name: &str,
+        port: u16,
+        seed: Option<u16>,
+        extra: &[&str],
+    ) {
         let mut cmd = binary();
         cmd.args([
-            "join",
+            command,
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--name",

@@ -76,6 +76,10 @@ pub struct Observed {
     /// partition at bootstrap), or to one not gossiped yet: never added,
     /// since openraft cannot take a member of another cluster.
     pub foreign: BTreeSet<u64>,
+    /// Members that never vote (orchestrators): learners for good, so
+    /// they hold the plan, but never counted for or given a voter's seat,
+    /// and never founders.
+    pub observers: BTreeSet<u64>,
 }
 
 /// What this peer's Raft says.
@@ -120,10 +124,17 @@ pub fn decide(observed: &Observed, raft: &RaftView, settled: bool) -> Vec<Action
         // was not: two peers starting together may not yet see each other
         // both ways, and the one that was told of the other must not found
         // a second cluster meanwhile.
-        let candidates: Vec<u64> = if observed.founders.is_empty() {
-            observed.alive.keys().copied().collect()
+        let may_found = |id: &&u64| !observed.observers.contains(id);
+        let founders: Vec<u64> = observed
+            .founders
+            .iter()
+            .filter(may_found)
+            .copied()
+            .collect();
+        let candidates: Vec<u64> = if founders.is_empty() {
+            observed.alive.keys().filter(may_found).copied().collect()
         } else {
-            observed.founders.iter().copied().collect()
+            founders
         };
         let smallest = candidates.first() == Some(&observed.me);
         // A peer pointed at seeds that sees no one yet waits for them: on a
@@ -152,16 +163,19 @@ pub fn decide(observed: &Observed, raft: &RaftView, settled: bool) -> Vec<Action
     if !newcomers.is_empty() {
         actions.push(Action::AddLearners(newcomers));
     }
-    let target = voter_target(observed.present.len());
+    let may_vote = |id: &&u64| !observed.observers.contains(id);
+    let target = voter_target(observed.present.iter().filter(may_vote).count());
     let mut voters: BTreeSet<u64> = BTreeSet::from([observed.me]);
     let seated = raft
         .voters
         .iter()
-        .filter(|id| observed.present.contains(id));
+        .filter(|id| observed.present.contains(id))
+        .filter(may_vote);
     let promotable = raft
         .learners
         .iter()
-        .filter(|id| observed.alive.contains_key(id));
+        .filter(|id| observed.alive.contains_key(id))
+        .filter(may_vote);
     let candidates = seated.chain(promotable);
     for id in candidates {
         if voters.len() >= target {
@@ -199,6 +213,9 @@ pub fn observed(status: &ClusterStatus, me: u64, my_addr: SocketAddr) -> Observe
         let addr = m.address;
         if m.info.raft_id == 0 {
             continue;
+        }
+        if !m.info.role.takes_load() {
+            observed.observers.insert(m.info.raft_id);
         }
         if m.state == Liveness::Alive {
             observed.alive.insert(m.info.raft_id, addr);
@@ -437,7 +454,50 @@ mod tests {
             others_in_raft: false,
             founders: BTreeSet::new(),
             foreign: BTreeSet::new(),
+            observers: BTreeSet::new(),
         }
+    }
+
+    /// An orchestrator (an observer) is added as a learner like anyone, but
+    /// is never given a voter's seat, never counted for the number of
+    /// seats, and never founds the Raft cluster.
+    #[test]
+    fn an_observer_learns_but_never_votes_or_founds() {
+        let mut seen = observed(1, &[1, 2, 3, 4], &[1, 2, 3, 4]);
+        seen.observers.insert(2);
+        let raft = RaftView {
+            initialized: true,
+            is_leader: true,
+            voters: BTreeSet::from([1]),
+            learners: BTreeSet::from([2, 3, 4]),
+        };
+        assert_eq!(
+            decide(&seen, &raft, true),
+            vec![Action::SetVoters(BTreeSet::from([1, 3, 4]))],
+            "three peers take the three seats; the observer stays a learner"
+        );
+        let mut two = observed(1, &[1, 2, 3], &[1, 2, 3]);
+        two.observers.insert(2);
+        let raft = RaftView {
+            voters: BTreeSet::from([1]),
+            learners: BTreeSet::from([2, 3]),
+            ..raft
+        };
+        assert!(
+            decide(&two, &raft, true).is_empty(),
+            "two peers and an observer: one voter, as for two peers"
+        );
+
+        let fresh = RaftView::default();
+        let mut smallest = observed(2, &[2, 5], &[2, 5]);
+        smallest.observers.insert(2);
+        assert!(
+            decide(&smallest, &fresh, true).is_empty(),
+            "an observer never founds"
+        );
+        let mut peer = observed(5, &[2, 5], &[2, 5]);
+        peer.observers.insert(2);
+        assert_eq!(decide(&peer, &fresh, true), vec![Action::Initialize]);
     }
 
     /// A member of another Raft cluster (two formed apart during a

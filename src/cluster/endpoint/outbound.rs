@@ -113,10 +113,10 @@ pub(super) async fn outbound_loop(
 }
 
 pub(super) async fn connection_to(inner: &Arc<Inner>, to: SocketAddr) -> Option<quinn::Connection> {
-    if let Some(conn) = inner.connections.lock().get(&to) {
-        if conn.close_reason().is_none() {
-            return Some(conn.clone());
-        }
+    if let Some(conn) = inner.connections.lock().get(&to)
+        && conn.close_reason().is_none()
+    {
+        return Some(conn.clone());
     }
     if inner
         .failed_at

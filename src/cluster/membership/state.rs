@@ -142,13 +142,56 @@ impl std::fmt::Display for RaftRole {
     }
 }
 
+/// What a member is for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberRole {
+    /// It runs shares of the cluster's tests.
+    #[default]
+    Peer,
+    /// It records the cluster's tests and serves their history: never a
+    /// share, never a Raft voter.
+    Orchestrator,
+}
+
+impl MemberRole {
+    /// How gossip and status name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Peer => "peer",
+            Self::Orchestrator => "orchestrator",
+        }
+    }
+
+    /// The role gossip names; anything else is a peer (what every member
+    /// was before roles).
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "orchestrator" => Self::Orchestrator,
+            _ => Self::Peer,
+        }
+    }
+
+    /// Whether it takes shares of tests and may vote in Raft.
+    pub fn takes_load(self) -> bool {
+        self == Self::Peer
+    }
+}
+
+impl std::fmt::Display for MemberRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// What a peer says about itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerInfo {
     /// Display name.
     pub name: String,
-    /// "peer" (or "orchestrator" later).
-    pub role: String,
+    /// A peer, or an orchestrator.
+    #[serde(default)]
+    pub role: MemberRole,
     /// Share weight for weighted distribution.
     pub weight: f64,
     /// Cores available to it.
@@ -190,7 +233,7 @@ impl PeerInfo {
     pub fn key_values(&self) -> Vec<(String, String)> {
         [
             (NAME, self.name.clone()),
-            (ROLE, self.role.clone()),
+            (ROLE, self.role.as_str().to_owned()),
             (WEIGHT, self.weight.to_string()),
             (CORES, self.cores.to_string()),
             (CPU, format!("{:.0}", self.cpu_percent)),
@@ -218,7 +261,7 @@ impl PeerInfo {
         let number = |key: &str| state.get(key).and_then(|v| v.parse().ok()).unwrap_or(0.0);
         Self {
             name: text(NAME),
-            role: text(ROLE),
+            role: MemberRole::parse(state.get(ROLE).unwrap_or_default()),
             weight: number(WEIGHT),
             cores: state.get(CORES).and_then(|v| v.parse().ok()).unwrap_or(0),
             cpu_percent: number(CPU),

@@ -13,6 +13,7 @@ use crate::cluster::consensus::store::StateMachine;
 use crate::cluster::consensus::{self, Command, CommitError, Raft};
 use crate::cluster::endpoint::{Network, Requester, StreamKind};
 use crate::cluster::run::figures::TestFigures;
+use crate::cluster::run::ledger::Ledger;
 use crate::cluster::run::plan::{
     DistributionStrategy, Plan, PlanError, Strategies, TestDefinition, check_corners,
 };
@@ -35,6 +36,12 @@ pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// its instances set up) before the first arrival is due.
 pub const START_DELAY: Duration = Duration::from_millis(1_500);
 
+/// Who a start came from: its request id and its author.
+struct StartIds {
+    request_id: String,
+    started_by: String,
+}
+
 /// What the control handler needs.
 #[derive(Clone)]
 pub struct Controller {
@@ -54,6 +61,8 @@ pub struct Controller {
     pub strategies: Arc<Strategies>,
     /// Its finished reports.
     pub results: Results,
+    /// The tests it saw end.
+    pub ledger: Ledger,
     /// Its current view of the cluster.
     pub status: Arc<dyn StatusSource>,
 }
@@ -154,6 +163,13 @@ impl Controller {
         if let ControlRequest::Figures = request {
             return self.figures().await;
         }
+        if let ControlRequest::Ended = request {
+            return ControlReply {
+                ok: true,
+                ended: self.ledger.ended(),
+                ..ControlReply::default()
+            };
+        }
         let metrics = self.raft.metrics().borrow().clone();
         match metrics.current_leader {
             // A leader answers from its state machine: make sure it has
@@ -212,7 +228,14 @@ impl Controller {
                 run,
                 distribution,
                 request_id,
-            } => self.start(*run, &distribution, request_id).await,
+                started_by,
+            } => {
+                let ids = StartIds {
+                    request_id,
+                    started_by,
+                };
+                self.start(*run, &distribution, ids).await
+            }
             ControlRequest::Stop => self.stop().await,
             ControlRequest::Update(tps) => self.update(RateChange::Constant(tps)).await,
             ControlRequest::UpdatePattern(points) => {
@@ -236,7 +259,7 @@ impl Controller {
                 plan: self.machine.state().plan,
                 ..ControlReply::default()
             },
-            ControlRequest::Results { .. } | ControlRequest::Figures => {
+            ControlRequest::Results { .. } | ControlRequest::Figures | ControlRequest::Ended => {
                 unreachable!("answered before forwarding")
             }
         }
@@ -276,10 +299,10 @@ impl Controller {
         }
     }
 
-    async fn start(&self, args: RunArgs, strategy_name: &str, request_id: String) -> ControlReply {
+    async fn start(&self, args: RunArgs, strategy_name: &str, ids: StartIds) -> ControlReply {
         if let Some(plan) = self.machine.state().plan
-            && !request_id.is_empty()
-            && plan.request_id == request_id
+            && !ids.request_id.is_empty()
+            && plan.request_id == ids.request_id
         {
             // A retry of the start that made this test: its answer again.
             return self.started(plan).await;
@@ -299,7 +322,11 @@ impl Controller {
             return ControlReply::refused(Refusal::Retry, "membership not known yet; retry");
         };
         let plan = match first_epoch(&status, strategy.as_ref(), definition, unix_now_ms()) {
-            Ok(plan) => Plan { request_id, ..plan },
+            Ok(plan) => Plan {
+                request_id: ids.request_id,
+                started_by: ids.started_by,
+                ..plan
+            },
             Err(e) => return ControlReply::refused(Refusal::Unavailable, e.to_string()),
         };
         match self.commit(Command::set_plan(&plan), "the plan").await {

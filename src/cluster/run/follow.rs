@@ -258,6 +258,19 @@ impl Follow {
     }
 }
 
+/// The instant on this process's clock of the wall-clock time
+/// `start_unix_ms` (a follower's origin for a test it did not start).
+pub fn origin_of(start_unix_ms: u64) -> Instant {
+    let now_ms = crate::cluster::wall::unix_now_ms();
+    let now = Instant::now();
+    if start_unix_ms >= now_ms {
+        now + Duration::from_millis(start_unix_ms - now_ms)
+    } else {
+        now.checked_sub(Duration::from_millis(now_ms - start_unix_ms))
+            .unwrap_or(now)
+    }
+}
+
 /// A followed test's end.
 pub struct Followed {
     /// The merged report.

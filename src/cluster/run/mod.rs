@@ -14,11 +14,14 @@
 //! - [`collect`]: what a follower gathers from each peer incarnation.
 //! - [`follow`]: following a test to its merged report (`start --wait`,
 //!   the web API).
+//! - [`ledger`]: the tests a peer saw end, with their last plans (what an
+//!   orchestrator back from a restart records).
 
 pub mod collect;
 pub mod control;
 pub mod figures;
 pub mod follow;
+pub mod ledger;
 pub mod plan;
 pub mod protocol;
 pub mod runner;

@@ -242,6 +242,11 @@ pub struct Plan {
     /// start gets this test back instead of a refusal.
     #[serde(default)]
     pub request_id: String,
+    /// Who started it (see [`ControlRequest::Start`]).
+    ///
+    /// [`ControlRequest::Start`]: crate::cluster::run::protocol::ControlRequest::Start
+    #[serde(default)]
+    pub started_by: String,
 }
 
 /// A test's settings as a plan carries them: resolved, validated and
@@ -399,6 +404,7 @@ impl Plan {
             strategy: strategy.name().to_owned(),
             past: Vec::new(),
             request_id: String::new(),
+            started_by: String::new(),
         })
     }
 
@@ -420,6 +426,7 @@ impl Plan {
             strategy: strategy.name().to_owned(),
             past: self.past_with_this(),
             request_id: self.request_id.clone(),
+            started_by: self.started_by.clone(),
         })
     }
 

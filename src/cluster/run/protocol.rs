@@ -28,6 +28,10 @@ pub enum ControlRequest {
         /// refusal.
         #[serde(default)]
         request_id: String,
+        /// Who asks (`start:USER@HOST`, `api:PROVIDER ROLE`), kept with the
+        /// test in its history.
+        #[serde(default)]
+        started_by: String,
     },
     /// Stop the running test.
     Stop,
@@ -55,6 +59,9 @@ pub enum ControlRequest {
     /// The current or last test's cluster-wide figures, merged by the peer
     /// asked (not forwarded).
     Figures,
+    /// The tests this peer saw end, with their last plan (not forwarded):
+    /// an orchestrator back from a restart records those it missed.
+    Ended,
 }
 
 /// Why a control request was not done.
@@ -101,6 +108,10 @@ pub struct ControlReply {
     /// figures are another incarnation's, kept apart from the first's.
     #[serde(default)]
     pub generation: Option<u64>,
+    /// The tests that ended, for `Ended`: each one's last plan, oldest
+    /// first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ended: Vec<Plan>,
 }
 
 impl ControlRequest {

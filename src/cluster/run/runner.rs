@@ -114,10 +114,13 @@ pub async fn run(
                 cluster = state.borrow_and_update().clone();
             }
             _ = check.tick() => {
-                if let Some(r) = running.as_mut() {
-                    if let Some(plan) = check_share(r, quorum.as_ref()).await {
-                        cluster = ClusterState { plan: Some(plan), ..cluster };
-                    }
+                if let Some(r) = running.as_mut()
+                    && let Some(plan) = check_share(r, quorum.as_ref()).await
+                {
+                    cluster = ClusterState {
+                        plan: Some(plan),
+                        ..cluster
+                    };
                 }
             }
         }

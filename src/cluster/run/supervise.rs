@@ -83,6 +83,7 @@ pub fn duty(
         .members
         .iter()
         .filter(|m| m.state == Liveness::Alive && !unreachable.contains(&m.id))
+        .filter(|m| m.info.role.takes_load())
         .filter(|m| {
             !status
                 .members
@@ -253,10 +254,12 @@ impl Supervisor {
     }
 }
 
-/// What the distribution strategies know of each live member.
+/// What the distribution strategies know of each live member that takes
+/// load (an orchestrator never gets a share).
 pub fn candidates(alive: &[&MemberStatus]) -> Vec<Candidate> {
     alive
         .iter()
+        .filter(|m| m.info.role.takes_load())
         .map(|m| Candidate {
             id: m.id.clone(),
             weight: m.info.weight,

@@ -1,0 +1,301 @@
+//! The orchestrator: a member that takes no share, records every test the
+//! cluster ends, serves the history over its API, and changes nothing for
+//! the peers when it dies; restarted, it records what ended while it was
+//! away, once.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::binary;
+use common::cluster::{Cluster, free_port};
+use common::http::request;
+use serde_json::Value;
+
+/// Runs `vajra-peer start … --wait` against the peer on `port`; its exit
+/// code and stdout.
+fn start_and_wait(cluster: &Cluster, port: u16, extra: &[&str]) -> (i32, String) {
+    let out = binary()
+        .args(["start", "--peer", &format!("127.0.0.1:{port}")])
+        .args([
+            "--cluster-secret-file",
+            cluster.secret.path().to_str().unwrap(),
+        ])
+        .args([
+            "--task",
+            "noop",
+            "--wait",
+            "--quiet",
+            "--drain-timeout",
+            "1s",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The runs the API at `api` lists.
+fn listed(api: SocketAddr) -> Vec<Value> {
+    match request(api, "GET", "/api/v1/history/runs", None, None) {
+        Ok(answer) if answer.status == 200 => answer.json()["runs"].as_array().unwrap().clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// Waits up to `limit` for the API at `api` to list a run `check` accepts.
+fn wait_for_run(api: SocketAddr, limit: Duration, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let until = Instant::now() + limit;
+    loop {
+        let runs = listed(api);
+        if check(&runs) || Instant::now() > until {
+            return runs;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn completed_of(stdout: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("main: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no main line in {stdout}"))
+}
+
+#[test]
+fn the_orchestrator_records_each_test_once_and_the_cluster_never_needs_it() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = store_dir.path().join("history.db");
+    let store = store.to_str().unwrap().to_owned();
+    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut cluster = Cluster::new();
+    let seed = cluster.start_joined(&["p1", "p2"], |_| Vec::new());
+    let orchestrator_port = free_port();
+    let secret = cluster.secret.path().to_str().unwrap().to_owned();
+    let orchestrator_flags = [
+        "--cluster-secret-file",
+        secret.as_str(),
+        "--store",
+        store.as_str(),
+        "--http",
+        &api.to_string(),
+    ]
+    .map(str::to_owned);
+    let start_orchestrator = |cluster: &mut Cluster| {
+        let flags: Vec<&str> = orchestrator_flags.iter().map(String::as_str).collect();
+        cluster.start_as(
+            "orchestrator",
+            "orch",
+            orchestrator_port,
+            Some(seed),
+            &flags,
+        );
+    };
+    start_orchestrator(&mut cluster);
+    cluster
+        .wait_until(&["p1"], Duration::from_secs(10), |s| {
+            s.live_ids() == ["orch", "p1", "p2"]
+        })
+        .expect("the orchestrator joins");
+    let status = cluster.status("p1").unwrap();
+    let orch = status.members.iter().find(|m| m.id == "orch").unwrap();
+    assert_eq!(orch.info.role.as_str(), "orchestrator");
+    assert_eq!(orch.info.weight, 0.0);
+
+    // A test with the orchestrator present: it takes no share, and the
+    // test is recorded once it ends, with who started it.
+    let (code, stdout) = start_and_wait(
+        &cluster,
+        seed,
+        &[
+            "--tps",
+            "200",
+            "--duration",
+            "2s",
+            "--test-name",
+            "orchestrated",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("peer p1:")
+            && stdout.contains("peer p2:")
+            && !stdout.contains("peer orch:"),
+        "the orchestrator runs no share: {stdout}"
+    );
+    let runs = wait_for_run(api, Duration::from_secs(20), |r| !r.is_empty());
+    assert_eq!(runs.len(), 1, "recorded once: {runs:?}");
+    let first = &runs[0];
+    assert_eq!(first["name"], "orchestrated");
+    assert_eq!(first["peers"], 2);
+    assert_eq!(first["completed"].as_u64(), Some(completed_of(&stdout)));
+    assert!(
+        first["started_by"].as_str().unwrap().starts_with("start:"),
+        "{first}"
+    );
+    let id = first["id"].as_str().unwrap().to_owned();
+    let report = request(
+        api,
+        "GET",
+        &format!("/api/v1/history/runs/{id}/report.json"),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(report.status, 200);
+    let report = report.json();
+    assert_eq!(
+        report["peers"].as_object().unwrap().len(),
+        2,
+        "each peer's own report"
+    );
+    assert!(!report["series"].as_array().unwrap().is_empty());
+
+    // The orchestrator is killed during a test: the test completes and
+    // `start --wait` answers as always.
+    let killer = {
+        let pid = cluster.pid("orch");
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(2));
+            // SAFETY: killing the test's own child process.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        })
+    };
+    let (code, stdout) = start_and_wait(
+        &cluster,
+        seed,
+        &[
+            "--tps",
+            "200",
+            "--duration",
+            "4s",
+            "--test-name",
+            "orchestrated",
+        ],
+    );
+    killer.join().unwrap();
+    assert_eq!(code, 0, "the peers never needed it: {stdout}");
+    let while_away = completed_of(&stdout);
+    assert!(while_away >= 790, "{stdout}");
+
+    // Back: it records the test that ended while it was away, once, and
+    // the first is not recorded again.
+    cluster.kill("orch");
+    start_orchestrator(&mut cluster);
+    let runs = wait_for_run(api, Duration::from_secs(30), |r| r.len() >= 2);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0]["completed"].as_u64(), Some(while_away), "{runs:?}");
+    assert_eq!(runs[1]["id"], id.as_str());
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(listed(api).len(), 2, "still once each after a while");
+
+    // The history's other endpoints.
+    let newer = runs[0]["id"].as_str().unwrap().to_owned();
+    let compared = request(
+        api,
+        "GET",
+        &format!("/api/v1/history/compare?a={id}&b={newer}"),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(compared.status, 200, "{}", compared.body);
+    assert_eq!(compared.json()["b"]["id"], newer.as_str());
+    let trend = request(
+        api,
+        "GET",
+        "/api/v1/history/trend?name=orchestrated",
+        None,
+        None,
+    )
+    .unwrap();
+    let trend_ids: Vec<String> = trend.json()["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(trend_ids, [id.clone(), newer.clone()], "oldest first");
+    let bad = request(api, "GET", "/api/v1/history/runs?outcome=great", None, None).unwrap();
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"]["field"], "outcome");
+
+    // The same history through the command line, through the API.
+    let via_api = binary()
+        .args([
+            "history",
+            "--api",
+            &format!("http://{api}"),
+            "list",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let via_api: Value = serde_json::from_slice(&via_api.stdout).unwrap();
+    assert_eq!(via_api.as_array().unwrap().len(), 2);
+
+    // `start --wait` judges its baseline through the orchestrator's API.
+    let (code, stdout) = start_and_wait(
+        &cluster,
+        seed,
+        &[
+            "--tps",
+            "200",
+            "--duration",
+            "2s",
+            "--test-name",
+            "orchestrated",
+            "--store",
+            &format!("http://{api}"),
+            "--baseline",
+            "last",
+            "--threshold",
+            "count>-5%",
+        ],
+    );
+    assert_eq!(
+        code, 3,
+        "400 is more than 5 % below the baseline's 800: {stdout}"
+    );
+    assert!(stdout.contains(&format!("in {newer}")), "{stdout}");
+    let runs = wait_for_run(api, Duration::from_secs(20), |r| r.len() >= 3);
+    assert_eq!(runs.len(), 3);
+    assert_eq!(
+        runs[0]["passed"], false,
+        "the orchestrator judged it the same: {}",
+        runs[0]
+    );
+
+    // A peer serves no history.
+    let peer_api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let port = free_port();
+    cluster.start_with(
+        "p3",
+        port,
+        Some(seed),
+        &[
+            "--cluster-secret-file",
+            &secret,
+            "--http",
+            &peer_api.to_string(),
+        ],
+    );
+    let until = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        match request(peer_api, "GET", "/api/v1/history/runs", None, None) {
+            Ok(answer) => break answer,
+            Err(_) if Instant::now() < until => std::thread::sleep(Duration::from_millis(200)),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(answer.status, 404);
+    assert!(answer.body.contains("orchestrator"), "{}", answer.body);
+}
