@@ -283,6 +283,21 @@ impl Threshold {
         let base = self.measure(baseline);
         let actual = self.measure(input);
         let shown = format!("{} in {baseline_id}", self.format(base));
+        if base == 0.0 {
+            // No share of nothing: against a baseline of 0 (no errors,
+            // no drops) the run holds if it moved no further than 0 the
+            // wrong way, and `<` reads as "did not grow".
+            let passed = match self.op {
+                Op::Lt | Op::Le => actual <= 0.0,
+                Op::Gt | Op::Ge => actual >= 0.0,
+            };
+            return ThresholdResult {
+                threshold: self.expression.clone(),
+                actual: self.format(actual),
+                passed,
+                baseline: Some(shown),
+            };
+        }
         self.verdict(actual, base * (1.0 + change), Some(shown))
     }
 
@@ -432,6 +447,20 @@ mod tests {
             !slower.evaluate(&input(&now)).passed,
             "no baseline: not held"
         );
+        let errors: Threshold = "errors<+10%".parse().unwrap();
+        let clean = ThresholdInput {
+            failures: 0,
+            ..input(&now)
+        };
+        assert!(
+            errors.evaluate_against(&clean, &clean, "r1").passed,
+            "no errors against none: held"
+        );
+        let failing = ThresholdInput {
+            failures: 2,
+            ..input(&now)
+        };
+        assert!(!errors.evaluate_against(&failing, &clean, "r1").passed);
     }
 
     #[test]

@@ -212,7 +212,10 @@ async fn execute(extensions: &Extensions, settings: RunSettings) -> u8 {
 
 /// Who starts a test from this command line: `COMMAND:USER@HOST`.
 pub(super) fn started_by(command: &str) -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        // SAFETY: getuid cannot fail and has no preconditions.
+        .unwrap_or_else(|_| format!("uid{}", unsafe { libc::getuid() }));
     let host = crate::cluster::peer::hostname().unwrap_or_else(|| "local".into());
     format!("{command}:{user}@{host}")
 }
@@ -237,7 +240,13 @@ fn run_info(settings: &RunSettings) -> RunInfo {
         LoadModel::Closed { warmup, .. } => (None, warmup.as_secs_f64()),
     };
     RunInfo {
-        test_id: format!("r{}", crate::cluster::wall::unix_now_ms()),
+        // The start, and a random part: runs of many machines may share
+        // one history.
+        test_id: format!(
+            "r{}-{:04x}",
+            crate::cluster::wall::unix_now_ms(),
+            fastrand::u16(..)
+        ),
         peer: crate::cluster::peer::hostname().unwrap_or_else(|| "local".into()),
         task: settings.task.name.clone(),
         labels: settings.export.labels.clone(),

@@ -35,7 +35,7 @@ impl FromStr for Baseline {
             "last-passed" => Ok(Self::LastPassed),
             id if id
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_#.".contains(c)) =>
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
             {
                 Ok(Self::Run(id.to_owned()))
             }

@@ -127,10 +127,15 @@ fn delta(metric: &str, unit: &str, a: f64, b: f64) -> Delta {
     }
 }
 
+/// Shortest window drawn: the drain's tail (a few ms holding what was in
+/// flight) would show as a huge rate.
+const SHORTEST_WINDOW_S: f64 = 0.5;
+
 fn series(report: &Report) -> Vec<SeriesPoint> {
     report
         .series
         .iter()
+        .filter(|w| w.duration_s >= SHORTEST_WINDOW_S)
         .map(|w| SeriesPoint {
             second: w.second,
             rate: w.rate,

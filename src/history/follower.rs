@@ -10,6 +10,7 @@
 //! restarts and several orchestrators.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use super::recorder::{Recorded, Recorder};
 use super::store::{Provenance, RecordedRun};
 use crate::cluster::endpoint::{Requester, StreamKind};
 use crate::cluster::run::control::Controller;
-use crate::cluster::run::follow::{Follow, origin_of};
+use crate::cluster::run::follow::{Follow, FollowError, origin_of};
 use crate::cluster::run::plan::Plan;
 use crate::cluster::run::protocol::{ControlReply, ControlRequest};
 use crate::cluster::status::{ClusterStatus, Liveness};
@@ -36,8 +37,8 @@ pub async fn record_cluster(
     controller: Arc<Controller>,
     status: watch::Receiver<Arc<ClusterStatus>>,
 ) {
-    // Tests that could not be followed (a definition this binary cannot
-    // read, peers long gone): not tried again by this process.
+    // Tests that cannot be recorded (a definition this binary cannot
+    // read, no peer left with a report): not tried again by this process.
     let mut abandoned: BTreeSet<String> = BTreeSet::new();
     let mut store_was_away = false;
     let mut tick = tokio::time::interval(LOOK_EVERY);
@@ -46,22 +47,26 @@ pub async fn record_cluster(
         tick.tick().await;
         recorder.flush().await;
         let cluster = status.borrow().clone();
-        for plan in ended_tests(&controller, &cluster).await {
-            if abandoned.contains(&plan.test_id) {
+        for ended in ended_tests(&controller, &cluster).await {
+            if abandoned.contains(&ended.test_id) {
                 continue;
             }
-            match recorder.knows(&plan.test_id).await {
+            match recorder.knows(&ended.test_id).await {
                 Ok(true) => continue,
                 Ok(false) => store_was_away = false,
+                // Not known to be recorded: followed all the same, and
+                // queued until the store is back (the queue and the
+                // store's unique id keep it once).
                 Err(e) => {
-                    // Nothing is known of what is recorded: try later.
                     if !store_was_away {
-                        tracing::warn!("history: {e}; tests are recorded when it is back");
+                        tracing::warn!("history: {e}; finished tests wait for it");
                         store_was_away = true;
                     }
-                    break;
                 }
             }
+            let Some(plan) = plan_of(&ended, &controller).await else {
+                continue;
+            };
             match follow_ended(&plan, &controller, &cluster, &recorder).await {
                 Ok(run) => {
                     let id = run.summary.id.clone();
@@ -77,7 +82,10 @@ pub async fn record_cluster(
                         }
                     }
                 }
-                Err(why) => {
+                Err(Unrecorded::Later(why)) => {
+                    tracing::info!("history: test {} not followed yet: {why}", plan.test_id);
+                }
+                Err(Unrecorded::Never(why)) => {
                     tracing::warn!("history: test {} not recorded: {why}", plan.test_id);
                     abandoned.insert(plan.test_id.clone());
                 }
@@ -86,10 +94,27 @@ pub async fn record_cluster(
     }
 }
 
+/// Why a test was not recorded this time.
+enum Unrecorded {
+    /// Its peers have not all answered: asked again at the next look.
+    Later(String),
+    /// It cannot be (its definition does not resolve, nothing merges).
+    Never(String),
+}
+
+/// A test some member saw end, and who to ask for its plan.
+struct Ended {
+    test_id: String,
+    epoch: u64,
+    /// The member that saw its latest epoch (`None`: this node).
+    holder: Option<SocketAddr>,
+}
+
 /// The tests this node and every live member saw end, each with the
-/// latest plan any of them knows, oldest first.
-async fn ended_tests(controller: &Controller, cluster: &ClusterStatus) -> Vec<Plan> {
-    let request = serde_json::to_vec(&ControlRequest::Ended).expect("requests serialise");
+/// member that saw its latest epoch, oldest first.
+async fn ended_tests(controller: &Controller, cluster: &ClusterStatus) -> Vec<Ended> {
+    let request =
+        serde_json::to_vec(&ControlRequest::Ended { test_id: None }).expect("requests serialise");
     let asks = cluster
         .members
         .iter()
@@ -102,27 +127,50 @@ async fn ended_tests(controller: &Controller, cluster: &ClusterStatus) -> Vec<Pl
                     .await
                     .ok()?;
                 let reply: ControlReply = serde_json::from_slice(&answer).ok()?;
-                Some(reply.ended)
+                Some((m.address, reply.ended))
             }
         });
     let theirs = futures_util::future::join_all(asks).await;
-    let mut latest: BTreeMap<String, Plan> = BTreeMap::new();
-    for plan in controller
-        .ledger
-        .ended()
+    let own = controller.ledger.ended().into_iter().map(|t| (None, t));
+    let others = theirs
         .into_iter()
-        .chain(theirs.into_iter().flatten().flatten())
-    {
-        match latest.get(&plan.test_id) {
-            Some(known) if known.epoch >= plan.epoch => {}
+        .flatten()
+        .flat_map(|(addr, ended)| ended.into_iter().map(move |t| (Some(addr), t)));
+    let mut latest: BTreeMap<String, Ended> = BTreeMap::new();
+    for (holder, test) in own.chain(others) {
+        match latest.get(&test.test_id) {
+            Some(known) if known.epoch >= test.epoch => {}
             _ => {
-                latest.insert(plan.test_id.clone(), plan);
+                latest.insert(
+                    test.test_id.clone(),
+                    Ended {
+                        test_id: test.test_id,
+                        epoch: test.epoch,
+                        holder,
+                    },
+                );
             }
         }
     }
-    let mut plans: Vec<Plan> = latest.into_values().collect();
-    plans.sort_by_key(|p| (p.test_start_unix_ms, p.test_id.clone()));
-    plans
+    // Test ids are `t` and the start in Unix ms: in id order is oldest first.
+    latest.into_values().collect()
+}
+
+/// The last plan of `ended`, from this node's ledger or its holder's.
+async fn plan_of(ended: &Ended, controller: &Controller) -> Option<Plan> {
+    let Some(holder) = ended.holder else {
+        return controller.ledger.plan(&ended.test_id);
+    };
+    let request = serde_json::to_vec(&ControlRequest::Ended {
+        test_id: Some(ended.test_id.clone()),
+    })
+    .expect("requests serialise");
+    let answer = controller
+        .request(holder, StreamKind::Control, &request, LEDGER_TIMEOUT)
+        .await
+        .ok()?;
+    let reply: ControlReply = serde_json::from_slice(&answer).ok()?;
+    reply.plan.filter(|p| p.test_id == ended.test_id)
 }
 
 /// Follows the ended test of `plan` to its merged report, as a run to
@@ -132,16 +180,19 @@ async fn follow_ended(
     controller: &Controller,
     cluster: &ClusterStatus,
     recorder: &Recorder,
-) -> Result<RecordedRun, String> {
+) -> Result<RecordedRun, Unrecorded> {
     let peers = cluster
         .members
         .iter()
         .map(|m| (m.id.clone(), m.address))
         .collect();
-    let mut follow =
-        Follow::new(plan, peers, origin_of(plan.test_start_unix_ms)).map_err(|e| e.to_string())?;
+    let mut follow = Follow::new(plan, peers, origin_of(plan.test_start_unix_ms))
+        .map_err(|e| Unrecorded::Never(e.to_string()))?;
     follow.closed();
-    let followed = follow.to_end(controller).await.map_err(|e| e.to_string())?;
+    let followed = follow.to_end(controller).await.map_err(|e| match e {
+        FollowError::Unfinished(_) => Unrecorded::Later(e.to_string()),
+        e => Unrecorded::Never(e.to_string()),
+    })?;
     let settings = &followed.settings;
     let mut report = followed.report;
     if let Some(choice) = &settings.baseline {
@@ -178,6 +229,10 @@ async fn judge_against(
             Ok(parsed) => Some((run.summary.id, parsed)),
             Err(e) => return baseline::not_judged(report, &settings.thresholds, &e.to_string()),
         },
+        Ok(None) if matches!(choice, baseline::Baseline::Run(_)) => {
+            let why = format!("baseline run '{choice}' is not in the history");
+            return baseline::not_judged(report, &settings.thresholds, &why);
+        }
         Ok(None) => None,
         Err(e) => return baseline::not_judged(report, &settings.thresholds, &e.to_string()),
     };

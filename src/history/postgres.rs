@@ -17,6 +17,9 @@ use super::store::{RecordedRun, RunFilter, RunSummary, Store, StoreError};
 
 /// How long connecting may take before the store counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one statement may take: a database that stopped answering
+/// (a cut network) must not hold up a run's end.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The advisory lock migrations hold (any fixed number of our own).
 const MIGRATION_LOCK: i64 = 0x0076_616a_7261; // "vajra"
 
@@ -115,15 +118,30 @@ impl PostgresStore {
     ) -> Result<Vec<Row>, StoreError> {
         let mut guard = self.connected().await?;
         let client = guard.as_ref().expect("just connected");
-        let rows = client.query(sql, params).await;
-        rows.map_err(|e| self.failed(&mut guard, e))
+        let rows = tokio::time::timeout(QUERY_TIMEOUT, client.query(sql, params)).await;
+        match rows {
+            Ok(rows) => rows.map_err(|e| self.failed(&mut guard, e)),
+            Err(_) => Err(self.timed_out(&mut guard)),
+        }
+    }
+
+    /// A statement that did not answer in time: its connection is dropped.
+    fn timed_out(&self, client: &mut Option<Client>) -> StoreError {
+        *client = None;
+        StoreError::Unreachable {
+            store: self.shown.clone(),
+            detail: format!("no answer within {QUERY_TIMEOUT:?}"),
+        }
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
         let mut guard = self.connected().await?;
         let client = guard.as_ref().expect("just connected");
-        let changed = client.execute(sql, params).await;
-        changed.map_err(|e| self.failed(&mut guard, e))
+        let changed = tokio::time::timeout(QUERY_TIMEOUT, client.execute(sql, params)).await;
+        match changed {
+            Ok(changed) => changed.map_err(|e| self.failed(&mut guard, e)),
+            Err(_) => Err(self.timed_out(&mut guard)),
+        }
     }
 }
 
@@ -214,25 +232,35 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn summary(row: &Row) -> RunSummary {
-    RunSummary {
-        id: row.get(0),
-        name: row.get(1),
-        outcome: row.get(2),
-        passed: row.get::<_, i32>(3) != 0,
-        started_ms: row.get(4),
-        recorded_ms: row.get(5),
-        load_secs: row.get(6),
-        peers: row.get(7),
-        target_rate: row.get(8),
-        rate: row.get(9),
-        completed: row.get(10),
-        failures: row.get(11),
-        p50_us: row.get(12),
-        p99_us: row.get(13),
-        service_p99_us: row.get(14),
-        started_by: row.get(15),
-    }
+/// A row's summary; `Err` if a column is not of the schema's type (a
+/// table altered by hand), never a panic.
+fn summary(row: &Row) -> Result<RunSummary, tokio_postgres::Error> {
+    Ok(RunSummary {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        outcome: row.try_get(2)?,
+        passed: row.try_get::<_, i32>(3)? != 0,
+        started_ms: row.try_get(4)?,
+        recorded_ms: row.try_get(5)?,
+        load_secs: row.try_get(6)?,
+        peers: row.try_get(7)?,
+        target_rate: row.try_get(8)?,
+        rate: row.try_get(9)?,
+        completed: row.try_get(10)?,
+        failures: row.try_get(11)?,
+        p50_us: row.try_get(12)?,
+        p99_us: row.try_get(13)?,
+        service_p99_us: row.try_get(14)?,
+        started_by: row.try_get(15)?,
+    })
+}
+
+fn run_of(row: &Row) -> Result<RecordedRun, tokio_postgres::Error> {
+    Ok(RecordedRun {
+        summary: summary(row)?,
+        definition: row.try_get(16)?,
+        report: row.try_get(17)?,
+    })
 }
 
 #[async_trait]
@@ -292,16 +320,18 @@ impl Store for PostgresStore {
                 ],
             )
             .await?;
-        Ok(rows.iter().map(summary).collect())
+        rows.iter()
+            .map(summary)
+            .collect::<Result<_, _>>()
+            .map_err(|e| classify(&self.shown, &e))
     }
 
     async fn get(&self, id: &str) -> Result<Option<RecordedRun>, StoreError> {
         let rows = self.query(&schema::get_query(), &[&id]).await?;
-        Ok(rows.first().map(|row| RecordedRun {
-            summary: summary(row),
-            definition: row.get(16),
-            report: row.get(17),
-        }))
+        rows.first()
+            .map(run_of)
+            .transpose()
+            .map_err(|e| classify(&self.shown, &e))
     }
 
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {

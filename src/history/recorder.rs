@@ -9,9 +9,12 @@ use parking_lot::Mutex;
 
 use super::store::{RecordedRun, Store, StoreError};
 
-/// Most runs kept waiting for the store; past it the oldest is given up,
-/// with a warning naming it (its report is still in the peers' memory).
+/// Most runs kept waiting for the store; past it (or past
+/// [`MAX_WAITING_BYTES`]) the oldest is given up, with a warning naming it
+/// (its report is still in the peers' memory).
 pub const MAX_WAITING: usize = 64;
+/// Most bytes of reports kept waiting for the store.
+pub const MAX_WAITING_BYTES: usize = 256 * 1024 * 1024;
 
 /// What became of a run handed to [`Recorder::record`].
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +122,9 @@ impl Recorder {
             return;
         }
         waiting.push_back(run);
-        if waiting.len() > MAX_WAITING
+        let bytes = |w: &VecDeque<RecordedRun>| w.iter().map(|r| r.report.len()).sum::<usize>();
+        while (waiting.len() > MAX_WAITING || bytes(&waiting) > MAX_WAITING_BYTES)
+            && waiting.len() > 1
             && let Some(oldest) = waiting.pop_front()
         {
             tracing::warn!(

@@ -122,31 +122,37 @@ impl Session {
         from: Provenance<'_>,
         target_rate: Option<f64>,
     ) -> Option<String> {
-        let baseline = match &self.baseline {
-            Some(run) => match run.parsed_report() {
-                Ok(parsed) => Some((run.summary.id.clone(), parsed)),
-                Err(e) => {
-                    baseline::not_judged(report, thresholds, &e.to_string());
-                    return Some(format!("history: relative thresholds not judged: {e}"));
-                }
-            },
-            None => None,
-        };
         if let Some(why) = &self.away {
             if self.wanted.is_some() {
                 baseline::not_judged(report, thresholds, why);
             }
             return Some(format!("history: not recorded: {why}"));
         }
-        baseline::judge(
-            report,
-            thresholds,
-            baseline.as_ref().map(|(id, r)| (id.as_str(), r)),
-        );
-        let store = self.store.as_ref()?;
+        let mut problem = None;
+        match self.baseline.as_ref().map(|run| (run, run.parsed_report())) {
+            Some((run, Ok(parsed))) => {
+                baseline::judge(report, thresholds, Some((&run.summary.id, &parsed)));
+            }
+            Some((_, Err(e))) => {
+                baseline::not_judged(report, thresholds, &e.to_string());
+                problem = Some(format!("history: relative thresholds not judged: {e}"));
+            }
+            None => baseline::judge(report, thresholds, None),
+        }
+        let Some(store) = self.store.as_ref() else {
+            return problem;
+        };
         let run = RecordedRun::new(from, report, target_rate);
         match store.record(&run).await {
-            Ok(_) => None,
+            Ok(true) => problem,
+            // An orchestrator's API records nothing itself (its own
+            // recorder does); anything else already holds a run of this id.
+            Ok(false) if store.describe().starts_with("the history API") => problem,
+            Ok(false) => Some(format!(
+                "history: {} already holds a run {}; this one is not recorded",
+                store.describe(),
+                run.summary.id
+            )),
             Err(e) => Some(format!("history: run {} not recorded: {e}", run.summary.id)),
         }
     }

@@ -8,6 +8,8 @@ pub const STYLE_CSS: &str = include_str!("assets/style.css");
 pub const CHARTS_JS: &str = include_str!("assets/charts.js");
 /// The result page (also inlined into HTML reports).
 pub const RESULT_JS: &str = include_str!("assets/result.js");
+/// The history pages (an orchestrator's).
+pub const HISTORY_JS: &str = include_str!("assets/history.js");
 /// The single-page app.
 pub const APP_JS: &str = include_str!("assets/app.js");
 /// The page icon.
@@ -27,6 +29,7 @@ pub fn file(path: &str) -> Option<(&'static str, &'static [u8])> {
         "/ui/style.css" => ("text/css; charset=utf-8", STYLE_CSS),
         "/ui/charts.js" => ("text/javascript; charset=utf-8", CHARTS_JS),
         "/ui/result.js" => ("text/javascript; charset=utf-8", RESULT_JS),
+        "/ui/history.js" => ("text/javascript; charset=utf-8", HISTORY_JS),
         "/ui/app.js" => ("text/javascript; charset=utf-8", APP_JS),
         "/ui/icon.svg" | "/favicon.ico" => ("image/svg+xml", ICON_SVG),
         _ => return None,

@@ -212,7 +212,13 @@ async fn route(
         .filter(|s| !s.is_empty())
         .collect();
     match (method, segments.as_slice()) {
-        (&Method::GET, ["me"]) => Ok(json(200, caller)),
+        (&Method::GET, ["me"]) => Ok(json(
+            200,
+            &Me {
+                caller,
+                history: api.history.is_some(),
+            },
+        )),
         (&Method::GET, ["cluster"]) => Ok(json(200, &api.cluster().await)),
         (&Method::GET, ["catalog"]) => Ok(json(200, &api.catalog())),
         (&Method::GET, ["live"]) => Ok(event_stream(api)),
@@ -287,6 +293,15 @@ fn unknown_test(id: &str) -> ApiError {
 
 fn not_allowed(allowed: &'static str) -> ApiError {
     ApiError::method_not_allowed(allowed)
+}
+
+/// Who the caller is, and what this node offers it.
+#[derive(Serialize)]
+struct Me<'a> {
+    #[serde(flatten)]
+    caller: &'a Caller,
+    /// Whether this node keeps a history (the UI shows its pages).
+    history: bool,
 }
 
 /// The history endpoints, on a node that keeps a history.

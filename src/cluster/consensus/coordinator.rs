@@ -141,6 +141,10 @@ pub fn decide(observed: &Observed, raft: &RaftView, settled: bool) -> Vec<Action
         // loaded box the first exchange with a seed can take longer than
         // the settle time, and founding a cluster alone then left the seed
         // and this peer in two clusters for good.
+        // An orchestrator seen counts as a seed reached (a lone peer may be
+        // pointed at one): through it gossip shows every other member
+        // within the settle time, so a second founder is seen before this
+        // one initialises.
         let waits_for_seeds =
             observed.alive.len() <= 1 && !observed.founders.contains(&observed.me);
         return if settled && smallest && !observed.others_in_raft && !waits_for_seeds {
@@ -497,7 +501,11 @@ mod tests {
         );
         let mut peer = observed(5, &[2, 5], &[2, 5]);
         peer.observers.insert(2);
-        assert_eq!(decide(&peer, &fresh, true), vec![Action::Initialize]);
+        assert_eq!(
+            decide(&peer, &fresh, true),
+            vec![Action::Initialize],
+            "the smallest peer founds it, even if the observer was its seed"
+        );
     }
 
     /// A member of another Raft cluster (two formed apart during a

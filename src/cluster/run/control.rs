@@ -163,11 +163,24 @@ impl Controller {
         if let ControlRequest::Figures = request {
             return self.figures().await;
         }
-        if let ControlRequest::Ended = request {
-            return ControlReply {
-                ok: true,
-                ended: self.ledger.ended(),
-                ..ControlReply::default()
+        if let ControlRequest::Ended { test_id } = &request {
+            return match test_id {
+                None => ControlReply {
+                    ok: true,
+                    ended: self.ledger.ended(),
+                    ..ControlReply::default()
+                },
+                Some(id) => match self.ledger.plan(id) {
+                    Some(plan) => ControlReply {
+                        ok: true,
+                        plan: Some(plan),
+                        ..ControlReply::default()
+                    },
+                    None => ControlReply::refused(
+                        Refusal::Unavailable,
+                        format!("this peer remembers no ended test {id}"),
+                    ),
+                },
             };
         }
         let metrics = self.raft.metrics().borrow().clone();
@@ -259,7 +272,9 @@ impl Controller {
                 plan: self.machine.state().plan,
                 ..ControlReply::default()
             },
-            ControlRequest::Results { .. } | ControlRequest::Figures | ControlRequest::Ended => {
+            ControlRequest::Results { .. }
+            | ControlRequest::Figures
+            | ControlRequest::Ended { .. } => {
                 unreachable!("answered before forwarding")
             }
         }

@@ -46,6 +46,9 @@ pub struct Follow {
     origin: Instant,
     /// When it ends by the latest plan.
     end: Instant,
+    /// When following began (a test that ended long before is given its
+    /// peers' answers all the same).
+    since: Instant,
 }
 
 /// Why following a test stopped before its end.
@@ -80,6 +83,7 @@ impl Follow {
             settings,
             origin,
             end: origin,
+            since: Instant::now(),
         };
         follow.end = follow.end_of(plan);
         Ok(follow)
@@ -198,24 +202,26 @@ impl Follow {
             .is_done(Instant::now() > self.end, LOST_AFTER)
     }
 
-    /// The peers still not finished, once the test is far past its end.
+    /// The peers still not finished, once the test is far past its end
+    /// (and past the time a silent peer takes to count as lost, counted
+    /// from when following began: the test may have ended long before).
     pub fn overdue(&self) -> Option<Vec<String>> {
-        let deadline = self
-            .end
+        let from = self.end.max(self.since + LOST_AFTER);
+        let deadline = from
             .checked_add(self.settings.engine.drain_timeout + GRACE)
-            .unwrap_or(self.end);
+            .unwrap_or(from);
         (Instant::now() > deadline).then(|| self.collection.pending())
     }
 
     /// Follows the test to its end, a round every [`RESULTS_POLL`].
     pub async fn to_end(mut self, requester: &dyn Requester) -> Result<Followed, FollowError> {
         loop {
-            if let Some(pending) = self.overdue() {
-                return Err(FollowError::Unfinished(pending));
-            }
             self.poll(requester).await;
             if self.is_done() {
                 return self.finish();
+            }
+            if let Some(pending) = self.overdue() {
+                return Err(FollowError::Unfinished(pending));
             }
             tokio::time::sleep(RESULTS_POLL).await;
         }
@@ -298,4 +304,37 @@ fn mean_target_rate(
     let end = ran_until.map_or(curve.duration(), |t| t.min(curve.duration()));
     let main_secs = end - profile.warmup_secs;
     Some(curve.count_between(profile.warmup_secs, end) / main_secs.max(1e-9))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::run::plan::{Candidate, Equal, TestDefinition};
+    use crate::config::RunArgs;
+
+    /// A test that ended long before it is followed (an orchestrator back
+    /// after an hour) still gets its peers' answers: it is not overdue
+    /// before a silent peer has had the time to count as lost.
+    #[test]
+    fn a_test_that_ended_long_ago_is_not_overdue_at_once() {
+        let args = RunArgs {
+            task: Some("noop".into()),
+            tps: Some(10.0),
+            duration: Some("2s".parse().unwrap()),
+            ..RunArgs::default()
+        };
+        let (definition, _) = TestDefinition::compile(&args).unwrap();
+        let peer = Candidate {
+            id: "a".into(),
+            weight: 1.0,
+            cores: 1,
+            cpu_percent: 0.0,
+        };
+        let an_hour_ago = crate::cluster::wall::unix_now_ms() - 3_600_000;
+        let plan = Plan::first("t1", an_hour_ago, &Equal, &[peer], definition).unwrap();
+        let mut follow = Follow::new(&plan, BTreeMap::new(), origin_of(an_hour_ago)).unwrap();
+        follow.closed();
+        assert!(follow.overdue().is_none(), "given its peers' answers first");
+        assert!(!follow.is_done(), "and a silent peer is waited for a while");
+    }
 }

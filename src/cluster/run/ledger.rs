@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::cluster::consensus::ClusterState;
 use crate::cluster::run::plan::Plan;
+use crate::cluster::run::protocol::EndedTest;
 
 /// How many ended tests a peer remembers (their plans; peers keep their
 /// own reports of as many, see `share::KEPT_RESULTS`).
@@ -54,8 +55,22 @@ impl Ledger {
     }
 
     /// The ended tests, oldest first.
-    pub fn ended(&self) -> Vec<Plan> {
-        self.inner.lock().ended.iter().cloned().collect()
+    pub fn ended(&self) -> Vec<EndedTest> {
+        self.inner
+            .lock()
+            .ended
+            .iter()
+            .map(|p| EndedTest {
+                test_id: p.test_id.clone(),
+                epoch: p.epoch,
+            })
+            .collect()
+    }
+
+    /// The last plan of ended test `test_id`, if remembered.
+    pub fn plan(&self, test_id: &str) -> Option<Plan> {
+        let entries = self.inner.lock();
+        entries.ended.iter().find(|p| p.test_id == test_id).cloned()
     }
 }
 
@@ -101,9 +116,11 @@ mod tests {
         let ended: Vec<(String, u64)> = ledger
             .ended()
             .into_iter()
-            .map(|p| (p.test_id, p.epoch))
+            .map(|t| (t.test_id, t.epoch))
             .collect();
         assert_eq!(ended, [("t1".into(), 2), ("t2".into(), 1)]);
+        assert_eq!(ledger.plan("t1").map(|p| p.epoch), Some(2));
+        assert!(ledger.plan("t9").is_none());
         for i in 0..KEPT_ENDED + 5 {
             ledger.observe(&state(Some(plan(&format!("x{i}"), 1))));
         }

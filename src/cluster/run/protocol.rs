@@ -59,9 +59,24 @@ pub enum ControlRequest {
     /// The current or last test's cluster-wide figures, merged by the peer
     /// asked (not forwarded).
     Figures,
-    /// The tests this peer saw end, with their last plan (not forwarded):
-    /// an orchestrator back from a restart records those it missed.
-    Ended,
+    /// The tests this peer saw end (not forwarded): an orchestrator back
+    /// from a restart records those it missed. Without a test id, each
+    /// one's id and last epoch; with one, that test's last plan (one plan
+    /// per answer keeps answers within the message limit).
+    Ended {
+        /// The test whose plan to send.
+        #[serde(default)]
+        test_id: Option<String>,
+    },
+}
+
+/// A test a peer saw end, as [`ControlRequest::Ended`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndedTest {
+    /// Its id.
+    pub test_id: String,
+    /// The last epoch the peer saw.
+    pub epoch: u64,
 }
 
 /// Why a control request was not done.
@@ -108,10 +123,9 @@ pub struct ControlReply {
     /// figures are another incarnation's, kept apart from the first's.
     #[serde(default)]
     pub generation: Option<u64>,
-    /// The tests that ended, for `Ended`: each one's last plan, oldest
-    /// first.
+    /// The tests that ended, for `Ended` without a test id, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ended: Vec<Plan>,
+    pub ended: Vec<EndedTest>,
 }
 
 impl ControlRequest {

@@ -1,5 +1,6 @@
 // Vajra's web UI: one page, four views (cluster, start a test, live test,
-// results), fed by one server-sent event stream of the node's frames
+// results) and, on an orchestrator, the history pages (history.js), fed by
+// one server-sent event stream of the node's frames
 // (GET /api/v1/live). Every request carries the API token the user gave;
 // it is kept in this tab's session storage only.
 "use strict";
@@ -141,12 +142,14 @@
 
   function route() {
     const hash = location.hash.replace(/^#\/?/, "");
-    const [name, ...rest] = hash.split("/");
+    const [path, query] = hash.split("?");
+    const [name, ...rest] = path.split("/");
     document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === (name || "cluster")));
     const main = document.getElementById("view");
     state.liveCharts = null;
     state.view = null;
     if (!state.role) return loginView(main);
+    if (name === "history") return historyView(main, rest, query);
     if (name === "results" && rest.length) {
       let id = rest.join("/");
       try { id = decodeURIComponent(id); } catch (e) { /* shown as typed */ }
@@ -155,6 +158,24 @@
     const view = views[name] || clusterView;
     state.view = view;
     view(main, true);
+  }
+
+  /** The history pages: #/history[?filter], #/history/run/ID,
+   * #/history/compare/A/B, #/history/trend/NAME. */
+  function historyView(main, rest, query) {
+    const H = window.VajraHistory;
+    const ctx = { api, download, query };
+    const arg = (i) => { try { return decodeURIComponent(rest[i] || ""); } catch (e) { return rest[i] || ""; } };
+    let drawn = null;
+    if (rest[0] === "run" && rest[1]) drawn = H.run(main, arg(1), ctx);
+    else if (rest[0] === "compare" && rest[2]) drawn = H.compare(main, arg(1), arg(2), ctx);
+    else if (rest[0] === "trend" && rest[1]) drawn = H.trend(main, rest.slice(1).map((_, i) => arg(i + 1)).join("/"), ctx);
+    else drawn = H.list(main, ctx);
+    Promise.resolve(drawn).then((charts) => {
+      if (!charts) return;
+      const redraw = () => charts.forEach((c) => c.draw());
+      window.addEventListener("resize", redraw);
+    });
   }
 
   function refresh() {
@@ -186,6 +207,7 @@
     sessionStorage.setItem(TOKEN_KEY, state.token);
     document.getElementById("who").textContent = me.role + (me.provider !== "none" ? " (" + me.provider + ")" : "");
     document.body.dataset.role = me.role;
+    document.getElementById("nav-history").hidden = !me.history;
     state.catalog = await api("GET", "/catalog");
     stream();
     route();

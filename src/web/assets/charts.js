@@ -41,6 +41,7 @@
   /** "1m05s" for seconds. */
   function formatSeconds(s) {
     if (!isFinite(s)) return "–";
+    if (s < 10 && Math.abs(s - Math.round(s)) > 1e-6) return s.toFixed(1) + "s";
     if (s < 60) return Math.round(s) + "s";
     const m = Math.floor(s / 60), r = Math.round(s % 60);
     return m + "m" + String(r).padStart(2, "0") + "s";
@@ -101,7 +102,8 @@
   /**
    * A line chart in `container`. `options`: title, unit ("micros", "rate",
    * "count"), log (a log y axis), lines: [{name, color, dashed}], height,
-   * maxPoints. `update(data)` redraws with data[i] the points of lines[i].
+   * maxPoints, xFormat (the x ticks' labels; seconds by default).
+   * `update(data)` redraws with data[i] the points of lines[i].
    */
   function LineChart(container, options) {
     this.options = Object.assign({ height: 220, maxPoints: 800, unit: "count", log: false }, options);
@@ -170,7 +172,7 @@
     for (const t of linearTicks(x0, x1, 6)) {
       const x = sx(t);
       el("line", { x1: x, x2: x, y1: m.top + plotH, y2: m.top + plotH + 4, class: "axis" }, svg);
-      el("text", { x, y: height - 8, "text-anchor": "middle", class: "tick" }, svg).textContent = formatSeconds(t);
+      el("text", { x, y: height - 8, "text-anchor": "middle", class: "tick" }, svg).textContent = (o.xFormat || formatSeconds)(t);
     }
     el("line", { x1: m.left, x2: width - m.right, y1: m.top + plotH, y2: m.top + plotH, class: "axis" }, svg);
     el("line", { x1: m.left, x2: m.left, y1: m.top, y2: m.top + plotH, class: "axis" }, svg);

@@ -11,6 +11,7 @@
   function h(tag, attrs, ...children) {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
       if (k === "class") node.className = v;
       else node.setAttribute(k, v);
     }
@@ -78,8 +79,8 @@
     if (!report.thresholds || !report.thresholds.length) return null;
     return h("section", {},
       h("h3", {}, "Thresholds"),
-      table(["threshold", "actual", "verdict"], report.thresholds.map((t) =>
-        [t.threshold, t.actual, h("span", { class: t.passed ? "pass" : "fail" }, t.passed ? "pass" : "FAIL")])));
+      table(["threshold", "actual", "baseline", "verdict"], report.thresholds.map((t) =>
+        [t.threshold, t.actual, t.baseline || "", h("span", { class: t.passed ? "pass" : "fail" }, t.passed ? "pass" : "FAIL")])));
   }
 
   function tags(report) {
