@@ -164,7 +164,9 @@ fn pairs(query: &str) -> Vec<(String, String)> {
 pub fn filter(query: &str) -> Result<RunFilter, ApiError> {
     let mut filter = RunFilter::default();
     for (key, value) in pairs(query) {
-        if value.is_empty() {
+        // An empty text is no filter; an empty outcome or limit is not one
+        // of their values.
+        if value.is_empty() && !matches!(key.as_str(), "outcome" | "limit") {
             continue;
         }
         match key.as_str() {
@@ -236,6 +238,7 @@ mod tests {
             ("since=yesterday", "since"),
             ("outcome=great", "outcome"),
             ("color=red", "color"),
+            ("outcome=", "outcome"),
         ] {
             let e = filter(query).unwrap_err();
             assert_eq!(e.field.as_deref(), Some(field), "{query}: {e:?}");

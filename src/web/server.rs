@@ -312,6 +312,17 @@ async fn history_route(
     api: &Api,
     caller: &Caller,
 ) -> Result<Response<Body>, ApiError> {
+    // The path and method first: a method a path does not take is a 405
+    // on any node.
+    match (method, segments) {
+        (&Method::GET, ["runs" | "compare" | "trend"])
+        | (&Method::GET | &Method::DELETE, ["runs", _])
+        | (&Method::GET, ["runs", _, _]) => {}
+        (_, ["runs" | "compare" | "trend"]) => return Err(not_allowed("GET")),
+        (_, ["runs", _]) => return Err(not_allowed("GET, DELETE")),
+        (_, ["runs", _, _]) => return Err(not_allowed("GET")),
+        _ => return Err(ApiError::new(404, "no such history endpoint")),
+    }
     let Some(history) = &api.history else {
         return Err(ApiError::new(
             404,
@@ -333,10 +344,7 @@ async fn history_route(
             let target_rate = run.summary.target_rate;
             report_file(id, file, &report, Some(run.report.into()), target_rate)
         }
-        (_, ["runs" | "compare" | "trend"]) => Err(not_allowed("GET")),
-        (_, ["runs", _]) => Err(not_allowed("GET, DELETE")),
-        (_, ["runs", _, _]) => Err(not_allowed("GET")),
-        _ => Err(ApiError::new(404, "no such history endpoint")),
+        _ => unreachable!("checked above"),
     }
 }
 
