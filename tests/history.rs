@@ -161,6 +161,30 @@ fn a_damaged_or_newer_sqlite_file_is_refused_by_name() {
         cli.stderr
     );
 
+    // Another program's SQLite file is not taken over.
+    let theirs = dir.path().join("theirs.db");
+    let db = rusqlite::Connection::open(&theirs).unwrap();
+    db.execute("CREATE TABLE invoices (id INTEGER)", [])
+        .unwrap();
+    drop(db);
+    runtime().block_on(async {
+        match SqliteStore::open(&theirs).await {
+            Err(e @ StoreError::Corrupt { .. }) => {
+                assert!(e.to_string().contains("`invoices`"), "{e}")
+            }
+            other => panic!("another program's file was taken: {:?}", other.err()),
+        }
+    });
+    let db = rusqlite::Connection::open(&theirs).unwrap();
+    let tables: i64 = db
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 1, "and nothing was added to it");
+
     let newer = dir.path().join("newer.db");
     runtime().block_on(async {
         drop(SqliteStore::open(&newer).await.unwrap());

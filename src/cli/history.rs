@@ -133,12 +133,11 @@ impl From<StoreError> for Failure {
 async fn source(args: &SourceArgs) -> Result<Arc<dyn Store>, String> {
     if let Some(api) = &args.api {
         let token = match &args.api_token_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-                    .trim()
-                    .to_owned(),
-            ),
+            Some(path) => {
+                Some(token_in(&std::fs::read_to_string(path).map_err(|e| {
+                    format!("cannot read {}: {e}", path.display())
+                })?))
+            }
             None => std::env::var("VAJRA_API_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty()),
@@ -152,6 +151,18 @@ async fn source(args: &SourceArgs) -> Result<Arc<dyn Store>, String> {
         .clone()
         .unwrap_or_else(|| format!("sqlite:{}", StoreUrl::default_path().display()));
     crate::history::open(&url).await.map_err(|e| e.to_string())
+}
+
+/// The token of a token file: the file's first line that is not a
+/// comment, its last word (a lone `TOKEN`, or `ROLE TOKEN` as the server's
+/// `--api-token-file` has it).
+fn token_in(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 async fn act(command: &HistoryCommand, store: &dyn Store, json: bool) -> Result<(), Failure> {
@@ -323,4 +334,19 @@ fn comparison_table(c: &Comparison) -> String {
         section(&mut out, &format!("tag {tag}"), rows);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_file_gives_its_token_in_either_form() {
+        assert_eq!(
+            token_in("# mine\nviewer abcdefghijklmnop\n"),
+            "abcdefghijklmnop"
+        );
+        assert_eq!(token_in("abcdefghijklmnop\n"), "abcdefghijklmnop");
+        assert_eq!(token_in(""), "");
+    }
 }

@@ -80,6 +80,8 @@ enum OpenError {
     Sqlite(rusqlite::Error),
     Newer(i64),
     Directory(std::io::Error),
+    /// Another program's database: tables of its own, no history schema.
+    Foreign(String),
 }
 
 impl From<rusqlite::Error> for OpenError {
@@ -102,6 +104,16 @@ fn open_blocking(path: &Path) -> Result<Connection, OpenError> {
 }
 
 fn migrate(connection: &mut Connection) -> Result<(), OpenError> {
+    let tables: Vec<String> = connection
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if !tables.iter().any(|t| t == "vajra_schema")
+        && let Some(theirs) = tables.iter().find(|t| !t.starts_with("sqlite_"))
+    {
+        // Never add the history's tables to someone else's database.
+        return Err(OpenError::Foreign(theirs.clone()));
+    }
     connection.execute(schema::VERSION_TABLE, [])?;
     let version: i64 = connection.query_row(
         "SELECT COALESCE(MAX(version), 0) FROM vajra_schema",
@@ -139,6 +151,12 @@ fn classify(store: &str, error: OpenError) -> StoreError {
             return StoreError::Other {
                 store,
                 detail: format!("cannot create its directory: {e}"),
+            };
+        }
+        OpenError::Foreign(table) => {
+            return StoreError::Corrupt {
+                store,
+                detail: format!("another program's database: it holds a table `{table}`"),
             };
         }
         OpenError::Sqlite(e) => e,
