@@ -299,3 +299,79 @@ fn the_orchestrator_records_each_test_once_and_the_cluster_never_needs_it() {
     assert_eq!(answer.status, 404);
     assert!(answer.body.contains("orchestrator"), "{}", answer.body);
 }
+
+/// The same recording into Debian's PostgreSQL (`VAJRA_TEST_POSTGRES`,
+/// started by `.ci/run`): the orchestrator's run is in the database, and
+/// the report the API serves is the one `history --store postgres://…`
+/// exports, byte for byte.
+#[test]
+#[ignore = "needs PostgreSQL (VAJRA_TEST_POSTGRES, started by .ci/run)"]
+fn the_orchestrator_records_into_postgres() {
+    let url = std::env::var("VAJRA_TEST_POSTGRES")
+        .expect("VAJRA_TEST_POSTGRES names the database (.ci/run starts one)");
+    let name = format!("pg-{}", std::process::id());
+    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut cluster = Cluster::new();
+    let seed = cluster.start_joined(&["pg1"], |_| Vec::new());
+    let secret = cluster.secret.path().to_str().unwrap().to_owned();
+    let flags = [
+        "--cluster-secret-file",
+        &secret,
+        "--store",
+        &url,
+        "--http",
+        &api.to_string(),
+    ];
+    cluster.start_as("orchestrator", "pgo", free_port(), Some(seed), &flags);
+    cluster
+        .wait_until(&["pg1"], Duration::from_secs(10), |s| {
+            s.live_ids() == ["pg1", "pgo"]
+        })
+        .expect("the orchestrator joins");
+    let (code, stdout) = start_and_wait(
+        &cluster,
+        seed,
+        &["--tps", "100", "--duration", "2s", "--test-name", &name],
+    );
+    assert_eq!(code, 0, "{stdout}");
+    let runs = wait_for_run(api, Duration::from_secs(20), |r| {
+        r.iter().any(|run| run["name"] == name.as_str())
+    });
+    let run = runs
+        .iter()
+        .find(|r| r["name"] == name.as_str())
+        .expect("recorded");
+    let id = run["id"].as_str().unwrap().to_owned();
+    assert_eq!(run["completed"].as_u64(), Some(completed_of(&stdout)));
+
+    let dir = tempfile::tempdir().unwrap();
+    let exported = dir.path().join("run.json");
+    let export = binary()
+        .args(["history", "--store", &url, "export", &id, "-o"])
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let served = request(
+        api,
+        "GET",
+        &format!("/api/v1/history/runs/{id}/report.json"),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&exported).unwrap(),
+        served.body,
+        "the database's report is the API's, byte for byte"
+    );
+    let deleted = binary()
+        .args(["history", "--store", &url, "delete", &id])
+        .output()
+        .unwrap();
+    assert!(deleted.status.success());
+}
