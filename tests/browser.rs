@@ -79,7 +79,7 @@ fn a_person_reads_the_history_in_the_browser() {
         ..TargetBehaviour::default()
     });
     let slow = TestTarget::start(TargetBehaviour {
-        delay: Duration::from_millis(15),
+        delay: Duration::from_millis(50),
         ..TargetBehaviour::default()
     });
     let mut tokens = tempfile::NamedTempFile::new().unwrap();

@@ -10,12 +10,8 @@ then one run's report. Any console error fails it. Screenshots go to
 
 import argparse
 import json
-import os
-import sys
 
-from playwright.sync_api import sync_playwright
-
-from ui import wait_until
+from ui import drive, wait_until
 
 
 def main():
@@ -27,27 +23,8 @@ def main():
     parser.add_argument("--screenshots", required=True)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
-    os.makedirs(args.screenshots, exist_ok=True)
-    shot = lambda page, name: page.screenshot(path=os.path.join(args.screenshots, name + ".png"), full_page=True)
-    errors = []
-    measured = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
-        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-        page.set_default_timeout(20_000)
-        page.on("console", lambda m: m.type == "error" and errors.append("console: " + m.text))
-        page.on("pageerror", lambda e: errors.append("page: " + str(e)))
-        try:
-            run(page, args, shot, measured)
-        except Exception:
-            shot(page, "history-failure")
-            print("page text at the failure:\n" + page.inner_text("body"), file=sys.stderr)
-            print("\n".join(errors), file=sys.stderr)
-            raise
-        browser.close()
-    if errors:
-        print("\n".join(errors), file=sys.stderr)
-        sys.exit(1)
+    measured = drive(args.screenshots, args.chromium, "history-failure",
+                     lambda page, browser, shot, errors, measured: run(page, args, shot, measured))
     print(json.dumps(measured))
 
 
@@ -80,10 +57,12 @@ def run(page, args, shot, measured):
     page.click("#compare-picked")
     page.wait_for_selector("table.compare")
     wait_until(page, "() => document.querySelectorAll('figure.chart path.line').length === 4")
-    p99 = page.inner_text("span[data-metric='latency.p99']")
-    measured["p99_change"] = p99
-    assert p99.startswith("+"), "the slower run's p99 is higher: " + p99
-    assert "fail" in page.get_attribute("span[data-metric='latency.p99']", "class"), "and marked worse"
+    # The median: a loaded machine can stretch the fast run's tail past the
+    # slow one's, never its median past a 50 ms delay.
+    p50 = page.inner_text("span[data-metric='latency.p50']")
+    measured["p50_change"] = p50
+    assert p50.startswith("+"), "the slower run's p50 is higher: " + p50
+    assert "fail" in page.get_attribute("span[data-metric='latency.p50']", "class"), "and marked worse"
     assert oldest in page.inner_text("table.kv"), "A is the older run"
     shot(page, "history-compare")
 

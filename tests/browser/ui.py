@@ -30,22 +30,34 @@ def main():
     parser.add_argument("--screenshots", required=True)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
-    os.makedirs(args.screenshots, exist_ok=True)
-    shot = lambda page, name: page.screenshot(path=os.path.join(args.screenshots, name + ".png"), full_page=True)
+    measured = drive(args.screenshots, args.chromium, "failure",
+                     lambda page, browser, shot, errors, measured: run(page, browser, args, shot, measured, errors))
+    print(json.dumps(measured))
+
+
+def drive(screenshots, chromium, failure_name, steps):
+    """Runs `steps(page, browser, shot, errors, measured)` in chromium.
+
+    Console errors and page errors are collected; any of them, or an
+    exception in the steps (after a screenshot named `failure_name` and the
+    page's text), fails the run. Returns what the steps measured.
+    """
+    os.makedirs(screenshots, exist_ok=True)
+    shot = lambda page, name: page.screenshot(path=os.path.join(screenshots, name + ".png"), full_page=True)
     errors = []
     measured = {}
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
         page = context.new_page()
         page.set_default_timeout(20_000)
         page.on("console", lambda m: m.type == "error" and errors.append("console: " + m.text))
         page.on("pageerror", lambda e: errors.append("page: " + str(e)))
         try:
-            run(page, browser, args, shot, measured, errors)
+            steps(page, browser, shot, errors, measured)
         except Exception:
-            shot(page, "failure")
+            shot(page, failure_name)
             print("page text at the failure:\n" + page.inner_text("body"), file=sys.stderr)
             print("\n".join(errors), file=sys.stderr)
             raise
@@ -54,7 +66,7 @@ def main():
     if errors:
         print("\n".join(errors), file=sys.stderr)
         sys.exit(1)
-    print(json.dumps(measured))
+    return measured
 
 
 def wait_until(page, predicate, arg=None, timeout=20_000):
