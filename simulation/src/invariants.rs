@@ -1,7 +1,7 @@
 //! The invariants, checked while the simulation runs. Every violation is
 //! kept with the run's seed and the virtual time (step) it was seen at.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use parking_lot::Mutex;
@@ -61,7 +61,8 @@ pub mod names {
 struct Inner {
     checks: BTreeMap<&'static str, u64>,
     violations: Vec<Violation>,
-    leaders: HashMap<u64, u64>,
+    /// Every node seen leading each term.
+    leaders: HashMap<u64, BTreeSet<u64>>,
     plans: HashMap<(String, u64), Plan>,
     trace: Trace,
 }
@@ -132,17 +133,32 @@ impl Checker {
     }
 
     /// Node `id` is leader in `term`.
+    ///
+    /// openraft (without its `single-term-leader` feature) orders votes
+    /// by term, then node id: two candidates of one term may both win, one
+    /// after the other, the higher id taking over (its vote outranks the
+    /// first's; log ids carry both, so this is safe). What it never allows
+    /// is a lower id winning a term a higher one already won: that is the
+    /// violation.
     pub fn leader_seen(&self, term: u64, id: u64) {
-        let previous = {
+        let outranked_by = {
             let mut inner = self.inner.lock();
             let inner = &mut *inner;
-            *inner.leaders.entry(term).or_insert_with(|| {
+            let seen = inner.leaders.entry(term).or_default();
+            if seen.contains(&id) {
+                None
+            } else {
+                let higher = seen.last().copied().filter(|&h| h > id);
+                seen.insert(id);
                 inner.trace.add_words(&[term, id, self.clock.ms()]);
-                id
-            })
+                higher
+            }
         };
-        self.check(names::ONE_LEADER, previous == id, || {
-            format!("term {term} has leaders {previous} and {id}")
+        self.check(names::ONE_LEADER, outranked_by.is_none(), || {
+            format!(
+                "term {term}: {id} became leader after {} had, whose vote outranks it",
+                outranked_by.unwrap_or_default()
+            )
         });
     }
 
@@ -241,5 +257,35 @@ impl Checker {
     /// Distinct plans (test, epoch) seen.
     pub fn plans_seen(&self) -> usize {
         self.inner.lock().plans.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two leaders of one term, the higher id second, is openraft taking
+    /// the term over; the lower id second is a violation.
+    #[tokio::test(start_paused = true)]
+    async fn a_higher_id_may_take_a_term_over_a_lower_one_may_not() {
+        let checker = Checker::new(1, Clock::start());
+        checker.leader_seen(2, 5);
+        checker.leader_seen(2, 5);
+        checker.leader_seen(2, 9);
+        checker.leader_seen(2, 5);
+        assert!(
+            checker.violations().is_empty(),
+            "{:?}",
+            checker.violations()
+        );
+        checker.leader_seen(3, 9);
+        checker.leader_seen(3, 4);
+        let violations = checker.violations();
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0]
+                .detail
+                .contains("term 3: 4 became leader after 9")
+        );
     }
 }
