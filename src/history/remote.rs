@@ -144,6 +144,10 @@ impl Store for RemoteStore {
         format!("the history API at {}", self.base)
     }
 
+    fn records(&self) -> bool {
+        false
+    }
+
     /// Records nothing: the orchestrator behind the API records its
     /// cluster's tests itself (a `start --wait` reading its baseline there
     /// leaves the recording to it).

@@ -109,7 +109,12 @@ impl Session {
                 "baseline {choice}: no earlier run of this test in {}",
                 store.unwrap_or_default()
             )),
-            (None, None, None) => store.map(|s| format!("recording in {s}")),
+            (None, None, None) => match &self.store {
+                Some(s) if !s.records() => {
+                    Some(format!("{}: it records the test itself", s.describe()))
+                }
+                _ => store.map(|s| format!("recording in {s}")),
+            },
         }
     }
 
@@ -147,7 +152,7 @@ impl Session {
             Ok(true) => problem,
             // An orchestrator's API records nothing itself (its own
             // recorder does); anything else already holds a run of this id.
-            Ok(false) if store.describe().starts_with("the history API") => problem,
+            Ok(false) if !store.records() => problem,
             Ok(false) => Some(format!(
                 "history: {} already holds a run {}; this one is not recorded",
                 store.describe(),

@@ -250,6 +250,12 @@ pub trait Store: Send + Sync {
     /// What it is, for messages (`sqlite /path`, `postgres host/db`).
     fn describe(&self) -> String;
 
+    /// Whether [`record`](Self::record) keeps runs (an orchestrator's API
+    /// does not: its own recorder does).
+    fn records(&self) -> bool {
+        true
+    }
+
     /// Records `run`; `false` if a run of that id is already recorded (it
     /// is left as it was: a run is recorded once).
     async fn record(&self, run: &RecordedRun) -> Result<bool, StoreError>;
