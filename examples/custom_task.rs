@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use vajra::cluster::run::plan::{Candidate, DistributionStrategy, Strategies};
 use vajra::engine::TaskRegistry;
-use vajra::task::{Task, TaskError, TaskResult, ThreadStrategy};
+use vajra::task::{Context, Task, TaskError, TaskResult, ThreadStrategy};
 
 /// Data shared read-only by every instance, built once by the factory.
 struct Payload {
@@ -36,7 +36,7 @@ struct Checksum {
 impl Task for Checksum {
     const THREAD_STRATEGY: ThreadStrategy = ThreadStrategy::Blocking;
 
-    async fn execute(&mut self) -> TaskResult {
+    async fn execute(&mut self, _ctx: &mut Context<'_>) -> TaskResult {
         self.executions += 1;
         let mut hash = self.seed ^ 0xcbf2_9ce4_8422_2325;
         for &b in &self.payload.bytes {

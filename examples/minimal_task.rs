@@ -5,12 +5,12 @@
 //! ```
 
 use vajra::engine::TaskRegistry;
-use vajra::task::{Task, TaskResult};
+use vajra::task::{Context, Task, TaskResult};
 
 struct Ping;
 
 impl Task for Ping {
-    async fn execute(&mut self) -> TaskResult {
+    async fn execute(&mut self, _ctx: &mut Context<'_>) -> TaskResult {
         // ... one operation; the engine takes the timestamps ...
         TaskResult::success()
     }

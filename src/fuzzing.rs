@@ -65,11 +65,17 @@ pub fn samples(name: &str) -> Vec<Vec<u8>> {
 
 /// A report of 50 executions over 5 s, two phases' worth of histograms.
 fn sample_report() -> crate::export::Report {
-    use crate::metrics::{Aggregator, MetricsHub, Phase};
+    use crate::metrics::{Aggregator, MetricsHub, Phase, Tag};
     let hub = MetricsHub::new(1);
     let rec = hub.recorder();
     for i in 0..50 {
-        rec.record_execution(i / 10, (Phase::Main, Some("tag")), 1_000 * i, 500 * i, None);
+        rec.record_execution(
+            i / 10,
+            (Phase::Main, Some(Tag::Execution("tag"))),
+            1_000 * i,
+            500 * i,
+            None,
+        );
     }
     let mut totals = Aggregator::new(hub, 0.0);
     totals.finish(5.0);

@@ -9,7 +9,7 @@ use vajra::engine::{
 };
 use vajra::load::{LoadPattern, LoadProfile};
 use vajra::metrics::Phase;
-use vajra::task::{Task, TaskError, TaskResult};
+use vajra::task::{Context, Task, TaskError, TaskResult};
 
 fn open(rate: f64, secs: u64, max_in_flight: usize) -> EngineConfig {
     let profile = LoadProfile {
@@ -44,7 +44,7 @@ struct Flaky {
 }
 
 impl Task for Flaky {
-    async fn execute(&mut self) -> TaskResult {
+    async fn execute(&mut self, _ctx: &mut Context<'_>) -> TaskResult {
         let n = self.executions.fetch_add(1, Ordering::Relaxed) + 1;
         if n.is_multiple_of(3) {
             panic!("flaky task blew up");
@@ -113,7 +113,7 @@ async fn setup_failure_is_an_error_naming_the_cause() {
         async fn setup(&mut self) -> anyhow::Result<()> {
             anyhow::bail!("database unreachable")
         }
-        async fn execute(&mut self) -> TaskResult {
+        async fn execute(&mut self, _ctx: &mut Context<'_>) -> TaskResult {
             TaskResult::success()
         }
     }
@@ -139,7 +139,7 @@ struct Exclusive {
 }
 
 impl Task for Exclusive {
-    async fn execute(&mut self) -> TaskResult {
+    async fn execute(&mut self, _ctx: &mut Context<'_>) -> TaskResult {
         tokio::time::sleep(Duration::from_millis(2)).await;
         TaskResult::success()
     }
@@ -190,7 +190,7 @@ async fn closed_model_runs_each_instance_alone_and_cleans_up() {
 struct Stuck;
 
 impl Task for Stuck {
-    async fn execute(&mut self) -> TaskResult {
+    async fn execute(&mut self, _ctx: &mut Context<'_>) -> TaskResult {
         tokio::time::sleep(Duration::from_secs(3600)).await;
         TaskResult::success()
     }
@@ -217,7 +217,7 @@ async fn stuck_executions_are_abandoned_after_the_drain_timeout() {
 async fn a_slow_cleanup_is_not_an_unfinished_execution() {
     struct SlowCleanup;
     impl Task for SlowCleanup {
-        async fn execute(&mut self) -> TaskResult {
+        async fn execute(&mut self, _ctx: &mut Context<'_>) -> TaskResult {
             TaskResult::success()
         }
         async fn cleanup(&mut self) -> anyhow::Result<()> {

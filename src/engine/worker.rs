@@ -7,7 +7,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::FutureExt;
 use parking_lot::Mutex;
@@ -16,9 +16,9 @@ use tokio::sync::{Notify, mpsc, watch};
 use super::clock::RunClock;
 use super::stop::StopSignal;
 use super::trace::{SpanRecord, Tracing};
-use crate::metrics::{MetricsHub, Phase, Recorder};
+use crate::metrics::{MetricsHub, Phase, Recorder, Tag};
 use crate::task::trace::{self, TraceParent};
-use crate::task::{Task, TaskError, TaskFactory, TaskResult};
+use crate::task::{Context, Task, TaskError, TaskFactory, TaskResult};
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
@@ -179,22 +179,32 @@ impl<F: TaskFactory> RunContext<F> {
         }
     }
 
-    /// Runs one execution that was due at `intended_ns` and started at
-    /// `start_ns`, and records it. Returns false if the task panicked (the
-    /// instance must then be replaced).
+    /// Runs execution number `iteration` of an instance, due at
+    /// `intended_ns` and started at `start_ns`, and records it. Returns
+    /// false if the task panicked (the instance must then be replaced).
     #[inline]
     async fn execute(
         &self,
-        (instance, task): (usize, &mut F::Task),
+        (instance, task, iteration): (usize, &mut F::Task, u64),
         intended_ns: u64,
         start_ns: u64,
         rec: &Recorder,
         busy: &BusyFlag,
     ) -> bool {
         let traced = self.tracing.as_ref().filter(|t| t.sample());
+        let phase = self.phase_of(intended_ns);
+        let origin = self.clock.origin().unwrap_or_else(Instant::now);
+        let at = |ns| origin + Duration::from_nanos(ns);
+        let mut cx = Context::new(
+            (instance, iteration),
+            phase,
+            (at(intended_ns), at(start_ns)),
+            rec,
+            origin,
+        );
         busy.0.store(true, Ordering::Relaxed);
         let result = match traced {
-            None => AssertUnwindSafe(task.execute()).catch_unwind().await,
+            None => AssertUnwindSafe(task.execute(&mut cx)).catch_unwind().await,
             Some(tracing) => {
                 let span = TraceParent {
                     trace_id: tracing.parent.trace_id,
@@ -202,7 +212,8 @@ impl<F: TaskFactory> RunContext<F> {
                 };
                 let began = SystemTime::now();
                 let result =
-                    trace::within(span, AssertUnwindSafe(task.execute()).catch_unwind()).await;
+                    trace::within(span, AssertUnwindSafe(task.execute(&mut cx)).catch_unwind())
+                        .await;
                 let (tag, error) = match &result {
                     Ok(r @ TaskResult::Success { .. }) => (r.tag(), None),
                     Ok(TaskResult::Failure { tag, error }) => (
@@ -231,14 +242,15 @@ impl<F: TaskFactory> RunContext<F> {
         let latency = end_ns.saturating_sub(intended_ns);
         let service = end_ns.saturating_sub(start_ns);
         let window = end_ns / NANOS_PER_SEC;
-        let phase = self.phase_of(intended_ns);
         match result {
             Ok(TaskResult::Success { tag }) => {
-                rec.record_execution(window, (phase, tag), latency, service, None);
+                let key = (phase, tag.map(Tag::Execution));
+                rec.record_execution(window, key, latency, service, None);
                 true
             }
             Ok(TaskResult::Failure { tag, error }) => {
-                rec.record_execution(window, (phase, tag), latency, service, Some(&error));
+                let key = (phase, tag.map(Tag::Execution));
+                rec.record_execution(window, key, latency, service, Some(&error));
                 true
             }
             Err(panic) => {
@@ -287,6 +299,7 @@ pub(crate) async fn open_worker<F: TaskFactory>(
     }
     let rec = ctx.hub.recorder();
     let busy = ctx.busy_flag();
+    let mut iteration = 0;
     while let Ok(intended_ns) = arrivals.recv().await {
         if ctx.stop.is_stopped() {
             // Interrupted: arrivals still queued are not started, but counted.
@@ -294,12 +307,11 @@ pub(crate) async fn open_worker<F: TaskFactory>(
             rec.record_dropped(window, ctx.phase_of(intended_ns), 1);
         } else {
             let start_ns = ctx.clock.now_ns();
-            if !ctx
-                .execute((instance, &mut task), intended_ns, start_ns, &rec, &busy)
-                .await
-            {
+            let run = (instance, &mut task, iteration);
+            iteration += 1;
+            if !ctx.execute(run, intended_ns, start_ns, &rec, &busy).await {
                 match ctx.new_instance().await {
-                    Some(fresh) => (instance, task) = fresh,
+                    Some(fresh) => ((instance, task), iteration) = (fresh, 0),
                     None => {
                         ctx.in_flight.fetch_sub(1, Ordering::AcqRel);
                         break;
@@ -329,17 +341,17 @@ pub(crate) async fn closed_worker<F: TaskFactory>(
     let started = go.wait_for(|go| *go).await.is_ok();
     let rec = ctx.hub.recorder();
     let busy = ctx.busy_flag();
+    let mut iteration = 0;
     while started && !ctx.stop.is_stopped() {
         let start_ns = ctx.clock.now_ns();
         if start_ns >= deadline_ns {
             break;
         }
-        if !ctx
-            .execute((instance, &mut task), start_ns, start_ns, &rec, &busy)
-            .await
-        {
+        let run = (instance, &mut task, iteration);
+        iteration += 1;
+        if !ctx.execute(run, start_ns, start_ns, &rec, &busy).await {
             match ctx.new_instance().await {
-                Some(fresh) => (instance, task) = fresh,
+                Some(fresh) => ((instance, task), iteration) = (fresh, 0),
                 None => break,
             }
         }

@@ -202,6 +202,9 @@ pub fn summary(report: &Report, target_rate: Option<f64>) -> String {
     for (tag, p) in &report.tags {
         phase_block(&mut out, &format!("  tag {tag}"), p, None);
     }
+    for (step, p) in &report.steps {
+        phase_block(&mut out, &format!("  step {step}"), p, None);
+    }
     if let Some(lag) = &report.scheduler_lag {
         latency_row(&mut out, "scheduler lag", lag);
     }

@@ -18,7 +18,7 @@ use super::report::Report;
 use crate::engine::trace::Tracing;
 use crate::load::RateCurve;
 use crate::metrics::stats::{OpStats, WindowStats};
-use crate::metrics::{Phase, WindowReport};
+use crate::metrics::{Phase, Tag, WindowReport};
 
 /// What an exporter knows about the run it exports.
 #[derive(Debug, Clone)]
@@ -64,10 +64,10 @@ pub struct ExportWindow {
 }
 
 impl ExportWindow {
-    /// The window's results per tag (`None`: untagged), both phases folded
-    /// together, tags in name order.
-    pub fn by_tag(&self) -> Vec<(Option<&'static str>, OpStats)> {
-        let mut tags: BTreeMap<Option<&'static str>, OpStats> = BTreeMap::new();
+    /// The window's results per tag (`None`: untagged executions), both
+    /// phases folded together: executions' tags in name order, then steps'.
+    pub fn by_tag(&self) -> Vec<(Option<Tag>, OpStats)> {
+        let mut tags: BTreeMap<Option<Tag>, OpStats> = BTreeMap::new();
         for ((_, tag), stats) in &self.stats.ops {
             tags.entry(*tag).or_default().merge(stats);
         }

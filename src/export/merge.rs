@@ -164,27 +164,31 @@ pub fn merge_windows(windows: &[&WindowReport]) -> anyhow::Result<Option<WindowR
 /// given wrong percentiles.
 fn merge_tags(
     reports: &[&Report],
+    (figures, histograms_of): (
+        fn(&Report) -> &BTreeMap<String, PhaseReport>,
+        fn(&Report) -> &BTreeMap<String, HistogramPair>,
+    ),
 ) -> anyhow::Result<(
     BTreeMap<String, PhaseReport>,
     BTreeMap<String, HistogramPair>,
 )> {
     let names: std::collections::BTreeSet<&String> =
-        reports.iter().flat_map(|r| r.tags.keys()).collect();
+        reports.iter().flat_map(|r| figures(r).keys()).collect();
     let (mut tags, mut histograms) = (BTreeMap::new(), BTreeMap::new());
     for name in names {
         let with_tag: Vec<&Report> = reports
             .iter()
             .copied()
-            .filter(|r| r.tags.contains_key(name))
+            .filter(|r| figures(r).contains_key(name))
             .collect();
         let pairs: Option<Vec<&HistogramPair>> = with_tag
             .iter()
-            .map(|r| r.histograms.tags.get(name))
+            .map(|r| histograms_of(r).get(name))
             .collect();
         let Some(pairs) = pairs else { continue };
         let latency = decode_all(pairs.iter().map(|p| p.latency.as_str()))?;
         let service = decode_all(pairs.iter().map(|p| p.service.as_str()))?;
-        let parts: Vec<&PhaseReport> = with_tag.iter().map(|r| &r.tags[name]).collect();
+        let parts: Vec<&PhaseReport> = with_tag.iter().map(|r| &figures(r)[name]).collect();
         tags.insert(name.clone(), merge_phase(&parts, &latency, &service));
         let pair = HistogramPair {
             latency: encode_v2(&latency),
@@ -281,7 +285,8 @@ pub fn merge_reports(
             ));
         }
     }
-    let (tags, tag_histograms) = merge_tags(&reports)?;
+    let (tags, tag_histograms) = merge_tags(&reports, (|r| &r.tags, |r| &r.histograms.tags))?;
+    let (steps, step_histograms) = merge_tags(&reports, (|r| &r.steps, |r| &r.histograms.steps))?;
     // The most severe outcome wins (Outcome orders them).
     let worst = reports
         .iter()
@@ -302,6 +307,7 @@ pub fn merge_reports(
         instances: reports.iter().map(|r| r.instances).sum(),
         unfinished: reports.iter().map(|r| r.unfinished).sum(),
         tags,
+        steps,
         scheduler_lag: lag.as_ref().map(LatencySummary::of),
         self_check: SelfCheck {
             reliable: reasons.is_empty(),
@@ -331,6 +337,7 @@ pub fn merge_reports(
             warmup_latency: warmup.as_ref().map(|_| encode_v2(&warmup_latency)),
             scheduler_lag: lag.as_ref().map(encode_v2),
             tags: tag_histograms,
+            steps: step_histograms,
         },
         main,
         warmup,
@@ -344,18 +351,21 @@ pub fn merge_reports(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{Aggregator, MetricsHub, Phase};
+    use crate::metrics::{Aggregator, MetricsHub, Phase, Tag};
 
     /// A peer's report: `n` executions of `latency_us` µs in each of the
-    /// seconds given, half of them tagged "login".
+    /// seconds given, half of them tagged "login", and as many steps
+    /// "fetch" inside them.
     fn peer_report(seconds: &[u64], n: u64, latency_us: u64) -> Report {
         let hub = MetricsHub::new(1);
         let recorder = hub.recorder();
         for &second in seconds {
             for i in 0..n {
-                let tag = (i % 2 == 0).then_some("login");
+                let tag = (i % 2 == 0).then_some(Tag::Execution("login"));
                 let ns = (latency_us + i) * 1_000;
                 recorder.record_execution(second, (Phase::Main, tag), ns, ns / 2, None);
+                let step = (Phase::Main, Some(Tag::Step("fetch")));
+                recorder.record_execution(second, step, ns / 2, ns / 4, None);
             }
         }
         let mut metrics = Aggregator::new(hub, 0.0);
@@ -372,7 +382,16 @@ mod tests {
             ("b".to_owned(), slow.clone()),
         ];
         let merged = merge_reports(&parts, &[], Duration::MAX).unwrap();
-        assert_eq!(merged.main.completed, 300 + 150);
+        assert_eq!(merged.main.completed, 300 + 150, "steps are not executions");
+        let fetch = &merged.steps["fetch"];
+        assert_eq!(fetch.completed, 300 + 150);
+        let expected = decode_all(
+            [&fast, &slow]
+                .iter()
+                .map(|r| r.histograms.steps["fetch"].latency.as_str()),
+        )
+        .unwrap();
+        assert_eq!(fetch.latency, LatencySummary::of(&expected));
         for window in &merged.series {
             let mut expected = new_histogram();
             for report in [&fast, &slow] {

@@ -151,6 +151,9 @@ pub struct Histograms {
     /// Main-phase histograms per task tag, so tags merge exactly too.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, HistogramPair>,
+    /// Main-phase histograms per step, so steps merge exactly too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub steps: BTreeMap<String, HistogramPair>,
 }
 
 /// Everything a run reports.
@@ -189,6 +192,11 @@ pub struct Report {
     pub warmup: Option<PhaseReport>,
     /// Main-phase results per task tag.
     pub tags: BTreeMap<String, PhaseReport>,
+    /// Main-phase results per step inside the executions (a scenario's
+    /// requests): each latency counts from when the step was due. Steps
+    /// are not executions: `main` does not count them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub steps: BTreeMap<String, PhaseReport>,
     /// Scheduler lag (paced runs).
     pub scheduler_lag: Option<LatencySummary>,
     /// The generator's self-check.
@@ -228,6 +236,32 @@ struct RunFacts {
     instances: usize,
     unfinished: u64,
     counters: BTreeMap<String, u64>,
+}
+
+/// Each name's figures over `secs`, and its histograms (so they merge
+/// exactly across peers).
+fn named_reports(
+    named: &[(&'static str, &OpStats)],
+    secs: f64,
+) -> (
+    BTreeMap<String, PhaseReport>,
+    BTreeMap<String, HistogramPair>,
+) {
+    let reports = named
+        .iter()
+        .map(|(name, stats)| ((*name).to_owned(), PhaseReport::of(stats, secs)))
+        .collect();
+    let histograms = named
+        .iter()
+        .map(|(name, stats)| {
+            let pair = HistogramPair {
+                latency: encode_v2(&stats.latency),
+                service: encode_v2(&stats.service),
+            };
+            ((*name).to_owned(), pair)
+        })
+        .collect();
+    (reports, histograms)
 }
 
 impl Report {
@@ -295,21 +329,8 @@ impl Report {
         let warmup_stats = metrics.phase_total(Phase::Warmup);
         let warmup = (facts.warmup_secs > 0.0)
             .then(|| PhaseReport::of(&warmup_stats, facts.warmup_secs.min(facts.load_secs)));
-        let tagged = metrics.tagged(Phase::Main);
-        let tags = tagged
-            .iter()
-            .map(|(tag, stats)| ((*tag).to_owned(), PhaseReport::of(stats, main_secs)))
-            .collect();
-        let tag_histograms = tagged
-            .iter()
-            .map(|(tag, stats)| {
-                let pair = HistogramPair {
-                    latency: encode_v2(&stats.latency),
-                    service: encode_v2(&stats.service),
-                };
-                ((*tag).to_owned(), pair)
-            })
-            .collect();
+        let (tags, tag_histograms) = named_reports(&metrics.tagged(Phase::Main), main_secs);
+        let (steps, step_histograms) = named_reports(&metrics.steps(Phase::Main), main_secs);
         let lag = metrics.lag().filter(|h| !h.is_empty());
         let input = ThresholdInput {
             latency: &main_stats.latency,
@@ -353,10 +374,12 @@ impl Report {
                 warmup_latency: warmup.as_ref().map(|_| encode_v2(&warmup_stats.latency)),
                 scheduler_lag: lag.map(encode_v2),
                 tags: tag_histograms,
+                steps: step_histograms,
             },
             main,
             warmup,
             tags,
+            steps,
             series: metrics.series().to_vec(),
             peers: BTreeMap::new(),
             events: Vec::new(),

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use super::ExportWindow;
-use crate::metrics::LatencyHistogram;
 use crate::metrics::histogram::{merge, new_histogram};
+use crate::metrics::{LatencyHistogram, Tag};
 
 /// One tag's results over some span of the run.
 #[derive(Debug, Clone)]
@@ -39,8 +39,9 @@ impl Default for TagTotals {
 /// Results over some span of the run, both phases together.
 #[derive(Debug, Clone, Default)]
 pub struct RunTotals {
-    /// Per tag (`None`: untagged).
-    pub tags: BTreeMap<Option<&'static str>, TagTotals>,
+    /// Per tag (`None`: untagged executions); steps' tags are not
+    /// executions and are not counted in `dispatched` and the rest.
+    pub tags: BTreeMap<Option<Tag>, TagTotals>,
     /// Arrivals handed to a task instance.
     pub dispatched: u64,
     /// Arrivals dropped at the in-flight limit.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::cpu::CpuMeter;
 use super::histogram::{LatencyHistogram, LatencySummary, encode_v2};
 use super::recorder::MetricsHub;
-use super::stats::{OpStats, Phase, WindowStats};
+use super::stats::{OpStats, Phase, Tag, WindowStats, counts_in_totals};
 
 /// One second of the run, summarised.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -221,27 +221,49 @@ impl Aggregator {
         &self.series
     }
 
-    /// Cumulative statistics of one phase, all tags folded together.
+    /// Cumulative statistics of one phase, all executions folded together
+    /// (steps are not executions: see [`Tag`]).
     pub fn phase_total(&self, phase: Phase) -> OpStats {
         let mut total = OpStats::default();
-        for ((p, _), stats) in &self.totals.ops {
-            if *p == phase {
+        for (key, stats) in &self.totals.ops {
+            if key.0 == phase && counts_in_totals(key) {
                 total.merge(stats);
             }
         }
         total
     }
 
-    /// Cumulative statistics of one phase per tag (untagged results excluded).
+    /// Cumulative statistics of one phase per execution tag (untagged
+    /// results and steps excluded), by name.
     pub fn tagged(&self, phase: Phase) -> Vec<(&'static str, &OpStats)> {
-        let mut tags: Vec<_> = self
+        self.named(phase, |tag| match tag {
+            Tag::Execution(name) => Some(name),
+            Tag::Step(_) => None,
+        })
+    }
+
+    /// Cumulative statistics of one phase per step, by name.
+    pub fn steps(&self, phase: Phase) -> Vec<(&'static str, &OpStats)> {
+        self.named(phase, |tag| match tag {
+            Tag::Step(name) => Some(name),
+            Tag::Execution(_) => None,
+        })
+    }
+
+    fn named(
+        &self,
+        phase: Phase,
+        pick: impl Fn(Tag) -> Option<&'static str>,
+    ) -> Vec<(&'static str, &OpStats)> {
+        let mut named: Vec<_> = self
             .totals
             .ops
             .iter()
-            .filter_map(|((p, tag), s)| (*p == phase).then_some((*tag)?).map(|t| (t, s)))
+            .filter(|((p, _), _)| *p == phase)
+            .filter_map(|((_, tag), stats)| Some((pick((*tag)?)?, stats)))
             .collect();
-        tags.sort_by_key(|(t, _)| *t);
-        tags
+        named.sort_by_key(|(name, _)| *name);
+        named
     }
 
     /// Cumulative scheduler lag, if the run was paced.
@@ -259,7 +281,13 @@ mod tests {
         let hub = MetricsHub::new(2);
         let (a, b) = (hub.recorder(), hub.recorder());
         a.record_execution(0, (Phase::Warmup, None), 1_000, 1_000, None);
-        b.record_execution(2, (Phase::Main, Some("login")), 2_000, 1_000, None);
+        b.record_execution(
+            2,
+            (Phase::Main, Some(Tag::Execution("login"))),
+            2_000,
+            1_000,
+            None,
+        );
         b.record_dispatch(2, Phase::Main, 500, true);
         let mut agg = Aggregator::new(hub, 1.0);
         assert_eq!(agg.collect(2).len(), 2);
@@ -271,7 +299,7 @@ mod tests {
         assert!((rest[0].duration_s - 0.5).abs() < 1e-9);
         let last = &agg.closed_stats()[0];
         assert_eq!(last.index, 2);
-        assert_eq!(last.ops[0].0, (Phase::Main, Some("login")));
+        assert_eq!(last.ops[0].0, (Phase::Main, Some(Tag::Execution("login"))));
         assert_eq!(agg.series()[0].phase, Phase::Warmup);
         assert_eq!(agg.phase_total(Phase::Main).completed(), 1);
         assert_eq!(agg.phase_total(Phase::Warmup).completed(), 1);

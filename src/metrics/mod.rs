@@ -17,4 +17,4 @@ pub mod stats;
 pub use aggregate::{Aggregator, HistogramPair, WindowReport};
 pub use histogram::{LatencyHistogram, LatencySummary};
 pub use recorder::{MetricsHub, Recorder};
-pub use stats::{ErrorCount, OpStats, Phase};
+pub use stats::{ErrorCount, OpStats, Phase, Tag};

@@ -20,8 +20,42 @@ pub enum Phase {
     Main,
 }
 
-/// What results are grouped by: phase and the task's optional tag.
-pub type OpKey = (Phase, Option<&'static str>);
+/// What a tag names: a whole execution (the task's own tag), or one step
+/// inside an execution (a scenario's request, a task's sub-operation).
+///
+/// Steps are reported beside executions, never folded into the run's
+/// totals: an execution of three steps completes once, not four times, so
+/// the totals keep matching the arrivals planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tag {
+    /// An execution reported under a name.
+    Execution(&'static str),
+    /// A step inside an execution.
+    Step(&'static str),
+}
+
+impl Tag {
+    /// The name reported.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Execution(name) | Self::Step(name) => name,
+        }
+    }
+
+    /// Whether it names a step (not counted in the totals).
+    pub fn is_step(self) -> bool {
+        matches!(self, Self::Step(_))
+    }
+}
+
+/// What results are grouped by: phase and an optional tag.
+pub type OpKey = (Phase, Option<Tag>);
+
+/// Whether results under `key` are whole executions, which the totals
+/// count (untagged or tagged ones), rather than steps.
+pub fn counts_in_totals(key: &OpKey) -> bool {
+    !key.1.is_some_and(Tag::is_step)
+}
 
 /// Error counts by kind, capped at [`MAX_ERROR_KINDS`] kinds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -203,10 +237,11 @@ impl WindowStats {
         }
     }
 
-    /// All keys folded into one, phases included.
+    /// All executions folded into one, phases included (steps are not
+    /// executions: see [`Tag`]).
     pub fn total(&self) -> OpStats {
         let mut total = OpStats::default();
-        for (_, stats) in &self.ops {
+        for (_, stats) in self.ops.iter().filter(|(key, _)| counts_in_totals(key)) {
             total.merge(stats);
         }
         total

@@ -7,6 +7,7 @@
 //! instance never runs concurrently with itself, so it may own a connection
 //! through `&mut self`.
 //!
+//! - [`context`]: what an execution is told, and the steps it reports.
 //! - [`options`]: what a task's builder is configured with.
 //! - [`http`], [`noop`], [`sleep`]: the built-in tasks.
 //! - [`trace`]: the trace context of a traced execution, to pass on.
@@ -18,12 +19,14 @@ use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 
+pub mod context;
 pub mod http;
 pub mod noop;
 pub mod options;
 pub mod sleep;
 pub mod trace;
 
+pub use context::Context;
 pub use options::TaskOptions;
 
 /// Where a task's executions run.
@@ -178,8 +181,9 @@ pub trait Task: Send + 'static {
         async { Ok(()) }
     }
 
-    /// Performs one operation.
-    fn execute(&mut self) -> impl Future<Output = TaskResult> + Send;
+    /// Performs one operation. `ctx` says which instance and iteration it
+    /// is and when it was due, and records the steps it goes through.
+    fn execute(&mut self, ctx: &mut Context<'_>) -> impl Future<Output = TaskResult> + Send;
 
     /// Releases what `setup` acquired. Errors are logged, not fatal.
     fn cleanup(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send {

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{Task, TaskFactory, TaskResult};
+use super::{Context, Task, TaskFactory, TaskResult};
 use crate::config::duration::parse_duration;
 
 /// How long each execution of the `sleep` task waits.
@@ -43,7 +43,7 @@ pub struct Sleep {
 }
 
 impl Task for Sleep {
-    async fn execute(&mut self) -> TaskResult {
+    async fn execute(&mut self, _ctx: &mut Context<'_>) -> TaskResult {
         let delay = match self.spec {
             SleepSpec::Fixed(d) => d,
             SleepSpec::Uniform(lo, hi) => {

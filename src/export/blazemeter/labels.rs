@@ -15,9 +15,9 @@ use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use serde_json::{Value, json};
 
 use crate::export::ExportWindow;
-use crate::metrics::LatencyHistogram;
 use crate::metrics::histogram::{merge, new_histogram};
 use crate::metrics::stats::OpStats;
+use crate::metrics::{LatencyHistogram, Tag};
 
 /// The label of all results together.
 pub const ALL: &str = "ALL";
@@ -108,9 +108,13 @@ impl Labels {
         let mut all = OpStats::default();
         let mut per_label: Vec<(String, OpStats)> = Vec::new();
         for (tag, stats) in window.by_tag() {
-            all.merge(&stats);
+            // A step is a label of its own but not a sample of ALL: ALL
+            // counts each execution once.
+            if !tag.is_some_and(Tag::is_step) {
+                all.merge(&stats);
+            }
             if let Some(tag) = tag {
-                per_label.push((tag.to_owned(), stats));
+                per_label.push((tag.name().to_owned(), stats));
             }
         }
         per_label.push((ALL.to_owned(), all));

@@ -21,10 +21,12 @@ use super::exponential::Exponential;
 use crate::config::otlp::{OtlpSettings, Temporality};
 use crate::export::totals::{Gauges, RunTotals, TagTotals};
 use crate::export::{ExportWindow, RunInfo};
-use crate::metrics::LatencyHistogram;
+use crate::metrics::{LatencyHistogram, Tag};
 
 /// The attribute naming a result's tag.
 pub const TAG: &str = "vajra.tag";
+/// The attribute naming a step inside an execution.
+pub const STEP: &str = "vajra.step";
 /// The attribute naming an error's kind (OpenTelemetry's `error.type`).
 pub const ERROR_TYPE: &str = "error.type";
 
@@ -379,6 +381,12 @@ impl Span {
     }
 }
 
-fn tag_attributes(tag: Option<&str>) -> Vec<KeyValue> {
-    tag.map(|t| vec![text(TAG, t)]).unwrap_or_default()
+/// An execution's tag as `vajra.tag`, a step's as `vajra.step`: a sum
+/// over the points without `vajra.step` counts each execution once.
+fn tag_attributes(tag: Option<Tag>) -> Vec<KeyValue> {
+    match tag {
+        None => Vec::new(),
+        Some(Tag::Execution(name)) => vec![text(TAG, name)],
+        Some(Tag::Step(name)) => vec![text(STEP, name)],
+    }
 }

@@ -15,7 +15,7 @@ use prometheus_client::registry::Unit;
 use super::buckets::Buckets;
 use crate::export::totals::{Gauges, RunTotals};
 use crate::export::{ExportWindow, RunInfo};
-use crate::metrics::Phase;
+use crate::metrics::{Phase, Tag};
 
 /// Tests whose figures stay on show (the running one and those before).
 pub const KEPT_TESTS: usize = 5;
@@ -85,9 +85,18 @@ impl TestFigures {
         ]
     }
 
-    fn tag_labels(&self, tag: Option<&str>) -> Labels {
+    /// The test's labels, with `tag` naming an execution's tag and `step`
+    /// a step's (the other empty), so `{step=""}` selects the executions
+    /// and sums over it count each once.
+    fn tag_labels(&self, tag: Option<Tag>) -> Labels {
+        let (tag, step) = match tag {
+            None => ("", ""),
+            Some(Tag::Execution(name)) => (name, ""),
+            Some(Tag::Step(name)) => ("", name),
+        };
         let mut labels = self.labels();
-        labels.push(("tag".into(), tag.unwrap_or("").to_owned()));
+        labels.push(("tag".into(), tag.to_owned()));
+        labels.push(("step".into(), step.to_owned()));
         labels
     }
 }
@@ -412,7 +421,7 @@ mod tests {
 
     fn window(second: u64, ok: u64, failed: u64) -> ExportWindow {
         let mut stats = WindowStats::new(second);
-        let login = stats.op((Phase::Main, Some("login")));
+        let login = stats.op((Phase::Main, Some(Tag::Execution("login"))));
         for _ in 0..ok {
             login.record(2_000_000, 1_000_000, None);
         }
@@ -422,6 +431,10 @@ mod tests {
                 8_000_000,
                 Some(&TaskError::new("timeout", "slow")),
             );
+        }
+        let fetch = stats.op((Phase::Main, Some(Tag::Step("fetch"))));
+        for _ in 0..ok {
+            fetch.record(1_000_000, 500_000, None);
         }
         let hub = crate::metrics::MetricsHub::new(1);
         let mut agg = crate::metrics::Aggregator::new(hub, 0.0);
@@ -453,7 +466,15 @@ mod tests {
         figures.fold("t1", &window(1, 50, 0));
         figures.fold("elsewhere", &window(1, 1_000, 0));
         let text = figures.encode().unwrap();
-        let labels = r#"{test_id="t1",peer="p1",tag="login""#;
+        let labels = r#"{test_id="t1",peer="p1",tag="login",step="""#;
+        assert_eq!(
+            sample(
+                &text,
+                r#"vajra_executions_total{test_id="t1",peer="p1",tag="",step="fetch",result="success"}"#
+            ),
+            140.0,
+            "a step is a series of its own"
+        );
         assert_eq!(
             sample(&text, &format!("vajra_latency_seconds_count{labels}")),
             150.0
@@ -490,7 +511,7 @@ mod tests {
         let mut last = 0.0;
         for line in text
             .lines()
-            .filter(|l| l.starts_with("vajra_latency_seconds_bucket"))
+            .filter(|l| l.starts_with("vajra_latency_seconds_bucket") && l.contains("login"))
         {
             let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
             assert!(n >= last, "{line}");

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Uri};
 
-use super::{Task, TaskError, TaskFactory, TaskResult};
+use super::{Context, Task, TaskError, TaskFactory, TaskResult};
 use crate::metrics::events::EventCounter;
 
 pub mod client;
@@ -302,7 +302,7 @@ impl Task for HttpTask {
         Ok(())
     }
 
-    async fn execute(&mut self) -> TaskResult {
+    async fn execute(&mut self, _ctx: &mut Context<'_>) -> TaskResult {
         match tokio::time::timeout(self.prepared.timeout, self.send()).await {
             Ok(Ok(status)) => self.prepared.check(status),
             Ok(Err(error)) => {
@@ -464,7 +464,10 @@ mod tests {
         // seen before the request is sent.
         let mut task = task_for(&url, "POST").await;
         for _ in 0..5 {
-            assert_eq!(task.execute().await, TaskResult::success());
+            assert_eq!(
+                task.execute(&mut Context::detached(0, 0)).await,
+                TaskResult::success()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 5);
@@ -477,7 +480,10 @@ mod tests {
         let (url, accepted) = scripted(1, Ending::OnNextRequest).await;
         let mut task = task_for(&url, "GET").await;
         for _ in 0..4 {
-            assert_eq!(task.execute().await, TaskResult::success());
+            assert_eq!(
+                task.execute(&mut Context::detached(0, 0)).await,
+                TaskResult::success()
+            );
         }
         // Each connection answers once, then takes a request and closes:
         // the 4 answers needed 4 connections, each failure retried once.
@@ -488,8 +494,11 @@ mod tests {
     async fn a_post_crossing_a_close_is_not_sent_twice() {
         let (url, _) = scripted(1, Ending::OnNextRequest).await;
         let mut task = task_for(&url, "POST").await;
-        assert_eq!(task.execute().await, TaskResult::success());
-        match task.execute().await {
+        assert_eq!(
+            task.execute(&mut Context::detached(0, 0)).await,
+            TaskResult::success()
+        );
+        match task.execute(&mut Context::detached(0, 0)).await {
             TaskResult::Failure { error, .. } => assert_eq!(error.kind(), "connection_closed"),
             other => panic!("a POST was retried: {other:?}"),
         }
@@ -502,10 +511,16 @@ mod tests {
         let mut task = task_for(&url, "GET").await;
         // The setup's connection was opened before this request: retried
         // once, on a connection of its own, which fails too.
-        assert!(matches!(task.execute().await, TaskResult::Failure { .. }));
+        assert!(matches!(
+            task.execute(&mut Context::detached(0, 0)).await,
+            TaskResult::Failure { .. }
+        ));
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
         // A connection opened for the request is not retried.
-        assert!(matches!(task.execute().await, TaskResult::Failure { .. }));
+        assert!(matches!(
+            task.execute(&mut Context::detached(0, 0)).await,
+            TaskResult::Failure { .. }
+        ));
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
 }

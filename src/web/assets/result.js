@@ -83,14 +83,24 @@
         [t.threshold, t.actual, t.baseline || "", h("span", { class: t.passed ? "pass" : "fail" }, t.passed ? "pass" : "FAIL")])));
   }
 
-  function tags(report) {
-    const entries = Object.entries(report.tags || {});
+  // Per-name figures: the executions' tags, or the steps inside them
+  // (whose latency counts from when each step was due).
+  function named(title, column, map) {
+    const entries = Object.entries(map || {});
     if (!entries.length) return null;
     return h("section", {},
-      h("h3", {}, "By tag"),
-      table(["tag", "completed", "failed", "rate", "p50", "p90", "p99", "max"], entries.map(([tag, p]) =>
-        [tag, String(p.completed), String(p.failure), C.formatRate(p.rate), C.formatMicros(p.latency.p50_us),
+      h("h3", {}, title),
+      table([column, "completed", "failed", "rate", "p50", "p90", "p99", "max"], entries.map(([name, p]) =>
+        [name, String(p.completed), String(p.failure), C.formatRate(p.rate), C.formatMicros(p.latency.p50_us),
           C.formatMicros(p.latency.p90_us), C.formatMicros(p.latency.p99_us), C.formatMicros(p.latency.max_us)]), "num"));
+  }
+
+  function tags(report) {
+    return named("By tag", "tag", report.tags);
+  }
+
+  function steps(report) {
+    return named("By step", "step", report.steps);
   }
 
   function errors(report) {
@@ -164,7 +174,7 @@
         options.downloads.map((d) => h("a", { href: d.href, download: d.download || "", "data-format": d.label, class: "button" }, d.label))));
     }
     container.appendChild(summary(report, options.targetRate));
-    for (const part of [thresholds(report), errors(report), tags(report), peers(report)]) if (part) container.appendChild(part);
+    for (const part of [thresholds(report), errors(report), tags(report), steps(report), peers(report)]) if (part) container.appendChild(part);
     const drawn = charts(report, container) || [];
     for (const part of [events(report), selfCheck(report)]) if (part) container.appendChild(part);
     const redraw = () => drawn.forEach((c) => c.draw());
