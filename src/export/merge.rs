@@ -159,15 +159,15 @@ pub fn merge_windows(windows: &[&WindowReport]) -> anyhow::Result<Option<WindowR
     Ok(Some(merged.finish()))
 }
 
-/// Each tag's merged figures and histograms. A tag some report has
+/// Which of a report's per-name maps to merge: its tags or its steps.
+type Pick<T> = fn(&Report) -> &BTreeMap<String, T>;
+
+/// Each tag's (or step's) merged figures and histograms. A tag some report has
 /// without its histograms (an older version's) is left out rather than
 /// given wrong percentiles.
 fn merge_tags(
     reports: &[&Report],
-    (figures, histograms_of): (
-        fn(&Report) -> &BTreeMap<String, PhaseReport>,
-        fn(&Report) -> &BTreeMap<String, HistogramPair>,
-    ),
+    (figures, histograms_of): (Pick<PhaseReport>, Pick<HistogramPair>),
 ) -> anyhow::Result<(
     BTreeMap<String, PhaseReport>,
     BTreeMap<String, HistogramPair>,
