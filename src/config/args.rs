@@ -122,6 +122,20 @@ pub struct RunArgs {
     )]
     #[serde(alias = "params")]
     pub param: Vec<String>,
+    /// Run the user journeys of a scenario file (YAML or TOML; see
+    /// docs/scenarios.md): implies --task scenario.
+    #[arg(
+        long,
+        env = "VAJRA_SCENARIO",
+        value_name = "FILE",
+        help_heading = "Task"
+    )]
+    pub scenario: Option<PathBuf>,
+    /// The scenario file's text, as a test's definition carries it (read
+    /// where `start` runs), so no peer reads a file named by the wire.
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenario_source: Option<crate::task::scenario::ScenarioSource>,
 
     /// Target rate in executions per second (the open model).
     #[arg(long, env = "VAJRA_TPS", help_heading = "Load")]
@@ -287,6 +301,8 @@ impl RunArgs {
             https_skip_verify: self.https_skip_verify || lower.https_skip_verify,
             sleep: self.sleep.or(lower.sleep),
             param: list(self.param, lower.param),
+            scenario: self.scenario.or(lower.scenario),
+            scenario_source: self.scenario_source.or(lower.scenario_source),
             tps: self.tps.or(lower.tps),
             duration: self.duration.or(lower.duration),
             ramp_up: self.ramp_up.or(lower.ramp_up),

@@ -2,8 +2,9 @@
 //! cluster, self-contained.
 //!
 //! The command line that starts a test reads the files its settings name
-//! (`--body-file`, `--https-ca`, a `--points` file) and puts their contents
-//! in the definition, within size limits; every peer resolves the
+//! (`--body-file`, `--https-ca`, a `--points` file, a `--scenario` file) and
+//! puts their contents in the definition, within size limits; every peer
+//! resolves the
 //! definition without ever reading, or looking for, a file. A definition
 //! that still names a file is refused with the field named, so an admitted
 //! client cannot make peers read their own files and send them anywhere.
@@ -13,6 +14,7 @@ use base64::Engine;
 use super::ConfigError;
 use super::args::RunArgs;
 use super::resolve::{Files, RunSettings, parse_points, resolve_with};
+use crate::task::scenario::{MAX_SCENARIO_BYTES, ScenarioSource};
 
 /// Largest request body a definition carries (it rides in every Raft
 /// entry of the test and in each peer's memory).
@@ -45,6 +47,10 @@ pub fn self_contained(mut args: RunArgs) -> Result<RunArgs, ConfigError> {
             .map_err(|_| invalid("https-ca", format!("'{}' is not PEM text", path.display())))?;
         args.https_ca_pem = Some(pem);
     }
+    if let Some(path) = args.scenario.take() {
+        let source = ScenarioSource::read(&path).map_err(|e| invalid("scenario", e.to_string()))?;
+        args.scenario_source = Some(source);
+    }
     if let Some(spec) = args.points.take() {
         let points = parse_points(&spec)?;
         if points.len() > MAX_POINTS {
@@ -74,7 +80,7 @@ pub fn parse_definition(json: &str) -> Result<RunArgs, ConfigError> {
     };
     let known = super::file::file_keys();
     // The fields a definition carries in place of the files it names.
-    let inlined = ["body-base64", "https-ca-pem"];
+    let inlined = ["body-base64", "https-ca-pem", "scenario-source"];
     if let Some(unknown) = fields
         .keys()
         .find(|k| !known.iter().any(|n| n == *k) && !inlined.contains(&k.as_str()))
@@ -101,6 +107,16 @@ pub fn resolve_definition(args: RunArgs) -> Result<RunSettings, ConfigError> {
         return Err(invalid(
             "body-base64",
             format!("the body is above the limit of {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    if args
+        .scenario_source
+        .as_ref()
+        .is_some_and(|s| s.text.len() > MAX_SCENARIO_BYTES)
+    {
+        return Err(invalid(
+            "scenario-source",
+            format!("above the limit of {MAX_SCENARIO_BYTES} bytes"),
         ));
     }
     if args
@@ -181,6 +197,10 @@ mod tests {
                 "https-ca",
             ),
             ("url = \"http://x/\"\npoints = \"/etc/passwd\"", "points"),
+            (
+                "tps = 1\nduration = \"1s\"\nscenario = \"/etc/x.yaml\"",
+                "scenario",
+            ),
         ] {
             let e = resolve_definition(args(text)).unwrap_err().to_string();
             assert!(e.contains(field), "{text}: {e}");

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,10 +17,13 @@ use crate::load::{LoadPattern, LoadProfile, RatePoint, Step, Warmup};
 use crate::metrics::cpu::available_cores;
 use crate::task::TaskOptions;
 use crate::task::http::{CaCertificates, HttpOptions};
+use crate::task::scenario::{ScenarioSource, Scenarios};
 use crate::threshold::Threshold;
 
 /// Default task when none is named.
 pub const DEFAULT_TASK: &str = "http";
+/// The task a `--scenario` runs.
+pub const SCENARIO_TASK: &str = "scenario";
 /// Default open-model limit on executions in flight.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1_000;
 /// Default time in-flight work may take to finish.
@@ -173,8 +177,13 @@ pub(crate) fn resolve_with(args: RunArgs, files: Files) -> Result<RunSettings, C
 /// Longest test name.
 pub const MAX_TEST_NAME: usize = 200;
 
-/// A test's name when none is given: its task, and for http its URL.
+/// A test's name when none is given: its task, and for http its URL, for
+/// a scenario file its scenarios' names.
 fn default_test_name(task: &TaskOptions) -> String {
+    if let Some(scenarios) = &task.scenario {
+        let names: Vec<&str> = scenarios.list.iter().map(|s| s.name).collect();
+        return format!("scenario {}", names.join("+"));
+    }
     match (&task.http.url, task.name.as_str()) {
         (Some(url), "http") => format!("http {url}"),
         (_, name) => name.to_owned(),
@@ -323,8 +332,16 @@ fn task_options(args: &RunArgs, files: Files) -> Result<TaskOptions, ConfigError
         .as_deref()
         .map(|s| s.parse().map_err(|e| invalid("sleep", e)))
         .transpose()?;
+    let scenario = scenario(args, files)?;
+    let default_task = if scenario.is_some() {
+        SCENARIO_TASK
+    } else {
+        DEFAULT_TASK
+    };
     Ok(TaskOptions {
-        name: args.task.clone().unwrap_or_else(|| DEFAULT_TASK.to_owned()),
+        name: args.task.clone().unwrap_or_else(|| default_task.to_owned()),
+        scenario,
+        peer: None,
         http: HttpOptions {
             url: args.url.clone(),
             method: args.method.clone(),
@@ -338,6 +355,58 @@ fn task_options(args: &RunArgs, files: Files) -> Result<TaskOptions, ConfigError
         sleep,
         params,
     })
+}
+
+/// The compiled scenarios of `--scenario` (read here if `files` allows)
+/// or of a definition's inlined source; flags only the `http` task uses
+/// are refused beside them.
+fn scenario(args: &RunArgs, files: Files) -> Result<Option<Arc<Scenarios>>, ConfigError> {
+    let source = match (&args.scenario, &args.scenario_source) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "scenario",
+                "give either scenario or scenario-source",
+            ));
+        }
+        (Some(path), None) => {
+            if files == Files::Never {
+                return Err(invalid(
+                    "scenario",
+                    "a test's definition carries the scenario's text, never a file name",
+                ));
+            }
+            ScenarioSource::read(path).map_err(|e| invalid("scenario", e.to_string()))?
+        }
+        (None, Some(source)) => source.clone(),
+        (None, None) => return Ok(None),
+    };
+    if args.task.as_deref().is_some_and(|t| t != SCENARIO_TASK) {
+        return Err(invalid(
+            "scenario",
+            format!(
+                "runs the scenario task, not '{}'",
+                args.task.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    let http_only = [
+        ("url", args.url.is_some()),
+        ("method", args.method.is_some()),
+        (
+            "body",
+            args.body.is_some() || args.body_file.is_some() || args.body_base64.is_some(),
+        ),
+        ("header", !args.header.is_empty()),
+        ("expect-status", !args.expect_status.is_empty()),
+    ];
+    if let Some((flag, _)) = http_only.iter().find(|(_, given)| *given) {
+        return Err(invalid(
+            flag,
+            "is not used with a scenario: each request says its own in the file",
+        ));
+    }
+    let compiled = Scenarios::compile(&source).map_err(|e| invalid("scenario", e.to_string()))?;
+    Ok(Some(Arc::new(compiled)))
 }
 
 /// The pattern the flags ask for, explicit or inferred.

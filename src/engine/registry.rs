@@ -15,6 +15,7 @@ use std::pin::Pin;
 use super::{EngineConfig, EngineError, LoadControl, RunObserver, RunOutcome, StopSignal};
 use crate::task::http::http_factory;
 use crate::task::noop::Noop;
+use crate::task::scenario::scenario_factory;
 use crate::task::sleep::sleep_factory;
 use crate::task::{Task, TaskFactory, TaskOptions, ThreadStrategy};
 
@@ -87,12 +88,21 @@ impl TaskRegistry {
         Self::default()
     }
 
-    /// A registry holding the built-in tasks `http`, `noop` and `sleep`.
+    /// A registry holding the built-in tasks `http`, `scenario`, `noop` and
+    /// `sleep`.
     pub fn with_builtins() -> Self {
         let mut registry = Self::new();
         registry.register("http", |opts| http_factory(&opts.http));
         registry.register("noop", |_| Ok(|_| Ok(Noop)));
         registry.register("sleep", |opts| sleep_factory(opts.sleep));
+        registry.register("scenario", |opts| {
+            let scenarios = opts.scenario.clone().ok_or_else(|| {
+                anyhow::anyhow!("needs --scenario FILE (a YAML or TOML scenario file)")
+            })?;
+            let peer = opts.peer.clone().unwrap_or_else(|| "standalone".into());
+            let tls = (opts.http.tls_ca.clone(), opts.http.tls_skip_verify);
+            Ok(scenario_factory(scenarios, peer, tls))
+        });
         registry
     }
 

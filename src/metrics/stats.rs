@@ -48,6 +48,21 @@ impl Tag {
     }
 }
 
+/// `name` as a `&'static str` for a tag or step name that is only known at
+/// run time (a scenario file's): each distinct name is kept once, for the
+/// life of the process, so the names a process ever sees bound the memory.
+pub fn intern(name: &str) -> &'static str {
+    static NAMES: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashSet<&'static str>>> =
+        std::sync::OnceLock::new();
+    let mut names = NAMES.get_or_init(Default::default).lock();
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let kept: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(kept);
+    kept
+}
+
 /// What results are grouped by: phase and an optional tag.
 pub type OpKey = (Phase, Option<Tag>);
 

@@ -9,7 +9,7 @@
 //!
 //! - [`context`]: what an execution is told, and the steps it reports.
 //! - [`options`]: what a task's builder is configured with.
-//! - [`http`], [`noop`], [`sleep`]: the built-in tasks.
+//! - [`http`], [`scenario`], [`noop`], [`sleep`]: the built-in tasks.
 //! - [`trace`]: the trace context of a traced execution, to pass on.
 //!
 //! Nothing here knows the engine: a user binary registers its factories in
@@ -23,6 +23,7 @@ pub mod context;
 pub mod http;
 pub mod noop;
 pub mod options;
+pub mod scenario;
 pub mod sleep;
 pub mod trace;
 

@@ -2,8 +2,10 @@
 //! command line or a file, handed to the task's builder.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::http::HttpOptions;
+use super::scenario::Scenarios;
 use super::sleep::SleepSpec;
 
 /// Options a task can be configured with from the command line or a file.
@@ -15,6 +17,10 @@ pub struct TaskOptions {
     pub http: HttpOptions,
     /// Delay of the built-in `sleep` task.
     pub sleep: Option<SleepSpec>,
+    /// The scenarios of the built-in `scenario` task, compiled.
+    pub scenario: Option<Arc<Scenarios>>,
+    /// The node running the task (a cluster peer's name), if any.
+    pub peer: Option<String>,
     /// Free-form `key=value` parameters for user tasks.
     pub params: BTreeMap<String, String>,
 }

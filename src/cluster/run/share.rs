@@ -20,6 +20,7 @@ use crate::export::{ExportObserver, ExportPipeline, Report, RunInfo};
 use crate::load::RateCurve;
 use crate::load::profile::CompiledProfile;
 use crate::metrics::{Aggregator, Phase, WindowReport};
+use crate::task::TaskOptions;
 
 /// How far behind its schedule a share may fall (a frozen process) before
 /// it holds and confirms the current epoch with the leader.
@@ -174,9 +175,14 @@ impl EngineShares {
             start_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(plan.test_start_unix_ms)),
             ..settings.engine.clone()
         };
+        // `${vajra.peer}` in a scenario names this peer.
+        let options = TaskOptions {
+            peer: Some(self.peer.clone()),
+            ..settings.task.clone()
+        };
         let runnable = self
             .registry
-            .build(&settings.task)
+            .build(&options)
             .map_err(|e| format!("{e:#}"))?;
         let pipeline = self.start_exports(plan, &settings.task.name, &engine);
         let engine = EngineConfig {

@@ -43,6 +43,42 @@ pub struct Response {
     pub keep_alive: bool,
 }
 
+/// What a response carried besides its status, kept for a caller that
+/// looks at it (a scenario's checks and extractions, its cookie jar).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// Every header, names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The body, up to `body_limit` bytes.
+    pub body: Vec<u8>,
+    /// Most body bytes kept; the rest is read and discarded.
+    pub body_limit: usize,
+    /// Whether the body was longer than `body_limit`.
+    pub truncated: bool,
+}
+
+impl Kept {
+    /// Empty, keeping up to `body_limit` body bytes (0 keeps headers only).
+    pub fn new(body_limit: usize) -> Self {
+        Self {
+            body_limit,
+            ..Self::default()
+        }
+    }
+
+    fn clear(&mut self) {
+        self.headers.clear();
+        self.body.clear();
+        self.truncated = false;
+    }
+
+    fn keep_body(&mut self, bytes: &[u8]) {
+        let room = self.body_limit.saturating_sub(self.body.len());
+        self.truncated |= bytes.len() > room;
+        self.body.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+}
+
 /// The bytes under a connection: plain TCP, or TLS over it.
 enum Stream {
     Plain(TcpStream),
@@ -166,18 +202,34 @@ impl Connection {
     /// response. `head` says the request was a HEAD (its response has no
     /// body whatever its headers say).
     pub async fn round_trip(&mut self, request: &[u8], head: bool) -> Result<Response, TaskError> {
+        self.exchange(request, head, None).await
+    }
+
+    /// Like [`round_trip`](Self::round_trip), keeping the response's
+    /// headers and (up to its limit) body in `kept` if given (cleared
+    /// first).
+    pub async fn exchange(
+        &mut self,
+        request: &[u8],
+        head: bool,
+        mut kept: Option<&mut Kept>,
+    ) -> Result<Response, TaskError> {
+        if let Some(kept) = kept.as_deref_mut() {
+            kept.clear();
+        }
         self.response_started = false;
         self.stream.send(request).await?;
         loop {
-            let (status, framing, keep_alive) = self.read_head(head).await?;
+            let (status, framing, keep_alive) = self.read_head(head, kept.as_deref_mut()).await?;
             if (100..200).contains(&status) && status != 101 {
                 continue; // interim response (100 Continue, 103 Early Hints)
             }
+            let body = kept.as_deref_mut();
             let body_len = match framing {
                 Framing::Empty => 0,
-                Framing::Length(n) => self.skip_exact(n).await?,
-                Framing::Chunked => self.skip_chunked().await?,
-                Framing::UntilClose => self.skip_to_close().await?,
+                Framing::Length(n) => self.skip_exact(n, body).await?,
+                Framing::Chunked => self.skip_chunked(body).await?,
+                Framing::UntilClose => self.skip_to_close(body).await?,
             };
             let keep_alive = keep_alive && !matches!(framing, Framing::UntilClose);
             if self.start != self.end {
@@ -215,14 +267,26 @@ impl Connection {
         Ok(n)
     }
 
-    /// Parses the status line and headers, reading as needed.
-    async fn read_head(&mut self, head: bool) -> Result<(u16, Framing, bool), TaskError> {
+    /// Parses the status line and headers, reading as needed; the headers
+    /// go into `kept` if given.
+    async fn read_head(
+        &mut self,
+        head: bool,
+        kept: Option<&mut Kept>,
+    ) -> Result<(u16, Framing, bool), TaskError> {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut response = httparse::Response::new(&mut headers);
             match response.parse(&self.buf[self.start..self.end]) {
                 Ok(httparse::Status::Complete(len)) => {
                     let parsed = interpret(&response, head)?;
+                    if let Some(kept) = kept {
+                        kept.headers.clear();
+                        kept.headers.extend(response.headers.iter().map(|h| {
+                            let value = String::from_utf8_lossy(h.value).into_owned();
+                            (h.name.to_ascii_lowercase(), value)
+                        }));
+                    }
                     self.start += len;
                     return Ok(parsed);
                 }
@@ -240,11 +304,14 @@ impl Connection {
         }
     }
 
-    /// Consumes exactly `n` body bytes.
-    async fn skip_exact(&mut self, n: u64) -> Result<u64, TaskError> {
+    /// Consumes exactly `n` body bytes, kept in `kept` if given.
+    async fn skip_exact(&mut self, n: u64, mut kept: Option<&mut Kept>) -> Result<u64, TaskError> {
         let mut left = n;
         loop {
             let take = left.min((self.end - self.start) as u64);
+            if let Some(kept) = kept.as_deref_mut() {
+                kept.keep_body(&self.buf[self.start..self.start + take as usize]);
+            }
             self.start += take as usize;
             left -= take;
             if left == 0 {
@@ -256,8 +323,9 @@ impl Connection {
         }
     }
 
-    /// Consumes a chunked body and its trailers.
-    async fn skip_chunked(&mut self) -> Result<u64, TaskError> {
+    /// Consumes a chunked body and its trailers, the body kept in `kept`
+    /// if given.
+    async fn skip_chunked(&mut self, mut kept: Option<&mut Kept>) -> Result<u64, TaskError> {
         let mut total = 0;
         loop {
             let size = loop {
@@ -279,7 +347,7 @@ impl Connection {
                 return Ok(total);
             }
             total += size;
-            self.skip_exact(size).await?;
+            self.skip_exact(size, kept.as_deref_mut()).await?;
             self.expect_crlf().await?;
         }
     }
@@ -318,8 +386,11 @@ impl Connection {
         }
     }
 
-    async fn skip_to_close(&mut self) -> Result<u64, TaskError> {
+    async fn skip_to_close(&mut self, mut kept: Option<&mut Kept>) -> Result<u64, TaskError> {
         let mut total = (self.end - self.start) as u64;
+        if let Some(kept) = kept.as_deref_mut() {
+            kept.keep_body(&self.buf[self.start..self.end]);
+        }
         self.start = self.end;
         loop {
             let n = self.fill().await?;
@@ -327,6 +398,9 @@ impl Connection {
                 return Ok(total);
             }
             total += n as u64;
+            if let Some(kept) = kept.as_deref_mut() {
+                kept.keep_body(&self.buf[self.start..self.end]);
+            }
             self.start = self.end;
         }
     }

@@ -164,16 +164,6 @@ impl Prepared {
         })
     }
 
-    async fn connect(&self) -> Result<Connection, TaskError> {
-        Connection::connect(&self.address, self.tls.as_ref()).await
-    }
-
-    /// A new connection in place of one that ended, counted.
-    async fn reconnect(&self) -> Result<Connection, TaskError> {
-        self.reconnects.add(1);
-        self.connect().await
-    }
-
     fn check(&self, status: u16) -> TaskResult {
         let ok = if self.expect_status.is_empty() {
             status < 400
@@ -194,7 +184,7 @@ impl Prepared {
 /// Writes the request line, headers and body as they go on the wire,
 /// validating every header. `Host` and `Content-Length` are added unless
 /// the user set them.
-fn serialise(
+pub(crate) fn serialise(
     method: &Method,
     path: &str,
     authority: &str,
@@ -251,51 +241,92 @@ pub fn http_factory(
     })
 }
 
+/// How to reach a target: its address and TLS, and the counter of
+/// connections re-opened.
+pub(crate) struct Dial<'a> {
+    /// `host:port`.
+    pub address: &'a str,
+    /// The TLS target, for HTTPS.
+    pub tls: Option<&'a TlsTarget>,
+    /// Counts each connection opened in place of one that ended.
+    pub reconnects: &'a EventCounter,
+}
+
+impl Dial<'_> {
+    /// A first connection (not counted).
+    pub async fn connect(&self) -> Result<Connection, TaskError> {
+        Connection::connect(self.address, self.tls).await
+    }
+
+    /// A new connection in place of one that ended, counted.
+    async fn reconnect(&self) -> Result<Connection, TaskError> {
+        self.reconnects.add(1);
+        self.connect().await
+    }
+}
+
+/// Sends `request` on the connection in `slot` if it is still open, else
+/// on a new one, and reads the response (kept in `kept` if given).
+///
+/// A server may close an idle keep-alive connection at any time (its
+/// keep-alive timeout, or to free a slot for a new client). One closed
+/// while idle is noticed before use and replaced. One closed just as the
+/// request went out fails before any response byte arrives: the server
+/// never answered, so a `replayable` request is sent once more on a new
+/// connection, as mature HTTP clients do. Its latency still counts from the
+/// intended start. A new connection that fails is an error. The slot is
+/// emptied when the server asks to close.
+pub(crate) async fn send_reusing(
+    slot: &mut Option<Connection>,
+    dial: &Dial<'_>,
+    (request, head, replayable): (&[u8], bool, bool),
+    mut kept: Option<&mut client::Kept>,
+) -> Result<client::Response, TaskError> {
+    let stale = slot
+        .as_ref()
+        .is_some_and(|c| c.idle_for() >= STALE_CHECK_AFTER && c.closed_by_peer());
+    if stale {
+        *slot = None;
+    }
+    let reused = slot.is_some();
+    let conn = match slot {
+        Some(conn) => conn,
+        None => slot.insert(dial.reconnect().await?),
+    };
+    let response = match conn.exchange(request, head, kept.as_deref_mut()).await {
+        Ok(response) => response,
+        Err(_) if reused && replayable && !conn.response_started() => {
+            let conn = slot.insert(dial.reconnect().await?);
+            conn.exchange(request, head, kept).await?
+        }
+        Err(e) => return Err(e),
+    };
+    if !response.keep_alive {
+        *slot = None;
+    }
+    Ok(response)
+}
+
 impl HttpTask {
-    /// Sends the request, on the kept connection if it is still open.
-    ///
-    /// A server may close an idle keep-alive connection at any time (its
-    /// keep-alive timeout, or to free a slot for a new client). One closed
-    /// while idle is noticed before use and replaced. One closed just as
-    /// the request went out fails before any response byte arrives: the
-    /// server never answered, so a replayable request is sent once more on
-    /// a new connection, as mature HTTP clients do. Its latency still counts
-    /// from the intended start. A new connection that fails is an error.
+    /// Sends the request (see [`send_reusing`]).
     async fn send(&mut self) -> Result<u16, TaskError> {
-        let stale = self
-            .conn
-            .as_ref()
-            .is_some_and(|c| c.idle_for() >= STALE_CHECK_AFTER && c.closed_by_peer());
-        if stale {
-            self.conn = None;
-        }
-        let reused = self.conn.is_some();
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => self.conn.insert(self.prepared.reconnect().await?),
-        };
         let prepared = &self.prepared;
-        let request = prepared.traced_request();
-        let response = match conn.round_trip(&request, prepared.head).await {
-            Ok(response) => response,
-            Err(_) if reused && prepared.replayable && !conn.response_started() => {
-                let conn = self.conn.insert(prepared.reconnect().await?);
-                conn.round_trip(&request, prepared.head).await?
-            }
-            Err(e) => return Err(e),
+        let dial = Dial {
+            address: &prepared.address,
+            tls: prepared.tls.as_ref(),
+            reconnects: &prepared.reconnects,
         };
-        if !response.keep_alive {
-            self.conn = None;
-        }
+        let request = prepared.traced_request();
+        let sent = (&request[..], prepared.head, prepared.replayable);
+        let response = send_reusing(&mut self.conn, &dial, sent, None).await?;
         Ok(response.status)
     }
 }
 
 impl Task for HttpTask {
     async fn setup(&mut self) -> anyhow::Result<()> {
-        let conn = self
-            .prepared
-            .connect()
+        let prepared = &self.prepared;
+        let conn = Connection::connect(&prepared.address, prepared.tls.as_ref())
             .await
             .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
         self.conn = Some(conn);

@@ -1,0 +1,475 @@
+//! From a file to scenarios ready to run, checked before any load is sent:
+//! every template parses and every name it uses is set before it is used,
+//! every regex compiles, every header is valid, every weight is positive.
+//! An error names the file, the line and the field.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use hyper::Method;
+use hyper::header::HeaderName;
+use regex::Regex;
+
+use super::check::{Check, Compare, Source};
+use super::file::{self, CheckDef, ExtractDef, OneOrMany, RequestDef, ScenarioDef, StepDef};
+use super::locate::{Lines, Path};
+use super::template::{Binding, Builtin, Parsed, Template};
+use super::{ScenarioError, ScenarioSource};
+use crate::metrics::stats::intern;
+use crate::task::http::DEFAULT_TIMEOUT;
+use crate::task::sleep::SleepSpec;
+
+/// Default largest response body kept for checks and extraction.
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+
+/// A file's scenarios, checked and ready to run.
+#[derive(Debug)]
+pub struct Scenarios {
+    /// The scenarios, in file order.
+    pub list: Vec<Scenario>,
+    /// Running sums of the weights, to pick one.
+    cumulative: Vec<u64>,
+    /// Whether iterations keep a cookie jar.
+    pub cookies: bool,
+    /// Largest response body kept.
+    pub max_body: usize,
+}
+
+/// One scenario.
+#[derive(Debug)]
+pub struct Scenario {
+    /// The tag its iterations report under.
+    pub name: &'static str,
+    /// Its steps.
+    pub steps: Vec<Step>,
+    /// Variables its iteration sets, by slot.
+    pub slots: usize,
+}
+
+/// One step.
+#[derive(Debug)]
+pub enum Step {
+    /// An HTTP request.
+    Request(Box<Request>),
+    /// A pause.
+    Think(SleepSpec),
+}
+
+/// A request step.
+#[derive(Debug)]
+pub struct Request {
+    /// The step's name.
+    pub name: &'static str,
+    /// Its method.
+    pub method: Method,
+    /// Its URL.
+    pub url: Template,
+    /// Its headers (names checked), defaults first.
+    pub headers: Vec<(String, Template)>,
+    /// Its body.
+    pub body: Option<Template>,
+    /// Its timeout.
+    pub timeout: Duration,
+    /// What the response must satisfy.
+    pub checks: Vec<Check>,
+    /// Variables set from the response: slot and source.
+    pub extract: Vec<(usize, Source)>,
+    /// Whether the body is needed (a body or JSON check or extraction).
+    pub needs_body: bool,
+}
+
+impl Scenarios {
+    /// Parses and checks `source`.
+    pub fn compile(source: &ScenarioSource) -> Result<Self, ScenarioError> {
+        let parsed = file::parse(&source.text, source.format).map_err(|message| ScenarioError {
+            file: source.name.clone(),
+            line: None,
+            field: String::new(),
+            message,
+        })?;
+        let lines = match source.format {
+            file::Format::Yaml => Lines::of_yaml(&source.text),
+            file::Format::Toml => Lines::of_toml(&source.text),
+        };
+        let at = Locator {
+            file: &source.name,
+            lines: &lines,
+        };
+        compile_file(parsed, &at)
+    }
+
+    /// The scenario a uniform draw `roll` in `0..total weight` picks.
+    pub fn pick(&self, rng: &mut fastrand::Rng) -> &Scenario {
+        let total = *self.cumulative.last().expect("at least one scenario");
+        let roll = rng.u64(0..total);
+        let index = self.cumulative.partition_point(|&sum| sum <= roll);
+        &self.list[index]
+    }
+}
+
+/// Turns a path and a message into an error naming the line.
+struct Locator<'a> {
+    file: &'a str,
+    lines: &'a Lines,
+}
+
+impl Locator<'_> {
+    fn error(&self, path: &Path, message: impl Into<String>) -> ScenarioError {
+        ScenarioError {
+            file: self.file.to_owned(),
+            line: self.lines.line_of(path),
+            field: path.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+fn compile_file(parsed: file::ScenarioFile, at: &Locator<'_>) -> Result<Scenarios, ScenarioError> {
+    let root = Path::root();
+    if parsed.scenarios.is_empty() {
+        return Err(at.error(&root.key("scenarios"), "needs at least one scenario"));
+    }
+    for name in parsed.variables.keys() {
+        if Builtin::named(name).is_some() || !is_name(name) {
+            return Err(at.error(
+                &root.key("variables").key(name),
+                format!("'{name}' cannot be a variable's name"),
+            ));
+        }
+    }
+    let defaults = &parsed.defaults;
+    let mut default_headers = Vec::new();
+    for (name, value) in &defaults.headers {
+        let path = root.key("defaults").key("headers").key(name);
+        check_header_name(name).map_err(|m| at.error(&path, m))?;
+        default_headers.push((name.clone(), value.clone()));
+    }
+    let common = Common {
+        variables: &parsed.variables,
+        headers: default_headers,
+        timeout: defaults.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
+    };
+    let mut list = Vec::new();
+    let mut cumulative = Vec::new();
+    let mut total = 0u64;
+    for (i, def) in parsed.scenarios.iter().enumerate() {
+        let path = root.key("scenarios").index(i);
+        if list.iter().any(|s: &Scenario| s.name == def.name) {
+            return Err(at.error(
+                &path.key("name"),
+                format!("a second scenario named '{}'", def.name),
+            ));
+        }
+        let weight = def.weight.unwrap_or(1);
+        if weight == 0 {
+            return Err(at.error(
+                &path.key("weight"),
+                "a weight of 0 would never run this scenario (leave it out of the file instead)",
+            ));
+        }
+        total = total
+            .checked_add(weight)
+            .ok_or_else(|| at.error(&path.key("weight"), "the weights add up to too much"))?;
+        cumulative.push(total);
+        list.push(compile_scenario(def, &path, &common, at)?);
+    }
+    Ok(Scenarios {
+        list,
+        cumulative,
+        cookies: defaults.cookies.unwrap_or(true),
+        max_body: defaults.max_body.unwrap_or(DEFAULT_MAX_BODY),
+    })
+}
+
+/// What every scenario of a file starts from.
+struct Common<'a> {
+    variables: &'a BTreeMap<String, String>,
+    headers: Vec<(String, String)>,
+    timeout: Duration,
+}
+
+/// The names a scenario has set so far, and their slots.
+struct Scope<'a> {
+    constants: &'a BTreeMap<String, String>,
+    slots: HashMap<String, usize>,
+}
+
+impl Scope<'_> {
+    fn bind(&self, name: &str) -> Option<Binding> {
+        if let Some(builtin) = Builtin::named(name) {
+            return Some(Binding::Builtin(builtin));
+        }
+        if let Some(slot) = self.slots.get(name) {
+            return Some(Binding::Slot(*slot));
+        }
+        self.constants.get(name).cloned().map(Binding::Constant)
+    }
+
+    /// The slot of variable `name`, new if it has none yet.
+    fn slot_of(&mut self, name: &str) -> usize {
+        let next = self.slots.len();
+        *self.slots.entry(name.to_owned()).or_insert(next)
+    }
+
+    fn template(
+        &self,
+        text: &str,
+        path: &Path,
+        at: &Locator<'_>,
+    ) -> Result<Template, ScenarioError> {
+        let parsed = Parsed::parse(text).map_err(|m| at.error(path, m))?;
+        parsed.bind(|name| self.bind(name)).map_err(|name| {
+            at.error(
+                path,
+                format!(
+                    "variable '{name}' is used but never set before this step \
+                     (set it in `variables`, or `extract` it in an earlier step)"
+                ),
+            )
+        })
+    }
+}
+
+fn is_name(name: &str) -> bool {
+    Parsed::parse(&format!("${{{name}}}")).is_ok_and(|p| p.names().count() == 1)
+}
+
+fn check_header_name(name: &str) -> Result<(), String> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map(|_| ())
+        .map_err(|_| format!("'{name}' is not a valid header name"))
+}
+
+fn compile_scenario(
+    def: &ScenarioDef,
+    path: &Path,
+    common: &Common<'_>,
+    at: &Locator<'_>,
+) -> Result<Scenario, ScenarioError> {
+    if def.steps.is_empty() {
+        return Err(at.error(&path.key("steps"), "needs at least one step"));
+    }
+    let mut scope = Scope {
+        constants: common.variables,
+        slots: HashMap::new(),
+    };
+    let mut steps = Vec::new();
+    for (i, step) in def.steps.iter().enumerate() {
+        let path = path.key("steps").index(i);
+        steps.push(match step {
+            StepDef::Think(spec) => Step::Think(
+                spec.parse()
+                    .map_err(|m: String| at.error(&path.key("think"), m))?,
+            ),
+            StepDef::Request(request) => Step::Request(Box::new(compile_request(
+                request,
+                &path.key("request"),
+                common,
+                &mut scope,
+                at,
+            )?)),
+        });
+    }
+    if !steps.iter().any(|s| matches!(s, Step::Request(_))) {
+        return Err(at.error(&path.key("steps"), "needs at least one request"));
+    }
+    Ok(Scenario {
+        name: intern(&def.name),
+        steps,
+        slots: scope.slots.len(),
+    })
+}
+
+fn compile_request(
+    def: &RequestDef,
+    path: &Path,
+    common: &Common<'_>,
+    scope: &mut Scope<'_>,
+    at: &Locator<'_>,
+) -> Result<Request, ScenarioError> {
+    let method_name = def.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
+    let method = Method::from_bytes(method_name.as_bytes()).map_err(|_| {
+        at.error(
+            &path.key("method"),
+            format!("'{method_name}' is not an HTTP method"),
+        )
+    })?;
+    let url = scope.template(&def.url, &path.key("url"), at)?;
+    if let Some(literal) = url.as_literal() {
+        super::run::Target::parse(literal).map_err(|m| at.error(&path.key("url"), m))?;
+    }
+    let mut headers = Vec::new();
+    let own = def
+        .headers
+        .keys()
+        .map(|n| n.to_ascii_lowercase())
+        .collect::<Vec<_>>();
+    for (name, value) in &common.headers {
+        if !own.contains(&name.to_ascii_lowercase()) {
+            let path = Path::root().key("defaults").key("headers").key(name);
+            headers.push((name.clone(), scope.template(value, &path, at)?));
+        }
+    }
+    for (name, value) in &def.headers {
+        let path = path.key("headers").key(name);
+        check_header_name(name).map_err(|m| at.error(&path, m))?;
+        headers.push((name.clone(), scope.template(value, &path, at)?));
+    }
+    let body = def
+        .body
+        .as_deref()
+        .map(|b| scope.template(b, &path.key("body"), at))
+        .transpose()?;
+    let mut checks = Vec::new();
+    for (i, check) in def.check.iter().enumerate() {
+        checks.push(compile_check(check, &path.key("check").index(i), at)?);
+    }
+    // The extractions come after the request is sent: its own templates
+    // cannot use them, the next steps can.
+    let mut extract = Vec::new();
+    for (name, source) in &def.extract {
+        let path = path.key("extract").key(name);
+        if !is_name(name) || Builtin::named(name).is_some() {
+            return Err(at.error(&path, format!("'{name}' cannot be a variable's name")));
+        }
+        if common.variables.contains_key(name) {
+            return Err(at.error(
+                &path,
+                format!("'{name}' is already one of the file's `variables`"),
+            ));
+        }
+        let source = compile_source(source, &path, at)?;
+        extract.push((scope.slot_of(name), source));
+    }
+    let needs_body = checks.iter().any(|c| {
+        matches!(
+            c,
+            Check::BodyContains(_) | Check::BodyMatches(_) | Check::Json(..)
+        )
+    }) || extract
+        .iter()
+        .any(|(_, s)| matches!(s, Source::Json(_) | Source::Regex(..)));
+    Ok(Request {
+        name: intern(
+            def.name
+                .as_deref()
+                .unwrap_or(&format!("{method} {}", def.url)),
+        ),
+        method,
+        url,
+        headers,
+        body,
+        timeout: def.timeout.map_or(common.timeout, |t| t.0),
+        checks,
+        extract,
+        needs_body,
+    })
+}
+
+fn regex(text: &str, path: &Path, at: &Locator<'_>) -> Result<Regex, ScenarioError> {
+    Regex::new(text).map_err(|e| at.error(path, format!("not a valid regular expression: {e}")))
+}
+
+fn pointer(text: &str, path: &Path, at: &Locator<'_>) -> Result<String, ScenarioError> {
+    if text.is_empty() || text.starts_with('/') {
+        Ok(text.to_owned())
+    } else {
+        Err(at.error(
+            path,
+            format!("'{text}' is not a JSON pointer (they start with '/': /data/0/id)"),
+        ))
+    }
+}
+
+fn compile_check(def: &CheckDef, path: &Path, at: &Locator<'_>) -> Result<Check, ScenarioError> {
+    let subjects = [
+        def.status.is_some(),
+        def.body_contains.is_some(),
+        def.body_matches.is_some(),
+        def.header.is_some(),
+        def.json.is_some(),
+    ];
+    if subjects.iter().filter(|s| **s).count() != 1 {
+        return Err(at.error(
+            path,
+            "a check needs exactly one of status, body_contains, body_matches, header and json",
+        ));
+    }
+    let comparisons = [
+        def.equals.is_some(),
+        def.contains.is_some(),
+        def.matches.is_some(),
+    ];
+    let compared = comparisons.iter().filter(|c| **c).count();
+    if compared > 1 {
+        return Err(at.error(
+            path,
+            "a check takes at most one of equals, contains and matches",
+        ));
+    }
+    if compared == 1 && def.header.is_none() && def.json.is_none() {
+        return Err(at.error(path, "equals, contains and matches go with header or json"));
+    }
+    let compare = if let Some(value) = &def.equals {
+        Compare::Equals(value.clone())
+    } else if let Some(text) = &def.contains {
+        Compare::Contains(text.clone())
+    } else if let Some(text) = &def.matches {
+        Compare::Matches(regex(text, &path.key("matches"), at)?)
+    } else {
+        Compare::Present
+    };
+    Ok(if let Some(status) = &def.status {
+        Check::Status(match status {
+            OneOrMany::One(s) => vec![*s],
+            OneOrMany::Many(list) => list.clone(),
+        })
+    } else if let Some(text) = &def.body_contains {
+        Check::BodyContains(text.clone())
+    } else if let Some(text) = &def.body_matches {
+        Check::BodyMatches(regex(text, &path.key("body_matches"), at)?)
+    } else if let Some(name) = &def.header {
+        check_header_name(name).map_err(|m| at.error(&path.key("header"), m))?;
+        Check::Header(name.clone(), compare)
+    } else {
+        let json = def.json.as_deref().unwrap_or_default();
+        Check::Json(pointer(json, &path.key("json"), at)?, compare)
+    })
+}
+
+fn compile_source(
+    def: &ExtractDef,
+    path: &Path,
+    at: &Locator<'_>,
+) -> Result<Source, ScenarioError> {
+    let given = [
+        def.json.is_some(),
+        def.regex.is_some(),
+        def.header.is_some(),
+        def.cookie.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(at.error(path, "needs exactly one of json, regex, header and cookie"));
+    }
+    if def.group.is_some() && def.regex.is_none() {
+        return Err(at.error(&path.key("group"), "goes with regex"));
+    }
+    Ok(if let Some(text) = &def.json {
+        Source::Json(pointer(text, &path.key("json"), at)?)
+    } else if let Some(text) = &def.regex {
+        let re = regex(text, &path.key("regex"), at)?;
+        let groups = re.captures_len() - 1;
+        let group = def.group.unwrap_or(usize::from(groups > 0));
+        if group > groups {
+            return Err(at.error(
+                &path.key("group"),
+                format!("the expression has {groups} capture group(s), not {group}"),
+            ));
+        }
+        Source::Regex(re, group)
+    } else if let Some(name) = &def.header {
+        Source::Header(name.clone())
+    } else {
+        Source::Cookie(def.cookie.clone().unwrap_or_default())
+    })
+}

@@ -1,0 +1,352 @@
+//! The task that runs a scenario's iterations.
+//!
+//! Each instance keeps one HTTP/1.1 connection per origin it has talked
+//! to, across iterations (as a browser or k6's virtual user does); the
+//! cookie jar and the variables are new at each iteration.
+//!
+//! Timing: the first request is due at the iteration's intended start;
+//! each later one at the previous request's end plus the think times
+//! between them. A request's latency counts from when it was due, its
+//! service time from when it actually started, so a request held up by a
+//! slow one before it is never reported as fast. (A think time's timer
+//! may fire up to [`TIMER_SLACK`] late, its tick; that much counts as
+//! thinking.)
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::Uri;
+use parking_lot::Mutex;
+
+use super::check::Response;
+use super::compile::{Request, Scenario, Scenarios, Step};
+use super::cookies::Jar;
+use super::template::Values;
+use crate::metrics::events::EventCounter;
+use crate::task::http::client::{Connection, Kept};
+use crate::task::http::tls::TlsTarget;
+use crate::task::http::{CaCertificates, Dial, RECONNECTS, send_reusing, serialise};
+use crate::task::sleep::SleepSpec;
+use crate::task::{Context, Task, TaskError, TaskFactory, TaskResult};
+
+/// How late a think time's timer may fire and still count as thinking:
+/// tokio's timer has a 1 ms tick.
+const TIMER_SLACK: Duration = Duration::from_millis(2);
+
+/// Where a request goes, from its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Whether it is HTTPS.
+    pub https: bool,
+    /// The host, as in the URL.
+    pub host: String,
+    /// `host:port` to connect to.
+    pub address: String,
+    /// The `Host` header's value.
+    pub authority: String,
+    /// The path and query.
+    pub path: String,
+}
+
+impl Target {
+    /// Parses an absolute `http://` or `https://` URL.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("'{url}' is not a valid URL: {e}"))?;
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            Some(other) => return Err(format!("'{url}': scheme '{other}' is not http or https")),
+            None => return Err(format!("'{url}' needs a scheme, e.g. http://{url}")),
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("'{url}' has no host"))?;
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        Ok(Self {
+            https,
+            host: authority.host().to_owned(),
+            address: format!("{}:{port}", authority.host()),
+            authority: authority.as_str().to_owned(),
+            path: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+        })
+    }
+}
+
+/// What every instance shares: the scenarios, how to verify servers, and
+/// the TLS targets made so far (one per host, built once).
+struct Shared {
+    scenarios: Arc<Scenarios>,
+    peer: String,
+    tls_ca: Option<CaCertificates>,
+    tls_skip_verify: bool,
+    tls: Mutex<HashMap<String, Arc<TlsTarget>>>,
+    reconnects: EventCounter,
+}
+
+impl Shared {
+    fn tls_for(&self, host: &str) -> Result<Arc<TlsTarget>, TaskError> {
+        let mut known = self.tls.lock();
+        if let Some(target) = known.get(host) {
+            return Ok(Arc::clone(target));
+        }
+        let target = TlsTarget::new(host, self.tls_ca.as_ref(), self.tls_skip_verify)
+            .map_err(|e| TaskError::new("tls", e))?;
+        let target = Arc::new(target);
+        known.insert(host.to_owned(), Arc::clone(&target));
+        Ok(target)
+    }
+}
+
+/// An open connection to one origin.
+struct Open {
+    address: String,
+    https: bool,
+    tls: Option<Arc<TlsTarget>>,
+    conn: Option<Connection>,
+}
+
+/// One instance of the `scenario` task.
+pub struct ScenarioTask {
+    shared: Arc<Shared>,
+    rng: fastrand::Rng,
+    connections: Vec<Open>,
+    jar: Jar,
+    slots: Vec<String>,
+    kept: Kept,
+}
+
+/// The factory behind the registered `scenario` task: `peer` names the
+/// node in `${vajra.peer}`; HTTPS requests trust `tls_ca` besides the
+/// built-in roots, or nothing if `tls_skip_verify`.
+pub fn scenario_factory(
+    scenarios: Arc<Scenarios>,
+    peer: String,
+    (tls_ca, tls_skip_verify): (Option<CaCertificates>, bool),
+) -> impl TaskFactory<Task = ScenarioTask> {
+    let shared = Arc::new(Shared {
+        scenarios,
+        peer,
+        tls_ca,
+        tls_skip_verify,
+        tls: Mutex::new(HashMap::new()),
+        reconnects: EventCounter::named(RECONNECTS),
+    });
+    move |instance: usize| {
+        let max_body = shared.scenarios.max_body;
+        Ok(ScenarioTask {
+            shared: Arc::clone(&shared),
+            rng: fastrand::Rng::with_seed(fastrand::u64(..) ^ instance as u64),
+            connections: Vec::new(),
+            jar: Jar::default(),
+            slots: Vec::new(),
+            kept: Kept::new(max_body),
+        })
+    }
+}
+
+fn think_time(spec: SleepSpec, rng: &mut fastrand::Rng) -> Duration {
+    match spec {
+        SleepSpec::Fixed(d) => d,
+        SleepSpec::Uniform(lo, hi) => {
+            let span = (hi - lo).as_nanos() as u64;
+            lo + Duration::from_nanos(rng.u64(0..=span))
+        }
+    }
+}
+
+impl ScenarioTask {
+    /// Runs `scenario`'s steps; the first failure ends it.
+    async fn iterate(&mut self, scenario: &Scenario, ctx: &Context<'_>) -> Result<(), TaskError> {
+        self.jar.clear();
+        self.slots.clear();
+        self.slots.resize(scenario.slots, String::new());
+        let mut due = ctx.intended_start();
+        for step in &scenario.steps {
+            match step {
+                Step::Think(spec) => {
+                    due += think_time(*spec, &mut self.rng);
+                    tokio::time::sleep_until(due.into()).await;
+                    // The timer fires on a 1 ms tick, so up to a tick late:
+                    // that much is thinking, not the next request's
+                    // latency. A later wake (a stalled generator) still
+                    // counts against it.
+                    due = Instant::now().min(due + TIMER_SLACK);
+                }
+                Step::Request(request) => {
+                    let started = Instant::now();
+                    let outcome = self.request(request, scenario, ctx).await;
+                    ctx.record_step(request.name, due, started, outcome.as_ref().err());
+                    outcome?;
+                    due = Instant::now();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one request and applies its checks and extractions.
+    async fn request(
+        &mut self,
+        request: &Request,
+        scenario: &Scenario,
+        ctx: &Context<'_>,
+    ) -> Result<(), TaskError> {
+        let shared = Arc::clone(&self.shared);
+        let mut values = Values {
+            slots: &self.slots,
+            iteration: ctx.iteration(),
+            instance: ctx.instance(),
+            peer: &shared.peer,
+            scenario: scenario.name,
+            rng: &mut self.rng,
+        };
+        let url = request.url.render(&mut values);
+        let target = Target::parse(&url).map_err(|e| TaskError::new("url", e))?;
+        let mut headers: Vec<(String, String)> = request
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), value.render(&mut values)))
+            .collect();
+        let body = request
+            .body
+            .as_ref()
+            .map(|b| b.render(&mut values))
+            .unwrap_or_default();
+        let cookies = shared.scenarios.cookies;
+        if cookies
+            && let Some(cookie) = self
+                .jar
+                .header_for(&target.host, &target.path, target.https)
+        {
+            headers.push(("Cookie".into(), cookie));
+        }
+        let bytes = serialise(
+            &request.method,
+            &target.path,
+            &target.authority,
+            &headers,
+            body.as_bytes(),
+        )
+        .map_err(|e| TaskError::new("request", format!("{e:#}")))?;
+        let head = request.method == hyper::Method::HEAD;
+        let replayable = request.method.is_idempotent();
+        let keep = cookies || !request.checks.is_empty() || !request.extract.is_empty();
+        self.kept.body_limit = if request.needs_body {
+            shared.scenarios.max_body
+        } else {
+            0
+        };
+        let open = open(&mut self.connections, &shared, &target).await?;
+        let dial = Dial {
+            address: &open.address,
+            tls: open.tls.as_deref(),
+            reconnects: &shared.reconnects,
+        };
+        let kept = keep.then_some(&mut self.kept);
+        let sent = send_reusing(&mut open.conn, &dial, (&bytes, head, replayable), kept);
+        let response = match tokio::time::timeout(request.timeout, sent).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                open.conn = None;
+                return Err(e);
+            }
+            Err(_) => {
+                open.conn = None;
+                return Err(TaskError::new(
+                    "timeout",
+                    format!("no response within {:?}", request.timeout),
+                ));
+            }
+        };
+        if !keep {
+            return default_status(response.status);
+        }
+        if cookies {
+            for (name, value) in &self.kept.headers {
+                if name == "set-cookie" {
+                    self.jar.store(value, &target.host, &target.path);
+                }
+            }
+        }
+        let mut seen = Response::new(response.status, &self.kept);
+        if !request
+            .checks
+            .iter()
+            .any(|c| matches!(c, super::check::Check::Status(_)))
+        {
+            default_status(response.status)?;
+        }
+        for check in &request.checks {
+            check.verify(&mut seen)?;
+        }
+        for (slot, source) in &request.extract {
+            self.slots[*slot] = source.extract(&mut seen)?;
+        }
+        Ok(())
+    }
+}
+
+/// The connection to `target`'s origin among `connections`, opened on
+/// first use.
+async fn open<'a>(
+    connections: &'a mut Vec<Open>,
+    shared: &Shared,
+    target: &Target,
+) -> Result<&'a mut Open, TaskError> {
+    let found = connections
+        .iter()
+        .position(|o| o.address == target.address && o.https == target.https);
+    let index = match found {
+        Some(index) => index,
+        None => {
+            let tls = if target.https {
+                Some(shared.tls_for(&target.host)?)
+            } else {
+                None
+            };
+            let dial = Dial {
+                address: &target.address,
+                tls: tls.as_deref(),
+                reconnects: &shared.reconnects,
+            };
+            let conn = Some(dial.connect().await?);
+            connections.push(Open {
+                address: target.address.clone(),
+                https: target.https,
+                tls,
+                conn,
+            });
+            connections.len() - 1
+        }
+    };
+    Ok(&mut connections[index])
+}
+
+/// A response's status judged without a status check: below 400 passes.
+fn default_status(status: u16) -> Result<(), TaskError> {
+    if status < 400 {
+        Ok(())
+    } else {
+        Err(TaskError::new(
+            format!("status_{status}"),
+            format!("HTTP status {status}"),
+        ))
+    }
+}
+
+impl Task for ScenarioTask {
+    async fn execute(&mut self, ctx: &mut Context<'_>) -> TaskResult {
+        let scenarios = Arc::clone(&self.shared.scenarios);
+        let scenario = scenarios.pick(&mut self.rng);
+        let result: TaskResult = self.iterate(scenario, ctx).await.into();
+        result.tagged(scenario.name)
+    }
+
+    async fn cleanup(&mut self) -> anyhow::Result<()> {
+        self.connections.clear();
+        Ok(())
+    }
+}
