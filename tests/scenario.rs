@@ -1,0 +1,345 @@
+//! Scenario files end to end: a login-token-fetch journey against a shop
+//! served here (which only answers a fetch with the token and the cookie
+//! its login gave), step timing from when each step was due, and bad
+//! files refused before any request is sent.
+
+mod common;
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::run;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+/// What the shop saw.
+#[derive(Default)]
+struct Seen {
+    requests: AtomicU64,
+    logins: AtomicU64,
+    authorised: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// A shop: `POST /login` with `{"user": U}` answers `{"token": "tok-N"}`
+/// and sets cookie `session=s-N`; `GET /items` and `GET /items/ID` answer
+/// only a request bearing `tok-N` and `session=s-N` of the same login
+/// (401 otherwise); `GET /slow` answers after 80 ms.
+struct Shop {
+    addr: SocketAddr,
+    seen: Arc<Seen>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+}
+
+fn login_of(request: &Request<hyper::body::Incoming>) -> Option<(u64, u64)> {
+    let header = |name: &str| request.headers().get(name)?.to_str().ok();
+    let token: u64 = header("authorization")?
+        .strip_prefix("Bearer tok-")?
+        .parse()
+        .ok()?;
+    let session: u64 = header("cookie")?
+        .split("; ")
+        .find_map(|c| c.strip_prefix("session=s-"))?
+        .parse()
+        .ok()?;
+    Some((token, session))
+}
+
+async fn handle(
+    request: Request<hyper::body::Incoming>,
+    seen: Arc<Seen>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    seen.requests.fetch_add(1, Ordering::Relaxed);
+    let path = request.uri().path().to_owned();
+    if path == "/slow" {
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        return Ok(reply(StatusCode::OK, "slow".into()));
+    }
+    if path == "/fast" {
+        return Ok(reply(StatusCode::OK, "fast".into()));
+    }
+    if path == "/login" && request.method() == hyper::Method::POST {
+        let body = request.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if json["user"].as_str().is_none_or(str::is_empty) {
+            return Ok(reply(StatusCode::BAD_REQUEST, "who?".into()));
+        }
+        let n = seen.logins.fetch_add(1, Ordering::Relaxed);
+        let mut response = reply(StatusCode::OK, format!(r#"{{"token":"tok-{n}"}}"#));
+        response.headers_mut().insert(
+            "set-cookie",
+            format!("session=s-{n}; Path=/; HttpOnly").parse().unwrap(),
+        );
+        return Ok(response);
+    }
+    match login_of(&request) {
+        Some((token, session)) if token == session => {
+            seen.authorised.fetch_add(1, Ordering::Relaxed);
+            let body = match path.strip_prefix("/items/") {
+                Some(id) => format!(r#"{{"id":{id},"name":"item {id}"}}"#),
+                None => format!(r#"{{"owner":{token},"items":[{{"id":{}}},{{"id":2}}]}}"#, token + 100),
+            };
+            Ok(reply(StatusCode::OK, body))
+        }
+        _ => {
+            seen.refused.fetch_add(1, Ordering::Relaxed);
+            Ok(reply(StatusCode::UNAUTHORIZED, "log in first".into()))
+        }
+    }
+}
+
+impl Shop {
+    fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let seen = Arc::new(Seen::default());
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::clone(&seen);
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let seen = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let service = service_fn(move |r| handle(r, Arc::clone(&seen)));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            seen,
+            _runtime: runtime,
+        }
+    }
+
+    fn count(&self, which: impl Fn(&Seen) -> &AtomicU64) -> u64 {
+        which(&self.seen).load(Ordering::Relaxed)
+    }
+}
+
+fn file(suffix: &str, text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(suffix).tempfile().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+const JOURNEY: &str = r#"
+variables:
+  shop: http://ADDR
+scenarios:
+  - name: journey
+    steps:
+      - request:
+          name: login
+          method: POST
+          url: "${shop}/login"
+          headers:
+            Content-Type: application/json
+          body: '{"user": "u${vajra.iteration}-${vajra.instance}"}'
+          check:
+            - status: 200
+            - header: set-cookie
+              contains: session=
+          extract:
+            token: { json: /token }
+      - think: 1ms..3ms
+      - request:
+          name: list
+          url: "${shop}/items"
+          headers:
+            Authorization: "Bearer ${token}"
+          check:
+            - json: /items/1/id
+              equals: 2
+          extract:
+            first: { json: /items/0/id }
+      - request:
+          name: item
+          url: "${shop}/items/${first}"
+          headers:
+            Authorization: "Bearer ${token}"
+          check:
+            - body_matches: '"name":"item \d+"'
+"#;
+
+#[test]
+fn a_login_token_fetch_journey_extracts_the_token_and_uses_it() {
+    let shop = Shop::start();
+    let scenario = file(".yaml", &JOURNEY.replace("ADDR", &shop.addr.to_string()));
+    let r = run(&[
+        "--scenario",
+        scenario.path().to_str().unwrap(),
+        "--tps",
+        "40",
+        "--duration",
+        "2s",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(report.task, "scenario");
+    assert_eq!(report.main.completed, 80, "one execution per arrival");
+    assert_eq!(report.main.failure, 0, "{:?}", report.main.errors);
+    assert_eq!(report.tags["journey"].completed, 80);
+    for step in ["login", "list", "item"] {
+        let figures = &report.steps[step];
+        assert_eq!(figures.completed, 80, "{step}");
+        assert_eq!(figures.failure, 0, "{step}: {:?}", figures.errors);
+    }
+    // The shop answers a fetch only with the token and cookie of one
+    // login: 80 logins, then 160 fetches that all carried both.
+    assert_eq!(shop.count(|s| &s.logins), 80);
+    assert_eq!(shop.count(|s| &s.authorised), 160);
+    assert_eq!(shop.count(|s| &s.refused), 0);
+}
+
+#[test]
+fn without_the_token_the_fetch_fails_and_the_iteration_stops_there() {
+    let shop = Shop::start();
+    let text = JOURNEY
+        .replace("ADDR", &shop.addr.to_string())
+        .replace("Bearer ${token}", "Bearer nothing");
+    let scenario = file(".yaml", &text);
+    let r = run(&[
+        "--scenario",
+        scenario.path().to_str().unwrap(),
+        "--tps",
+        "20",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(report.main.completed, 20);
+    assert_eq!(report.main.failure, 20);
+    assert_eq!(report.main.errors[0].kind, "status_401", "{:?}", report.main.errors);
+    assert_eq!(report.steps["list"].failure, 20);
+    assert!(!report.steps.contains_key("item"), "a failed step ends the iteration");
+    assert_eq!(shop.count(|s| &s.refused), 20);
+}
+
+#[test]
+fn each_step_counts_from_when_it_was_due_and_the_iteration_from_its_arrival() {
+    let shop = Shop::start();
+    let text = format!(
+        r#"
+[[scenarios]]
+name = "two"
+
+[[scenarios.steps]]
+request = {{ name = "slow", url = "http://{addr}/slow" }}
+
+[[scenarios.steps]]
+think = "20ms"
+
+[[scenarios.steps]]
+request = {{ name = "fast", url = "http://{addr}/fast" }}
+"#,
+        addr = shop.addr
+    );
+    let scenario = file(".toml", &text);
+    let r = run(&[
+        "--scenario",
+        scenario.path().to_str().unwrap(),
+        "--tps",
+        "20",
+        "--duration",
+        "2s",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let (slow, fast, whole) = (
+        &report.steps["slow"].latency,
+        &report.steps["fast"].latency,
+        &report.main.latency,
+    );
+    assert!(slow.p50_us >= 80_000.0, "{slow:?}");
+    assert!(
+        fast.p50_us < 20_000.0,
+        "the fast step is due after the slow one and the think time: {fast:?}"
+    );
+    assert!(
+        whole.p50_us >= 100_000.0,
+        "the iteration counts from its arrival, think time included: {whole:?}"
+    );
+    assert_eq!(report.main.completed, 40);
+}
+
+/// Runs a scenario file that must be refused; its error output.
+fn refused(suffix: &str, text: &str, shop: &Shop) -> String {
+    let scenario = file(suffix, &text.replace("ADDR", &shop.addr.to_string()));
+    let r = run(&[
+        "--scenario",
+        scenario.path().to_str().unwrap(),
+        "--tps",
+        "10",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    let name = scenario.path().display().to_string();
+    assert!(r.stderr.contains(&name), "names the file: {}", r.stderr);
+    r.stderr
+}
+
+#[test]
+fn bad_files_are_refused_naming_file_line_and_field_before_any_load() {
+    let shop = Shop::start();
+    let unknown_kind = "scenarios:\n  - name: a\n    steps:\n      - requst:\n          url: http://ADDR/\n";
+    let e = refused(".yaml", unknown_kind, &shop);
+    assert!(e.contains("unknown variant `requst`") && e.contains("line 4"), "{e}");
+
+    let never_set = "scenarios:\n  - name: a\n    steps:\n      - request:\n          url: http://ADDR/login\n      - request:\n          url: http://ADDR/items?t=${token}\n";
+    let e = refused(".yaml", never_set, &shop);
+    assert!(
+        e.contains(":7: scenarios[0].steps[1].request.url: variable 'token' is used but never set"),
+        "{e}"
+    );
+
+    let bad_template = "scenarios:\n  - name: a\n    steps:\n      - request:\n          url: http://ADDR/${token\n";
+    let e = refused(".yaml", bad_template, &shop);
+    assert!(e.contains(":5: scenarios[0].steps[0].request.url") && e.contains("closing"), "{e}");
+
+    let zero_weight = "scenarios:\n  - name: a\n    weight: 0\n    steps:\n      - request:\n          url: http://ADDR/\n";
+    let e = refused(".yaml", zero_weight, &shop);
+    assert!(e.contains(":3: scenarios[0].weight: a weight of 0"), "{e}");
+
+    let bad_regex = "[[scenarios]]\nname = \"a\"\n\n[[scenarios.steps]]\n[scenarios.steps.request]\nurl = \"http://ADDR/\"\ncheck = [{ body_matches = \"(unclosed\" }]\n";
+    let e = refused(".toml", bad_regex, &shop);
+    assert!(
+        e.contains(":7: scenarios[0].steps[0].request.check[0].body_matches: not a valid regular expression"),
+        "{e}"
+    );
+
+    let never_set_toml = "[[scenarios]]\nname = \"a\"\n\n[[scenarios.steps]]\n[scenarios.steps.request]\nurl = \"http://ADDR/${who}\"\n";
+    let e = refused(".toml", never_set_toml, &shop);
+    assert!(e.contains(":6: scenarios[0].steps[0].request.url: variable 'who'"), "{e}");
+
+    let unknown_field = "scenarios:\n  - name: a\n    steps:\n      - request:\n          url: http://ADDR/\n          retries: 3\n";
+    let e = refused(".yaml", unknown_field, &shop);
+    assert!(e.contains("unknown field `retries`") && e.contains("line 6"), "{e}");
+
+    assert_eq!(shop.count(|s| &s.requests), 0, "no load was sent");
+}
