@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::run;
+use common::cluster::{Cluster, free_port};
+use common::{binary, run};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -26,6 +27,8 @@ struct Seen {
     logins: AtomicU64,
     authorised: AtomicU64,
     refused: AtomicU64,
+    /// The `user` of every login.
+    users: parking_lot::Mutex<Vec<String>>,
 }
 
 /// A shop: `POST /login` with `{"user": U}` answers `{"token": "tok-N"}`
@@ -77,6 +80,9 @@ async fn handle(
         if json["user"].as_str().is_none_or(str::is_empty) {
             return Ok(reply(StatusCode::BAD_REQUEST, "who?".into()));
         }
+        seen.users
+            .lock()
+            .push(json["user"].as_str().unwrap_or_default().to_owned());
         let n = seen.logins.fetch_add(1, Ordering::Relaxed);
         let mut response = reply(StatusCode::OK, format!(r#"{{"token":"tok-{n}"}}"#));
         response.headers_mut().insert(
@@ -90,7 +96,10 @@ async fn handle(
             seen.authorised.fetch_add(1, Ordering::Relaxed);
             let body = match path.strip_prefix("/items/") {
                 Some(id) => format!(r#"{{"id":{id},"name":"item {id}"}}"#),
-                None => format!(r#"{{"owner":{token},"items":[{{"id":{}}},{{"id":2}}]}}"#, token + 100),
+                None => format!(
+                    r#"{{"owner":{token},"items":[{{"id":{}}},{{"id":2}}]}}"#,
+                    token + 100
+                ),
             };
             Ok(reply(StatusCode::OK, body))
         }
@@ -234,9 +243,16 @@ fn without_the_token_the_fetch_fails_and_the_iteration_stops_there() {
     let report = r.report.unwrap();
     assert_eq!(report.main.completed, 20);
     assert_eq!(report.main.failure, 20);
-    assert_eq!(report.main.errors[0].kind, "status_401", "{:?}", report.main.errors);
+    assert_eq!(
+        report.main.errors[0].kind, "status_401",
+        "{:?}",
+        report.main.errors
+    );
     assert_eq!(report.steps["list"].failure, 20);
-    assert!(!report.steps.contains_key("item"), "a failed step ends the iteration");
+    assert!(
+        !report.steps.contains_key("item"),
+        "a failed step ends the iteration"
+    );
     assert_eq!(shop.count(|s| &s.refused), 20);
 }
 
@@ -307,9 +323,13 @@ fn refused(suffix: &str, text: &str, shop: &Shop) -> String {
 #[test]
 fn bad_files_are_refused_naming_file_line_and_field_before_any_load() {
     let shop = Shop::start();
-    let unknown_kind = "scenarios:\n  - name: a\n    steps:\n      - requst:\n          url: http://ADDR/\n";
+    let unknown_kind =
+        "scenarios:\n  - name: a\n    steps:\n      - requst:\n          url: http://ADDR/\n";
     let e = refused(".yaml", unknown_kind, &shop);
-    assert!(e.contains("unknown variant `requst`") && e.contains("line 4"), "{e}");
+    assert!(
+        e.contains("unknown variant `requst`") && e.contains("line 4"),
+        "{e}"
+    );
 
     let never_set = "scenarios:\n  - name: a\n    steps:\n      - request:\n          url: http://ADDR/login\n      - request:\n          url: http://ADDR/items?t=${token}\n";
     let e = refused(".yaml", never_set, &shop);
@@ -320,7 +340,10 @@ fn bad_files_are_refused_naming_file_line_and_field_before_any_load() {
 
     let bad_template = "scenarios:\n  - name: a\n    steps:\n      - request:\n          url: http://ADDR/${token\n";
     let e = refused(".yaml", bad_template, &shop);
-    assert!(e.contains(":5: scenarios[0].steps[0].request.url") && e.contains("closing"), "{e}");
+    assert!(
+        e.contains(":5: scenarios[0].steps[0].request.url") && e.contains("closing"),
+        "{e}"
+    );
 
     let zero_weight = "scenarios:\n  - name: a\n    weight: 0\n    steps:\n      - request:\n          url: http://ADDR/\n";
     let e = refused(".yaml", zero_weight, &shop);
@@ -335,11 +358,85 @@ fn bad_files_are_refused_naming_file_line_and_field_before_any_load() {
 
     let never_set_toml = "[[scenarios]]\nname = \"a\"\n\n[[scenarios.steps]]\n[scenarios.steps.request]\nurl = \"http://ADDR/${who}\"\n";
     let e = refused(".toml", never_set_toml, &shop);
-    assert!(e.contains(":6: scenarios[0].steps[0].request.url: variable 'who'"), "{e}");
+    assert!(
+        e.contains(":6: scenarios[0].steps[0].request.url: variable 'who'"),
+        "{e}"
+    );
 
     let unknown_field = "scenarios:\n  - name: a\n    steps:\n      - request:\n          url: http://ADDR/\n          retries: 3\n";
     let e = refused(".yaml", unknown_field, &shop);
-    assert!(e.contains("unknown field `retries`") && e.contains("line 6"), "{e}");
+    assert!(
+        e.contains("unknown field `retries`") && e.contains("line 6"),
+        "{e}"
+    );
 
     assert_eq!(shop.count(|s| &s.requests), 0, "no load was sent");
+}
+
+#[test]
+fn a_cluster_runs_the_scenario_it_was_sent_and_merges_its_steps() {
+    let shop = Shop::start();
+    let mut cluster = Cluster::new();
+    let first = free_port();
+    cluster.start("sc1", first, None);
+    cluster.start("sc2", free_port(), Some(first));
+    cluster
+        .wait_until(&["sc1", "sc2"], Duration::from_secs(8), |s| {
+            s.leader.is_some() && s.live_ids() == ["sc1", "sc2"]
+        })
+        .expect("two peers with a leader");
+    // The file is named relative to a directory only `start` runs in: a
+    // peer that looked for it would not find it.
+    let dir = tempfile::tempdir().unwrap();
+    let text = JOURNEY
+        .replace("ADDR", &shop.addr.to_string())
+        .replace("u${vajra.iteration}", "${vajra.peer}-${vajra.iteration}");
+    std::fs::write(dir.path().join("journey.yaml"), text).unwrap();
+    let report = dir.path().join("cluster.json");
+    let out = binary()
+        .current_dir(dir.path())
+        .args(["start", "--peer", &format!("127.0.0.1:{first}")])
+        .args([
+            "--cluster-secret-file",
+            cluster.secret.path().to_str().unwrap(),
+        ])
+        .args([
+            "--scenario",
+            "journey.yaml",
+            "--tps",
+            "40",
+            "--duration",
+            "3s",
+        ])
+        .args(["--wait", "--output"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: vajra::export::Report =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report.peers.len(), 2);
+    assert_eq!(report.main.completed, 120, "the integral of 40/s over 3 s");
+    assert_eq!(report.main.failure, 0, "{:?}", report.main.errors);
+    for step in ["login", "list", "item"] {
+        assert_eq!(
+            report.steps[step].completed, 120,
+            "{step}, merged over the peers"
+        );
+        let per_peer: u64 = report.peers.values().map(|p| p.steps[step].completed).sum();
+        assert_eq!(per_peer, 120, "{step}");
+    }
+    assert_eq!(shop.count(|s| &s.refused), 0);
+    let users = shop.seen.users.lock().clone();
+    for peer in ["sc1", "sc2"] {
+        assert!(
+            users.iter().any(|u| u.starts_with(&format!("{peer}-"))),
+            "{peer} ran the scenario: {users:?}"
+        );
+    }
 }
