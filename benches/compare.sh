@@ -114,6 +114,28 @@ if grep -q INCOMPLETE "$WORK/exporting.log"; then
   exit 1
 fi
 
+echo "== one-step scenario vs the http task, closed model, ${CONNS} connections, ${ROUNDS} alternating rounds of ${SECS}s"
+cat > "$WORK/one.yaml" <<YAML
+scenarios:
+  - name: one
+    steps:
+      - request:
+          name: get
+          url: ${URL}
+YAML
+for round in $(seq "$ROUNDS"); do
+  taskset -c "$GEN_CPU" "$BIN" run --url "$URL" --concurrency "$CONNS" --duration "${SECS}s" --threads 1 \
+    --quiet --output "$WORK/http.json" > /dev/null
+  taskset -c "$GEN_CPU" "$BIN" run --scenario "$WORK/one.yaml" --concurrency "$CONNS" --duration "${SECS}s" \
+    --threads 1 --quiet --output "$WORK/scenario.json" > /dev/null
+  json "$WORK/scenario.json" "(
+    f\"round ${round}: http {json.load(open('$WORK/http.json'))['main']['rate']:.0f} req/s, \"
+    f\"scenario {r['main']['rate']:.0f} iterations/s ({r['steps']['get']['completed']} steps, {r['main']['failure']} failed), \"
+    f\"ratio {r['main']['rate'] / json.load(open('$WORK/http.json'))['main']['rate']:.3f}\"
+  )" | tee -a "$WORK/scenario.log"
+done
+python3 -c "import re,statistics,sys; r=[float(m) for m in re.findall(r'ratio ([0-9.]+)', open(sys.argv[1]).read())]; print(f'median ratio scenario/http: {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f})')" "$WORK/scenario.log"
+
 echo "== no-op task, 1 instance, 1 thread, pinned to CPU ${GEN_CPU}, ${SECS}s"
 taskset -c "$GEN_CPU" "$BIN" run --task noop --concurrency 1 --duration "${SECS}s" --threads 1 \
   --quiet --output "$WORK/noop.json" > /dev/null

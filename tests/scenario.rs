@@ -440,3 +440,27 @@ fn a_cluster_runs_the_scenario_it_was_sent_and_merges_its_steps() {
         );
     }
 }
+
+#[test]
+fn the_examples_in_the_guide_compile() {
+    use vajra::task::scenario::{Format, ScenarioSource, Scenarios};
+    let guide = std::fs::read_to_string("docs/scenarios.md").unwrap();
+    let mut compiled = 0;
+    for block in guide.split("```").skip(1).step_by(2) {
+        let (lang, text) = block.split_once('\n').unwrap();
+        let format = match lang.trim() {
+            "yaml" => Format::Yaml,
+            "toml" => Format::Toml,
+            _ => continue,
+        };
+        let source = ScenarioSource {
+            name: "docs/scenarios.md".into(),
+            format,
+            text: text.to_owned(),
+        };
+        let scenarios = Scenarios::compile(&source).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(!scenarios.list.is_empty());
+        compiled += 1;
+    }
+    assert_eq!(compiled, 3, "the guide's three examples");
+}

@@ -47,14 +47,27 @@ pub struct Response {
 /// looks at it (a scenario's checks and extractions, its cookie jar).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Kept {
-    /// Every header, names in lower case, in the order received.
+    /// The headers kept (`which`), names in lower case, in the order
+    /// received.
     pub headers: Vec<(String, String)>,
+    /// Which headers to keep.
+    pub which: Headers,
     /// The body, up to `body_limit` bytes.
     pub body: Vec<u8>,
     /// Most body bytes kept; the rest is read and discarded.
     pub body_limit: usize,
     /// Whether the body was longer than `body_limit`.
     pub truncated: bool,
+}
+
+/// Which response headers a [`Kept`] keeps.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Headers {
+    /// Every one.
+    #[default]
+    All,
+    /// Only `Set-Cookie` (for a cookie jar), so the others cost nothing.
+    SetCookie,
 }
 
 impl Kept {
@@ -282,7 +295,11 @@ impl Connection {
                     let parsed = interpret(&response, head)?;
                     if let Some(kept) = kept {
                         kept.headers.clear();
-                        kept.headers.extend(response.headers.iter().map(|h| {
+                        let wanted = response.headers.iter().filter(|h| match kept.which {
+                            Headers::All => true,
+                            Headers::SetCookie => h.name.eq_ignore_ascii_case("set-cookie"),
+                        });
+                        kept.headers.extend(wanted.map(|h| {
                             let value = String::from_utf8_lossy(h.value).into_owned();
                             (h.name.to_ascii_lowercase(), value)
                         }));

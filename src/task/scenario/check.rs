@@ -232,7 +232,7 @@ mod tests {
                 .collect(),
             body: body.as_bytes().to_vec(),
             body_limit: 1 << 20,
-            truncated: false,
+            ..Kept::default()
         }
     }
 

@@ -13,10 +13,11 @@ use regex::Regex;
 use super::check::{Check, Compare, Source};
 use super::file::{self, CheckDef, ExtractDef, OneOrMany, RequestDef, ScenarioDef, StepDef};
 use super::locate::{Lines, Path};
+use super::run::Target;
 use super::template::{Binding, Builtin, Parsed, Template};
 use super::{ScenarioError, ScenarioSource};
 use crate::metrics::stats::intern;
-use crate::task::http::DEFAULT_TIMEOUT;
+use crate::task::http::{DEFAULT_TIMEOUT, serialise};
 use crate::task::sleep::SleepSpec;
 
 /// Default largest response body kept for checks and extraction.
@@ -76,6 +77,14 @@ pub struct Request {
     pub extract: Vec<(usize, Source)>,
     /// Whether the body is needed (a body or JSON check or extraction).
     pub needs_body: bool,
+    /// Whether headers beyond `Set-Cookie` are needed (a header check, a
+    /// header or cookie extraction).
+    pub needs_headers: bool,
+    /// Where it goes, if its URL has no variable.
+    pub target: Option<Target>,
+    /// The whole request serialised, if nothing in it varies (sent as is
+    /// when the jar has no cookie for it).
+    pub serialised: Option<Vec<u8>>,
 }
 
 impl Scenarios {
@@ -295,9 +304,10 @@ fn compile_request(
         )
     })?;
     let url = scope.template(&def.url, &path.key("url"), at)?;
-    if let Some(literal) = url.as_literal() {
-        super::run::Target::parse(literal).map_err(|m| at.error(&path.key("url"), m))?;
-    }
+    let target = url
+        .as_literal()
+        .map(|literal| Target::parse(literal).map_err(|m| at.error(&path.key("url"), m)))
+        .transpose()?;
     let mut headers = Vec::new();
     let own = def
         .headers
@@ -341,6 +351,13 @@ fn compile_request(
         let source = compile_source(source, &path, at)?;
         extract.push((scope.slot_of(name), source));
     }
+    let needs_headers = checks.iter().any(|c| matches!(c, Check::Header(..)))
+        || extract
+            .iter()
+            .any(|(_, s)| matches!(s, Source::Header(_) | Source::Cookie(_)));
+    let serialised = fixed_request(&method, target.as_ref(), &headers, body.as_ref())
+        .transpose()
+        .map_err(|m| at.error(path, m))?;
     let needs_body = checks.iter().any(|c| {
         matches!(
             c,
@@ -363,7 +380,39 @@ fn compile_request(
         checks,
         extract,
         needs_body,
+        needs_headers,
+        target,
+        serialised,
     })
+}
+
+/// The request's bytes, if nothing in it varies; an error if they cannot
+/// be made (a header value that is not valid).
+fn fixed_request(
+    method: &Method,
+    target: Option<&Target>,
+    headers: &[(String, Template)],
+    body: Option<&Template>,
+) -> Option<Result<Vec<u8>, String>> {
+    let target = target?;
+    let headers = headers
+        .iter()
+        .map(|(name, value)| Some((name.clone(), value.as_literal()?.to_owned())))
+        .collect::<Option<Vec<_>>>()?;
+    let body = match body {
+        Some(body) => body.as_literal()?,
+        None => "",
+    };
+    Some(
+        serialise(
+            method,
+            &target.path,
+            &target.authority,
+            &headers,
+            body.as_bytes(),
+        )
+        .map_err(|e| format!("{e:#}")),
+    )
 }
 
 fn regex(text: &str, path: &Path, at: &Locator<'_>) -> Result<Regex, ScenarioError> {

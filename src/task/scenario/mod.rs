@@ -10,7 +10,7 @@
 //! when it was due (see [`crate::task::context`]). `docs/scenarios.md` is
 //! the user's guide.
 //!
-//! - [`file`]: the file as written (serde).
+//! - [`file`](mod@file): the file as written (serde).
 //! - [`locate`]: the line of every field, for errors found after parsing.
 //! - [`template`]: `${name}` templates, parsed once and bound to slots.
 //! - [`compile`]: the checked, ready-to-run scenarios.
