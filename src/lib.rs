@@ -3,9 +3,10 @@
 //!
 //! # Layout
 //!
-//! - [`task`]: the Task SDK (`Task`, `TaskResult`, `TaskFactory`), the
-//!   built-in `http`, `noop` and `sleep` tasks, and the trace context a
-//!   traced execution passes on.
+//! - [`task`]: the Task SDK (`Task`, `TaskResult`, `TaskFactory`, the
+//!   `Context` an execution gets and records its steps in), the built-in
+//!   `http`, `scenario` (user journeys from a file), `noop` and `sleep`
+//!   tasks, and the trace context a traced execution passes on.
 //! - [`load`]: load patterns, the piecewise-linear rate curve they compile
 //!   to, and the arrival schedule derived from its integral.
 //! - [`engine`]: runs a task under a load model: scheduler thread, workers,
@@ -31,6 +32,8 @@
 //! - [`logging`]: log output, with openraft's expected-event reports at
 //!   the level they deserve, and a tap for exporting warnings.
 //! - [`cli`]: the `vajra-peer` command line, reusable by user binaries.
+//! - [`load_test`]: a test run from Rust code (a builder to a `Report`),
+//!   without the command line.
 //!
 //! The data path from plan to report is described in `docs/ARCHITECTURE.md`.
 
@@ -44,6 +47,7 @@ pub mod export;
 pub mod fuzzing;
 pub mod history;
 pub mod load;
+pub mod load_test;
 pub mod logging;
 pub mod metrics;
 pub mod target;

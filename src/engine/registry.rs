@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use super::{EngineConfig, EngineError, LoadControl, RunObserver, RunOutcome, StopSignal};
 use crate::task::http::http_factory;
@@ -117,6 +118,24 @@ impl TaskRegistry {
             Box::new(move |opts| Ok(Box::new(Runnable(build(opts)?)) as Box<dyn RunnableTask>)),
         );
         self
+    }
+
+    /// Registers `name` with options of the task's own type `O`, read once
+    /// per run from the `--param key=value` pairs
+    /// ([`TaskOptions::typed`]), and one closure that makes instance
+    /// number `instance` from them.
+    pub fn register_task<O, T, B>(&mut self, name: &str, build: B) -> &mut Self
+    where
+        O: serde::de::DeserializeOwned + Send + Sync + 'static,
+        T: Task,
+        B: Fn(&Arc<O>, usize) -> anyhow::Result<T> + Send + Sync + 'static,
+    {
+        let build = Arc::new(build);
+        self.register(name, move |opts| {
+            let options = Arc::new(opts.typed::<O>()?);
+            let build = Arc::clone(&build);
+            Ok(move |instance: usize| build(&options, instance))
+        })
     }
 
     /// The registered names, sorted.

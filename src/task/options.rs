@@ -31,9 +31,80 @@ impl TaskOptions {
         self.params.get(key).map(String::as_str)
     }
 
+    /// The `--param key=value` pairs as the task's own options type `O`
+    /// (any serde `Deserialize`): a value that reads as a JSON number,
+    /// boolean or null is one, any other is text. An unknown key (with
+    /// `#[serde(deny_unknown_fields)]`), a missing one or a bad value is
+    /// an error naming it.
+    pub fn typed<O: serde::de::DeserializeOwned>(&self) -> anyhow::Result<O> {
+        let fields: serde_json::Map<String, serde_json::Value> = self
+            .params
+            .iter()
+            .map(|(key, text)| {
+                let value = match serde_json::from_str::<serde_json::Value>(text) {
+                    Ok(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => v,
+                    Ok(serde_json::Value::Null) => serde_json::Value::Null,
+                    _ => serde_json::Value::String(text.clone()),
+                };
+                (key.clone(), value)
+            })
+            .collect();
+        serde_json::from_value(serde_json::Value::Object(fields))
+            .map_err(|e| anyhow::anyhow!("--param: {e}"))
+    }
+
     /// A required parameter, or an error naming it.
     pub fn require(&self, key: &str) -> anyhow::Result<&str> {
         self.param(key)
             .ok_or_else(|| anyhow::anyhow!("task '{}' needs --param {key}=...", self.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    struct Checksum {
+        size: usize,
+        verify: bool,
+        #[serde(default)]
+        label: Option<String>,
+    }
+
+    fn with(params: &[(&str, &str)]) -> TaskOptions {
+        TaskOptions {
+            name: "checksum".into(),
+            params: params
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+            ..TaskOptions::default()
+        }
+    }
+
+    #[test]
+    fn params_become_the_tasks_own_typed_options() {
+        let opts = with(&[("size", "4096"), ("verify", "true"), ("label", "12ab")]);
+        assert_eq!(
+            opts.typed::<Checksum>().unwrap(),
+            Checksum {
+                size: 4096,
+                verify: true,
+                label: Some("12ab".into())
+            }
+        );
+        let e = with(&[("size", "4096"), ("verify", "true"), ("sise", "1")])
+            .typed::<Checksum>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `sise`"), "{e}");
+        let e = with(&[("size", "big"), ("verify", "true")])
+            .typed::<Checksum>()
+            .unwrap_err();
+        assert!(e.to_string().contains("invalid type"), "{e}");
+        let e = with(&[("size", "1")]).typed::<Checksum>().unwrap_err();
+        assert!(e.to_string().contains("missing field `verify`"), "{e}");
     }
 }
