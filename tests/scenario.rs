@@ -457,10 +457,171 @@ fn the_examples_in_the_guide_compile() {
             name: "docs/scenarios.md".into(),
             format,
             text: text.to_owned(),
+            files: [("users.csv".to_owned(), "user,password\nann,pw\n".to_owned())].into(),
         };
         let scenarios = Scenarios::compile(&source).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert!(!scenarios.list.is_empty());
         compiled += 1;
     }
-    assert_eq!(compiled, 3, "the guide's three examples");
+    assert_eq!(compiled, 4, "the guide's three examples and the feeder's");
+}
+
+/// A scenario logging in once per iteration as the feeder's user.
+fn feeder_file(mode: &str, extra: &str, data_file: &str) -> String {
+    format!(
+        r#"
+feeders:
+  users:
+    file: {data_file}
+    mode: {mode}
+{extra}
+scenarios:
+  - name: login
+    feeder: users
+    steps:
+      - request:
+          method: POST
+          url: http://ADDR/login
+          body: '{{"user": "${{user}}"}}'
+"#
+    )
+}
+
+#[test]
+fn a_unique_feeder_gives_each_record_once_then_stops_the_run() {
+    let shop = Shop::start();
+    let dir = tempfile::tempdir().unwrap();
+    let users: Vec<String> = (0..50).map(|i| format!("user{i:02}")).collect();
+    std::fs::write(
+        dir.path().join("users.csv"),
+        format!("user,password\n{}\n", users.join(",pw\n") + ",pw"),
+    )
+    .unwrap();
+    let text = feeder_file("unique", "", "users.csv").replace("ADDR", &shop.addr.to_string());
+    std::fs::write(dir.path().join("login.yaml"), text).unwrap();
+    let r = run(&[
+        "--scenario",
+        dir.path().join("login.yaml").to_str().unwrap(),
+        "--tps",
+        "40",
+        "--duration",
+        "3s",
+    ]);
+    let report = r.report.expect("a report");
+    assert_eq!(format!("{:?}", report.outcome), "Aborted", "{}", r.stdout);
+    assert!(
+        report
+            .abort_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("feeder 'users' has no records left")),
+        "{:?}",
+        report.abort_reason
+    );
+    let mut seen = shop.seen.users.lock().clone();
+    seen.sort();
+    assert_eq!(seen, users, "each record exactly once");
+    let step = format!("POST http://{}/login", shop.addr);
+    assert_eq!(
+        report.steps[&step].completed, 50,
+        "the default step name is method and URL"
+    );
+}
+
+#[test]
+fn a_sequential_json_lines_feeder_walks_its_records_and_starts_over() {
+    let shop = Shop::start();
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..10)
+        .map(|i| format!("{{\"user\": \"u{i}\", \"id\": {i}}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("users.jsonl"), lines).unwrap();
+    let text = feeder_file("sequential", "", "users.jsonl").replace("ADDR", &shop.addr.to_string());
+    std::fs::write(dir.path().join("login.yaml"), text).unwrap();
+    let r = run(&[
+        "--scenario",
+        dir.path().join("login.yaml").to_str().unwrap(),
+        "--concurrency",
+        "1",
+        "--duration",
+        "2s",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(report.main.failure, 0, "{:?}", report.main.errors);
+    let seen = shop.seen.users.lock().clone();
+    assert!(seen.len() > 20, "{}", seen.len());
+    for (i, user) in seen.iter().enumerate() {
+        assert_eq!(*user, format!("u{}", i % 10), "in file order, then again");
+    }
+}
+
+#[test]
+fn bad_feeders_are_refused_before_any_load_and_a_cluster_refuses_unique_ones() {
+    let shop = Shop::start();
+    let e = refused(".yaml", &feeder_file("unique", "", "missing.csv"), &shop);
+    assert!(
+        e.contains("feeder 'users': cannot read") && e.contains("missing.csv"),
+        "{e}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.csv"), "user\nann\n").unwrap();
+    let write = |text: &str| {
+        let path = dir.path().join("bad.yaml");
+        std::fs::write(&path, text.replace("ADDR", &shop.addr.to_string())).unwrap();
+        run(&[
+            "--scenario",
+            path.to_str().unwrap(),
+            "--tps",
+            "5",
+            "--duration",
+            "1s",
+        ])
+    };
+    let r = write(&feeder_file(
+        "unique",
+        "    on_exhausted: recycle",
+        "users.csv",
+    ));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains(":6: feeders.users.on_exhausted: a unique feeder cannot recycle"),
+        "{}",
+        r.stderr
+    );
+    let r = write(
+        &feeder_file("sequential", "", "users.csv").replace("feeder: users", "feeder: people"),
+    );
+    assert!(
+        r.stderr
+            .contains("scenarios[0].feeder: no feeder named 'people'"),
+        "{}",
+        r.stderr
+    );
+    let r = write(&feeder_file("sequential", "", "users.csv").replace("${user}", "${name}"));
+    assert!(
+        r.stderr.contains("variable 'name' is used but never set"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(shop.count(|s| &s.requests), 0, "no load was sent");
+
+    // A cluster's peers resolve the definition `start` sends: a unique
+    // feeder is refused there, by name, until peers get disjoint slices.
+    std::fs::write(
+        dir.path().join("u.yaml"),
+        feeder_file("unique", "", "users.csv").replace("ADDR", "127.0.0.1:9"),
+    )
+    .unwrap();
+    let args = vajra::config::RunArgs {
+        scenario: Some(dir.path().join("u.yaml")),
+        tps: Some(5.0),
+        duration: Some("1s".parse().unwrap()),
+        ..Default::default()
+    };
+    let shipped = vajra::config::definition::self_contained(args).unwrap();
+    let e = vajra::config::definition::resolve_definition(shipped)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("feeder 'users' is unique"), "{e}");
 }

@@ -14,7 +14,11 @@ use base64::Engine;
 use super::ConfigError;
 use super::args::RunArgs;
 use super::resolve::{Files, RunSettings, parse_points, resolve_with};
+use crate::task::scenario::feeder::{MAX_FEEDER_BYTES, Mode};
 use crate::task::scenario::{MAX_SCENARIO_BYTES, ScenarioSource};
+
+/// Most feeder files a scenario in a definition carries.
+pub const MAX_FEEDER_FILES: usize = 16;
 
 /// Largest request body a definition carries (it rides in every Raft
 /// entry of the test and in each peer's memory).
@@ -119,6 +123,15 @@ pub fn resolve_definition(args: RunArgs) -> Result<RunSettings, ConfigError> {
             format!("above the limit of {MAX_SCENARIO_BYTES} bytes"),
         ));
     }
+    if let Some(source) = &args.scenario_source
+        && (source.files.len() > MAX_FEEDER_FILES
+            || source.files.values().any(|f| f.len() > MAX_FEEDER_BYTES))
+    {
+        return Err(invalid(
+            "scenario-source",
+            format!("at most {MAX_FEEDER_FILES} feeder files of {MAX_FEEDER_BYTES} bytes each"),
+        ));
+    }
     if args
         .https_ca_pem
         .as_ref()
@@ -129,7 +142,23 @@ pub fn resolve_definition(args: RunArgs) -> Result<RunSettings, ConfigError> {
             format!("above the limit of {MAX_CA_BYTES} bytes"),
         ));
     }
-    resolve_with(args, Files::Never)
+    let settings = resolve_with(args, Files::Never)?;
+    let unique = settings
+        .task
+        .scenario
+        .as_ref()
+        .and_then(|s| s.feeders.iter().find(|f| f.cursor.mode() == Mode::Unique));
+    if let Some(feeder) = unique {
+        return Err(invalid(
+            "scenario",
+            format!(
+                "feeder '{}' is unique, which a cluster cannot run yet: every peer would hand \
+                 out the same records (use sequential or random, or run it alone with `run`)",
+                feeder.name
+            ),
+        ));
+    }
+    Ok(settings)
 }
 
 fn read_bounded(field: &str, path: &std::path::Path, limit: usize) -> Result<Vec<u8>, ConfigError> {

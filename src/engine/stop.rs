@@ -98,3 +98,9 @@ impl StopSignal {
         }
     }
 }
+
+impl crate::task::context::StopRun for StopSignal {
+    fn stop_run(&self, reason: String) {
+        self.abort(reason);
+    }
+}

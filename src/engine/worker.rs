@@ -199,8 +199,8 @@ impl<F: TaskFactory> RunContext<F> {
             (instance, iteration),
             phase,
             (at(intended_ns), at(start_ns)),
-            rec,
-            origin,
+            (rec, origin),
+            &self.stop,
         );
         busy.0.store(true, Ordering::Relaxed);
         let result = match traced {

@@ -32,19 +32,28 @@ struct Sink<'a> {
     recorder: &'a Recorder,
     /// The instant the run clock counts from.
     origin: Instant,
+    /// Ends the run.
+    stop: &'a dyn StopRun,
+}
+
+/// How a task ends the whole run early (its data ran out, say): the
+/// engine's stop signal, seen from the task.
+pub trait StopRun: Sync {
+    /// Stops the run; it ends "aborted" with `reason`.
+    fn stop_run(&self, reason: String);
 }
 
 impl<'a> Context<'a> {
     /// The context of an execution the engine runs: instance `instance`'s
     /// execution number `iteration`, due at `intended` and started at
     /// `started`, its steps recorded by `recorder` on a run clock that
-    /// started at `origin`.
+    /// started at `origin`; `stop` ends the run.
     pub(crate) fn new(
         (instance, iteration): (usize, u64),
         phase: Phase,
         (intended, started): (Instant, Instant),
-        recorder: &'a Recorder,
-        origin: Instant,
+        (recorder, origin): (&'a Recorder, Instant),
+        stop: &'a dyn StopRun,
     ) -> Self {
         Self {
             instance,
@@ -52,7 +61,19 @@ impl<'a> Context<'a> {
             phase,
             intended,
             started,
-            sink: Some(Sink { recorder, origin }),
+            sink: Some(Sink {
+                recorder,
+                origin,
+                stop,
+            }),
+        }
+    }
+
+    /// Ends the whole run early, saying why (a detached context ignores
+    /// it). Executions in flight finish; no new one starts.
+    pub fn stop_run(&self, reason: impl Into<String>) {
+        if let Some(sink) = &self.sink {
+            sink.stop.stop_run(reason.into());
         }
     }
 
@@ -137,7 +158,17 @@ mod tests {
         let due = origin;
         let started = origin + Duration::from_millis(30);
         std::thread::sleep(Duration::from_millis(40));
-        let ctx = Context::new((0, 7), Phase::Main, (origin, origin), &recorder, origin);
+        struct Never;
+        impl StopRun for Never {
+            fn stop_run(&self, _: String) {}
+        }
+        let ctx = Context::new(
+            (0, 7),
+            Phase::Main,
+            (origin, origin),
+            (&recorder, origin),
+            &Never,
+        );
         ctx.record_step("login", due, started, None);
         let windows = hub.take_all();
         let (key, stats) = &windows[0].ops[0];

@@ -11,6 +11,7 @@ use hyper::header::HeaderName;
 use regex::Regex;
 
 use super::check::{Check, Compare, Source};
+use super::feeder::{self, Cursor, Mode, OnExhausted, Records};
 use super::file::{self, CheckDef, ExtractDef, OneOrMany, RequestDef, ScenarioDef, StepDef};
 use super::locate::{Lines, Path};
 use super::run::Target;
@@ -34,6 +35,28 @@ pub struct Scenarios {
     pub cookies: bool,
     /// Largest response body kept.
     pub max_body: usize,
+    /// The file's feeders, in name order.
+    pub feeders: Vec<Feeder>,
+}
+
+/// A feeder's records and where the run is in them.
+#[derive(Debug)]
+pub struct Feeder {
+    /// Its name in the file.
+    pub name: String,
+    /// Its records.
+    pub records: Records,
+    /// Hands them out.
+    pub cursor: Cursor,
+}
+
+/// A scenario's feeder: which one, and the slot of each of its columns.
+#[derive(Debug)]
+pub struct FeederUse {
+    /// Index into [`Scenarios::feeders`].
+    pub feeder: usize,
+    /// The slot each column's value goes to, in column order.
+    pub slots: Vec<usize>,
 }
 
 /// One scenario.
@@ -45,6 +68,8 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     /// Variables its iteration sets, by slot.
     pub slots: usize,
+    /// The feeder it takes a record from each iteration.
+    pub feeder: Option<FeederUse>,
 }
 
 /// One step.
@@ -104,7 +129,7 @@ impl Scenarios {
             file: &source.name,
             lines: &lines,
         };
-        compile_file(parsed, &at)
+        compile_file(parsed, &source.files, &at)
     }
 
     /// The scenario a uniform draw `roll` in `0..total weight` picks.
@@ -133,8 +158,17 @@ impl Locator<'_> {
     }
 }
 
-fn compile_file(parsed: file::ScenarioFile, at: &Locator<'_>) -> Result<Scenarios, ScenarioError> {
+fn compile_file(
+    parsed: file::ScenarioFile,
+    files: &BTreeMap<String, String>,
+    at: &Locator<'_>,
+) -> Result<Scenarios, ScenarioError> {
     let root = Path::root();
+    let mut feeders = Vec::new();
+    for (name, def) in &parsed.feeders {
+        let path = root.key("feeders").key(name);
+        feeders.push(compile_feeder(name, def, files, &path, at)?);
+    }
     if parsed.scenarios.is_empty() {
         return Err(at.error(&root.key("scenarios"), "needs at least one scenario"));
     }
@@ -180,13 +214,62 @@ fn compile_file(parsed: file::ScenarioFile, at: &Locator<'_>) -> Result<Scenario
             .checked_add(weight)
             .ok_or_else(|| at.error(&path.key("weight"), "the weights add up to too much"))?;
         cumulative.push(total);
-        list.push(compile_scenario(def, &path, &common, at)?);
+        list.push(compile_scenario(def, &path, (&common, &feeders), at)?);
     }
     Ok(Scenarios {
         list,
         cumulative,
         cookies: defaults.cookies.unwrap_or(true),
         max_body: defaults.max_body.unwrap_or(DEFAULT_MAX_BODY),
+        feeders,
+    })
+}
+
+fn compile_feeder(
+    name: &str,
+    def: &file::FeederDef,
+    files: &BTreeMap<String, String>,
+    path: &Path,
+    at: &Locator<'_>,
+) -> Result<Feeder, ScenarioError> {
+    let json_lines = def
+        .json_lines()
+        .map_err(|m| at.error(&path.key("file"), m))?;
+    let text = files.get(&def.file).ok_or_else(|| {
+        at.error(
+            &path.key("file"),
+            format!("'{}' was not read with the scenario", def.file),
+        )
+    })?;
+    let records = feeder::parse(text, json_lines)
+        .map_err(|m| at.error(&path.key("file"), format!("'{}': {m}", def.file)))?;
+    for column in &records.columns {
+        if !is_name(column) || Builtin::named(column).is_some() {
+            return Err(at.error(
+                &path.key("file"),
+                format!(
+                    "'{}': column '{column}' cannot be a variable's name",
+                    def.file
+                ),
+            ));
+        }
+    }
+    let mode = def.mode.unwrap_or_default();
+    let on_exhausted = def.on_exhausted.unwrap_or(match mode {
+        Mode::Unique => OnExhausted::Stop,
+        _ => OnExhausted::Recycle,
+    });
+    if mode == Mode::Unique && on_exhausted == OnExhausted::Recycle {
+        return Err(at.error(
+            &path.key("on_exhausted"),
+            "a unique feeder cannot recycle its records (use stop or fail)",
+        ));
+    }
+    let cursor = Cursor::new(mode, on_exhausted, records.rows.len());
+    Ok(Feeder {
+        name: name.to_owned(),
+        records,
+        cursor,
     })
 }
 
@@ -232,7 +315,7 @@ impl Scope<'_> {
                 path,
                 format!(
                     "variable '{name}' is used but never set before this step \
-                     (set it in `variables`, or `extract` it in an earlier step)"
+                     (set it in `variables`, a feeder's column, or `extract` it in an earlier step)"
                 ),
             )
         })
@@ -252,7 +335,7 @@ fn check_header_name(name: &str) -> Result<(), String> {
 fn compile_scenario(
     def: &ScenarioDef,
     path: &Path,
-    common: &Common<'_>,
+    (common, feeders): (&Common<'_>, &[Feeder]),
     at: &Locator<'_>,
 ) -> Result<Scenario, ScenarioError> {
     if def.steps.is_empty() {
@@ -261,6 +344,36 @@ fn compile_scenario(
     let mut scope = Scope {
         constants: common.variables,
         slots: HashMap::new(),
+    };
+    let feeder = match &def.feeder {
+        None => None,
+        Some(name) => {
+            let index = feeders
+                .iter()
+                .position(|f| f.name == *name)
+                .ok_or_else(|| {
+                    at.error(
+                        &path.key("feeder"),
+                        format!("no feeder named '{name}' in `feeders`"),
+                    )
+                })?;
+            let mut slots = Vec::new();
+            for column in &feeders[index].records.columns {
+                if common.variables.contains_key(column) {
+                    return Err(at.error(
+                        &path.key("feeder"),
+                        format!(
+                            "feeder '{name}' has a column '{column}', already one of `variables`"
+                        ),
+                    ));
+                }
+                slots.push(scope.slot_of(column));
+            }
+            Some(FeederUse {
+                feeder: index,
+                slots,
+            })
+        }
     };
     let mut steps = Vec::new();
     for (i, step) in def.steps.iter().enumerate() {
@@ -286,6 +399,7 @@ fn compile_scenario(
         name: intern(&def.name),
         steps,
         slots: scope.slots.len(),
+        feeder,
     })
 }
 

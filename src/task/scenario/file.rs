@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::feeder::{Mode, OnExhausted};
 use crate::config::duration::HumanDuration;
 
 /// Which syntax a scenario file is in.
@@ -38,6 +39,9 @@ pub struct ScenarioFile {
     /// What every request gets unless it says otherwise.
     #[serde(default)]
     pub defaults: Defaults,
+    /// Data feeders by name: records a scenario's iterations take one each.
+    #[serde(default)]
+    pub feeders: BTreeMap<String, FeederDef>,
     /// The scenarios; each iteration runs one, picked by weight.
     pub scenarios: Vec<ScenarioDef>,
 }
@@ -66,10 +70,44 @@ pub struct ScenarioDef {
     pub name: String,
     /// Its share of the iterations, relative to the others' [default: 1].
     pub weight: Option<u64>,
+    /// The feeder each iteration takes a record from; its columns are
+    /// variables.
+    pub feeder: Option<String>,
     /// What an iteration does, in order. Each step is a mapping with one
     /// key, its kind (`request:`, `think:`), in YAML as in TOML.
     #[serde(with = "serde_yaml_ng::with::singleton_map_recursive")]
     pub steps: Vec<StepDef>,
+}
+
+/// A data feeder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeederDef {
+    /// Its file, relative to the scenario file: `.csv` (with a header
+    /// line), or `.jsonl` / `.ndjson` (a JSON object per line).
+    pub file: String,
+    /// How records are handed out [default: sequential].
+    pub mode: Option<Mode>,
+    /// What happens once every record was given [default: recycle, and
+    /// stop for unique].
+    pub on_exhausted: Option<OnExhausted>,
+}
+
+impl FeederDef {
+    /// Whether its file is JSON lines (else CSV), by its extension.
+    pub fn json_lines(&self) -> Result<bool, String> {
+        match std::path::Path::new(&self.file)
+            .extension()
+            .and_then(|e| e.to_str())
+        {
+            Some("csv") => Ok(false),
+            Some("jsonl" | "ndjson") => Ok(true),
+            _ => Err(format!(
+                "'{}' must end in .csv, .jsonl or .ndjson",
+                self.file
+            )),
+        }
+    }
 }
 
 /// One step.

@@ -16,8 +16,10 @@
 //! - [`compile`]: the checked, ready-to-run scenarios.
 //! - [`check`]: checks on a response, and extraction from it.
 //! - [`cookies`]: an iteration's cookie jar.
+//! - [`feeder`]: records from CSV or JSON-lines files, one per iteration.
 //! - [`run`]: the task that runs iterations.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 pub mod check;
 pub mod compile;
 pub mod cookies;
+pub mod feeder;
 pub mod file;
 pub mod locate;
 pub mod run;
@@ -47,6 +50,9 @@ pub struct ScenarioSource {
     pub format: Format,
     /// Its text.
     pub text: String,
+    /// The feeder files it names, read beside it: name as written, text.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
 }
 
 impl ScenarioSource {
@@ -70,7 +76,42 @@ impl ScenarioSource {
             )));
         }
         let text = String::from_utf8(bytes).map_err(|_| error("it is not UTF-8 text".into()))?;
-        Ok(Self { name, format, text })
+        // Its feeders' files are read here too; a file that does not parse
+        // reads none, and compiling it says what is wrong.
+        let mut files = BTreeMap::new();
+        if let Ok(parsed) = file::parse(&text, format) {
+            let dir = path.parent().unwrap_or(std::path::Path::new("."));
+            for (feeder, def) in &parsed.feeders {
+                let at = dir.join(&def.file);
+                let bytes = std::fs::read(&at).map_err(|e| {
+                    error(format!(
+                        "feeder '{feeder}': cannot read '{}': {e}",
+                        at.display()
+                    ))
+                })?;
+                if bytes.len() > feeder::MAX_FEEDER_BYTES {
+                    return Err(error(format!(
+                        "feeder '{feeder}': '{}' holds {} bytes, above the limit of {}",
+                        at.display(),
+                        bytes.len(),
+                        feeder::MAX_FEEDER_BYTES
+                    )));
+                }
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    error(format!(
+                        "feeder '{feeder}': '{}' is not UTF-8 text",
+                        at.display()
+                    ))
+                })?;
+                files.insert(def.file.clone(), text);
+            }
+        }
+        Ok(Self {
+            name,
+            format,
+            text,
+            files,
+        })
     }
 }
 

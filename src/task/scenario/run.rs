@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use super::check::Response;
 use super::compile::{Request, Scenario, Scenarios, Step};
 use super::cookies::Jar;
+use super::feeder::Draw;
 use super::template::Values;
 use crate::metrics::events::EventCounter;
 use crate::task::http::client::{Connection, Headers, Kept};
@@ -162,6 +163,20 @@ impl ScenarioTask {
         self.jar.clear();
         self.slots.clear();
         self.slots.resize(scenario.slots, String::new());
+        if let Some(feeding) = &scenario.feeder {
+            let feeder = &self.shared.scenarios.feeders[feeding.feeder];
+            let row = match feeder.cursor.draw(&mut self.rng) {
+                Draw::Record(row) => row,
+                Draw::Stop => {
+                    ctx.stop_run(format!("feeder '{}' has no records left", feeder.name));
+                    return Err(exhausted(&feeder.name));
+                }
+                Draw::Exhausted => return Err(exhausted(&feeder.name)),
+            };
+            for (slot, value) in feeding.slots.iter().zip(&feeder.records.rows[row]) {
+                self.slots[*slot].clone_from(value);
+            }
+        }
         let mut due = ctx.intended_start();
         for step in &scenario.steps {
             match step {
@@ -335,6 +350,13 @@ async fn open<'a>(
         }
     };
     Ok(&mut connections[index])
+}
+
+fn exhausted(feeder: &str) -> TaskError {
+    TaskError::new(
+        "feeder_exhausted",
+        format!("feeder '{feeder}' has no records left"),
+    )
 }
 
 /// A response's status judged without a status check: below 400 passes.
