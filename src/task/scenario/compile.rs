@@ -21,6 +21,10 @@ use crate::metrics::stats::intern;
 use crate::task::http::{DEFAULT_TIMEOUT, serialise};
 use crate::task::sleep::SleepSpec;
 
+/// Longest think time: far beyond any journey's, and far from the clock's
+/// limits.
+pub const MAX_THINK: Duration = Duration::from_secs(24 * 3600);
+
 /// Default largest response body kept for checks and extraction.
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
 
@@ -379,10 +383,23 @@ fn compile_scenario(
     for (i, step) in def.steps.iter().enumerate() {
         let path = path.key("steps").index(i);
         steps.push(match step {
-            StepDef::Think(spec) => Step::Think(
-                spec.parse()
-                    .map_err(|m: String| at.error(&path.key("think"), m))?,
-            ),
+            StepDef::Think(spec) => {
+                let think: SleepSpec = spec
+                    .parse()
+                    .map_err(|m: String| at.error(&path.key("think"), m))?;
+                let longest = match think {
+                    SleepSpec::Fixed(d) | SleepSpec::Uniform(_, d) => d,
+                };
+                if longest > MAX_THINK {
+                    return Err(at.error(
+                        &path.key("think"),
+                        format!(
+                            "'{spec}' is longer than the most a think time may be, {MAX_THINK:?}"
+                        ),
+                    ));
+                }
+                Step::Think(think)
+            }
             StepDef::Request(request) => Step::Request(Box::new(compile_request(
                 request,
                 &path.key("request"),

@@ -266,7 +266,18 @@ impl ScenarioTask {
         } else {
             Headers::SetCookie
         };
-        let open = open(&mut self.connections, &shared, target).await?;
+        // Connecting counts against the request's timeout too: a target
+        // that never answers the handshake is a timeout, not a long wait.
+        let opened = tokio::time::timeout(
+            request.timeout,
+            open(&mut self.connections, &shared, target),
+        );
+        let open = opened.await.map_err(|_| {
+            TaskError::new(
+                "timeout",
+                format!("no connection within {:?}", request.timeout),
+            )
+        })??;
         let dial = Dial {
             address: &open.address,
             tls: open.tls.as_deref(),
