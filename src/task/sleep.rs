@@ -35,6 +35,26 @@ impl FromStr for SleepSpec {
     }
 }
 
+impl SleepSpec {
+    /// One delay: the fixed one, or a uniform draw from the range.
+    pub fn pick(self, rng: &mut fastrand::Rng) -> Duration {
+        match self {
+            Self::Fixed(d) => d,
+            Self::Uniform(lo, hi) => {
+                let span = (hi - lo).as_nanos() as u64;
+                lo + Duration::from_nanos(rng.u64(0..=span))
+            }
+        }
+    }
+
+    /// The longest delay it gives.
+    pub fn longest(self) -> Duration {
+        match self {
+            Self::Fixed(d) | Self::Uniform(_, d) => d,
+        }
+    }
+}
+
 /// A task that sleeps per its [`SleepSpec`].
 #[derive(Debug, Clone)]
 pub struct Sleep {
@@ -44,14 +64,7 @@ pub struct Sleep {
 
 impl Task for Sleep {
     async fn execute(&mut self, _ctx: &mut Context<'_>) -> TaskResult {
-        let delay = match self.spec {
-            SleepSpec::Fixed(d) => d,
-            SleepSpec::Uniform(lo, hi) => {
-                let span = (hi - lo).as_nanos() as u64;
-                lo + Duration::from_nanos(self.rng.u64(0..=span))
-            }
-        };
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(self.spec.pick(&mut self.rng)).await;
         TaskResult::success()
     }
 }

@@ -387,10 +387,7 @@ fn compile_scenario(
                 let think: SleepSpec = spec
                     .parse()
                     .map_err(|m: String| at.error(&path.key("think"), m))?;
-                let longest = match think {
-                    SleepSpec::Fixed(d) | SleepSpec::Uniform(_, d) => d,
-                };
-                if longest > MAX_THINK {
+                if think.longest() > MAX_THINK {
                     return Err(at.error(
                         &path.key("think"),
                         format!(

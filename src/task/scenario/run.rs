@@ -27,7 +27,6 @@ use crate::metrics::events::EventCounter;
 use crate::task::http::client::{Connection, Headers, Kept};
 use crate::task::http::tls::TlsTarget;
 use crate::task::http::{CaCertificates, Dial, RECONNECTS, send_reusing, serialise};
-use crate::task::sleep::SleepSpec;
 use crate::task::{Context, Task, TaskError, TaskFactory, TaskResult};
 
 /// How late a think time's timer may fire and still count as thinking:
@@ -147,16 +146,6 @@ pub fn scenario_factory(
     }
 }
 
-fn think_time(spec: SleepSpec, rng: &mut fastrand::Rng) -> Duration {
-    match spec {
-        SleepSpec::Fixed(d) => d,
-        SleepSpec::Uniform(lo, hi) => {
-            let span = (hi - lo).as_nanos() as u64;
-            lo + Duration::from_nanos(rng.u64(0..=span))
-        }
-    }
-}
-
 impl ScenarioTask {
     /// Runs `scenario`'s steps; the first failure ends it.
     async fn iterate(&mut self, scenario: &Scenario, ctx: &Context<'_>) -> Result<(), TaskError> {
@@ -181,7 +170,7 @@ impl ScenarioTask {
         for step in &scenario.steps {
             match step {
                 Step::Think(spec) => {
-                    due += think_time(*spec, &mut self.rng);
+                    due += spec.pick(&mut self.rng);
                     tokio::time::sleep_until(due.into()).await;
                     // The timer fires on a 1 ms tick, so up to a tick late:
                     // that much is thinking, not the next request's
