@@ -556,7 +556,7 @@ fn a_sequential_json_lines_feeder_walks_its_records_and_starts_over() {
 }
 
 #[test]
-fn bad_feeders_are_refused_before_any_load_and_a_cluster_refuses_unique_ones() {
+fn bad_feeders_are_refused_before_any_load_and_a_definition_carries_good_ones() {
     let shop = Shop::start();
     let e = refused(".yaml", &feeder_file("unique", "", "missing.csv"), &shop);
     assert!(
@@ -606,8 +606,8 @@ fn bad_feeders_are_refused_before_any_load_and_a_cluster_refuses_unique_ones() {
     );
     assert_eq!(shop.count(|s| &s.requests), 0, "no load was sent");
 
-    // A cluster's peers resolve the definition `start` sends: a unique
-    // feeder is refused there, by name, until peers get disjoint slices.
+    // A cluster's peers resolve the definition `start` sends, feeder
+    // files and all, without the directory they came from.
     std::fs::write(
         dir.path().join("u.yaml"),
         feeder_file("unique", "", "users.csv").replace("ADDR", "127.0.0.1:9"),
@@ -620,8 +620,100 @@ fn bad_feeders_are_refused_before_any_load_and_a_cluster_refuses_unique_ones() {
         ..Default::default()
     };
     let shipped = vajra::config::definition::self_contained(args).unwrap();
-    let e = vajra::config::definition::resolve_definition(shipped)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("feeder 'users' is unique"), "{e}");
+    let settings = vajra::config::definition::resolve_definition(shipped).unwrap();
+    let scenarios = settings.task.scenario.expect("a scenario");
+    assert_eq!(scenarios.feeders[0].records.rows, [["ann"]]);
+    assert!(
+        scenarios.needs_leases(),
+        "a unique feeder leases in a cluster"
+    );
+}
+
+/// 5000 users over 3 peers at 600/s for 12 s: the records run out at about
+/// 8 s. One peer is killed at about 4 s; the leader re-splits its share.
+/// Each user logs in at most once; all but the few the dead peer held
+/// leased are used.
+#[test]
+fn a_unique_feeder_over_three_peers_with_one_killed_uses_each_record_at_most_once() {
+    let shop = Shop::start();
+    let mut cluster = Cluster::new();
+    let first = cluster.start_joined(&["uf1", "uf2", "uf3"], |_| Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let users: Vec<String> = (0..5_000).map(|i| format!("user{i:04}")).collect();
+    std::fs::write(
+        dir.path().join("users.csv"),
+        format!("user\n{}\n", users.join("\n")),
+    )
+    .unwrap();
+    let text = feeder_file("unique", "", "users.csv").replace("ADDR", &shop.addr.to_string());
+    std::fs::write(dir.path().join("login.yaml"), text).unwrap();
+    let report = dir.path().join("cluster.json");
+    let start = binary()
+        .current_dir(dir.path())
+        .args(["start", "--peer", &format!("127.0.0.1:{first}")])
+        .args([
+            "--cluster-secret-file",
+            cluster.secret.path().to_str().unwrap(),
+        ])
+        .args([
+            "--scenario",
+            "login.yaml",
+            "--tps",
+            "600",
+            "--duration",
+            "12s",
+        ])
+        .args(["--wait", "--output"])
+        .arg(&report)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The test starts 1.5 s after `start`; kill a peer 2.5 s into it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while shop.count(|s| &s.logins) < 1_000 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let at_kill = shop.count(|s| &s.logins);
+    cluster.kill("uf3");
+    let out = start.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut seen = shop.seen.users.lock().clone();
+    let logins = seen.len();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), logins, "a user logged in twice: {stderr}");
+    assert!(
+        seen.iter().all(|u| users.binary_search(u).is_ok()),
+        "only the file's users"
+    );
+    // The dead peer held at most a lease and a half (a second and a half
+    // of its 200/s): those are never handed out again.
+    assert!(
+        logins >= 5_000 - 400,
+        "{logins} of 5000 records used (killed at {at_kill}): {stderr}"
+    );
+    let report: vajra::export::Report =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("no report ({e}): {stderr}"));
+    // The survivors' counts are exact; the dead peer's stop at the last
+    // figures it gave (a fraction of a second before its death).
+    let completed = report.main.completed;
+    assert!(
+        completed <= logins as u64 && completed + 200 >= logins as u64,
+        "the report has {completed} of the shop's {logins} logins: {stderr}"
+    );
+    println!(
+        "{logins} logins, {completed} reported, errors {:?}",
+        report.main.errors
+    );
+    let unavailable = report
+        .main
+        .errors
+        .iter()
+        .find(|e| e.kind == "feeder_unavailable");
+    assert!(
+        unavailable.is_none(),
+        "a lease was missing: {unavailable:?}"
+    );
 }

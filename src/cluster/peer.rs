@@ -214,6 +214,7 @@ impl Peer {
             peer: config.node_id.clone(),
             results,
             activity: Arc::clone(&peer.view.activity),
+            control: Some(Arc::clone(&controller)),
         };
         peer.spawn(runner::run(
             Incarnation {

@@ -14,7 +14,7 @@ use base64::Engine;
 use super::ConfigError;
 use super::args::RunArgs;
 use super::resolve::{Files, RunSettings, parse_points, resolve_with};
-use crate::task::scenario::feeder::{MAX_FEEDER_BYTES, Mode};
+use crate::task::scenario::feeder::MAX_FEEDER_BYTES;
 use crate::task::scenario::{MAX_SCENARIO_BYTES, ScenarioSource};
 
 /// Most feeder files a scenario in a definition carries.
@@ -143,21 +143,6 @@ pub fn resolve_definition(args: RunArgs) -> Result<RunSettings, ConfigError> {
         ));
     }
     let settings = resolve_with(args, Files::Never)?;
-    let unique = settings
-        .task
-        .scenario
-        .as_ref()
-        .and_then(|s| s.feeders.iter().find(|f| f.cursor.mode() == Mode::Unique));
-    if let Some(feeder) = unique {
-        return Err(invalid(
-            "scenario",
-            format!(
-                "feeder '{}' is unique, which a cluster cannot run yet: every peer would hand \
-                 out the same records (use sequential or random, or run it alone with `run`)",
-                feeder.name
-            ),
-        ));
-    }
     Ok(settings)
 }
 

@@ -9,6 +9,7 @@
 //! new Raft node id (derived from its name and generation), so an empty log
 //! is never mistaken for a voter that forgot what it acknowledged.
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::endpoint::Network;
 use crate::cluster::run::plan::Plan;
+use crate::task::scenario::lease::MAX_LEASE;
 
 pub mod coordinator;
 /// Raft RPCs over the peer endpoint.
@@ -74,7 +76,28 @@ pub enum Command {
         /// The test that is over.
         test_id: String,
     },
+    /// Lease a peer the next `count` positions of a feeder of the running
+    /// test (see [`crate::task::scenario::lease`]): the answer's `leased`.
+    LeaseRecords(RecordLease),
 }
+
+/// A request for a feeder's next positions, as the log carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordLease {
+    /// The running test.
+    pub test_id: String,
+    /// The feeder's name in its scenario file.
+    pub feeder: String,
+    /// Its record count: positions stop there unless `wrap`.
+    pub total: u64,
+    /// Whether positions go on past `total` (a feeder that recycles).
+    pub wrap: bool,
+    /// How many positions (1 to [`MAX_LEASE`]).
+    pub count: u64,
+}
+
+/// Longest feeder name a lease may carry.
+pub const MAX_FEEDER_NAME: usize = 128;
 
 impl Command {
     /// The entry adopting `plan`, without the past epochs the plan carries
@@ -92,6 +115,27 @@ pub struct CommandResponse {
     pub accepted: bool,
     /// Why not, when it did not.
     pub message: String,
+    /// The positions a [`Command::LeaseRecords`] leased (empty when none
+    /// is left).
+    #[serde(default)]
+    pub leased: Option<std::ops::Range<u64>>,
+}
+
+impl CommandResponse {
+    fn accepted() -> Self {
+        Self {
+            accepted: true,
+            ..Self::default()
+        }
+    }
+
+    fn refused(message: String) -> Self {
+        Self {
+            accepted: false,
+            message,
+            leased: None,
+        }
+    }
 }
 
 /// Why a command was not committed.
@@ -110,14 +154,15 @@ pub enum CommitError {
     TimedOut(std::time::Duration),
 }
 
-/// Commits `command` through `raft` (this peer leading) within `within`.
+/// Commits `command` through `raft` (this peer leading) within `within`:
+/// the state machine's answer.
 pub async fn commit(
     raft: &Raft,
     command: Command,
     within: std::time::Duration,
-) -> Result<(), CommitError> {
+) -> Result<CommandResponse, CommitError> {
     match tokio::time::timeout(within, raft.client_write(command)).await {
-        Ok(Ok(response)) if response.data.accepted => Ok(()),
+        Ok(Ok(response)) if response.data.accepted => Ok(response.data),
         Ok(Ok(response)) => Err(CommitError::Refused(response.data.message)),
         Ok(Err(e)) => Err(CommitError::Failed(e.to_string())),
         Err(_) => Err(CommitError::TimedOut(within)),
@@ -140,6 +185,9 @@ pub struct ClusterState {
     /// cluster, which openraft cannot survive.
     #[serde(default)]
     pub founded_by: u64,
+    /// The running test's feeders: the next position each one leases.
+    #[serde(default)]
+    pub leased: BTreeMap<String, u64>,
 }
 
 /// How a test ended.
@@ -165,37 +213,33 @@ impl ClusterState {
         match command {
             Command::SetPlan(plan) => match &self.plan {
                 Some(current) if current.test_id == plan.test_id && current.epoch >= plan.epoch => {
-                    CommandResponse {
-                        accepted: false,
-                        message: format!(
-                            "epoch {} is not newer than {}",
-                            plan.epoch, current.epoch
-                        ),
-                    }
+                    CommandResponse::refused(format!(
+                        "epoch {} is not newer than {}",
+                        plan.epoch, current.epoch
+                    ))
                 }
-                Some(current) if current.test_id != plan.test_id => CommandResponse {
-                    accepted: false,
-                    message: format!("test {} is running; stop it first", current.test_id),
-                },
+                Some(current) if current.test_id != plan.test_id => CommandResponse::refused(
+                    format!("test {} is running; stop it first", current.test_id),
+                ),
                 // An update or re-split that lost the race with the test's
                 // stop or end must not bring it back.
-                None if self.stopped.contains(&plan.test_id) => CommandResponse {
-                    accepted: false,
-                    message: format!("test {} is over", plan.test_id),
-                },
+                None if self.stopped.contains(&plan.test_id) => {
+                    CommandResponse::refused(format!("test {} is over", plan.test_id))
+                }
                 _ => {
                     // The entry has no past epochs (or stale ones): the
                     // history is what this machine applied before.
                     self.plan = Some(match &self.plan {
                         Some(current) => current.followed_by(plan),
-                        None => plan.clone(),
+                        None => {
+                            self.leased.clear();
+                            plan.clone()
+                        }
                     });
-                    CommandResponse {
-                        accepted: true,
-                        message: String::new(),
-                    }
+                    CommandResponse::accepted()
                 }
             },
+            Command::LeaseRecords(lease) => self.lease(lease),
             Command::StopTest { test_id } | Command::EndTest { test_id } => match &self.plan {
                 Some(current) if &current.test_id == test_id => {
                     self.finished = Some(FinishedTest {
@@ -206,16 +250,45 @@ impl ClusterState {
                     });
                     self.plan = None;
                     self.stopped.push(test_id.clone());
-                    CommandResponse {
-                        accepted: true,
-                        message: String::new(),
-                    }
+                    CommandResponse::accepted()
                 }
-                _ => CommandResponse {
-                    accepted: false,
-                    message: format!("test {test_id} is not running"),
-                },
+                _ => CommandResponse::refused(format!("test {test_id} is not running")),
             },
+        }
+    }
+
+    /// Leases the next positions of a running test's feeder: never one
+    /// leased before, none at or past its record count unless it wraps.
+    fn lease(&mut self, lease: &RecordLease) -> CommandResponse {
+        if self
+            .plan
+            .as_ref()
+            .is_none_or(|p| p.test_id != lease.test_id)
+        {
+            return CommandResponse::refused(format!("test {} is not running", lease.test_id));
+        }
+        if !(1..=MAX_LEASE).contains(&lease.count)
+            || lease.total == 0
+            || lease.feeder.len() > MAX_FEEDER_NAME
+        {
+            return CommandResponse::refused(format!(
+                "a lease is 1 to {MAX_LEASE} positions of a feeder with records, named in at most \
+                 {MAX_FEEDER_NAME} bytes"
+            ));
+        }
+        let next = self.leased.entry(lease.feeder.clone()).or_insert(0);
+        let start = *next;
+        let end = match lease.wrap {
+            true => start.saturating_add(lease.count),
+            false => start
+                .saturating_add(lease.count)
+                .min(lease.total)
+                .max(start),
+        };
+        *next = end;
+        CommandResponse {
+            leased: Some(start..end),
+            ..CommandResponse::accepted()
         }
     }
 }
@@ -335,6 +408,45 @@ mod tests {
                 .accepted
         );
         assert!(state.apply(&Command::SetPlan(plan("u", 1))).accepted);
+    }
+
+    #[test]
+    fn leases_never_overlap_stop_at_the_record_count_and_end_with_the_test() {
+        let mut state = ClusterState::default();
+        let lease = |test: &str, count: u64, wrap: bool| {
+            Command::LeaseRecords(RecordLease {
+                test_id: test.into(),
+                feeder: "users".into(),
+                total: 10,
+                wrap,
+                count,
+            })
+        };
+        assert!(!state.apply(&lease("t", 4, false)).accepted, "no test runs");
+        assert!(state.apply(&Command::SetPlan(plan("t", 1))).accepted);
+        let got: Vec<_> = (0..4)
+            .map(|_| state.apply(&lease("t", 4, false)).leased.unwrap())
+            .collect();
+        assert_eq!(got, [0..4, 4..8, 8..10, 10..10], "disjoint, then none left");
+        assert!(!state.apply(&lease("u", 4, false)).accepted, "another test");
+        assert!(!state.apply(&lease("t", 0, false)).accepted);
+        assert!(!state.apply(&lease("t", MAX_LEASE + 1, false)).accepted);
+        assert!(state.apply(&Command::SetPlan(plan("t", 2))).accepted);
+        assert_eq!(
+            state.apply(&lease("t", 4, true)).leased,
+            Some(10..14),
+            "a re-split keeps the count; a recycling feeder goes on past it"
+        );
+        assert!(
+            state
+                .apply(&Command::EndTest {
+                    test_id: "t".into()
+                })
+                .accepted
+        );
+        assert!(!state.apply(&lease("t", 4, false)).accepted, "it ended");
+        assert!(state.apply(&Command::SetPlan(plan("u", 1))).accepted);
+        assert_eq!(state.apply(&lease("u", 4, false)).leased, Some(0..4));
     }
 
     #[test]

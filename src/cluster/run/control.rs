@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
 use crate::cluster::consensus::store::StateMachine;
-use crate::cluster::consensus::{self, Command, CommitError, Raft};
+use crate::cluster::consensus::{self, Command, CommandResponse, CommitError, Raft, RecordLease};
 use crate::cluster::endpoint::{Network, Requester, StreamKind};
 use crate::cluster::run::figures::TestFigures;
 use crate::cluster::run::ledger::Ledger;
@@ -250,6 +250,7 @@ impl Controller {
                 self.start(*run, &distribution, ids).await
             }
             ControlRequest::Stop => self.stop().await,
+            ControlRequest::Lease(lease) => self.lease(lease).await,
             ControlRequest::Update(tps) => self.update(RateChange::Constant(tps)).await,
             ControlRequest::UpdatePattern(points) => {
                 // Checked before the curve is built: its size is the limit.
@@ -345,7 +346,7 @@ impl Controller {
             Err(e) => return ControlReply::refused(Refusal::Unavailable, e.to_string()),
         };
         match self.commit(Command::set_plan(&plan), "the plan").await {
-            Ok(()) => self.started(plan).await,
+            Ok(_) => self.started(plan).await,
             Err(refusal) => refusal,
         }
     }
@@ -377,8 +378,9 @@ impl Controller {
         }
     }
 
-    /// Commits `command` within [`COMMIT_TIMEOUT`]; a refusal says why not.
-    async fn commit(&self, command: Command, what: &str) -> Result<(), ControlReply> {
+    /// Commits `command` within [`COMMIT_TIMEOUT`]: the state machine's
+    /// answer, or a refusal saying why not.
+    async fn commit(&self, command: Command, what: &str) -> Result<CommandResponse, ControlReply> {
         consensus::commit(&self.raft, command, COMMIT_TIMEOUT)
             .await
             .map_err(|e| match e {
@@ -409,13 +411,24 @@ impl Controller {
         };
         let at_secs = next.epoch_offset_secs();
         match self.commit(Command::set_plan(&next), "the update").await {
-            Ok(()) => ControlReply {
+            Ok(_) => ControlReply {
                 ok: true,
                 message: format!(
                     "test {}: {what} from {at_secs:.3} s (epoch {})",
                     plan.test_id, next.epoch
                 ),
                 plan: Some(next),
+                ..ControlReply::default()
+            },
+            Err(refusal) => refusal,
+        }
+    }
+
+    async fn lease(&self, lease: RecordLease) -> ControlReply {
+        match self.commit(Command::LeaseRecords(lease), "the lease").await {
+            Ok(answer) => ControlReply {
+                ok: true,
+                leased: answer.leased,
                 ..ControlReply::default()
             },
             Err(refusal) => refusal,
@@ -430,7 +443,7 @@ impl Controller {
             test_id: plan.test_id.clone(),
         };
         match self.commit(command, "the stop").await {
-            Ok(()) => ControlReply {
+            Ok(_) => ControlReply {
                 ok: true,
                 message: format!("test {} stopped", plan.test_id),
                 plan: Some(plan),

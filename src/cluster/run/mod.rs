@@ -14,6 +14,8 @@
 //! - [`collect`]: what a follower gathers from each peer incarnation.
 //! - [`follow`]: following a test to its merged report (`start --wait`,
 //!   the web API).
+//! - [`leases`]: feeder records leased from the leader, so peers walk
+//!   disjoint slices of a file.
 //! - [`ledger`]: the tests a peer saw end, with their last plans (what an
 //!   orchestrator back from a restart records).
 
@@ -21,6 +23,7 @@ pub mod collect;
 pub mod control;
 pub mod figures;
 pub mod follow;
+pub mod leases;
 pub mod ledger;
 pub mod plan;
 pub mod protocol;

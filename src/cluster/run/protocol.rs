@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::consensus::RecordLease;
 use crate::cluster::run::figures::TestFigures;
 use crate::cluster::run::plan::Plan;
 use crate::config::RunArgs;
@@ -35,6 +36,9 @@ pub enum ControlRequest {
     },
     /// Stop the running test.
     Stop,
+    /// Lease this peer the next positions of a feeder of the running test
+    /// (forwarded to the leader): the reply's `leased`.
+    Lease(RecordLease),
     /// Change the running test's cluster rate until its planned end.
     Update(f64),
     /// Replace the rest of the running test with this pattern (a rate
@@ -126,13 +130,21 @@ pub struct ControlReply {
     /// The tests that ended, for `Ended` without a test id, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ended: Vec<EndedTest>,
+    /// The positions leased, for `Lease` (empty when none is left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leased: Option<std::ops::Range<u64>>,
 }
 
 impl ControlRequest {
     /// Whether sending it again after an uncertain outcome cannot do it
     /// twice: a start carries its request id, reads change nothing.
     pub fn is_repeatable(&self) -> bool {
-        !matches!(self, Self::Stop | Self::Update(_) | Self::UpdatePattern(_))
+        // A lease repeated leases more, which is safe (positions are never
+        // handed out twice) but skips the ones the lost answer held.
+        !matches!(
+            self,
+            Self::Stop | Self::Update(_) | Self::UpdatePattern(_) | Self::Lease(_)
+        )
     }
 }
 

@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime};
 use parking_lot::Mutex;
 
 use crate::cluster::membership::state::Digest;
+use crate::cluster::run::control::Controller;
+use crate::cluster::run::leases::TestLeases;
 use crate::cluster::run::plan::{Plan, ShareChange};
 use crate::config::{self, RunArgs};
 use crate::engine::TaskRegistry;
@@ -21,6 +23,7 @@ use crate::load::RateCurve;
 use crate::load::profile::CompiledProfile;
 use crate::metrics::{Aggregator, Phase, WindowReport};
 use crate::task::TaskOptions;
+use crate::task::scenario::lease::RecordLeases;
 
 /// How far behind its schedule a share may fall (a frozen process) before
 /// it holds and confirms the current epoch with the leader.
@@ -126,6 +129,9 @@ pub struct EngineShares {
     pub results: Results,
     /// What this peer is doing, for gossip.
     pub activity: SharedActivity,
+    /// Its control handler, which leases feeder records from the leader
+    /// (`None` where no cluster is: a feeder that needs leases is refused).
+    pub control: Option<Arc<Controller>>,
 }
 
 impl ShareEngine for EngineShares {
@@ -145,6 +151,21 @@ impl ShareEngine for EngineShares {
 }
 
 impl EngineShares {
+    /// Has a scenario's `sequential` and `unique` feeders draw from records
+    /// the leader leases this peer, so no two peers get the same record.
+    fn lease_feeders(&self, plan: &Plan, options: &TaskOptions) -> Result<(), String> {
+        let Some(scenarios) = options.scenario.as_ref().filter(|s| s.needs_leases()) else {
+            return Ok(());
+        };
+        let Some(control) = &self.control else {
+            return Err("this peer cannot lease feeder records: it has no control handler".into());
+        };
+        let leases: Arc<dyn RecordLeases> =
+            Arc::new(TestLeases::new(Arc::clone(control), &plan.test_id));
+        scenarios.lease_feeders(&leases);
+        Ok(())
+    }
+
     fn start_engine(&self, plan: &Plan, curve: RateCurve) -> Result<Box<dyn Share>, String> {
         let args: RunArgs = config::definition::parse_definition(&plan.definition.settings)
             .map_err(|e| format!("bad test definition: {e}"))?;
@@ -180,6 +201,7 @@ impl EngineShares {
             peer: Some(self.peer.clone()),
             ..settings.task.clone()
         };
+        self.lease_feeders(plan, &options)?;
         let runnable = self
             .registry
             .build(&options)

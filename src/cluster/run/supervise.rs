@@ -358,7 +358,7 @@ impl Supervision {
             _ => "ended".to_owned(),
         };
         match consensus::commit(&self.raft, command, COMMIT_WITHIN).await {
-            Ok(()) => tracing::info!("test {} {what}", plan.test_id),
+            Ok(_) => tracing::info!("test {} {what}", plan.test_id),
             Err(e) => tracing::debug!("test {} not {what}: {e}", plan.test_id),
         }
     }

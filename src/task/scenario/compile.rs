@@ -4,6 +4,7 @@
 //! An error names the file, the line and the field.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Method;
@@ -13,6 +14,7 @@ use regex::Regex;
 use super::check::{Check, Compare, Source};
 use super::feeder::{self, Cursor, Mode, OnExhausted, Records};
 use super::file::{self, CheckDef, ExtractDef, OneOrMany, RequestDef, ScenarioDef, StepDef};
+use super::lease::RecordLeases;
 use super::locate::{Lines, Path};
 use super::run::Target;
 use super::template::{Binding, Builtin, Parsed, Template};
@@ -142,6 +144,21 @@ impl Scenarios {
         let roll = rng.u64(0..total);
         let index = self.cumulative.partition_point(|&sum| sum <= roll);
         &self.list[index]
+    }
+
+    /// Has every `sequential` and `unique` feeder draw from positions
+    /// `leases` hands out (a cluster's peer: peers then walk disjoint
+    /// slices of each file). Call it before the first draw.
+    pub fn lease_feeders(&self, leases: &Arc<dyn RecordLeases>) {
+        for feeder in &self.feeders {
+            feeder.cursor.lease_from(Arc::clone(leases), &feeder.name);
+        }
+    }
+
+    /// Whether a cluster's peer needs leases to run these scenarios (some
+    /// feeder is `sequential` or `unique`).
+    pub fn needs_leases(&self) -> bool {
+        self.feeders.iter().any(|f| f.cursor.needs_leases())
     }
 }
 

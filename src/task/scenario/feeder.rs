@@ -9,9 +9,15 @@
 //!
 //! The file is read where the test is started (beside the scenario file,
 //! or relative to it) and travels inside the scenario's source, so a peer
-//! never reads it.
+//! never reads it. In a cluster, `sequential` and `unique` feeders draw
+//! from ranges the leader leases each peer ([`super::lease`]), so peers
+//! walk disjoint slices of one file.
 
+use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::lease::{Leased, LeasedCursor, RecordLeases};
 
 use serde::{Deserialize, Serialize};
 
@@ -131,10 +137,12 @@ pub struct Cursor {
     on_exhausted: OnExhausted,
     rows: usize,
     next: AtomicU64,
+    /// Set in a cluster: positions leased from the leader replace `next`.
+    leased: OnceLock<Arc<LeasedCursor>>,
 }
 
 /// What the feeder gave an iteration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Draw {
     /// This record.
     Record(usize),
@@ -142,6 +150,9 @@ pub enum Draw {
     Exhausted,
     /// None is left: stop the run.
     Stop,
+    /// The cluster's leader could not lease records: why (this iteration
+    /// fails; the next draw asks again).
+    Unavailable(String),
 }
 
 impl Cursor {
@@ -152,11 +163,44 @@ impl Cursor {
             on_exhausted,
             rows,
             next: AtomicU64::new(0),
+            leased: OnceLock::new(),
         }
     }
 
-    /// The next record for an iteration (`rng` for `random`).
-    pub fn draw(&self, rng: &mut fastrand::Rng) -> Draw {
+    /// Draws from positions `source` leases from now on (a cluster's
+    /// peer), for a `sequential` or `unique` feeder named `name`; a
+    /// `random` one stays local. `false` if it leased already.
+    pub fn lease_from(&self, source: Arc<dyn RecordLeases>, name: &str) -> bool {
+        if self.mode == Mode::Random {
+            return true;
+        }
+        let wrap = self.on_exhausted == OnExhausted::Recycle;
+        self.leased
+            .set(LeasedCursor::new(source, name, self.rows, wrap))
+            .is_ok()
+    }
+
+    /// Whether its draws need a cluster's leases to be true: `unique`
+    /// and `sequential` ones in a cluster.
+    pub fn needs_leases(&self) -> bool {
+        self.mode != Mode::Random
+    }
+
+    /// The next record for an iteration (`rng` for `random`); in a
+    /// cluster, it may wait for a lease.
+    pub async fn draw(&self, rng: &mut fastrand::Rng) -> Draw {
+        let Some(leased) = self.leased.get().filter(|_| self.mode != Mode::Random) else {
+            return self.draw_here(rng);
+        };
+        match leased.draw().await {
+            Leased::Record(row) => Draw::Record(row),
+            Leased::Exhausted => self.exhausted(),
+            Leased::Unavailable(why) => Draw::Unavailable(why),
+        }
+    }
+
+    /// The next record from this process's own count.
+    pub fn draw_here(&self, rng: &mut fastrand::Rng) -> Draw {
         let rows = self.rows as u64;
         if self.mode == Mode::Random {
             return Draw::Record(rng.usize(..self.rows));
@@ -167,8 +211,15 @@ impl Cursor {
         }
         match self.on_exhausted {
             OnExhausted::Recycle => Draw::Record((taken % rows) as usize),
-            OnExhausted::Fail => Draw::Exhausted,
+            _ => self.exhausted(),
+        }
+    }
+
+    /// What a draw gives once no record is left (never for recycle).
+    fn exhausted(&self) -> Draw {
+        match self.on_exhausted {
             OnExhausted::Stop => Draw::Stop,
+            OnExhausted::Fail | OnExhausted::Recycle => Draw::Exhausted,
         }
     }
 
@@ -212,7 +263,7 @@ mod tests {
     fn unique_gives_each_record_once_then_stops_or_fails() {
         let mut rng = fastrand::Rng::with_seed(7);
         let cursor = Cursor::new(Mode::Unique, OnExhausted::Stop, 3);
-        let drawn: Vec<Draw> = (0..5).map(|_| cursor.draw(&mut rng)).collect();
+        let drawn: Vec<Draw> = (0..5).map(|_| cursor.draw_here(&mut rng)).collect();
         assert_eq!(
             drawn,
             [
@@ -225,10 +276,10 @@ mod tests {
         );
         assert_eq!(cursor.used(), 3);
         let failing = Cursor::new(Mode::Sequential, OnExhausted::Fail, 1);
-        assert_eq!(failing.draw(&mut rng), Draw::Record(0));
-        assert_eq!(failing.draw(&mut rng), Draw::Exhausted);
+        assert_eq!(failing.draw_here(&mut rng), Draw::Record(0));
+        assert_eq!(failing.draw_here(&mut rng), Draw::Exhausted);
         let recycling = Cursor::new(Mode::Sequential, OnExhausted::Recycle, 2);
-        let order: Vec<Draw> = (0..4).map(|_| recycling.draw(&mut rng)).collect();
+        let order: Vec<Draw> = (0..4).map(|_| recycling.draw_here(&mut rng)).collect();
         assert_eq!(
             order,
             [
@@ -239,6 +290,6 @@ mod tests {
             ]
         );
         let random = Cursor::new(Mode::Random, OnExhausted::Stop, 4);
-        assert!((0..100).all(|_| matches!(random.draw(&mut rng), Draw::Record(i) if i < 4)));
+        assert!((0..100).all(|_| matches!(random.draw_here(&mut rng), Draw::Record(i) if i < 4)));
     }
 }

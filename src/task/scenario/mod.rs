@@ -17,6 +17,7 @@
 //! - [`check`]: checks on a response, and extraction from it.
 //! - [`cookies`]: an iteration's cookie jar.
 //! - [`feeder`]: records from CSV or JSON-lines files, one per iteration.
+//! - [`lease`]: a feeder's records shared out by a cluster's leader.
 //! - [`run`]: the task that runs iterations.
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ pub mod compile;
 pub mod cookies;
 pub mod feeder;
 pub mod file;
+pub mod lease;
 pub mod locate;
 pub mod run;
 pub mod template;

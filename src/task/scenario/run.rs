@@ -154,13 +154,19 @@ impl ScenarioTask {
         self.slots.resize(scenario.slots, String::new());
         if let Some(feeding) = &scenario.feeder {
             let feeder = &self.shared.scenarios.feeders[feeding.feeder];
-            let row = match feeder.cursor.draw(&mut self.rng) {
+            let row = match feeder.cursor.draw(&mut self.rng).await {
                 Draw::Record(row) => row,
                 Draw::Stop => {
                     ctx.stop_run(format!("feeder '{}' has no records left", feeder.name));
                     return Err(exhausted(&feeder.name));
                 }
                 Draw::Exhausted => return Err(exhausted(&feeder.name)),
+                Draw::Unavailable(why) => {
+                    return Err(TaskError::new(
+                        "feeder_unavailable",
+                        format!("feeder '{}': {why}", feeder.name),
+                    ));
+                }
             };
             for (slot, value) in feeding.slots.iter().zip(&feeder.records.rows[row]) {
                 self.slots[*slot].clone_from(value);
