@@ -16,8 +16,10 @@ use std::sync::Arc;
 use super::{EngineConfig, EngineError, LoadControl, RunObserver, RunOutcome, StopSignal};
 use crate::task::http::http_factory;
 use crate::task::noop::Noop;
+use crate::task::postgres::{PostgresOptions, PostgresPlan, PostgresTask};
 use crate::task::scenario::scenario_factory;
 use crate::task::sleep::sleep_factory;
+use crate::task::tcp::{TcpOptions, TcpPlan, TcpTask};
 use crate::task::{Task, TaskFactory, TaskOptions, ThreadStrategy};
 
 /// A configured task, ready to be run by the engine.
@@ -89,13 +91,21 @@ impl TaskRegistry {
         Self::default()
     }
 
-    /// A registry holding the built-in tasks `http`, `scenario`, `noop` and
-    /// `sleep`.
+    /// A registry holding the built-in tasks `http`, `scenario`, `tcp`,
+    /// `postgres`, `noop` and `sleep`.
     pub fn with_builtins() -> Self {
         let mut registry = Self::new();
         registry.register("http", |opts| http_factory(&opts.http));
         registry.register("noop", |_| Ok(|_| Ok(Noop)));
         registry.register("sleep", |opts| sleep_factory(opts.sleep));
+        registry.register("postgres", |opts| {
+            let plan = Arc::new(PostgresPlan::new(&opts.typed::<PostgresOptions>()?)?);
+            Ok(move |_| Ok(PostgresTask::new(Arc::clone(&plan))))
+        });
+        registry.register("tcp", |opts| {
+            let plan = Arc::new(TcpPlan::new(&opts.typed::<TcpOptions>()?)?);
+            Ok(move |_| Ok(TcpTask::new(Arc::clone(&plan))))
+        });
         registry.register("scenario", |opts| {
             let scenarios = opts.scenario.clone().ok_or_else(|| {
                 anyhow::anyhow!("needs --scenario FILE (a YAML or TOML scenario file)")

@@ -9,7 +9,8 @@
 //!
 //! - [`context`]: what an execution is told, and the steps it reports.
 //! - [`options`]: what a task's builder is configured with.
-//! - [`http`], [`scenario`], [`noop`], [`sleep`]: the built-in tasks.
+//! - [`http`], [`scenario`], [`tcp`], [`postgres`], [`noop`], [`sleep`]: the
+//!   built-in tasks.
 //! - [`trace`]: the trace context of a traced execution, to pass on.
 //!
 //! Nothing here knows the engine: a user binary registers its factories in
@@ -23,8 +24,10 @@ pub mod context;
 pub mod http;
 pub mod noop;
 pub mod options;
+pub mod postgres;
 pub mod scenario;
 pub mod sleep;
+pub mod tcp;
 pub mod trace;
 
 pub use context::Context;

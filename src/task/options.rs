@@ -60,6 +60,22 @@ impl TaskOptions {
     }
 }
 
+/// Deserializes a `--param` value that must be text even when it reads as
+/// a number or a boolean ([`TaskOptions::typed`] makes those JSON ones):
+/// `#[serde(deserialize_with = "as_text")]`.
+pub fn as_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    use serde::Deserialize;
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(text) => text,
+        other => other.to_string(),
+    })
+}
+
+/// [`as_text`] for an optional field (with `#[serde(default)]`).
+pub fn as_some_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    as_text(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

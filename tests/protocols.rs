@@ -1,0 +1,268 @@
+//! The built-in protocol tasks against real servers: `tcp` against a line
+//! server run here, `postgres` against Debian's PostgreSQL (started by
+//! `.ci/run`, named by `VAJRA_TEST_POSTGRES`).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::run;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// A line server: answers each line `PING N` with `PONG N`, and anything
+/// else with `ERR`; counts connections and lines.
+struct LineServer {
+    addr: SocketAddr,
+    connections: Arc<AtomicU64>,
+    lines: Arc<AtomicU64>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl LineServer {
+    fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (connections, lines) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (c, l) = (Arc::clone(&connections), Arc::clone(&lines));
+        runtime.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::Relaxed);
+                let l = Arc::clone(&l);
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut reader = BufReader::new(read).lines();
+                    while let Ok(Some(line)) = reader.next_line().await {
+                        l.fetch_add(1, Ordering::Relaxed);
+                        let answer = match line.strip_prefix("PING ") {
+                            Some(n) => format!("PONG {n}\n"),
+                            None => "ERR\n".to_owned(),
+                        };
+                        if write.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            connections,
+            lines,
+            _runtime: runtime,
+        }
+    }
+}
+
+#[test]
+fn the_tcp_task_exchanges_lines_on_kept_connections_at_the_rate() {
+    let server = LineServer::start();
+    let address = format!("address={}", server.addr);
+    let r = run(&[
+        "--task",
+        "tcp",
+        "--param",
+        &address,
+        "--param",
+        r"send=PING 1\n",
+        "--param",
+        r"until=\n",
+        "--param",
+        "expect=PONG 1",
+        "--tps",
+        "200",
+        "--duration",
+        "2s",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(report.main.completed, 400, "the integral of 200/s over 2 s");
+    assert_eq!(report.main.failure, 0, "{:?}", report.main.errors);
+    assert_eq!(server.lines.load(Ordering::Relaxed), 400);
+    let connects = report.steps["connect"].completed;
+    assert_eq!(
+        connects,
+        server.connections.load(Ordering::Relaxed),
+        "each connect is a step"
+    );
+    assert!(connects < 400, "connections are kept: {connects}");
+
+    // A reply without the expected text fails as `unexpected_reply`.
+    let r = run(&[
+        "--task",
+        "tcp",
+        "--param",
+        &address,
+        "--param",
+        r"send=HELLO\n",
+        "--param",
+        r"until=\n",
+        "--param",
+        "expect=PONG",
+        "--tps",
+        "20",
+        "--duration",
+        "1s",
+    ]);
+    let report = r.report.unwrap();
+    assert_eq!(report.main.failure, 20);
+    assert_eq!(report.main.errors[0].kind, "unexpected_reply");
+    assert!(
+        report.main.errors[0].example.contains("ERR"),
+        "{:?}",
+        report.main.errors
+    );
+
+    // Bad options are refused naming the parameter, before any load.
+    let r = run(&[
+        "--task",
+        "tcp",
+        "--param",
+        "address=nowhere",
+        "--tps",
+        "1",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--param address"), "{}", r.stderr);
+    let r = run(&[
+        "--task",
+        "tcp",
+        "--param",
+        &address,
+        "--param",
+        "colour=blue",
+        "--tps",
+        "1",
+        "--duration",
+        "1s",
+    ]);
+    assert!(r.stderr.contains("unknown field `colour`"), "{}", r.stderr);
+}
+
+fn postgres_url() -> String {
+    std::env::var("VAJRA_TEST_POSTGRES")
+        .expect("VAJRA_TEST_POSTGRES names the database (.ci/run starts one)")
+}
+
+/// Makes table `name` with `rows` rows (id, name) through psql.
+fn make_table(url: &str, name: &str, rows: u32) {
+    let sql = format!(
+        "DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (id int PRIMARY KEY, name text); \
+         INSERT INTO {name} SELECT g, 'item ' || g FROM generate_series(1, {rows}) g;"
+    );
+    let out = std::process::Command::new("psql")
+        .args([url, "-qc", &sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (VAJRA_TEST_POSTGRES, started by .ci/run)"]
+fn the_postgres_task_runs_a_parameterised_query_and_counts_its_rows() {
+    let url = postgres_url();
+    make_table(&url, "vajra_items", 100);
+    let url_param = format!("url={url}");
+    let query = |q: &str| format!("query={q}");
+    let r = run(&[
+        "--task",
+        "postgres",
+        "--param",
+        &url_param,
+        "--param",
+        &query("SELECT name FROM vajra_items WHERE id <= $1 AND name <> $2"),
+        "--param",
+        "args=3,none",
+        "--param",
+        "rows=3",
+        "--concurrency",
+        "2",
+        "--duration",
+        "2s",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(report.main.failure, 0, "{:?}", report.main.errors);
+    assert!(report.main.completed > 100, "{}", report.main.completed);
+    assert_eq!(
+        report.counters["postgres.rows"],
+        3 * report.main.completed,
+        "three rows per query, counted"
+    );
+    assert_eq!(
+        report.steps["connect"].completed, 2,
+        "a connection per instance"
+    );
+
+    // Errors are counted by SQLSTATE, and a wrong row count by its kind.
+    let r = run(&[
+        "--task",
+        "postgres",
+        "--param",
+        &url_param,
+        "--param",
+        &query("SELECT 1 FROM vajra_missing"),
+        "--tps",
+        "10",
+        "--duration",
+        "1s",
+    ]);
+    let report = r.report.unwrap();
+    assert_eq!(
+        report.main.errors[0].kind, "sql_42P01",
+        "{:?}",
+        report.main.errors
+    );
+    assert!(report.main.errors[0].example.contains("vajra_missing"));
+    let r = run(&[
+        "--task",
+        "postgres",
+        "--param",
+        &url_param,
+        "--param",
+        &query("SELECT id FROM vajra_items WHERE id = $1"),
+        "--param",
+        "args=not-a-number",
+        "--tps",
+        "10",
+        "--duration",
+        "1s",
+    ]);
+    let report = r.report.unwrap();
+    assert_eq!(report.main.failure, 10, "{:?}", report.main.errors);
+    assert!(
+        report.main.errors[0]
+            .example
+            .contains("'not-a-number' is not an integer"),
+        "{:?}",
+        report.main.errors
+    );
+    let r = run(&[
+        "--task",
+        "postgres",
+        "--param",
+        "url=mysql://nope",
+        "--param",
+        &query("SELECT 1"),
+        "--tps",
+        "1",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--param url"), "{}", r.stderr);
+}
