@@ -266,3 +266,128 @@ fn the_postgres_task_runs_a_parameterised_query_and_counts_its_rows() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("--param url"), "{}", r.stderr);
 }
+
+fn scenario_file(dir: &std::path::Path, text: &str) -> String {
+    let path = dir.join("steps.yaml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_scenario_exchanges_tcp_lines_from_templates() {
+    let server = LineServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+scenarios:
+  - name: ping
+    steps:
+      - tcp:
+          name: ping
+          address: {}
+          send: "PING ${{vajra.iteration}}\n"
+          until: "\n"
+          expect: PONG
+      - tcp:
+          name: again
+          address: {}
+          send: "PING twice\n"
+          read: 11
+          expect: "PONG twice\n"
+"#,
+        server.addr, server.addr
+    );
+    let r = run(&[
+        "--scenario",
+        &scenario_file(dir.path(), &text),
+        "--tps",
+        "50",
+        "--duration",
+        "2s",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(report.main.completed, 100);
+    assert_eq!(report.main.failure, 0, "{:?}", report.main.errors);
+    assert_eq!(report.steps["ping"].completed, 100);
+    assert_eq!(report.steps["again"].completed, 100);
+    assert_eq!(server.lines.load(Ordering::Relaxed), 200);
+    assert!(
+        server.connections.load(Ordering::Relaxed) < 100,
+        "a connection kept per instance and address"
+    );
+
+    let bad = text.replace("read: 11", "read: 11\n          until: x");
+    let r = run(&[
+        "--scenario",
+        &scenario_file(dir.path(), &bad),
+        "--tps",
+        "1",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("scenarios[0].steps[1].tcp: give one of until and read"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        server.lines.load(Ordering::Relaxed),
+        200,
+        "no load was sent"
+    );
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (VAJRA_TEST_POSTGRES, started by .ci/run)"]
+fn a_scenario_queries_postgres_with_each_feeder_record_once() {
+    let url = postgres_url();
+    make_table(&url, "vajra_catalogue", 200);
+    let dir = tempfile::tempdir().unwrap();
+    let ids: String = (1..=50).map(|i| format!("{}\n", i * 4)).collect();
+    std::fs::write(dir.path().join("ids.csv"), format!("id\n{ids}")).unwrap();
+    let text = format!(
+        r#"
+feeders:
+  ids:
+    file: ids.csv
+    mode: unique
+scenarios:
+  - name: lookup
+    feeder: ids
+    steps:
+      - postgres:
+          name: find
+          url: {url}
+          query: "SELECT name FROM vajra_catalogue WHERE id = $1 AND name = $2"
+          args: ["${{id}}", "item ${{id}}"]
+          rows: 1
+"#
+    );
+    let r = run(&[
+        "--scenario",
+        &scenario_file(dir.path(), &text),
+        "--tps",
+        "40",
+        "--duration",
+        "3s",
+    ]);
+    let report = r.report.expect("a report");
+    assert_eq!(
+        report.steps["find"].completed, 50,
+        "{:?}",
+        report.main.errors
+    );
+    assert_eq!(report.steps["find"].failure, 0, "{:?}", report.main.errors);
+    assert_eq!(report.counters["postgres.rows"], 50, "one row per record");
+    assert!(
+        report
+            .abort_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("feeder 'ids' has no records left")),
+        "{:?}",
+        report.abort_reason
+    );
+}

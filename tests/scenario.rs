@@ -457,13 +457,20 @@ fn the_examples_in_the_guide_compile() {
             name: "docs/scenarios.md".into(),
             format,
             text: text.to_owned(),
-            files: [("users.csv".to_owned(), "user,password\nann,pw\n".to_owned())].into(),
+            files: [
+                ("users.csv".to_owned(), "user,password\nann,pw\n".to_owned()),
+                ("ids.csv".to_owned(), "id\n1\n".to_owned()),
+            ]
+            .into(),
         };
         let scenarios = Scenarios::compile(&source).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert!(!scenarios.list.is_empty());
         compiled += 1;
     }
-    assert_eq!(compiled, 4, "the guide's three examples and the feeder's");
+    assert_eq!(
+        compiled, 5,
+        "the guide's three examples, the protocols' and the feeder's"
+    );
 }
 
 /// A scenario logging in once per iteration as the feeder's user.

@@ -13,7 +13,9 @@ use regex::Regex;
 
 use super::check::{Check, Compare, Source};
 use super::feeder::{self, Cursor, Mode, OnExhausted, Records};
-use super::file::{self, CheckDef, ExtractDef, OneOrMany, RequestDef, ScenarioDef, StepDef};
+use super::file::{
+    self, CheckDef, ExtractDef, OneOrMany, PostgresDef, RequestDef, ScenarioDef, StepDef, TcpDef,
+};
 use super::lease::RecordLeases;
 use super::locate::{Lines, Path};
 use super::run::Target;
@@ -22,6 +24,7 @@ use super::{ScenarioError, ScenarioSource};
 use crate::metrics::stats::intern;
 use crate::task::http::{DEFAULT_TIMEOUT, serialise};
 use crate::task::sleep::SleepSpec;
+use crate::task::tcp::{MAX_REPLY, Reply};
 
 /// Longest think time: far beyond any journey's, and far from the clock's
 /// limits.
@@ -83,6 +86,10 @@ pub struct Scenario {
 pub enum Step {
     /// An HTTP request.
     Request(Box<Request>),
+    /// A TCP exchange.
+    Tcp(Box<TcpStep>),
+    /// A PostgreSQL statement.
+    Postgres(Box<PostgresStep>),
     /// A pause.
     Think(SleepSpec),
 }
@@ -421,10 +428,27 @@ fn compile_scenario(
                 &mut scope,
                 at,
             )?)),
+            StepDef::Tcp(tcp) => Step::Tcp(Box::new(compile_tcp(
+                tcp,
+                &path.key("tcp"),
+                common,
+                &scope,
+                at,
+            )?)),
+            StepDef::Postgres(pg) => Step::Postgres(Box::new(compile_postgres(
+                pg,
+                &path.key("postgres"),
+                common,
+                &scope,
+                at,
+            )?)),
         });
     }
-    if !steps.iter().any(|s| matches!(s, Step::Request(_))) {
-        return Err(at.error(&path.key("steps"), "needs at least one request"));
+    if steps.iter().all(|s| matches!(s, Step::Think(_))) {
+        return Err(at.error(
+            &path.key("steps"),
+            "needs at least one request, tcp or postgres step",
+        ));
     }
     Ok(Scenario {
         name: intern(&def.name),
@@ -528,6 +552,116 @@ fn compile_request(
         needs_headers,
         target,
         serialised,
+    })
+}
+
+/// A TCP step.
+#[derive(Debug)]
+pub struct TcpStep {
+    /// The step's name.
+    pub name: &'static str,
+    /// `host:port`.
+    pub address: String,
+    /// What it sends.
+    pub send: Template,
+    /// How much it reads.
+    pub reply: Reply,
+    /// What the reply must contain.
+    pub expect: Option<Vec<u8>>,
+    /// Its timeout, connect included.
+    pub timeout: Duration,
+}
+
+/// A PostgreSQL step.
+#[derive(Debug)]
+pub struct PostgresStep {
+    /// The step's name.
+    pub name: &'static str,
+    /// The connection URL.
+    pub url: String,
+    /// The statement.
+    pub query: String,
+    /// Its arguments.
+    pub args: Vec<Template>,
+    /// The rows it must return.
+    pub rows: Option<u64>,
+    /// Its timeout, connect included.
+    pub timeout: Duration,
+}
+
+fn compile_tcp(
+    def: &TcpDef,
+    path: &Path,
+    common: &Common<'_>,
+    scope: &Scope<'_>,
+    at: &Locator<'_>,
+) -> Result<TcpStep, ScenarioError> {
+    if def
+        .address
+        .rsplit_once(':')
+        .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+    {
+        return Err(at.error(
+            &path.key("address"),
+            format!("'{}' is not host:port", def.address),
+        ));
+    }
+    let reply = match (&def.until, def.read) {
+        (Some(_), Some(_)) => return Err(at.error(path, "give one of until and read")),
+        (Some(until), None) if until.is_empty() => {
+            return Err(at.error(&path.key("until"), "an empty delimiter"));
+        }
+        (Some(until), None) => Reply::Until(until.as_bytes().to_vec()),
+        (None, Some(length)) if length == 0 || length > MAX_REPLY => {
+            return Err(at.error(&path.key("read"), format!("1 to {MAX_REPLY} bytes")));
+        }
+        (None, Some(length)) => Reply::Length(length),
+        (None, None) => Reply::Nothing,
+    };
+    if def.expect.is_some() && reply == Reply::Nothing {
+        return Err(at.error(
+            &path.key("expect"),
+            "needs a reply to check (until or read)",
+        ));
+    }
+    Ok(TcpStep {
+        name: intern(
+            def.name
+                .as_deref()
+                .unwrap_or(&format!("tcp {}", def.address)),
+        ),
+        address: def.address.clone(),
+        send: scope.template(&def.send, &path.key("send"), at)?,
+        reply,
+        expect: def.expect.as_ref().map(|e| e.as_bytes().to_vec()),
+        timeout: def.timeout.map_or(common.timeout, |t| t.0),
+    })
+}
+
+fn compile_postgres(
+    def: &PostgresDef,
+    path: &Path,
+    common: &Common<'_>,
+    scope: &Scope<'_>,
+    at: &Locator<'_>,
+) -> Result<PostgresStep, ScenarioError> {
+    def.url
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| at.error(&path.key("url"), format!("not a PostgreSQL URL: {e}")))?;
+    if def.query.trim().is_empty() {
+        return Err(at.error(&path.key("query"), "an empty statement"));
+    }
+    let mut args = Vec::new();
+    for (i, arg) in def.args.iter().enumerate() {
+        args.push(scope.template(arg, &path.key("args").index(i), at)?);
+    }
+    Ok(PostgresStep {
+        name: intern(def.name.as_deref().unwrap_or(&def.query)),
+        url: def.url.clone(),
+        query: def.query.clone(),
+        args,
+        rows: def.rows,
+        timeout: def.timeout.map_or(common.timeout, |t| t.0),
     })
 }
 

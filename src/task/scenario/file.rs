@@ -116,6 +116,10 @@ impl FeederDef {
 pub enum StepDef {
     /// An HTTP request.
     Request(RequestDef),
+    /// Bytes sent on a TCP connection and a reply read.
+    Tcp(TcpDef),
+    /// A PostgreSQL statement.
+    Postgres(PostgresDef),
     /// A pause before the next step: `500ms`, or a uniform range
     /// `200ms..2s`.
     Think(String),
@@ -146,6 +150,46 @@ pub struct RequestDef {
     /// Variables set from the response, by name.
     #[serde(default)]
     pub extract: BTreeMap<String, ExtractDef>,
+}
+
+/// A TCP step: send, then read a reply to a delimiter or of a length.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpDef {
+    /// The name the step reports under [default: `tcp ADDRESS`].
+    pub name: Option<String>,
+    /// `host:port` (no variables: a connection is kept per address).
+    pub address: String,
+    /// What to send (a template; the file's own escapes make bytes).
+    #[serde(default)]
+    pub send: String,
+    /// Read the reply up to and including this delimiter.
+    pub until: Option<String>,
+    /// Or read exactly this many bytes.
+    pub read: Option<usize>,
+    /// The reply must contain this text.
+    pub expect: Option<String>,
+    /// Connect and exchange within this [default: the file's, or 30s].
+    pub timeout: Option<HumanDuration>,
+}
+
+/// A PostgreSQL step: one statement with its arguments.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresDef {
+    /// The name the step reports under [default: the statement].
+    pub name: Option<String>,
+    /// The connection URL (no variables: a connection is kept per URL).
+    pub url: String,
+    /// The statement, with `$1`, `$2` ... placeholders.
+    pub query: String,
+    /// The placeholders' values (templates), converted to their types.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// The statement must return exactly this many rows.
+    pub rows: Option<u64>,
+    /// Connect and run within this [default: the file's, or 30s].
+    pub timeout: Option<HumanDuration>,
 }
 
 /// One check on a response: one subject (`status`, `body_contains`,

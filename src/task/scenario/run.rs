@@ -19,7 +19,7 @@ use hyper::Uri;
 use parking_lot::Mutex;
 
 use super::check::Response;
-use super::compile::{Request, Scenario, Scenarios, Step};
+use super::compile::{PostgresStep, Request, Scenario, Scenarios, Step, TcpStep};
 use super::cookies::Jar;
 use super::feeder::Draw;
 use super::template::Values;
@@ -27,7 +27,7 @@ use crate::metrics::events::EventCounter;
 use crate::task::http::client::{Connection, Headers, Kept};
 use crate::task::http::tls::TlsTarget;
 use crate::task::http::{CaCertificates, Dial, RECONNECTS, send_reusing, serialise};
-use crate::task::{Context, Task, TaskError, TaskFactory, TaskResult};
+use crate::task::{Context, Task, TaskError, TaskFactory, TaskResult, postgres, tcp};
 
 /// How late a think time's timer may fire and still count as thinking:
 /// tokio's timer has a 1 ms tick.
@@ -83,6 +83,7 @@ struct Shared {
     tls_skip_verify: bool,
     tls: Mutex<HashMap<String, Arc<TlsTarget>>>,
     reconnects: EventCounter,
+    rows: EventCounter,
 }
 
 impl Shared {
@@ -115,6 +116,10 @@ pub struct ScenarioTask {
     jar: Jar,
     slots: Vec<String>,
     kept: Kept,
+    /// TCP connections, by address.
+    sockets: Vec<(String, tcp::Connection)>,
+    /// PostgreSQL connections, by URL.
+    databases: Vec<(String, postgres::Connection)>,
 }
 
 /// The factory behind the registered `scenario` task: `peer` names the
@@ -132,6 +137,7 @@ pub fn scenario_factory(
         tls_skip_verify,
         tls: Mutex::new(HashMap::new()),
         reconnects: EventCounter::named(RECONNECTS),
+        rows: EventCounter::named(postgres::ROWS),
     });
     move |instance: usize| {
         let max_body = shared.scenarios.max_body;
@@ -142,6 +148,8 @@ pub fn scenario_factory(
             jar: Jar::default(),
             slots: Vec::new(),
             kept: Kept::new(max_body),
+            sockets: Vec::new(),
+            databases: Vec::new(),
         })
     }
 }
@@ -191,9 +199,88 @@ impl ScenarioTask {
                     outcome?;
                     due = Instant::now();
                 }
+                Step::Tcp(tcp) => {
+                    let started = Instant::now();
+                    let outcome = within(tcp.timeout, self.tcp(tcp, scenario, ctx)).await;
+                    if outcome.is_err() {
+                        // What is left of its reply would be read as the next.
+                        self.sockets.retain(|(address, _)| *address != tcp.address);
+                    }
+                    ctx.record_step(tcp.name, due, started, outcome.as_ref().err());
+                    outcome?;
+                    due = Instant::now();
+                }
+                Step::Postgres(pg) => {
+                    let started = Instant::now();
+                    let outcome = within(pg.timeout, self.postgres(pg, scenario, ctx)).await;
+                    if outcome.as_ref().is_err_and(|e| e.kind() == "timeout") {
+                        self.databases.retain(|(url, _)| *url != pg.url);
+                    }
+                    ctx.record_step(pg.name, due, started, outcome.as_ref().err());
+                    outcome?;
+                    due = Instant::now();
+                }
             }
         }
         Ok(())
+    }
+
+    fn values<'v>(&'v mut self, scenario: &'v Scenario, ctx: &Context<'_>) -> Values<'v> {
+        Values {
+            slots: &self.slots,
+            iteration: ctx.iteration(),
+            instance: ctx.instance(),
+            peer: &self.shared.peer,
+            scenario: scenario.name,
+            rng: &mut self.rng,
+        }
+    }
+
+    /// Sends a TCP step's bytes on the instance's connection to its
+    /// address and checks the reply.
+    async fn tcp(
+        &mut self,
+        step: &TcpStep,
+        scenario: &Scenario,
+        ctx: &Context<'_>,
+    ) -> Result<(), TaskError> {
+        let bytes = step.send.render(&mut self.values(scenario, ctx));
+        let index = match self.sockets.iter().position(|(a, _)| *a == step.address) {
+            Some(index) => index,
+            None => {
+                let connection = tcp::Connection::open(&step.address).await?;
+                self.sockets.push((step.address.clone(), connection));
+                self.sockets.len() - 1
+            }
+        };
+        let connection = &mut self.sockets[index].1;
+        let reply = connection.exchange(bytes.as_bytes(), &step.reply).await?;
+        tcp::check_reply(&reply, step.expect.as_deref())
+    }
+
+    /// Runs a PostgreSQL step's statement on the instance's connection to
+    /// its database and checks the rows.
+    async fn postgres(
+        &mut self,
+        step: &PostgresStep,
+        scenario: &Scenario,
+        ctx: &Context<'_>,
+    ) -> Result<(), TaskError> {
+        let mut values = self.values(scenario, ctx);
+        let args: Vec<String> = step.args.iter().map(|a| a.render(&mut values)).collect();
+        let index = match self.databases.iter().position(|(u, _)| *u == step.url) {
+            Some(index) => index,
+            None => {
+                let connection = postgres::Connection::open(&step.url).await?;
+                self.databases.push((step.url.clone(), connection));
+                self.databases.len() - 1
+            }
+        };
+        let connection = &mut self.databases[index].1;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let rows = connection.run(&step.query, &args).await?;
+        self.shared.rows.add(rows);
+        postgres::check_rows(rows, step.rows)
     }
 
     /// Sends one request and applies its checks and extractions.
@@ -358,6 +445,19 @@ async fn open<'a>(
     Ok(&mut connections[index])
 }
 
+/// `step`'s outcome, or a timeout after `limit`.
+async fn within(
+    limit: Duration,
+    step: impl std::future::Future<Output = Result<(), TaskError>>,
+) -> Result<(), TaskError> {
+    tokio::time::timeout(limit, step).await.unwrap_or_else(|_| {
+        Err(TaskError::new(
+            "timeout",
+            format!("no whole answer within {limit:?}"),
+        ))
+    })
+}
+
 fn exhausted(feeder: &str) -> TaskError {
     TaskError::new(
         "feeder_exhausted",
@@ -387,6 +487,8 @@ impl Task for ScenarioTask {
 
     async fn cleanup(&mut self) -> anyhow::Result<()> {
         self.connections.clear();
+        self.sockets.clear();
+        self.databases.clear();
         Ok(())
     }
 }
