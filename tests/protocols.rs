@@ -391,3 +391,130 @@ scenarios:
         report.abort_reason
     );
 }
+
+/// A WebSocket server: answers each text message `M` with `news` (an
+/// unrelated push) and then `echo: M`; counts upgrades and messages.
+struct EchoServer {
+    addr: SocketAddr,
+    upgrades: Arc<AtomicU64>,
+    messages: Arc<AtomicU64>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl EchoServer {
+    fn start() -> Self {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (upgrades, messages) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (u, m) = (Arc::clone(&upgrades), Arc::clone(&messages));
+        runtime.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (u, m) = (Arc::clone(&u), Arc::clone(&m));
+                tokio::spawn(async move {
+                    let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                        return;
+                    };
+                    u.fetch_add(1, Ordering::Relaxed);
+                    while let Some(Ok(message)) = socket.next().await {
+                        let Message::Text(text) = message else {
+                            continue;
+                        };
+                        m.fetch_add(1, Ordering::Relaxed);
+                        let replies = [
+                            Message::text("news"),
+                            Message::text(format!("echo: {}", text.as_str())),
+                        ];
+                        for reply in replies {
+                            if socket.send(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            upgrades,
+            messages,
+            _runtime: runtime,
+        }
+    }
+}
+
+#[test]
+fn the_websocket_task_waits_for_the_matching_reply_and_reports_connect_apart() {
+    let server = EchoServer::start();
+    let url = format!("url=ws://{}/echo", server.addr);
+    let r = run(&[
+        "--task",
+        "websocket",
+        "--param",
+        &url,
+        "--param",
+        "send=hello",
+        "--param",
+        "expect=echo: hello",
+        "--tps",
+        "100",
+        "--duration",
+        "2s",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(report.main.completed, 200);
+    assert_eq!(report.main.failure, 0, "{:?}", report.main.errors);
+    assert_eq!(server.messages.load(Ordering::Relaxed), 200);
+    assert_eq!(report.steps["message"].completed, 200, "each round trip");
+    let connects = report.steps["connect"].completed;
+    assert_eq!(connects, server.upgrades.load(Ordering::Relaxed));
+    assert!(connects < 200, "sockets are kept: {connects}");
+
+    // Waiting for a reply that never comes is a timeout; the socket is
+    // then replaced.
+    let r = run(&[
+        "--task",
+        "websocket",
+        "--param",
+        &url,
+        "--param",
+        "send=hi",
+        "--param",
+        "expect=never",
+        "--param",
+        "timeout=200ms",
+        "--tps",
+        "5",
+        "--duration",
+        "1s",
+    ]);
+    let report = r.report.unwrap();
+    assert_eq!(report.main.failure, 5, "{:?}", report.main.errors);
+    assert_eq!(report.main.errors[0].kind, "timeout");
+
+    let r = run(&[
+        "--task",
+        "websocket",
+        "--param",
+        "url=http://x/",
+        "--tps",
+        "1",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not a ws:// or wss:// URL"),
+        "{}",
+        r.stderr
+    );
+}

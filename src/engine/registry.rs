@@ -20,6 +20,7 @@ use crate::task::postgres::{PostgresOptions, PostgresPlan, PostgresTask};
 use crate::task::scenario::scenario_factory;
 use crate::task::sleep::sleep_factory;
 use crate::task::tcp::{TcpOptions, TcpPlan, TcpTask};
+use crate::task::websocket::{WebSocketOptions, WebSocketPlan, WebSocketTask};
 use crate::task::{Task, TaskFactory, TaskOptions, ThreadStrategy};
 
 /// A configured task, ready to be run by the engine.
@@ -92,7 +93,7 @@ impl TaskRegistry {
     }
 
     /// A registry holding the built-in tasks `http`, `scenario`, `tcp`,
-    /// `postgres`, `noop` and `sleep`.
+    /// `postgres`, `websocket`, `noop` and `sleep`.
     pub fn with_builtins() -> Self {
         let mut registry = Self::new();
         registry.register("http", |opts| http_factory(&opts.http));
@@ -101,6 +102,12 @@ impl TaskRegistry {
         registry.register("postgres", |opts| {
             let plan = Arc::new(PostgresPlan::new(&opts.typed::<PostgresOptions>()?)?);
             Ok(move |_| Ok(PostgresTask::new(Arc::clone(&plan))))
+        });
+        registry.register("websocket", |opts| {
+            let tls = (opts.http.tls_ca.as_ref(), opts.http.tls_skip_verify);
+            let plan = WebSocketPlan::new(&opts.typed::<WebSocketOptions>()?, tls)?;
+            let plan = Arc::new(plan);
+            Ok(move |_| Ok(WebSocketTask::new(Arc::clone(&plan))))
         });
         registry.register("tcp", |opts| {
             let plan = Arc::new(TcpPlan::new(&opts.typed::<TcpOptions>()?)?);

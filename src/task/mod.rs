@@ -9,8 +9,8 @@
 //!
 //! - [`context`]: what an execution is told, and the steps it reports.
 //! - [`options`]: what a task's builder is configured with.
-//! - [`http`], [`scenario`], [`tcp`], [`postgres`], [`noop`], [`sleep`]: the
-//!   built-in tasks.
+//! - [`http`], [`scenario`], [`tcp`], [`postgres`], [`websocket`], [`noop`],
+//!   [`sleep`]: the built-in tasks.
 //! - [`trace`]: the trace context of a traced execution, to pass on.
 //!
 //! Nothing here knows the engine: a user binary registers its factories in
@@ -29,6 +29,7 @@ pub mod scenario;
 pub mod sleep;
 pub mod tcp;
 pub mod trace;
+pub mod websocket;
 
 pub use context::Context;
 pub use options::TaskOptions;
