@@ -32,8 +32,9 @@ impl TaskOptions {
     }
 
     /// The `--param key=value` pairs as the task's own options type `O`
-    /// (any serde `Deserialize`): a value that reads as a JSON number,
-    /// boolean or null is one, any other is text. An unknown key (with
+    /// (any serde `Deserialize`): a value that is a JSON number or boolean
+    /// written as JSON writes it (`42`, `-3`, `1.5`, `true`) is one, `null`
+    /// is null, any other is text. An unknown key (with
     /// `#[serde(deny_unknown_fields)]`), a missing one or a bad value is
     /// an error naming it.
     pub fn typed<O: serde::de::DeserializeOwned>(&self) -> anyhow::Result<O> {
@@ -41,8 +42,15 @@ impl TaskOptions {
             .params
             .iter()
             .map(|(key, text)| {
+                // Only a value JSON writes back exactly as given becomes a
+                // number or boolean: `1e3` or `0.50` stay the text typed,
+                // for the fields that take text (`as_text`).
                 let value = match serde_json::from_str::<serde_json::Value>(text) {
-                    Ok(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => v,
+                    Ok(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)))
+                        if v.to_string().as_str() == text.as_str() =>
+                    {
+                        v
+                    }
                     Ok(serde_json::Value::Null) => serde_json::Value::Null,
                     _ => serde_json::Value::String(text.clone()),
                 };
@@ -122,5 +130,38 @@ mod tests {
         assert!(e.to_string().contains("invalid type"), "{e}");
         let e = with(&[("size", "1")]).typed::<Checksum>().unwrap_err();
         assert!(e.to_string().contains("missing field `verify`"), "{e}");
+    }
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Texts {
+        #[serde(deserialize_with = "as_text")]
+        send: String,
+        #[serde(default, deserialize_with = "as_some_text")]
+        expect: Option<String>,
+    }
+
+    #[test]
+    fn text_fields_keep_the_text_typed_even_when_it_reads_as_a_number() {
+        for typed in [
+            "1e3",
+            "0.50",
+            "42",
+            "-7",
+            "true",
+            "18446744073709551616",
+            "007",
+        ] {
+            let opts = with(&[("send", typed), ("expect", typed)]);
+            let texts = opts.typed::<Texts>().unwrap();
+            assert_eq!(texts.send, typed);
+            assert_eq!(texts.expect.as_deref(), Some(typed));
+        }
+        let e = with(&[("size", "1e3"), ("verify", "true")])
+            .typed::<Checksum>()
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("invalid type"),
+            "a size is an integer: {e}"
+        );
     }
 }

@@ -133,10 +133,21 @@ pub struct Connection {
 /// (the SQLSTATE, `sql_42P01` for a missing table) or `connection`.
 fn classify(e: tokio_postgres::Error) -> TaskError {
     match e.as_db_error() {
-        Some(db) => TaskError::new(
-            format!("sql_{}", db.code().code()),
-            format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
-        ),
+        Some(db) => {
+            // SQLSTATEs are five digits or capitals: anything else from the
+            // wire counts under one kind, so kinds stay few.
+            let code = db.code().code();
+            let well_formed = code.len() == 5
+                && code
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+            let kind = if well_formed {
+                format!("sql_{code}")
+            } else {
+                "sql_other".to_owned()
+            };
+            TaskError::new(kind, format!("{} {code}: {}", db.severity(), db.message()))
+        }
         None if e.is_closed() => TaskError::new("connection_closed", e.to_string()),
         None => TaskError::new("postgres", format!("{e:#}")),
     }
@@ -160,6 +171,16 @@ impl Connection {
             client,
             prepared: Vec::new(),
         })
+    }
+
+    /// Asks the server, in the background, to cancel the statement this
+    /// connection is running (one cut off by a timeout), so a slow server's
+    /// backends do not pile up behind dropped connections.
+    pub fn cancel_in_background(&self) {
+        let token = self.client.cancel_token();
+        tokio::spawn(async move {
+            let _ = token.cancel_query(NoTls).await;
+        });
     }
 
     /// Runs `query` with `args`: the rows it returned.
@@ -206,6 +227,12 @@ impl Connection {
         }
         Ok(count)
     }
+}
+
+/// Whether an error of `kind` leaves the connection unusable (it is then
+/// dropped, and the next execution opens another).
+pub fn drops_connection(kind: &str) -> bool {
+    matches!(kind, "timeout" | "connection_closed" | "postgres")
 }
 
 /// Checks the rows returned against the count expected.
@@ -311,12 +338,15 @@ impl Task for PostgresTask {
                 format!("no answer within {timeout:?}"),
             )),
         };
-        if result
-            .as_ref()
-            .is_err_and(|e| matches!(e.kind(), "timeout" | "connection_closed" | "postgres"))
+        if let Err(e) = &result
+            && drops_connection(e.kind())
         {
             // A statement cut off mid-way leaves the connection unusable.
-            self.connection = None;
+            if let Some(connection) = self.connection.take()
+                && e.kind() == "timeout"
+            {
+                connection.cancel_in_background();
+            }
         }
         result.into()
     }

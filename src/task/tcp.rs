@@ -127,6 +127,9 @@ impl Connection {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
@@ -206,6 +209,9 @@ impl TcpPlan {
             .as_deref()
             .map(|e| field("expect", e))
             .transpose()?;
+        if expect.as_ref().is_some_and(Vec::is_empty) {
+            anyhow::bail!("--param expect: an empty text (leave it out to check nothing)");
+        }
         if expect.is_some() && reply == Reply::Nothing {
             anyhow::bail!("--param expect: needs a reply to check (until or read)");
         }
@@ -335,6 +341,8 @@ mod tests {
         assert!(e(&[("address", "nowhere")]).contains("--param address"));
         assert!(e(&[("address", "h:1"), ("until", "x"), ("read", "3")]).contains("one of them"));
         assert!(e(&[("address", "h:1"), ("expect", "x")]).contains("needs a reply"));
+        assert!(e(&[("address", "h:1"), ("until", "x"), ("expect", "")]).contains("empty text"));
+        assert_eq!(check_reply(b"abc", Some(b"")), Ok(()), "never a panic");
         assert!(e(&[("address", "h:1"), ("timeout", "soon")]).contains("--param timeout"));
         assert!(options(&[("address", "h:1"), ("until", r"\n")]).is_ok());
     }

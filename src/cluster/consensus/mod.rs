@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::endpoint::Network;
 use crate::cluster::run::plan::Plan;
+use crate::task::scenario::feeder::MAX_FEEDER_NAME;
 use crate::task::scenario::lease::MAX_LEASE;
 
 pub mod coordinator;
@@ -96,8 +97,10 @@ pub struct RecordLease {
     pub count: u64,
 }
 
-/// Longest feeder name a lease may carry.
-pub const MAX_FEEDER_NAME: usize = 128;
+/// Most feeders a test's leases may name (a scenario file carries at most
+/// 16 feeder files; the cap bounds what a member's requests can add to the
+/// replicated state).
+pub const MAX_LEASED_FEEDERS: usize = 64;
 
 impl Command {
     /// The entry adopting `plan`, without the past epochs the plan carries
@@ -276,6 +279,11 @@ impl ClusterState {
                  {MAX_FEEDER_NAME} bytes"
             ));
         }
+        if !self.leased.contains_key(&lease.feeder) && self.leased.len() >= MAX_LEASED_FEEDERS {
+            return CommandResponse::refused(format!(
+                "a test's leases name at most {MAX_LEASED_FEEDERS} feeders"
+            ));
+        }
         let next = self.leased.entry(lease.feeder.clone()).or_insert(0);
         let start = *next;
         let end = match lease.wrap {
@@ -447,6 +455,27 @@ mod tests {
         assert!(!state.apply(&lease("t", 4, false)).accepted, "it ended");
         assert!(state.apply(&Command::SetPlan(plan("u", 1))).accepted);
         assert_eq!(state.apply(&lease("u", 4, false)).leased, Some(0..4));
+        let named = |feeder: String| {
+            Command::LeaseRecords(RecordLease {
+                test_id: "u".into(),
+                feeder,
+                total: 10,
+                wrap: false,
+                count: 1,
+            })
+        };
+        for i in 1..MAX_LEASED_FEEDERS {
+            assert!(state.apply(&named(format!("f{i}"))).accepted);
+        }
+        assert!(
+            !state.apply(&named("one too many".into())).accepted,
+            "the feeders a test's leases name are bounded"
+        );
+        assert!(
+            !state
+                .apply(&named("x".repeat(MAX_FEEDER_NAME + 1)))
+                .accepted
+        );
     }
 
     #[test]

@@ -55,10 +55,14 @@ impl RecordLeases for TestLeases {
         Box::pin(async move {
             let give_up = Instant::now() + LEASE_PATIENCE;
             loop {
-                let reply = self
-                    .control
-                    .answer(ControlRequest::Lease(request.clone()))
-                    .await;
+                // One try may wait on a forward and a commit: the patience
+                // bounds the whole, not only the pauses between tries.
+                let asked = self.control.answer(ControlRequest::Lease(request.clone()));
+                let Ok(reply) = tokio::time::timeout_at(give_up, asked).await else {
+                    return Err(format!(
+                        "no lease from the leader within {LEASE_PATIENCE:?}"
+                    ));
+                };
                 match (reply.ok, reply.leased) {
                     (true, Some(range)) => return Ok(range),
                     (true, None) => return Err("the leader answered without a lease".into()),

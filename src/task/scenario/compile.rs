@@ -12,7 +12,7 @@ use hyper::header::HeaderName;
 use regex::Regex;
 
 use super::check::{Check, Compare, Source};
-use super::feeder::{self, Cursor, Mode, OnExhausted, Records};
+use super::feeder::{self, Cursor, MAX_FEEDER_NAME, Mode, OnExhausted, Records};
 use super::file::{
     self, CheckDef, ExtractDef, OneOrMany, PostgresDef, RequestDef, ScenarioDef, StepDef, TcpDef,
 };
@@ -260,6 +260,12 @@ fn compile_feeder(
     path: &Path,
     at: &Locator<'_>,
 ) -> Result<Feeder, ScenarioError> {
+    if name.len() > MAX_FEEDER_NAME {
+        return Err(at.error(
+            path,
+            format!("a feeder's name is at most {MAX_FEEDER_NAME} bytes"),
+        ));
+    }
     let json_lines = def
         .json_lines()
         .map_err(|m| at.error(&path.key("file"), m))?;
@@ -618,6 +624,12 @@ fn compile_tcp(
         (None, Some(length)) => Reply::Length(length),
         (None, None) => Reply::Nothing,
     };
+    if def.expect.as_deref() == Some("") {
+        return Err(at.error(
+            &path.key("expect"),
+            "an empty text (leave it out to check nothing)",
+        ));
+    }
     if def.expect.is_some() && reply == Reply::Nothing {
         return Err(at.error(
             &path.key("expect"),

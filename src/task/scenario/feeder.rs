@@ -25,6 +25,9 @@ use serde::{Deserialize, Serialize};
 /// definition).
 pub const MAX_FEEDER_BYTES: usize = 4 << 20;
 
+/// Longest feeder name (a cluster's leases carry it).
+pub const MAX_FEEDER_NAME: usize = 128;
+
 /// How records are handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]

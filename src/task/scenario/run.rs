@@ -213,8 +213,10 @@ impl ScenarioTask {
                 Step::Postgres(pg) => {
                     let started = Instant::now();
                     let outcome = within(pg.timeout, self.postgres(pg, scenario, ctx)).await;
-                    if outcome.as_ref().is_err_and(|e| e.kind() == "timeout") {
-                        self.databases.retain(|(url, _)| *url != pg.url);
+                    if let Err(e) = &outcome
+                        && postgres::drops_connection(e.kind())
+                    {
+                        self.drop_database(&pg.url, e.kind() == "timeout");
                     }
                     ctx.record_step(pg.name, due, started, outcome.as_ref().err());
                     outcome?;
@@ -233,6 +235,17 @@ impl ScenarioTask {
             peer: &self.shared.peer,
             scenario: scenario.name,
             rng: &mut self.rng,
+        }
+    }
+
+    /// Drops the connection to `url`, cancelling its statement first if it
+    /// was cut off by a timeout.
+    fn drop_database(&mut self, url: &str, cancel: bool) {
+        if let Some(index) = self.databases.iter().position(|(u, _)| u == url) {
+            let (_, connection) = self.databases.swap_remove(index);
+            if cancel {
+                connection.cancel_in_background();
+            }
         }
     }
 
