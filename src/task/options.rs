@@ -68,6 +68,21 @@ impl TaskOptions {
     }
 }
 
+/// A `timeout` parameter as a duration, or `default` when it is not given;
+/// `Err` names it.
+pub fn param_timeout(
+    text: Option<&str>,
+    default: std::time::Duration,
+) -> anyhow::Result<std::time::Duration> {
+    match text {
+        Some(text) => text
+            .parse::<crate::config::duration::HumanDuration>()
+            .map(|d| d.0)
+            .map_err(|e| anyhow::anyhow!("--param timeout: {e}")),
+        None => Ok(default),
+    }
+}
+
 /// Deserializes a `--param` value that must be text even when it reads as
 /// a number or a boolean ([`TaskOptions::typed`] makes those JSON ones):
 /// `#[serde(deserialize_with = "as_text")]`.

@@ -23,8 +23,8 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::{Context, Task, TaskError, TaskResult};
-use crate::config::duration::HumanDuration;
 use crate::metrics::events::EventCounter;
+use crate::task::options::param_timeout;
 
 /// The counter rows returned are added to.
 pub const ROWS: &str = "postgres.rows";
@@ -267,14 +267,7 @@ impl PostgresPlan {
         if options.query.trim().is_empty() {
             anyhow::bail!("--param query: an empty statement");
         }
-        let timeout = match &options.timeout {
-            Some(text) => {
-                text.parse::<HumanDuration>()
-                    .map_err(|e| anyhow::anyhow!("--param timeout: {e}"))?
-                    .0
-            }
-            None => DEFAULT_PG_TIMEOUT,
-        };
+        let timeout = param_timeout(options.timeout.as_deref(), DEFAULT_PG_TIMEOUT)?;
         Ok(Self {
             url: options.url.clone(),
             query: options.query.clone(),

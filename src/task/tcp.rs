@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{Context, Task, TaskError, TaskResult};
-use crate::config::duration::HumanDuration;
+use crate::task::options::param_timeout;
 
 /// Most bytes a reply may have before its delimiter.
 pub const MAX_REPLY: usize = 1 << 20;
@@ -133,6 +133,14 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Whether `address` is `host:port`; `Err` says it is not.
+pub fn check_address(address: &str) -> Result<(), String> {
+    match address.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(format!("'{address}' is not host:port")),
+    }
+}
+
 /// `text` with its escapes (`\n`, `\r`, `\t`, `\0`, `\\`, `\xHH`) made
 /// bytes; `Err` names a bad one.
 pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
@@ -182,13 +190,7 @@ impl TcpPlan {
         let field = |name: &str, text: &str| {
             unescape(text).map_err(|e| anyhow::anyhow!("--param {name}: {e}"))
         };
-        if options
-            .address
-            .rsplit_once(':')
-            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
-        {
-            anyhow::bail!("--param address: '{}' is not host:port", options.address);
-        }
+        check_address(&options.address).map_err(|e| anyhow::anyhow!("--param address: {e}"))?;
         let reply = match (&options.until, options.read) {
             (Some(_), Some(_)) => anyhow::bail!("--param until and read: give one of them"),
             (Some(until), None) => {
@@ -215,14 +217,7 @@ impl TcpPlan {
         if expect.is_some() && reply == Reply::Nothing {
             anyhow::bail!("--param expect: needs a reply to check (until or read)");
         }
-        let timeout = match &options.timeout {
-            Some(text) => {
-                text.parse::<HumanDuration>()
-                    .map_err(|e| anyhow::anyhow!("--param timeout: {e}"))?
-                    .0
-            }
-            None => DEFAULT_TCP_TIMEOUT,
-        };
+        let timeout = param_timeout(options.timeout.as_deref(), DEFAULT_TCP_TIMEOUT)?;
         Ok(Self {
             address: options.address.clone(),
             send: field("send", &options.send)?,

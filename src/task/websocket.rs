@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 use super::http::CaCertificates;
 use super::http::tls::TlsTarget;
 use super::{Context, Task, TaskError, TaskResult};
-use crate::config::duration::HumanDuration;
+use crate::task::options::param_timeout;
 
 /// A reply's timeout when none is set (connect included).
 pub const DEFAULT_WS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -204,14 +204,7 @@ impl WebSocketPlan {
         } else {
             Message::text(options.send.clone())
         };
-        let timeout = match &options.timeout {
-            Some(text) => {
-                text.parse::<HumanDuration>()
-                    .map_err(|e| anyhow::anyhow!("--param timeout: {e}"))?
-                    .0
-            }
-            None => DEFAULT_WS_TIMEOUT,
-        };
+        let timeout = param_timeout(options.timeout.as_deref(), DEFAULT_WS_TIMEOUT)?;
         Ok(Self {
             endpoint,
             message,

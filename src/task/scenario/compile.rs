@@ -24,7 +24,7 @@ use super::{ScenarioError, ScenarioSource};
 use crate::metrics::stats::intern;
 use crate::task::http::{DEFAULT_TIMEOUT, serialise};
 use crate::task::sleep::SleepSpec;
-use crate::task::tcp::{MAX_REPLY, Reply};
+use crate::task::tcp::{MAX_REPLY, Reply, check_address};
 
 /// Longest think time: far beyond any journey's, and far from the clock's
 /// limits.
@@ -602,16 +602,7 @@ fn compile_tcp(
     scope: &Scope<'_>,
     at: &Locator<'_>,
 ) -> Result<TcpStep, ScenarioError> {
-    if def
-        .address
-        .rsplit_once(':')
-        .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
-    {
-        return Err(at.error(
-            &path.key("address"),
-            format!("'{}' is not host:port", def.address),
-        ));
-    }
+    check_address(&def.address).map_err(|m| at.error(&path.key("address"), m))?;
     let reply = match (&def.until, def.read) {
         (Some(_), Some(_)) => return Err(at.error(path, "give one of until and read")),
         (Some(until), None) if until.is_empty() => {
