@@ -4,43 +4,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
+use common::pki::pki;
 use common::{TestTarget, run};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use vajra::target::TargetBehaviour;
-
-/// A CA (written to `dir/ca.pem`) and a server configuration whose
-/// certificate it signed for 127.0.0.1 and localhost.
-fn pki(dir: &Path) -> (PathBuf, Arc<rustls::ServerConfig>) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "test target CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let ca_path = dir.join("ca.pem");
-    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
-    let issuer = Issuer::new(ca_params, &ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let server = rustls::ServerConfig::builder_with_provider(vajra::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .unwrap();
-    (ca_path, Arc::new(server))
-}
 
 fn load(url: &str, extra: &[&str]) -> common::Run {
     let mut args = vec![

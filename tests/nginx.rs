@@ -1,4 +1,5 @@
-//! The http task against a real, stock nginx (Debian's `nginx-light`).
+//! The http task against a real, stock nginx (Debian's `nginx-light`), over
+//! HTTP/1.1 and HTTP/2 (h2c).
 //!
 //! Ignored by a plain test run (it needs the nginx binary); CI installs
 //! nginx and runs it with `--run-ignored only`.
@@ -16,8 +17,9 @@ struct Nginx {
 }
 
 impl Nginx {
-    /// Starts nginx with one worker and `events` as its events block.
-    fn start(events: &str) -> Self {
+    /// Starts nginx with one worker, `events` as its events block, and
+    /// `server` added to its server block (its `listen` options first).
+    fn start(events: &str, (listen, server): (&str, &str)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = common::cluster::free_port();
         let conf = dir.path().join("nginx.conf");
@@ -27,8 +29,8 @@ impl Nginx {
             format!(
                 "worker_processes 1;\ndaemon off;\nuser root;\npid {root}/nginx.pid;\n\
                  error_log {root}/error.log warn;\nevents {{ {events} }}\n\
-                 http {{ access_log off;\n  server {{ listen 127.0.0.1:{port};\n\
-                 location / {{ return 200 \"ok\\n\"; }} }} }}\n"
+                 http {{ access_log off;\n  server {{ listen 127.0.0.1:{port} {listen};\n\
+                 {server}\n  location / {{ return 200 \"ok\\n\"; }} }} }}\n"
             ),
         )
         .unwrap();
@@ -75,7 +77,7 @@ impl Drop for Nginx {
 #[test]
 #[ignore = "needs nginx (CI installs it)"]
 fn a_server_closing_idle_keep_alive_connections_causes_no_false_errors() {
-    let nginx = Nginx::start("worker_connections 512;");
+    let nginx = Nginx::start("worker_connections 512;", ("", ""));
     let r = common::run(&[
         "--url",
         &nginx.url(),
@@ -98,6 +100,36 @@ fn a_server_closing_idle_keep_alive_connections_causes_no_false_errors() {
     assert!(
         reconnects > 0,
         "nginx closed connections, so some were re-opened: {:?}",
+        report.counters
+    );
+}
+
+/// nginx speaking h2c ends each connection with a GOAWAY after
+/// `keepalive_requests`: the task replaces it (counted) without one false
+/// error, 4 instances multiplexed on each connection.
+#[test]
+#[ignore = "needs nginx (CI installs it)"]
+fn http2_against_nginx_replaces_connections_it_ends_without_errors() {
+    let nginx = Nginx::start("", ("http2", "keepalive_requests 100;"));
+    let r = common::run(&[
+        "--url",
+        &nginx.url(),
+        "--http2",
+        "--h2-streams",
+        "4",
+        "--tps",
+        "2000",
+        "--duration",
+        "3s",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(report.main.failure, 0, "{:?}", report.main.errors);
+    assert_eq!(report.main.completed, 6_000);
+    let reconnects = report.counters.get("http.reconnects").copied().unwrap_or(0);
+    assert!(
+        reconnects >= 6_000 / 100 - 10,
+        "every 100 requests a connection ends: {:?}",
         report.counters
     );
 }

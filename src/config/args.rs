@@ -109,6 +109,20 @@ pub struct RunArgs {
     /// authenticated.
     #[arg(long, action = ArgAction::SetTrue, help_heading = "Task")]
     pub https_skip_verify: bool,
+    /// Speak HTTP/2: ALPN h2 over https://, h2c with prior knowledge over
+    /// http:// (the http task).
+    #[arg(long, action = ArgAction::SetTrue, help_heading = "Task")]
+    pub http2: bool,
+    /// HTTP/2: instances sharing each connection, their requests
+    /// multiplexed as concurrent streams [default: 1, a connection per
+    /// instance].
+    #[arg(
+        long,
+        value_name = "N",
+        env = "VAJRA_H2_STREAMS",
+        help_heading = "Task"
+    )]
+    pub h2_streams: Option<usize>,
     /// Delay of the sleep task: 10ms, or a uniform range 5ms..20ms.
     #[arg(long, env = "VAJRA_SLEEP", help_heading = "Task")]
     pub sleep: Option<String>,
@@ -299,6 +313,8 @@ impl RunArgs {
             https_ca: self.https_ca.or(lower.https_ca),
             https_ca_pem: self.https_ca_pem.or(lower.https_ca_pem),
             https_skip_verify: self.https_skip_verify || lower.https_skip_verify,
+            http2: self.http2 || lower.http2,
+            h2_streams: self.h2_streams.or(lower.h2_streams),
             sleep: self.sleep.or(lower.sleep),
             param: list(self.param, lower.param),
             scenario: self.scenario.or(lower.scenario),

@@ -351,6 +351,8 @@ fn task_options(args: &RunArgs, files: Files) -> Result<TaskOptions, ConfigError
             timeout: args.timeout.map(Into::into),
             tls_ca,
             tls_skip_verify: args.https_skip_verify,
+            http2: args.http2,
+            h2_streams: args.h2_streams,
         },
         sleep,
         params,
@@ -398,6 +400,8 @@ fn scenario(args: &RunArgs, files: Files) -> Result<Option<Arc<Scenarios>>, Conf
         ),
         ("header", !args.header.is_empty()),
         ("expect-status", !args.expect_status.is_empty()),
+        ("http2", args.http2),
+        ("h2-streams", args.h2_streams.is_some()),
     ];
     if let Some((flag, _)) = http_only.iter().find(|(_, given)| *given) {
         return Err(invalid(

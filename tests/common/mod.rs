@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod http;
+pub mod pki;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -1,21 +1,23 @@
 //! The built-in `http` task: one HTTP/1.1 keep-alive connection per instance,
-//! plain or over TLS (`https://`).
+//! plain or over TLS (`https://`), or HTTP/2 with `--http2` ([`http2`]).
 //!
 //! The request is validated and serialised once per run;
 //! each instance owns a [`client::Connection`], re-opened after any error or
-//! when the server asks to close.
+//! when the server asks to close. Over HTTP/2, up to `--h2-streams`
+//! instances share a connection, their requests multiplexed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Method, Uri};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Uri};
 
 use super::{Context, Task, TaskError, TaskFactory, TaskResult};
 use crate::metrics::events::EventCounter;
 
 pub mod client;
+pub mod http2;
 pub mod tls;
 
 use client::Connection;
@@ -52,6 +54,11 @@ pub struct HttpOptions {
     /// HTTPS: accept any server certificate (a test target's self-signed
     /// one); the handshake is still checked.
     pub tls_skip_verify: bool,
+    /// Speak HTTP/2 (ALPN `h2` over TLS, h2c with prior knowledge over
+    /// plain TCP).
+    pub http2: bool,
+    /// HTTP/2: instances sharing each connection (1 when unset).
+    pub h2_streams: Option<usize>,
 }
 
 /// CA certificates given by the user: their PEM text and where it came
@@ -78,6 +85,90 @@ struct Prepared {
     expect_status: Vec<u16>,
     timeout: Duration,
     reconnects: EventCounter,
+    /// The request as hyper sends it over HTTP/2, and the run's shared
+    /// connections; `None` for HTTP/1.1.
+    http2: Option<Http2Request>,
+}
+
+/// The parts of the request an HTTP/2 execution builds its request from.
+#[derive(Debug)]
+struct Http2Request {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    pool: http2::Pool,
+}
+
+/// Headers RFC 9113 §8.2.2 forbids in an HTTP/2 request: they describe an
+/// HTTP/1.1 connection.
+const CONNECTION_HEADERS: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
+
+impl Http2Request {
+    /// The parts of `method` `uri` with `headers` and `body`; a `Host`
+    /// header becomes the `:authority` (the address stays the URL's).
+    fn new(
+        method: Method,
+        uri: &Uri,
+        headers: &[(String, String)],
+        body: &Bytes,
+        streams: usize,
+    ) -> anyhow::Result<Self> {
+        let mut map = HeaderMap::new();
+        let mut uri = uri.clone();
+        for (name, value) in headers {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| anyhow::anyhow!("--header '{name}' is not a valid header name"))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| anyhow::anyhow!("--header '{name}' has an invalid value"))?;
+            if CONNECTION_HEADERS.contains(&header.as_str()) {
+                anyhow::bail!("--header '{name}' is not allowed in HTTP/2 (RFC 9113 §8.2.2)");
+            }
+            if header == hyper::header::HOST {
+                uri = with_authority(&uri, value.to_str().unwrap_or_default())?;
+                continue;
+            }
+            map.append(header, value);
+        }
+        Ok(Self {
+            method,
+            uri,
+            headers: map,
+            body: body.clone(),
+            pool: http2::Pool::new(streams),
+        })
+    }
+
+    /// The request of one execution, with a W3C `traceparent` header when
+    /// it is traced.
+    fn request(&self) -> Request<http2::Body> {
+        let mut request = Request::new(http2::Body::new(self.body.clone()));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        if let Some(span) = crate::task::trace::current()
+            && let Ok(value) = HeaderValue::from_str(&span.header())
+        {
+            request.headers_mut().insert("traceparent", value);
+        }
+        request
+    }
+}
+
+/// `uri` with its authority replaced by `authority` (a `Host` header).
+fn with_authority(uri: &Uri, authority: &str) -> anyhow::Result<Uri> {
+    let mut parts = uri.clone().into_parts();
+    parts.authority =
+        Some(authority.parse().map_err(|_| {
+            anyhow::anyhow!("--header 'Host: {authority}' is not a valid authority")
+        })?);
+    Uri::from_parts(parts).map_err(|e| anyhow::anyhow!("--header 'Host: {authority}': {e}"))
 }
 
 impl Prepared {
@@ -132,10 +223,19 @@ impl Prepared {
             authority.host(),
             authority.port_u16().unwrap_or(default_port)
         );
+        match opts.h2_streams {
+            Some(_) if !opts.http2 => anyhow::bail!("--h2-streams needs --http2"),
+            Some(0) => anyhow::bail!("--h2-streams must be at least 1"),
+            _ => {}
+        }
         let tls = if https {
-            let target =
-                TlsTarget::new(authority.host(), opts.tls_ca.as_ref(), opts.tls_skip_verify)
-                    .map_err(|e| anyhow::anyhow!("--url '{url}': {e}"))?;
+            let offer = if opts.http2 {
+                TlsTarget::http2
+            } else {
+                TlsTarget::new
+            };
+            let target = offer(authority.host(), opts.tls_ca.as_ref(), opts.tls_skip_verify)
+                .map_err(|e| anyhow::anyhow!("--url '{url}': {e}"))?;
             Some(target)
         } else if opts.tls_ca.is_some() || opts.tls_skip_verify {
             anyhow::bail!("--https-ca and --https-skip-verify need an https:// URL, not '{url}'");
@@ -147,6 +247,13 @@ impl Prepared {
         let method = Method::from_bytes(method_name.as_bytes())
             .map_err(|_| anyhow::anyhow!("--method '{method_name}' is not a valid HTTP method"))?;
         let request = serialise(&method, path, authority.as_str(), &opts.headers, &opts.body)?;
+        let http2 = opts
+            .http2
+            .then(|| {
+                let streams = opts.h2_streams.unwrap_or(1);
+                Http2Request::new(method.clone(), &uri, &opts.headers, &opts.body, streams)
+            })
+            .transpose()?;
         let replayable = method.is_idempotent()
             || opts
                 .headers
@@ -161,6 +268,7 @@ impl Prepared {
             expect_status: opts.expect_status.clone(),
             timeout: opts.timeout.unwrap_or(DEFAULT_TIMEOUT),
             reconnects: EventCounter::named(RECONNECTS),
+            http2,
         })
     }
 
@@ -225,7 +333,14 @@ pub(crate) fn serialise(
 /// One instance of the `http` task.
 pub struct HttpTask {
     prepared: Arc<Prepared>,
-    conn: Option<Connection>,
+    wire: Wire,
+}
+
+/// An instance's connection: its own HTTP/1.1 one (while open), or its
+/// place on a shared HTTP/2 one.
+enum Wire {
+    Http1(Option<Connection>),
+    Http2(http2::Client),
 }
 
 /// The factory behind the registered `http` task.
@@ -234,9 +349,13 @@ pub fn http_factory(
 ) -> anyhow::Result<impl TaskFactory<Task = HttpTask> + use<>> {
     let prepared = Arc::new(Prepared::new(opts)?);
     Ok(move |_instance: usize| {
+        let wire = match &prepared.http2 {
+            Some(http2) => Wire::Http2(http2.pool.join()),
+            None => Wire::Http1(None),
+        };
         Ok(HttpTask {
             prepared: Arc::clone(&prepared),
-            conn: None,
+            wire,
         })
     })
 }
@@ -307,41 +426,71 @@ pub(crate) async fn send_reusing(
     Ok(response)
 }
 
+impl Prepared {
+    fn dial(&self) -> Dial<'_> {
+        Dial {
+            address: &self.address,
+            tls: self.tls.as_ref(),
+            reconnects: &self.reconnects,
+        }
+    }
+}
+
 impl HttpTask {
-    /// Sends the request (see [`send_reusing`]).
+    /// Sends the request (see [`send_reusing`] and [`http2::Client::send`]).
     async fn send(&mut self) -> Result<u16, TaskError> {
         let prepared = &self.prepared;
-        let dial = Dial {
-            address: &prepared.address,
-            tls: prepared.tls.as_ref(),
-            reconnects: &prepared.reconnects,
-        };
-        let request = prepared.traced_request();
-        let sent = (&request[..], prepared.head, prepared.replayable);
-        let response = send_reusing(&mut self.conn, &dial, sent, None).await?;
-        Ok(response.status)
+        let dial = prepared.dial();
+        match &mut self.wire {
+            Wire::Http1(conn) => {
+                let request = prepared.traced_request();
+                let sent = (&request[..], prepared.head, prepared.replayable);
+                let response = send_reusing(conn, &dial, sent, None).await?;
+                Ok(response.status)
+            }
+            Wire::Http2(client) => {
+                let parts = prepared
+                    .http2
+                    .as_ref()
+                    .expect("an HTTP/2 wire has its parts");
+                let answer = client
+                    .send(&dial, || parts.request(), prepared.replayable)
+                    .await?;
+                Ok(answer.status)
+            }
+        }
+    }
+
+    /// Forgets an HTTP/1.1 connection after a failure: its state is
+    /// unknown. An HTTP/2 one is shared and judged by its client.
+    fn drop_connection(&mut self) {
+        if let Wire::Http1(conn) = &mut self.wire {
+            *conn = None;
+        }
     }
 }
 
 impl Task for HttpTask {
     async fn setup(&mut self) -> anyhow::Result<()> {
         let prepared = &self.prepared;
-        let conn = Connection::connect(&prepared.address, prepared.tls.as_ref())
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-        self.conn = Some(conn);
-        Ok(())
+        let opened = match &mut self.wire {
+            Wire::Http1(conn) => Connection::connect(&prepared.address, prepared.tls.as_ref())
+                .await
+                .map(|c| *conn = Some(c)),
+            Wire::Http2(client) => client.open(&prepared.dial()).await,
+        };
+        opened.map_err(|e| anyhow::anyhow!("{}", e.message()))
     }
 
     async fn execute(&mut self, _ctx: &mut Context<'_>) -> TaskResult {
         match tokio::time::timeout(self.prepared.timeout, self.send()).await {
             Ok(Ok(status)) => self.prepared.check(status),
             Ok(Err(error)) => {
-                self.conn = None;
+                self.drop_connection();
                 TaskResult::failure(error)
             }
             Err(_) => {
-                self.conn = None;
+                self.drop_connection();
                 TaskResult::failure(TaskError::new(
                     "timeout",
                     format!("no response within {:?}", self.prepared.timeout),
@@ -351,7 +500,7 @@ impl Task for HttpTask {
     }
 
     async fn cleanup(&mut self) -> anyhow::Result<()> {
-        self.conn = None;
+        self.drop_connection();
         Ok(())
     }
 }

@@ -42,6 +42,23 @@ impl TlsTarget {
         extra_ca: Option<&super::CaCertificates>,
         skip_verify: bool,
     ) -> Result<Self, String> {
+        Self::offering(host, (extra_ca, skip_verify), b"http/1.1")
+    }
+
+    /// Like [`new`](Self::new), offering only HTTP/2 (`h2`) in ALPN.
+    pub fn http2(
+        host: &str,
+        extra_ca: Option<&super::CaCertificates>,
+        skip_verify: bool,
+    ) -> Result<Self, String> {
+        Self::offering(host, (extra_ca, skip_verify), b"h2")
+    }
+
+    fn offering(
+        host: &str,
+        (extra_ca, skip_verify): (Option<&super::CaCertificates>, bool),
+        protocol: &[u8],
+    ) -> Result<Self, String> {
         let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
             .map_err(|e| format!("'{host}' is not a valid TLS server name: {e}"))?;
         let builder = ClientConfig::builder_with_provider(provider())
@@ -57,7 +74,7 @@ impl TlsTarget {
                 .with_root_certificates(roots(extra_ca)?)
                 .with_no_client_auth()
         };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![protocol.to_vec()];
         Ok(Self {
             connector: TlsConnector::from(Arc::new(config)),
             name,
@@ -70,7 +87,26 @@ impl TlsTarget {
         self.connector
             .connect(self.name.clone(), stream)
             .await
-            .map_err(|e| TaskError::new("tls", format!("TLS handshake: {e}")))
+            .map_err(|e| TaskError::new("tls", format!("TLS handshake: {e}{}", self.hint(&e))))
+    }
+
+    /// What a refused ALPN offer means, for a handshake that failed with
+    /// `error`; empty for any other failure.
+    fn hint(&self, error: &std::io::Error) -> String {
+        let refused = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .is_some_and(|e| {
+                *e == rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)
+            });
+        let offered = self.connector.config().alpn_protocols.first();
+        match offered {
+            Some(protocol) if refused => format!(
+                " (the server does not speak {}, the one protocol offered in ALPN)",
+                String::from_utf8_lossy(protocol)
+            ),
+            _ => String::new(),
+        }
     }
 }
 
