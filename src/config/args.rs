@@ -123,6 +123,14 @@ pub struct RunArgs {
         help_heading = "Task"
     )]
     pub h2_streams: Option<usize>,
+    /// The grpc task's services: a .proto file (it may import Google's
+    /// well-known types) or a compiled descriptor set (protoc -o).
+    #[arg(long, value_name = "FILE", env = "VAJRA_PROTO", help_heading = "Task")]
+    pub proto: Option<PathBuf>,
+    /// The services of `--proto`, as a test's definition carries them.
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proto_source: Option<crate::task::grpc::ProtoSource>,
     /// Delay of the sleep task: 10ms, or a uniform range 5ms..20ms.
     #[arg(long, env = "VAJRA_SLEEP", help_heading = "Task")]
     pub sleep: Option<String>,
@@ -315,6 +323,8 @@ impl RunArgs {
             https_skip_verify: self.https_skip_verify || lower.https_skip_verify,
             http2: self.http2 || lower.http2,
             h2_streams: self.h2_streams.or(lower.h2_streams),
+            proto: self.proto.or(lower.proto),
+            proto_source: self.proto_source.or(lower.proto_source),
             sleep: self.sleep.or(lower.sleep),
             param: list(self.param, lower.param),
             scenario: self.scenario.or(lower.scenario),

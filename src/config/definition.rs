@@ -14,6 +14,7 @@ use base64::Engine;
 use super::ConfigError;
 use super::args::RunArgs;
 use super::resolve::{Files, RunSettings, parse_points, resolve_with};
+use crate::task::grpc::{MAX_PROTO_BYTES, ProtoSource};
 use crate::task::scenario::feeder::MAX_FEEDER_BYTES;
 use crate::task::scenario::{MAX_SCENARIO_BYTES, ScenarioSource};
 
@@ -51,6 +52,10 @@ pub fn self_contained(mut args: RunArgs) -> Result<RunArgs, ConfigError> {
             .map_err(|_| invalid("https-ca", format!("'{}' is not PEM text", path.display())))?;
         args.https_ca_pem = Some(pem);
     }
+    if let Some(path) = args.proto.take() {
+        let source = ProtoSource::read(&path).map_err(|e| invalid("proto", e))?;
+        args.proto_source = Some(source);
+    }
     if let Some(path) = args.scenario.take() {
         let source = ScenarioSource::read(&path).map_err(|e| invalid("scenario", e.to_string()))?;
         args.scenario_source = Some(source);
@@ -84,7 +89,12 @@ pub fn parse_definition(json: &str) -> Result<RunArgs, ConfigError> {
     };
     let known = super::file::file_keys();
     // The fields a definition carries in place of the files it names.
-    let inlined = ["body-base64", "https-ca-pem", "scenario-source"];
+    let inlined = [
+        "body-base64",
+        "https-ca-pem",
+        "scenario-source",
+        "proto-source",
+    ];
     if let Some(unknown) = fields
         .keys()
         .find(|k| !known.iter().any(|n| n == *k) && !inlined.contains(&k.as_str()))
@@ -140,6 +150,16 @@ pub fn resolve_definition(args: RunArgs) -> Result<RunSettings, ConfigError> {
         return Err(invalid(
             "https-ca-pem",
             format!("above the limit of {MAX_CA_BYTES} bytes"),
+        ));
+    }
+    if args
+        .proto_source
+        .as_ref()
+        .is_some_and(|p| p.len() > MAX_PROTO_BYTES.div_ceil(3) * 4)
+    {
+        return Err(invalid(
+            "proto-source",
+            format!("above the limit of {MAX_PROTO_BYTES} bytes"),
         ));
     }
     let settings = resolve_with(args, Files::Never)?;
@@ -200,6 +220,27 @@ mod tests {
     }
 
     #[test]
+    fn a_proto_file_travels_as_text_and_a_descriptor_set_as_base64() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("a.proto");
+        std::fs::write(&text, "syntax = \"proto3\";").unwrap();
+        let set = dir.path().join("a.pb");
+        std::fs::write(&set, [0u8, 1, 2, 255]).unwrap();
+        for (path, inlined) in [(&text, "syntax"), (&set, "AAEC/w==")] {
+            let local = args(&format!(
+                "task = \"grpc\"\ntps = 1\nduration = \"1s\"\nproto = {path:?}"
+            ));
+            let here = super::super::resolve(local.clone()).unwrap();
+            let shipped = self_contained(local).unwrap();
+            assert!(shipped.proto.is_none(), "the path does not travel");
+            let wire = serde_json::to_string(&shipped).unwrap();
+            assert!(wire.contains(inlined), "{wire}");
+            let there = resolve_definition(parse_definition(&wire).unwrap()).unwrap();
+            assert_eq!(there.task.proto, here.task.proto);
+        }
+    }
+
+    #[test]
     fn a_definition_naming_a_file_is_refused_and_the_file_is_not_read() {
         for (text, field) in [
             (
@@ -214,6 +255,10 @@ mod tests {
             (
                 "tps = 1\nduration = \"1s\"\nscenario = \"/etc/x.yaml\"",
                 "scenario",
+            ),
+            (
+                "task = \"grpc\"\ntps = 1\nduration = \"1s\"\nproto = \"/etc/x.proto\"",
+                "proto",
             ),
         ] {
             let e = resolve_definition(args(text)).unwrap_err().to_string();

@@ -16,6 +16,7 @@ use crate::history::baseline::Baseline;
 use crate::load::{LoadPattern, LoadProfile, RatePoint, Step, Warmup};
 use crate::metrics::cpu::available_cores;
 use crate::task::TaskOptions;
+use crate::task::grpc::ProtoSource;
 use crate::task::http::{CaCertificates, HttpOptions};
 use crate::task::scenario::{ScenarioSource, Scenarios};
 use crate::threshold::Threshold;
@@ -333,6 +334,7 @@ fn task_options(args: &RunArgs, files: Files) -> Result<TaskOptions, ConfigError
         .map(|s| s.parse().map_err(|e| invalid("sleep", e)))
         .transpose()?;
     let scenario = scenario(args, files)?;
+    let proto = proto(args, files)?;
     let default_task = if scenario.is_some() {
         SCENARIO_TASK
     } else {
@@ -356,7 +358,24 @@ fn task_options(args: &RunArgs, files: Files) -> Result<TaskOptions, ConfigError
         },
         sleep,
         params,
+        proto,
     })
+}
+
+/// The services of `--proto` (read here if `files` allows) or of a
+/// definition's inlined source.
+fn proto(args: &RunArgs, files: Files) -> Result<Option<Arc<ProtoSource>>, ConfigError> {
+    match (&args.proto, &args.proto_source) {
+        (Some(_), Some(_)) => Err(invalid("proto", "give either proto or proto-source")),
+        (Some(_), None) if files == Files::Never => Err(invalid(
+            "proto",
+            "a test's definition carries the services' text, never a file name",
+        )),
+        (Some(path), None) => ProtoSource::read(path)
+            .map(|source| Some(Arc::new(source)))
+            .map_err(|e| invalid("proto", e)),
+        (None, source) => Ok(source.clone().map(Arc::new)),
+    }
 }
 
 /// The compiled scenarios of `--scenario` (read here if `files` allows)

@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use super::{EngineConfig, EngineError, LoadControl, RunObserver, RunOutcome, StopSignal};
+use crate::task::grpc::{GrpcOptions, GrpcPlan, GrpcTask};
 use crate::task::http::http_factory;
 use crate::task::noop::Noop;
 use crate::task::postgres::{PostgresOptions, PostgresPlan, PostgresTask};
@@ -93,7 +94,7 @@ impl TaskRegistry {
     }
 
     /// A registry holding the built-in tasks `http`, `scenario`, `tcp`,
-    /// `postgres`, `websocket`, `noop` and `sleep`.
+    /// `postgres`, `websocket`, `grpc`, `noop` and `sleep`.
     pub fn with_builtins() -> Self {
         let mut registry = Self::new();
         registry.register("http", |opts| http_factory(&opts.http));
@@ -108,6 +109,12 @@ impl TaskRegistry {
             let plan = WebSocketPlan::new(&opts.typed::<WebSocketOptions>()?, tls)?;
             let plan = Arc::new(plan);
             Ok(move |_| Ok(WebSocketTask::new(Arc::clone(&plan))))
+        });
+        registry.register("grpc", |opts| {
+            let tls = (opts.http.tls_ca.as_ref(), opts.http.tls_skip_verify);
+            let options = opts.typed::<GrpcOptions>()?;
+            let plan = Arc::new(GrpcPlan::new(&options, opts.proto.as_deref(), tls)?);
+            Ok(move |_| Ok(GrpcTask::new(Arc::clone(&plan))))
         });
         registry.register("tcp", |opts| {
             let plan = Arc::new(TcpPlan::new(&opts.typed::<TcpOptions>()?)?);

@@ -9,8 +9,8 @@
 //!
 //! - [`context`]: what an execution is told, and the steps it reports.
 //! - [`options`]: what a task's builder is configured with.
-//! - [`http`], [`scenario`], [`tcp`], [`postgres`], [`websocket`], [`noop`],
-//!   [`sleep`]: the built-in tasks.
+//! - [`http`], [`scenario`], [`tcp`], [`postgres`], [`websocket`], [`grpc`],
+//!   [`noop`], [`sleep`]: the built-in tasks.
 //! - [`trace`]: the trace context of a traced execution, to pass on.
 //!
 //! Nothing here knows the engine: a user binary registers its factories in
@@ -21,6 +21,7 @@ use std::fmt;
 use std::future::Future;
 
 pub mod context;
+pub mod grpc;
 pub mod http;
 pub mod noop;
 pub mod options;

@@ -23,6 +23,8 @@ pub struct TaskOptions {
     pub peer: Option<String>,
     /// Free-form `key=value` parameters for user tasks.
     pub params: BTreeMap<String, String>,
+    /// The services of the built-in `grpc` task (`--proto`), as read.
+    pub proto: Option<Arc<crate::task::grpc::ProtoSource>>,
 }
 
 impl TaskOptions {

@@ -1,0 +1,639 @@
+//! The built-in `grpc` task: unary calls of a method described at run time
+//! by a `.proto` file or a compiled descriptor set, over tonic.
+//!
+//! `vajra-peer run --task grpc --proto shop.proto -p url=http://127.0.0.1:50051 \
+//!   -p method=shop.Catalog/GetItem -p 'request={"id": 42}'`
+//!
+//! The `.proto` file is compiled where the test starts reading it (protox,
+//! no `protoc` needed) and carried as text in a cluster's definition, so
+//! no peer reads a file. It may import Google's well-known types; a file
+//! importing others is given as a descriptor set instead (`protoc
+//! --include_imports -o set.pb`, or `buf build -o set.pb`).
+//!
+//! The request is JSON in the proto3 JSON mapping, checked against the
+//! method's input type and encoded once. Each instance keeps an HTTP/2
+//! connection (h2c for `http://`, TLS with ALPN `h2` for `https://`,
+//! verified like the `http` task's), reported as the step `connect` when
+//! opened. A reply is decoded as the method's output type. A call that
+//! ends with a status other than OK fails with the status as its kind
+//! (`grpc_unavailable`, `grpc_not_found`, ...).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::{Buf, BufMut, Bytes};
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, MethodDescriptor};
+use serde::{Deserialize, Serialize};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use super::http::CaCertificates;
+use super::http::tls::TlsTarget;
+use super::{Context, Task, TaskError, TaskResult};
+use crate::task::options::param_timeout;
+
+/// A call's timeout when none is set (connect included).
+pub const DEFAULT_GRPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest `.proto` file or descriptor set a test carries.
+pub const MAX_PROTO_BYTES: usize = 256 * 1024;
+
+/// The `grpc` task's `--param` options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GrpcOptions {
+    /// `http://host:port` (h2c) or `https://host:port`.
+    pub url: String,
+    /// The method, `package.Service/Method`.
+    pub method: String,
+    /// The request message as JSON [default: `{}`, every field unset].
+    #[serde(default, deserialize_with = "crate::task::options::as_some_text")]
+    pub request: Option<String>,
+    /// A call (and a connect) within this [default: 10s].
+    #[serde(default, deserialize_with = "crate::task::options::as_some_text")]
+    pub timeout: Option<String>,
+}
+
+/// The service definitions a test carries: a `.proto` file's text, or a
+/// descriptor set's bytes (base64), with the name it was given under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtoSource {
+    /// The file's name as the user gave it.
+    pub name: String,
+    /// A `.proto` file's text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// A descriptor set's bytes, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descriptor_set: Option<String>,
+}
+
+impl ProtoSource {
+    /// Reads `path` (at most [`MAX_PROTO_BYTES`]): a `.proto` file by its
+    /// extension, any other a descriptor set.
+    pub fn read(path: &std::path::Path) -> Result<Self, String> {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read '{name}': {e}"))?;
+        if bytes.len() > MAX_PROTO_BYTES {
+            return Err(format!(
+                "'{name}' holds {} bytes, above the limit of {MAX_PROTO_BYTES}",
+                bytes.len()
+            ));
+        }
+        if path.extension().is_some_and(|e| e == "proto") {
+            let text = String::from_utf8(bytes).map_err(|_| format!("'{name}' is not UTF-8"))?;
+            Ok(Self {
+                name,
+                text: Some(text),
+                descriptor_set: None,
+            })
+        } else {
+            Ok(Self {
+                name,
+                text: None,
+                descriptor_set: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            })
+        }
+    }
+
+    /// Its size as carried, for a definition's limit.
+    pub fn len(&self) -> usize {
+        self.text.as_ref().map_or(0, String::len)
+            + self.descriptor_set.as_ref().map_or(0, String::len)
+    }
+
+    /// Whether it carries nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The service definitions, compiled or decoded.
+    pub fn pool(&self) -> Result<DescriptorPool, String> {
+        let name = &self.name;
+        match (&self.text, &self.descriptor_set) {
+            (Some(text), None) => compile(name, text),
+            (None, Some(encoded)) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .map_err(|e| format!("{name}: the descriptor set is not base64: {e}"))?;
+                DescriptorPool::decode(bytes.as_slice())
+                    .map_err(|e| format!("{name} is not a protobuf descriptor set: {e}"))
+            }
+            _ => Err(format!(
+                "{name}: give either a .proto text or a descriptor set"
+            )),
+        }
+    }
+}
+
+/// Compiles one `.proto` file's `text` (imports: Google's well-known types
+/// only).
+fn compile(name: &str, text: &str) -> Result<DescriptorPool, String> {
+    use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
+
+    /// Serves the one file the test carries, under a fixed name.
+    struct OneFile(String);
+    impl FileResolver for OneFile {
+        fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+            if name == ONE_FILE {
+                File::from_source(name, &self.0)
+            } else {
+                Err(protox::Error::file_not_found(name))
+            }
+        }
+    }
+    const ONE_FILE: &str = "carried.proto";
+    let mut resolver = ChainFileResolver::new();
+    resolver.add(OneFile(text.to_owned()));
+    resolver.add(GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    compiler.include_imports(true);
+    compiler.open_file(ONE_FILE).map_err(|e| {
+        let message = e.to_string().replace(ONE_FILE, name);
+        let line = miette::Diagnostic::labels(&e)
+            .and_then(|mut labels| labels.next())
+            .map(|label| text[..label.offset().min(text.len())].matches('\n').count() + 1);
+        let message = match line {
+            Some(line) => format!("{name} line {line}: {message}"),
+            None => format!("{name}: {message}"),
+        };
+        if e.is_file_not_found() {
+            format!(
+                "{message} (a .proto file may import only Google's well-known types; give the others \
+                 as a descriptor set: protoc --include_imports -o set.pb)"
+            )
+        } else {
+            message
+        }
+    })?;
+    Ok(compiler.descriptor_pool())
+}
+
+/// The gRPC status codes as error kinds, by their number.
+const STATUS_KINDS: [&str; 17] = [
+    "grpc_ok",
+    "grpc_cancelled",
+    "grpc_unknown",
+    "grpc_invalid_argument",
+    "grpc_deadline_exceeded",
+    "grpc_not_found",
+    "grpc_already_exists",
+    "grpc_permission_denied",
+    "grpc_resource_exhausted",
+    "grpc_failed_precondition",
+    "grpc_aborted",
+    "grpc_out_of_range",
+    "grpc_unimplemented",
+    "grpc_internal",
+    "grpc_unavailable",
+    "grpc_data_loss",
+    "grpc_unauthenticated",
+];
+
+/// A failed call's error: its status code as the kind.
+fn status_error(status: &tonic::Status) -> TaskError {
+    let kind = STATUS_KINDS
+        .get(status.code() as usize)
+        .copied()
+        .unwrap_or("grpc_unknown");
+    TaskError::new(
+        kind,
+        format!("gRPC status {:?}: {}", status.code(), status.message()),
+    )
+}
+
+/// The `grpc` task's options, checked: the method, the request encoded
+/// once, and how to reach the server.
+#[derive(Debug)]
+pub struct GrpcPlan {
+    path: PathAndQuery,
+    output: MessageDescriptor,
+    request: Bytes,
+    uri: Uri,
+    address: String,
+    tls: Option<TlsTarget>,
+    timeout: Duration,
+}
+
+impl GrpcPlan {
+    /// Checks `options` against the services of `proto`; `Err` names what
+    /// is wrong. `https://` trusts `tls_ca` besides the built-in roots, or
+    /// anything with `skip_verify`.
+    pub fn new(
+        options: &GrpcOptions,
+        proto: Option<&ProtoSource>,
+        (tls_ca, skip_verify): (Option<&CaCertificates>, bool),
+    ) -> anyhow::Result<Self> {
+        let proto = proto.ok_or_else(|| {
+            anyhow::anyhow!("needs --proto FILE (a .proto file or a descriptor set)")
+        })?;
+        let pool = proto.pool().map_err(|e| anyhow::anyhow!("--proto {e}"))?;
+        let method = find_method(&pool, &options.method)
+            .map_err(|e| anyhow::anyhow!("--param method: {e}"))?;
+        let request = encode_request(&method, options.request.as_deref().unwrap_or("{}"))
+            .map_err(|e| anyhow::anyhow!("--param request: {e}"))?;
+        let (uri, address, tls) = target(&options.url, tls_ca, skip_verify)
+            .map_err(|e| anyhow::anyhow!("--param url: {e}"))?;
+        let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
+        Ok(Self {
+            path: PathAndQuery::try_from(path)
+                .map_err(|e| anyhow::anyhow!("--param method: {e}"))?,
+            output: method.output(),
+            request,
+            uri,
+            address,
+            tls,
+            timeout: param_timeout(options.timeout.as_deref(), DEFAULT_GRPC_TIMEOUT)?,
+        })
+    }
+
+    /// Opens a connection (h2c, or TLS with ALPN `h2`).
+    async fn connect(&self) -> Result<Channel, TaskError> {
+        let connector = Connector {
+            address: self.address.clone(),
+            tls: self.tls.clone(),
+        };
+        Endpoint::from(self.uri.clone())
+            .connect_with_connector(connector)
+            .await
+            .map_err(|e| {
+                let mut message = format!("connecting to {}: {e}", self.address);
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    message.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                TaskError::new("connect", message)
+            })
+    }
+}
+
+/// The unary method `name` (`package.Service/Method`) in `pool`.
+fn find_method(pool: &DescriptorPool, name: &str) -> Result<MethodDescriptor, String> {
+    let (service, method) = name
+        .trim_start_matches('/')
+        .split_once('/')
+        .ok_or_else(|| format!("'{name}' must look like package.Service/Method"))?;
+    let found = pool
+        .get_service_by_name(service)
+        .ok_or_else(|| {
+            let known: Vec<String> = pool.services().map(|s| s.full_name().to_owned()).collect();
+            format!(
+                "no service '{service}' (the file has: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })?
+        .methods()
+        .find(|m| m.name() == method)
+        .ok_or_else(|| format!("service '{service}' has no method '{method}'"))?;
+    if found.is_client_streaming() || found.is_server_streaming() {
+        return Err(format!(
+            "'{name}' streams; only unary methods are supported"
+        ));
+    }
+    Ok(found)
+}
+
+/// `json` as the method's input message, encoded.
+fn encode_request(method: &MethodDescriptor, json: &str) -> Result<Bytes, String> {
+    use prost::Message;
+    let input = method.input();
+    let mut reader = serde_json::Deserializer::from_str(json);
+    let message = DynamicMessage::deserialize(input.clone(), &mut reader)
+        .and_then(|m| reader.end().map(|()| m))
+        .map_err(|e| format!("not a {} in JSON: {e}", input.full_name()))?;
+    Ok(Bytes::from(message.encode_to_vec()))
+}
+
+/// The endpoint URI, the `host:port` to dial, and TLS for `https://`.
+fn target(
+    url: &str,
+    tls_ca: Option<&CaCertificates>,
+    skip_verify: bool,
+) -> Result<(Uri, String, Option<TlsTarget>), String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("'{url}' is not a valid URL: {e}"))?;
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(format!("'{url}' must start with http:// or https://")),
+    };
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("'{url}' has no host"))?;
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let address = format!("{}:{port}", authority.host());
+    let tls = if https {
+        Some(TlsTarget::http2(authority.host(), tls_ca, skip_verify)?)
+    } else if tls_ca.is_some() || skip_verify {
+        return Err("--https-ca and --https-skip-verify need an https:// URL".into());
+    } else {
+        None
+    };
+    Ok((uri, address, tls))
+}
+
+/// Dials the server for tonic: TCP, then TLS when the target has it.
+#[derive(Clone)]
+struct Connector {
+    address: String,
+    tls: Option<TlsTarget>,
+}
+
+/// What a [`Connector`] hands tonic: TCP, or TLS over TCP.
+type Io = hyper_util::rt::TokioIo<Box<dyn super::websocket::Io>>;
+
+impl tonic::codegen::Service<Uri> for Connector {
+    type Response = Io;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = tonic::codegen::BoxFuture<Io, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let (address, tls) = (self.address.clone(), self.tls.clone());
+        Box::pin(async move {
+            let tcp = tokio::net::TcpStream::connect(&address).await?;
+            let _ = tcp.set_nodelay(true);
+            let io: Box<dyn super::websocket::Io> = match tls {
+                None => Box::new(tcp),
+                Some(target) => {
+                    let stream = target
+                        .handshake(tcp)
+                        .await
+                        .map_err(|e| e.message().to_owned())?;
+                    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+                        return Err(format!("{address} did not agree to HTTP/2 (ALPN h2)").into());
+                    }
+                    Box::new(stream)
+                }
+            };
+            Ok(hyper_util::rt::TokioIo::new(io))
+        })
+    }
+}
+
+/// Sends a request encoded once as it is, and decodes the reply as the
+/// method's output type.
+struct Prepared {
+    output: MessageDescriptor,
+}
+
+impl Codec for Prepared {
+    type Encode = Bytes;
+    type Decode = DynamicMessage;
+    type Encoder = Verbatim;
+    type Decoder = Reply;
+
+    fn encoder(&mut self) -> Verbatim {
+        Verbatim
+    }
+
+    fn decoder(&mut self) -> Reply {
+        Reply(self.output.clone())
+    }
+}
+
+/// Writes already encoded bytes.
+struct Verbatim;
+
+impl Encoder for Verbatim {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+/// Decodes a reply as its message type.
+struct Reply(MessageDescriptor);
+
+impl Decoder for Reply {
+    type Item = DynamicMessage;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<DynamicMessage>, tonic::Status> {
+        let bytes = src.copy_to_bytes(src.remaining());
+        DynamicMessage::decode(self.0.clone(), bytes)
+            .map(Some)
+            .map_err(|e| {
+                tonic::Status::internal(format!("the reply is not a {}: {e}", self.0.full_name()))
+            })
+    }
+}
+
+/// One instance of the `grpc` task.
+pub struct GrpcTask {
+    plan: Arc<GrpcPlan>,
+    client: Option<tonic::client::Grpc<Channel>>,
+}
+
+impl GrpcTask {
+    /// An instance making `plan`'s call.
+    pub fn new(plan: Arc<GrpcPlan>) -> Self {
+        Self { plan, client: None }
+    }
+
+    async fn call(&mut self, ctx: &Context<'_>) -> Result<(), TaskError> {
+        let plan = Arc::clone(&self.plan);
+        let client = match &mut self.client {
+            Some(client) => client,
+            None => {
+                let started = Instant::now();
+                let opened = plan.connect().await;
+                ctx.record_step(
+                    "connect",
+                    ctx.intended_start(),
+                    started,
+                    opened.as_ref().err(),
+                );
+                self.client.insert(tonic::client::Grpc::new(opened?))
+            }
+        };
+        client
+            .ready()
+            .await
+            .map_err(|e| TaskError::new("connection_closed", format!("gRPC channel: {e}")))?;
+        let mut request = tonic::Request::new(plan.request.clone());
+        request.set_timeout(plan.timeout);
+        let codec = Prepared {
+            output: plan.output.clone(),
+        };
+        client
+            .unary(request, plan.path.clone(), codec)
+            .await
+            .map(|_| ())
+            .map_err(|status| status_error(&status))
+    }
+}
+
+impl Task for GrpcTask {
+    async fn execute(&mut self, ctx: &mut Context<'_>) -> TaskResult {
+        let timeout = self.plan.timeout;
+        let result = match tokio::time::timeout(timeout, self.call(ctx)).await {
+            Ok(result) => result,
+            Err(_) => Err(TaskError::new(
+                "timeout",
+                format!("no reply within {timeout:?}"),
+            )),
+        };
+        if let Err(error) = &result
+            && matches!(
+                error.kind(),
+                "connect" | "connection_closed" | "grpc_unavailable"
+            )
+        {
+            // The connection may be gone; the next call opens another.
+            self.client = None;
+        }
+        result.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHOP: &str = r#"
+        syntax = "proto3";
+        package shop;
+        import "google/protobuf/timestamp.proto";
+        message ItemRequest { int64 id = 1; string name = 2; google.protobuf.Timestamp at = 3; }
+        message Item { int64 id = 1; string name = 2; }
+        service Catalog {
+          rpc GetItem (ItemRequest) returns (Item);
+          rpc Watch (ItemRequest) returns (stream Item);
+        }
+    "#;
+
+    fn source(text: &str) -> ProtoSource {
+        ProtoSource {
+            name: "shop.proto".into(),
+            text: Some(text.into()),
+            descriptor_set: None,
+        }
+    }
+
+    fn options(method: &str, request: &str) -> GrpcOptions {
+        GrpcOptions {
+            url: "http://127.0.0.1:9".into(),
+            method: method.into(),
+            request: Some(request.into()),
+            timeout: None,
+        }
+    }
+
+    fn plan(method: &str, request: &str) -> anyhow::Result<GrpcPlan> {
+        GrpcPlan::new(
+            &options(method, request),
+            Some(&source(SHOP)),
+            (None, false),
+        )
+    }
+
+    #[test]
+    fn a_request_is_encoded_once_from_json_with_well_known_types() {
+        let plan = plan(
+            "shop.Catalog/GetItem",
+            r#"{"id": "42", "at": "2026-12-03T10:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(plan.path.as_str(), "/shop.Catalog/GetItem");
+        assert_eq!(plan.output.full_name(), "shop.Item");
+        // Field 1 (varint) 42, then field 3 (a message).
+        assert_eq!(&plan.request[..2], &[0x08, 42]);
+    }
+
+    #[test]
+    fn bad_methods_requests_and_files_are_named() {
+        for (method, request, needle) in [
+            ("shop.Catalog", "{}", "package.Service/Method"),
+            ("shop.Nope/GetItem", "{}", "the file has: shop.Catalog"),
+            ("shop.Catalog/Nope", "{}", "no method 'Nope'"),
+            ("shop.Catalog/Watch", "{}", "only unary"),
+            (
+                "shop.Catalog/GetItem",
+                r#"{"idd": 1}"#,
+                "not a shop.ItemRequest",
+            ),
+            ("shop.Catalog/GetItem", "{", "not a shop.ItemRequest"),
+        ] {
+            let e = plan(method, request).unwrap_err().to_string();
+            assert!(e.contains(needle), "{method} {request}: {e}");
+        }
+        let broken = "syntax = \"proto3\";\nmessage {";
+        let e = GrpcPlan::new(
+            &options("a.B/C", "{}"),
+            Some(&source(broken)),
+            (None, false),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("shop.proto line 2"), "{e}");
+        let imports = "syntax = \"proto3\"; import \"other.proto\";";
+        let e = GrpcPlan::new(
+            &options("a.B/C", "{}"),
+            Some(&source(imports)),
+            (None, false),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("descriptor set"), "{e}");
+        let e = GrpcPlan::new(&options("a.B/C", "{}"), None, (None, false))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--proto"), "{e}");
+    }
+
+    #[test]
+    fn a_descriptor_set_serves_like_the_file() {
+        let pool = source(SHOP).pool().unwrap();
+        let set = ProtoSource {
+            name: "shop.pb".into(),
+            text: None,
+            descriptor_set: Some(
+                base64::engine::general_purpose::STANDARD.encode(pool.encode_to_vec()),
+            ),
+        };
+        let plan = GrpcPlan::new(
+            &options("shop.Catalog/GetItem", "{}"),
+            Some(&set),
+            (None, false),
+        )
+        .unwrap();
+        assert!(plan.request.is_empty(), "every field unset");
+        let garbage = ProtoSource {
+            descriptor_set: Some("AAECAw==".into()),
+            ..set
+        };
+        assert!(
+            garbage
+                .pool()
+                .unwrap_err()
+                .contains("not a protobuf descriptor set")
+        );
+    }
+
+    #[test]
+    fn statuses_become_bounded_kinds() {
+        let e = status_error(&tonic::Status::not_found("no item"));
+        assert_eq!(e.kind(), "grpc_not_found");
+        assert_eq!(
+            status_error(&tonic::Status::unauthenticated("")).kind(),
+            "grpc_unauthenticated"
+        );
+    }
+}
