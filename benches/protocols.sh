@@ -103,17 +103,24 @@ https_on() {
   local url="https://127.0.0.1:${TLS_PORT}/"
   echo "== HTTPS closed model: ${CONNS} connections, generator on CPU ${gen}, nginx on CPU ${server}, ${ROUNDS} rounds of ${SECS}s"
   : > "$WORK/tls.ratios"
+  : > "$WORK/spin.ratios"
   for round in $(seq "$ROUNDS"); do
     taskset -c "$gen" wrk -t1 -c"$CONNS" -d"${SECS}s" "$url" > "$WORK/wrk.txt"
     local wrk_rps
     wrk_rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
-    read -r rps cpu failed < <(vajra "$gen" --url "$url" --https-skip-verify --concurrency "$CONNS")
-    local r
+    read -r rps cpu failed < <(vajra "$gen" --url "$url" --https-skip-verify --concurrency "$CONNS" \
+      --no-busy-poll)
+    read -r spin_rps spin_cpu spin_failed < <(vajra "$gen" --url "$url" --https-skip-verify \
+      --concurrency "$CONNS")
+    local r s
     r=$(ratio "$rps" "$wrk_rps")
-    echo "round ${round}: wrk ${wrk_rps} req/s, vajra ${rps} req/s (CPU ${cpu}%, ${failed} failed), ratio ${r}"
+    s=$(ratio "$spin_rps" "$wrk_rps")
+    echo "round ${round}: wrk ${wrk_rps} req/s, vajra ${spin_rps} req/s (CPU ${spin_cpu}% of work, ${spin_failed} failed) ratio ${s}," \
+      "--no-busy-poll ${rps} req/s (CPU ${cpu}%, ${failed} failed) ratio ${r}"
     echo "$r" >> "$WORK/tls.ratios"
+    echo "$s" >> "$WORK/spin.ratios"
   done
-  echo "median vajra/wrk, generator on CPU ${gen}: $(median "$WORK/tls.ratios")"
+  echo "median vajra/wrk, generator on CPU ${gen}: $(median "$WORK/spin.ratios"), with --no-busy-poll $(median "$WORK/tls.ratios")"
 }
 
 case "$WHICH" in

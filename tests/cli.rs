@@ -452,3 +452,52 @@ fn demo_runs_against_its_own_target() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("pass  p99<100ms"), "{}", r.stdout);
 }
+
+/// The closed model busy-polls; the spinning that found nothing to do is
+/// left out of the self-check's CPU figure, so a run of sleeps (almost no
+/// work) is not flagged as a saturated generator, and spinning pauses
+/// when nothing comes.
+#[test]
+fn busy_polling_is_not_counted_as_load_and_belongs_to_the_closed_model() {
+    let r = run(&[
+        "--task",
+        "sleep",
+        "--sleep",
+        "2ms",
+        "--concurrency",
+        "4",
+        "--threads",
+        "1",
+        "--duration",
+        "2s",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert!(report.main.completed > 2_000, "{}", report.main.completed);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    // One thread spinning all the time is 100/cores percent; the work of
+    // 2 000 sleeps a second is a small part of it.
+    let spinning = 100.0 / cores;
+    assert!(
+        report.self_check.cpu_percent_mean < spinning / 2.0,
+        "CPU {:.1}% (a spinning thread is {spinning:.0}%)",
+        report.self_check.cpu_percent_mean
+    );
+    assert!(
+        report.self_check.reliable,
+        "{:?}",
+        report.self_check.reasons
+    );
+
+    let paced = run(&[
+        "--task",
+        "noop",
+        "--tps",
+        "10",
+        "--duration",
+        "1s",
+        "--no-busy-poll",
+    ]);
+    assert_eq!(paced.code, 2, "{}", paced.stderr);
+    assert!(paced.stderr.contains("no-busy-poll"), "{}", paced.stderr);
+}

@@ -164,6 +164,7 @@ async fn closed_model_runs_each_instance_alone_and_cleans_up() {
             concurrency: 8,
             warmup: Duration::ZERO,
             duration: Duration::from_secs(1),
+            busy_poll: false,
         },
         thread_strategy: None,
         blocking_threads: 0,

@@ -206,6 +206,12 @@ pub struct RunArgs {
     /// with --tps, a cap on concurrency (arrivals queue when all are busy).
     #[arg(long, short = 'n', env = "VAJRA_CONCURRENCY", help_heading = "Load")]
     pub concurrency: Option<usize>,
+    /// Closed model: let worker threads sleep between responses. By
+    /// default they keep polling for I/O while there is work, as wrk does
+    /// at full load, so a saturated target does not pay to wake the
+    /// generator (the self-check leaves the spinning out of its CPU figure).
+    #[arg(long, action = ArgAction::SetTrue, help_heading = "Load")]
+    pub no_busy_poll: bool,
     /// Open model: most executions in flight at once [default: 1000].
     #[arg(long, env = "VAJRA_MAX_IN_FLIGHT", help_heading = "Load")]
     pub max_in_flight: Option<usize>,
@@ -344,6 +350,7 @@ impl RunArgs {
             warmup: self.warmup.or(lower.warmup),
             warmup_tps: self.warmup_tps.or(lower.warmup_tps),
             concurrency: self.concurrency.or(lower.concurrency),
+            no_busy_poll: self.no_busy_poll || lower.no_busy_poll,
             max_in_flight: self.max_in_flight.or(lower.max_in_flight),
             preallocate: self.preallocate.or(lower.preallocate),
             on_saturation: self.on_saturation.or(lower.on_saturation),

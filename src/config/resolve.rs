@@ -528,6 +528,12 @@ fn load_model(args: &RunArgs, files: Files) -> Result<LoadModel, ConfigError> {
             "must be longer than 0s (every arrival would be missed)",
         ));
     }
+    if args.no_busy_poll {
+        return Err(invalid(
+            "no-busy-poll",
+            "only applies to the closed model (--concurrency without --tps or a pattern)",
+        ));
+    }
     Ok(match args.concurrency {
         Some(0) => return Err(invalid("concurrency", "must be at least 1")),
         Some(n) => {
@@ -591,6 +597,7 @@ fn closed_model(args: &RunArgs) -> Result<LoadModel, ConfigError> {
         concurrency,
         warmup: args.warmup.map_or(Duration::ZERO, Into::into),
         duration,
+        busy_poll: !args.no_busy_poll,
     })
 }
 

@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
+pub mod busy_poll;
 pub mod clock;
 pub mod registry;
 pub mod scheduler;
@@ -80,6 +81,9 @@ pub enum LoadModel {
         warmup: Duration,
         /// Main phase length (after the warmup).
         duration: Duration,
+        /// Keep each runtime worker polling for I/O while there is work,
+        /// instead of sleeping ([`busy_poll`]; not with blocking threads).
+        busy_poll: bool,
     },
 }
 
@@ -278,9 +282,11 @@ pub async fn run_controlled<F: TaskFactory>(
             concurrency,
             warmup,
             duration,
+            busy_poll,
         } => {
             let deadline_ns = (*warmup + *duration).as_nanos() as u64;
-            start_closed(&ctx, &spawner, *concurrency, deadline_ns, config.start_at).await?
+            let closed = (*concurrency, deadline_ns, *busy_poll);
+            start_closed(&ctx, &spawner, closed, config.start_at).await?
         }
     };
     let started_at = SystemTime::now();
@@ -388,8 +394,7 @@ async fn start_open<F: TaskFactory>(
 async fn start_closed<F: TaskFactory>(
     ctx: &Arc<RunContext<F>>,
     spawner: &Arc<Spawner>,
-    concurrency: usize,
-    deadline_ns: u64,
+    (concurrency, deadline_ns, busy_poll): (usize, u64, bool),
     start_at: Option<SystemTime>,
 ) -> Result<Started, EngineError> {
     if concurrency == 0 {
@@ -415,6 +420,9 @@ async fn start_closed<F: TaskFactory>(
     }
     let ready = wait_ready(ctx, ready_rx, concurrency).await;
     start_clock(ctx, start_at).await;
+    if busy_poll && ready.is_ok() {
+        spawner.spin_until(ctx, deadline_ns);
+    }
     let _ = go_tx.send(true);
     ready?;
     Ok(Started {

@@ -419,6 +419,25 @@ impl Spawner {
         Ok(())
     }
 
+    /// Starts a busy-polling task for each runtime worker thread (none for
+    /// the blocking strategy), spinning
+    /// until the run stops or reaches `deadline_ns` (not counted as
+    /// workers: they hold no instance).
+    pub fn spin_until<F: TaskFactory>(&self, ctx: &Arc<RunContext<F>>, deadline_ns: u64) {
+        if self.blocking {
+            // The work is on threads of its own: a spinner would only
+            // take a core from them.
+            return;
+        }
+        for _ in 0..self.handle.metrics().num_workers() {
+            let ctx = Arc::clone(ctx);
+            let task = self.handle.spawn(super::busy_poll::spin(move || {
+                ctx.stop.is_stopped() || ctx.clock.now_ns() >= deadline_ns
+            }));
+            self.aborts.lock().push(task.abort_handle());
+        }
+    }
+
     /// Cancels workers still running (after the drain timeout). Threads of
     /// the blocking strategy cannot be cancelled and are left to finish.
     pub fn abort_all(&self) {

@@ -1,6 +1,21 @@
 //! The generator's own CPU use, for the self-check.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// CPU time spent busy polling with nothing to do (`--busy-poll`), in
+/// nanoseconds: left out of [`CpuMeter`]'s figure.
+static IDLE_SPIN_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts `spun` as time a busy-polling worker found nothing to do.
+pub fn add_idle_spin(spun: Duration) {
+    IDLE_SPIN_NS.fetch_add(spun.as_nanos() as u64, Ordering::Relaxed);
+}
+
+/// Busy-polling time that found nothing to do, so far.
+pub fn idle_spin() -> Duration {
+    Duration::from_nanos(IDLE_SPIN_NS.load(Ordering::Relaxed))
+}
 
 /// CPU time (user + system) this process has used so far.
 pub fn process_cpu_time() -> Duration {
@@ -52,10 +67,12 @@ pub fn available_cores() -> usize {
 }
 
 /// Measures CPU use between successive calls, as a percentage of the cores
-/// the process may use (100 % means every available core was busy).
+/// the process may use (100 % means every available core was busy). Busy
+/// polling that found nothing to do is not use.
 pub struct CpuMeter {
     cores: f64,
     last_cpu: Duration,
+    last_idle: Duration,
     last_wall: Instant,
 }
 
@@ -71,16 +88,22 @@ impl CpuMeter {
         Self {
             cores: available_cores() as f64,
             last_cpu: process_cpu_time(),
+            last_idle: idle_spin(),
             last_wall: Instant::now(),
         }
     }
 
     /// CPU use since the previous sample, in percent of available cores.
     pub fn sample(&mut self) -> f64 {
-        let (cpu, wall) = (process_cpu_time(), Instant::now());
-        let used = cpu.saturating_sub(self.last_cpu).as_secs_f64();
+        let (cpu, idle, wall) = (process_cpu_time(), idle_spin(), Instant::now());
+        let spun = idle.saturating_sub(self.last_idle);
+        let used = cpu
+            .saturating_sub(self.last_cpu)
+            .saturating_sub(spun)
+            .as_secs_f64();
         let elapsed = wall.duration_since(self.last_wall).as_secs_f64();
         self.last_cpu = cpu;
+        self.last_idle = idle;
         self.last_wall = wall;
         if elapsed <= 0.0 {
             return 0.0;
