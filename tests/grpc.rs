@@ -23,6 +23,12 @@ struct Server {
 
 impl Server {
     fn start() -> Self {
+        Self::serving(None)
+    }
+
+    /// The server, over TLS with `identity` (certificate and key, PEM) if
+    /// given.
+    fn serving(identity: Option<(String, String)>) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -34,8 +40,15 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Seen::default());
         let catalog = Catalog(Arc::clone(&seen));
+        let mut builder = tonic::transport::Server::builder();
+        if let Some((cert, key)) = identity {
+            let identity = tonic::transport::Identity::from_pem(cert, key);
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .unwrap();
+        }
         runtime.spawn(
-            tonic::transport::Server::builder()
+            builder
                 .add_service(catalog)
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
@@ -102,6 +115,51 @@ fn unary_calls_from_a_proto_file_reach_the_server_as_sent_at_the_rate() {
         connects.completed,
         report.instances
     );
+}
+
+#[test]
+fn calls_over_tls_are_verified_against_the_given_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = common::pki::pki_pem(dir.path());
+    let server = Server::serving(Some((cert, key)));
+    let proto = proto_file(dir.path());
+    let url = format!("url=https://localhost:{}", server.addr.port());
+    let call = |trust: &[&str]| {
+        let mut args = vec![
+            "--task",
+            "grpc",
+            "--proto",
+            &proto,
+            "-p",
+            &url,
+            "-p",
+            "method=shop.Catalog/GetItem",
+            "-p",
+            r#"request={"id": 7}"#,
+            "--tps",
+            "100",
+            "--duration",
+            "1s",
+        ];
+        args.extend_from_slice(trust);
+        run(&args)
+    };
+    let r = call(&["--https-ca", ca.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(report.main.failure, 0, "{:?}", report.main.errors);
+    let served = server.count(|s| &s.calls);
+    assert_eq!(served, report.main.completed);
+
+    let untrusted = call(&[]);
+    let report = untrusted.report.expect("a report");
+    assert_eq!(report.main.success, 0);
+    assert!(
+        report.main.errors.iter().all(|e| e.kind == "connect"),
+        "{:?}",
+        report.main.errors
+    );
+    assert_eq!(server.count(|s| &s.calls), served, "no call without trust");
 }
 
 #[test]

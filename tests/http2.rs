@@ -202,8 +202,16 @@ fn the_open_model_over_h2c_keeps_its_rate_with_a_connection_per_instance() {
     assert_eq!(server.count(|s| &s.most_streams), 1);
 }
 
+/// Whatever the method: a request that crosses the GOAWAY is handed back
+/// unsent or refused, and sent again, never a failure.
 #[test]
 fn connections_ended_by_goaway_are_replaced_without_errors() {
+    for method in ["GET", "POST"] {
+        goaway_replaced_without_errors(method);
+    }
+}
+
+fn goaway_replaced_without_errors(method: &str) {
     let server = Server::start(Behaviour {
         goaway_after: Some(50),
         ..Behaviour::default()
@@ -211,6 +219,8 @@ fn connections_ended_by_goaway_are_replaced_without_errors() {
     let r = load(
         &server.url("http"),
         &[
+            "--method",
+            method,
             "--concurrency",
             "6",
             "--h2-streams",

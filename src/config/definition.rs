@@ -14,7 +14,7 @@ use base64::Engine;
 use super::ConfigError;
 use super::args::RunArgs;
 use super::resolve::{Files, RunSettings, parse_points, resolve_with};
-use crate::task::grpc::{MAX_PROTO_BYTES, ProtoSource};
+use crate::task::grpc::{MAX_PROTO_BYTES, MAX_PROTO_NAME, ProtoSource};
 use crate::task::scenario::feeder::MAX_FEEDER_BYTES;
 use crate::task::scenario::{MAX_SCENARIO_BYTES, ScenarioSource};
 
@@ -155,11 +155,13 @@ pub fn resolve_definition(args: RunArgs) -> Result<RunSettings, ConfigError> {
     if args
         .proto_source
         .as_ref()
-        .is_some_and(|p| p.len() > MAX_PROTO_BYTES.div_ceil(3) * 4)
+        .is_some_and(|p| !p.within_limits())
     {
         return Err(invalid(
             "proto-source",
-            format!("above the limit of {MAX_PROTO_BYTES} bytes"),
+            format!(
+                "above the limit of {MAX_PROTO_BYTES} bytes (or a name above {MAX_PROTO_NAME})"
+            ),
         ));
     }
     let settings = resolve_with(args, Files::Never)?;

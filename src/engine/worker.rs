@@ -32,6 +32,9 @@ pub(crate) struct RunContext<F: TaskFactory> {
     pub warmup_ns: u64,
     /// Arrivals dispatched and not yet finished (open model only).
     pub in_flight: AtomicU64,
+    /// Executions finished by the closed model's workers: the progress a
+    /// busy-polling spinner tells work from idling by.
+    pub closed_done: AtomicU64,
     /// Workers whose loop has not returned yet.
     pub live_workers: AtomicUsize,
     /// Signalled each time a worker exits.
@@ -61,6 +64,7 @@ impl<F: TaskFactory> RunContext<F> {
             stop,
             warmup_ns,
             in_flight: AtomicU64::new(0),
+            closed_done: AtomicU64::new(0),
             live_workers: AtomicUsize::new(0),
             worker_exited: Notify::new(),
             busy: Mutex::new(Vec::new()),
@@ -349,7 +353,9 @@ pub(crate) async fn closed_worker<F: TaskFactory>(
         }
         let run = (instance, &mut task, iteration);
         iteration += 1;
-        if !ctx.execute(run, start_ns, start_ns, &rec, &busy).await {
+        let kept = ctx.execute(run, start_ns, start_ns, &rec, &busy).await;
+        ctx.closed_done.fetch_add(1, Ordering::Relaxed);
+        if !kept {
             match ctx.new_instance().await {
                 Some(fresh) => ((instance, task), iteration) = (fresh, 0),
                 None => break,
@@ -431,9 +437,11 @@ impl Spawner {
         }
         for _ in 0..self.handle.metrics().num_workers() {
             let ctx = Arc::clone(ctx);
-            let task = self.handle.spawn(super::busy_poll::spin(move || {
-                ctx.stop.is_stopped() || ctx.clock.now_ns() >= deadline_ns
-            }));
+            let task = self.handle.spawn(async move {
+                let done = || ctx.stop.is_stopped() || ctx.clock.now_ns() >= deadline_ns;
+                let progress = || ctx.closed_done.load(Ordering::Relaxed);
+                super::busy_poll::spin(done, progress).await;
+            });
             self.aborts.lock().push(task.abort_handle());
         }
     }

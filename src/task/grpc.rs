@@ -38,6 +38,8 @@ use crate::task::options::param_timeout;
 pub const DEFAULT_GRPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest `.proto` file or descriptor set a test carries.
 pub const MAX_PROTO_BYTES: usize = 256 * 1024;
+/// Longest file name a test carries with it.
+pub const MAX_PROTO_NAME: usize = 4096;
 
 /// The `grpc` task's `--param` options.
 #[derive(Debug, Clone, Deserialize)]
@@ -97,15 +99,15 @@ impl ProtoSource {
         }
     }
 
-    /// Its size as carried, for a definition's limit.
-    pub fn len(&self) -> usize {
-        self.text.as_ref().map_or(0, String::len)
-            + self.descriptor_set.as_ref().map_or(0, String::len)
-    }
-
-    /// Whether it carries nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Whether it is within what a definition carries: a name of at most
+    /// [`MAX_PROTO_NAME`] bytes and at most [`MAX_PROTO_BYTES`] of file
+    /// (as text, or as base64 of the descriptor set).
+    pub fn within_limits(&self) -> bool {
+        let text = self.text.as_ref().map_or(0, String::len);
+        let set = self.descriptor_set.as_ref().map_or(0, String::len);
+        self.name.len() <= MAX_PROTO_NAME
+            && text <= MAX_PROTO_BYTES
+            && set <= MAX_PROTO_BYTES.div_ceil(3) * 4
     }
 
     /// The service definitions, compiled or decoded.
@@ -153,7 +155,8 @@ fn compile(name: &str, text: &str) -> Result<DescriptorPool, String> {
         let message = e.to_string().replace(ONE_FILE, name);
         let line = miette::Diagnostic::labels(&e)
             .and_then(|mut labels| labels.next())
-            .map(|label| text[..label.offset().min(text.len())].matches('\n').count() + 1);
+            .and_then(|label| text.get(..label.offset()))
+            .map(|before| before.matches('\n').count() + 1);
         let message = match line {
             Some(line) => format!("{name} line {line}: {message}"),
             None => format!("{name}: {message}"),
@@ -191,8 +194,19 @@ const STATUS_KINDS: [&str; 17] = [
     "grpc_unauthenticated",
 ];
 
-/// A failed call's error: its status code as the kind.
+/// A reply that is not the method's output type (the source of the status
+/// the decoder fails with, so it is told apart from a server's INTERNAL).
+#[derive(Debug, thiserror::Error)]
+#[error("the reply is not the method's output type")]
+struct BadReply;
+
+/// A failed call's error: its status code as the kind, or `grpc_bad_reply`
+/// for a reply that did not decode.
 fn status_error(status: &tonic::Status) -> TaskError {
+    let bad_reply = std::error::Error::source(status).is_some_and(|s| s.is::<BadReply>());
+    if bad_reply {
+        return TaskError::new("grpc_bad_reply", status.message().to_owned());
+    }
     let kind = STATUS_KINDS
         .get(status.code() as usize)
         .copied()
@@ -254,7 +268,16 @@ impl GrpcPlan {
             address: self.address.clone(),
             tls: self.tls.clone(),
         };
-        Endpoint::from(self.uri.clone())
+        // tonic does TLS itself for an https:// endpoint (and refuses one
+        // without its own TLS settings). Ours is done in the connector,
+        // so tonic is given the plain scheme to dial and the real URI as
+        // the origin its requests name.
+        let mut dialled = self.uri.clone().into_parts();
+        dialled.scheme = Some(tonic::codegen::http::uri::Scheme::HTTP);
+        let dialled =
+            Uri::from_parts(dialled).map_err(|e| TaskError::new("connect", e.to_string()))?;
+        Endpoint::from(dialled)
+            .origin(self.uri.clone())
             .connect_with_connector(connector)
             .await
             .map_err(|e| {
@@ -430,7 +453,10 @@ impl Decoder for Reply {
         DynamicMessage::decode(self.0.clone(), bytes)
             .map(Some)
             .map_err(|e| {
-                tonic::Status::internal(format!("the reply is not a {}: {e}", self.0.full_name()))
+                let message = format!("the reply is not a {}: {e}", self.0.full_name());
+                let mut status = tonic::Status::internal(message);
+                status.set_source(Arc::new(BadReply));
+                status
             })
     }
 }
@@ -491,12 +517,11 @@ impl Task for GrpcTask {
             )),
         };
         if let Err(error) = &result
-            && matches!(
-                error.kind(),
-                "connect" | "connection_closed" | "grpc_unavailable"
-            )
+            && matches!(error.kind(), "connect" | "connection_closed")
         {
-            // The connection may be gone; the next call opens another.
+            // The connection may be gone; the next call opens another. (A
+            // server's UNAVAILABLE is an answer, and tonic's channel
+            // re-dials a transport that failed by itself.)
             self.client = None;
         }
         result.into()

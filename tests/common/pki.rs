@@ -8,6 +8,28 @@ use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 /// A CA (written to `dir/ca.pem`) and a server configuration whose
 /// certificate it signed for 127.0.0.1 and localhost.
 pub fn pki(dir: &Path) -> (PathBuf, Arc<rustls::ServerConfig>) {
+    let (ca_path, cert, key) = signed(dir);
+    let server = rustls::ServerConfig::builder_with_provider(vajra::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+    (ca_path, Arc::new(server))
+}
+
+/// Like [`pki`], the server's certificate and key as PEM text.
+pub fn pki_pem(dir: &Path) -> (PathBuf, String, String) {
+    let (ca_path, cert, key) = signed(dir);
+    (ca_path, cert.pem(), key.serialize_pem())
+}
+
+/// A CA (written to `dir/ca.pem`), and a certificate it signed for
+/// 127.0.0.1 and localhost with its key.
+fn signed(dir: &Path) -> (PathBuf, rcgen::Certificate, rcgen::KeyPair) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -24,14 +46,5 @@ pub fn pki(dir: &Path) -> (PathBuf, Arc<rustls::ServerConfig>) {
         .unwrap()
         .signed_by(&key, &issuer)
         .unwrap();
-    let server = rustls::ServerConfig::builder_with_provider(vajra::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .unwrap();
-    (ca_path, Arc::new(server))
+    (ca_path, cert, key)
 }

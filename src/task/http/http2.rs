@@ -12,10 +12,11 @@
 //!
 //! A shared connection that ends is replaced once, by whichever of its
 //! instances notices first (the others take the replacement); every
-//! replacement is counted in `http.reconnects`. A request the server
-//! refused without processing it (a stream above a `GOAWAY`'s last stream
-//! id, or `REFUSED_STREAM`) is sent once more on a new connection whatever
-//! its method, as RFC 9113 §8.7 allows.
+//! replacement is counted in `http.reconnects`. A request the server never
+//! got (hyper handed it back unsent) or refused without processing it (a
+//! stream above a `GOAWAY`'s last stream id, or `REFUSED_STREAM`) is sent
+//! once more whatever its method, as RFC 9113 §8.7 allows: on a new
+//! connection after a `GOAWAY`, on the same one after `REFUSED_STREAM`.
 
 use std::sync::Arc;
 
@@ -23,11 +24,17 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::Dial;
 use crate::task::TaskError;
+
+/// How often an HTTP/2 connection with requests open is pinged, and how
+/// long an answer may take: a connection whose server went silent (frozen,
+/// or cut off without a reset) ends after at most twice this and is
+/// replaced, instead of failing its requests as timeouts to the end.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The request body type every HTTP/2 request is sent with.
 pub type Body = Full<Bytes>;
@@ -67,6 +74,7 @@ impl Pool {
         Client {
             shared: slot,
             current: None,
+            retired: None,
         }
     }
 }
@@ -99,6 +107,10 @@ pub struct Answer {
 pub struct Client {
     shared: Arc<Shared>,
     current: Option<Handle>,
+    /// The newest of the slot's connections this instance saw fail: it is
+    /// not taken again even before hyper notices it closed (after a
+    /// `GOAWAY` it drains its lower streams and looks open until then).
+    retired: Option<u64>,
 }
 
 impl Client {
@@ -108,8 +120,9 @@ impl Client {
     }
 
     /// Sends the request `make` builds and reads the whole response. A
-    /// request the server refused unprocessed, or a `replayable` one whose
-    /// reused connection failed, is sent once more on a new connection.
+    /// request the server never got or refused unprocessed, or a
+    /// `replayable` one whose reused connection failed before its response
+    /// began, is sent once more, on a new connection if that one failed.
     pub(crate) async fn send(
         &mut self,
         dial: &Dial<'_>,
@@ -118,19 +131,30 @@ impl Client {
     ) -> Result<Answer, TaskError> {
         let reused = self.current.is_some();
         let sender = self.usable(dial).await?;
-        match exchange(sender, make()).await {
-            Ok(answer) => Ok(answer),
-            Err(failed) if failed.refused || (replayable && reused && failed.connection) => {
-                self.current = None;
-                let sender = self.usable(dial).await?;
-                exchange(sender, make()).await.map_err(|f| f.error)
-            }
-            Err(failed) => {
-                if failed.connection {
-                    self.current = None;
-                }
-                Err(failed.error)
-            }
+        let failed = match exchange(sender, make()).await {
+            Ok(answer) => return Ok(answer),
+            Err(failed) => failed,
+        };
+        if failed.connection {
+            self.retire();
+        }
+        let again =
+            failed.refused || (replayable && reused && failed.connection && !failed.response_began);
+        if !again {
+            return Err(failed.error);
+        }
+        let sender = self.usable(dial).await?;
+        let result = exchange(sender, make()).await;
+        if result.as_ref().is_err_and(|f| f.connection) {
+            self.retire();
+        }
+        result.map_err(|f| f.error)
+    }
+
+    /// Stops using the current connection: it failed.
+    fn retire(&mut self) {
+        if let Some(handle) = self.current.take() {
+            self.retired = self.retired.max(Some(handle.generation));
         }
     }
 
@@ -143,8 +167,14 @@ impl Client {
         }
         if self.current.is_none() {
             let mut latest = self.shared.latest.lock().await;
+            let retired = self.retired;
             let handle = match latest.as_ref() {
-                Some(handle) if !handle.sender.is_closed() => handle.clone(),
+                Some(handle)
+                    if !handle.sender.is_closed()
+                        && retired.is_none_or(|old| handle.generation > old) =>
+                {
+                    handle.clone()
+                }
                 ended => {
                     let generation = ended.map_or(0, |h| h.generation + 1);
                     if generation > 0 {
@@ -188,7 +218,11 @@ async fn handshake<T>(io: T) -> Result<SendRequest<Body>, TaskError>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(KEEP_ALIVE)
+        .keep_alive_timeout(KEEP_ALIVE)
+        .handshake(io)
         .await
         .map_err(|e| classify(&e))?;
     tokio::spawn(async move {
@@ -202,10 +236,13 @@ where
 /// Why an exchange failed, and what that allows.
 struct Failed {
     error: TaskError,
-    /// The server refused the request without processing it.
+    /// The server never got the request, or refused it without processing
+    /// it: it may be sent again whatever its method.
     refused: bool,
     /// The connection itself failed (not only this request's stream).
     connection: bool,
+    /// The response's head had arrived (a body cut off).
+    response_began: bool,
 }
 
 /// Sends `request` and reads its whole response, discarding the body.
@@ -213,12 +250,24 @@ async fn exchange(
     sender: &mut SendRequest<Body>,
     request: Request<Body>,
 ) -> Result<Answer, Failed> {
-    let response: Response<_> = sender.send_request(request).await.map_err(|e| failed(&e))?;
+    let response: Response<_> = sender
+        .try_send_request(request)
+        .await
+        .map_err(|mut unsent| {
+            let mut failed = failed(unsent.error());
+            // Handed back: it never went on the wire (the connection had
+            // closed, or was going away, before it could be sent).
+            failed.refused |= unsent.take_message().is_some();
+            failed
+        })?;
     let status = response.status().as_u16();
     let mut body = response.into_body();
     let mut body_len = 0;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| failed(&e))?;
+        let frame = frame.map_err(|e| Failed {
+            response_began: true,
+            ..failed(&e)
+        })?;
         if let Some(data) = frame.data_ref() {
             body_len += data.len() as u64;
         }
@@ -237,6 +286,7 @@ fn failed(error: &hyper::Error) -> Failed {
         error: classify(error),
         refused,
         connection,
+        response_began: false,
     }
 }
 
