@@ -387,22 +387,9 @@ impl tonic::codegen::Service<Uri> for Connector {
     fn call(&mut self, _: Uri) -> Self::Future {
         let (address, tls) = (self.address.clone(), self.tls.clone());
         Box::pin(async move {
-            let tcp = tokio::net::TcpStream::connect(&address).await?;
-            let _ = tcp.set_nodelay(true);
-            let io: Box<dyn super::websocket::Io> = match tls {
-                None => Box::new(tcp),
-                Some(target) => {
-                    let stream = target
-                        .handshake(tcp)
-                        .await
-                        .map_err(|e| e.message().to_owned())?;
-                    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-                        return Err(format!("{address} did not agree to HTTP/2 (ALPN h2)").into());
-                    }
-                    Box::new(stream)
-                }
-            };
-            Ok(hyper_util::rt::TokioIo::new(io))
+            super::http::http2::open(&address, tls.as_ref())
+                .await
+                .map_err(|e| e.message().to_owned().into())
         })
     }
 }

@@ -28,7 +28,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::Dial;
+use super::tls::TlsTarget;
 use crate::task::TaskError;
+use crate::task::websocket::Io;
 
 /// How often an HTTP/2 connection with requests open is pinged, and how
 /// long an answer may take: a connection whose server went silent (frozen,
@@ -192,13 +194,21 @@ impl Client {
 
 /// Opens a connection to `dial` and starts its driver task.
 async fn connect(dial: &Dial<'_>) -> Result<SendRequest<Body>, TaskError> {
-    let address = dial.address;
+    handshake(open(dial.address, dial.tls).await?).await
+}
+
+/// The bytes under an HTTP/2 connection to `address`: TCP, or TLS over it
+/// with `h2` agreed in ALPN (the `http` task's and the `grpc` task's).
+pub(crate) async fn open(
+    address: &str,
+    tls: Option<&TlsTarget>,
+) -> Result<TokioIo<Box<dyn Io>>, TaskError> {
     let tcp = TcpStream::connect(address)
         .await
         .map_err(|e| TaskError::new("connect", format!("connecting to {address}: {e}")))?;
     let _ = tcp.set_nodelay(true);
-    match dial.tls {
-        None => handshake(TokioIo::new(tcp)).await,
+    let io: Box<dyn Io> = match tls {
+        None => Box::new(tcp),
         Some(target) => {
             let tls = target.handshake(tcp).await?;
             if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
@@ -207,9 +217,10 @@ async fn connect(dial: &Dial<'_>) -> Result<SendRequest<Body>, TaskError> {
                     format!("{address} did not agree to HTTP/2 in the TLS handshake (ALPN h2)"),
                 ));
             }
-            handshake(TokioIo::new(tls)).await
+            Box::new(tls)
         }
-    }
+    };
+    Ok(TokioIo::new(io))
 }
 
 /// Runs the HTTP/2 preface and settings exchange over `io`, and spawns the
