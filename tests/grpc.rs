@@ -29,14 +29,7 @@ impl Server {
     /// The server, over TLS with `identity` (certificate and key, PEM) if
     /// given.
     fn serving(identity: Option<(String, String)>) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let (runtime, listener) = common::server_runtime();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Seen::default());
         let catalog = Catalog(Arc::clone(&seen));
@@ -74,28 +67,26 @@ fn proto_file(dir: &std::path::Path) -> String {
     path.display().to_string()
 }
 
+/// Runs the grpc task calling `shop.Catalog/GetItem` with `request`, on
+/// the services of `proto`, at `url`, with the `load` flags.
+fn get_item((proto, url, request): (&str, &str, &str), load: &[&str]) -> common::Run {
+    let mut args = vec!["--task", "grpc", "--proto", proto, "-p", url];
+    args.extend(["-p", "method=shop.Catalog/GetItem", "-p", request]);
+    args.extend_from_slice(load);
+    run(&args)
+}
+
 #[test]
 fn unary_calls_from_a_proto_file_reach_the_server_as_sent_at_the_rate() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
     let proto = proto_file(dir.path());
     let url = server.url();
-    let r = run(&[
-        "--task",
-        "grpc",
-        "--proto",
-        &proto,
-        "-p",
-        &url,
-        "-p",
-        "method=shop.Catalog/GetItem",
-        "-p",
-        r#"request={"id": "42", "name": "espresso"}"#,
-        "--tps",
-        "300",
-        "--duration",
-        "2s",
-    ]);
+    let request = r#"request={"id": "42", "name": "espresso"}"#;
+    let r = get_item(
+        (&proto, &url, request),
+        &["--tps", "300", "--duration", "2s"],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = r.report.unwrap();
     assert_eq!(report.main.completed + report.main.dropped, 600);
@@ -125,24 +116,9 @@ fn calls_over_tls_are_verified_against_the_given_ca() {
     let proto = proto_file(dir.path());
     let url = format!("url=https://localhost:{}", server.addr.port());
     let call = |trust: &[&str]| {
-        let mut args = vec![
-            "--task",
-            "grpc",
-            "--proto",
-            &proto,
-            "-p",
-            &url,
-            "-p",
-            "method=shop.Catalog/GetItem",
-            "-p",
-            r#"request={"id": 7}"#,
-            "--tps",
-            "100",
-            "--duration",
-            "1s",
-        ];
-        args.extend_from_slice(trust);
-        run(&args)
+        let mut load = vec!["--tps", "100", "--duration", "1s"];
+        load.extend_from_slice(trust);
+        get_item((&proto, &url, r#"request={"id": 7}"#), &load)
     };
     let r = call(&["--https-ca", ca.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -168,22 +144,8 @@ fn a_status_other_than_ok_fails_the_call_under_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let proto = proto_file(dir.path());
     let url = server.url();
-    let r = run(&[
-        "--task",
-        "grpc",
-        "--proto",
-        &proto,
-        "-p",
-        &url,
-        "-p",
-        "method=shop.Catalog/GetItem",
-        "-p",
-        r#"request={"id": 0}"#,
-        "--tps",
-        "100",
-        "--duration",
-        "1s",
-    ]);
+    let load = ["--tps", "100", "--duration", "1s"];
+    let r = get_item((&proto, &url, r#"request={"id": 0}"#), &load);
     let report = r.report.expect("a report");
     assert_eq!(report.main.success, 0);
     assert_eq!(report.main.failure, server.count(|s| &s.calls));

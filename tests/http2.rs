@@ -51,14 +51,7 @@ struct Server {
 
 impl Server {
     fn start(behaviour: Behaviour) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let (runtime, listener) = common::server_runtime();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Seen::default());
         let shared = Arc::clone(&seen);

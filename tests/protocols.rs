@@ -22,14 +22,7 @@ struct LineServer {
 
 impl LineServer {
     fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let (runtime, listener) = common::server_runtime();
         let addr = listener.local_addr().unwrap();
         let (connections, lines) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let (c, l) = (Arc::clone(&connections), Arc::clone(&lines));
@@ -405,14 +398,7 @@ impl EchoServer {
     fn start() -> Self {
         use futures_util::{SinkExt, StreamExt};
         use tokio_tungstenite::tungstenite::Message;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let (runtime, listener) = common::server_runtime();
         let addr = listener.local_addr().unwrap();
         let (upgrades, messages) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let (u, m) = (Arc::clone(&upgrades), Arc::clone(&messages));

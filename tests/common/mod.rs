@@ -49,6 +49,20 @@ pub fn finish(output: Output, report_path: Option<&PathBuf>) -> Run {
     }
 }
 
+/// A one-thread runtime for a server a test runs, and a listener on a
+/// free loopback port, bound in it.
+pub fn server_runtime() -> (tokio::runtime::Runtime, tokio::net::TcpListener) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    (runtime, listener)
+}
+
 /// Runs `vajra-peer run ARGS --output <tmp>.json --quiet`.
 pub fn run(args: &[&str]) -> Run {
     run_with_env(args, &[])
