@@ -139,6 +139,115 @@ fn calls_over_tls_are_verified_against_the_given_ca() {
 }
 
 #[test]
+fn a_scenario_calls_grpc_with_templates_metadata_and_reply_checks() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    proto_file(dir.path());
+    // The second call is built from what the first one's reply held: its
+    // id (a 64-bit integer, compared as a number) and its name.
+    let text = format!(
+        r#"
+scenarios:
+  - name: shop
+    steps:
+      - grpc:
+          name: first
+          url: http://{addr}
+          proto: shop.proto
+          method: shop.Catalog/GetItem
+          request: '{{"id": 7, "name": "espresso"}}'
+          check:
+            - json: /id
+              equals: 7
+            - json: /tags/0
+              equals: hot
+          extract:
+            id: {{json: /id}}
+            name: {{json: /name}}
+      - grpc:
+          name: second
+          url: http://{addr}
+          proto: shop.proto
+          method: shop.Catalog/GetItem
+          request: '{{"id": ${{id}}, "name": "${{name}} again"}}'
+          metadata:
+            x-user: "${{name}}-${{vajra.iteration}}"
+          check:
+            - body_contains: again
+"#,
+        addr = server.addr
+    );
+    let file = dir.path().join("shop.yaml");
+    std::fs::write(&file, &text).unwrap();
+    let file = file.display().to_string();
+    let r = run(&["--scenario", &file, "--tps", "100", "--duration", "2s"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(report.main.completed, 200);
+    assert_eq!(report.main.failure, 0, "{:?}", report.main.errors);
+    assert_eq!(report.steps["first"].completed, 200);
+    assert_eq!(report.steps["second"].completed, 200);
+    let requests = server.seen.requests.lock().unwrap().clone();
+    assert_eq!(
+        requests,
+        [
+            ((7, "espresso".to_owned()), 200),
+            ((7, "espresso again".to_owned()), 200)
+        ]
+        .into(),
+        "the second request made from the first reply"
+    );
+    assert_eq!(server.count(|s| &s.with_user), 200, "metadata on each");
+    let connects = report.steps["first connect"].completed;
+    assert!(connects >= 1 && connects <= report.instances as u64);
+    assert!(
+        !report.steps.contains_key("second connect"),
+        "one connection per URL serves both steps"
+    );
+
+    // A check that fails names itself; the run goes on.
+    let failing = text.replace("equals: hot", "equals: cold");
+    std::fs::write(dir.path().join("shop.yaml"), failing).unwrap();
+    let r = run(&["--scenario", &file, "--tps", "20", "--duration", "1s"]);
+    let report = r.report.expect("a report");
+    assert_eq!(report.main.failure, 20, "{:?}", report.main.errors);
+    assert_eq!(report.main.errors[0].kind, "check_json");
+
+    // Bad steps are refused before any call.
+    let calls = server.count(|s| &s.calls);
+    for (from, to, needle) in [
+        (
+            "method: shop.Catalog/GetItem\n          request: '{\"id\": 7",
+            "method: shop.Catalog/Nope\n          request: '{\"id\": 7",
+            "steps[0].grpc.method: service 'shop.Catalog' has no method 'Nope'",
+        ),
+        (
+            "\"name\": \"espresso\"}'",
+            "\"nam\": 1}'",
+            "steps[0].grpc.request: not a shop.ItemRequest",
+        ),
+        ("x-user:", "X User:", "not a text metadata key"),
+        (
+            "- body_contains: again",
+            "- status: 200",
+            "a message has no status or headers",
+        ),
+        (
+            "proto: shop.proto\n          method: shop.Catalog/GetItem\n          request: '{\"id\": 7",
+            "proto: other.proto\n          method: shop.Catalog/GetItem\n          request: '{\"id\": 7",
+            "other.proto",
+        ),
+    ] {
+        assert!(text.contains(from), "{from}");
+        std::fs::write(dir.path().join("shop.yaml"), text.replacen(from, to, 1)).unwrap();
+        let r = run(&["--scenario", &file, "--tps", "10", "--duration", "1s"]);
+        assert_eq!(r.code, 2, "{to}: {}", r.stderr);
+        assert!(r.stderr.contains(needle), "{to}: {}", r.stderr);
+    }
+    assert_eq!(server.count(|s| &s.calls), calls, "no load was sent");
+}
+
+#[test]
 fn a_status_other_than_ok_fails_the_call_under_its_name() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();

@@ -438,6 +438,91 @@ impl EchoServer {
 }
 
 #[test]
+fn a_scenario_sends_websocket_messages_built_from_an_earlier_reply() {
+    let server = EchoServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    // The echo server sends "news" before each echo: `expect` passes over
+    // it. The second message carries what was extracted from the first
+    // reply, and its check fails if that was missing.
+    let text = format!(
+        r#"
+scenarios:
+  - name: chat
+    steps:
+      - websocket:
+          name: hello
+          url: ws://{addr}/chat
+          send: 'hello ${{vajra.iteration}}'
+          expect: 'echo: hello'
+          check:
+            - body_matches: '^echo: hello \d+$'
+          extract:
+            n: {{regex: 'hello (\d+)'}}
+      - think: 5ms
+      - websocket:
+          name: again
+          url: ws://{addr}/chat
+          send: 'again ${{n}}'
+          expect: 'again ${{n}}'
+          check:
+            - body_matches: '^echo: again \d+$'
+"#,
+        addr = server.addr
+    );
+    let r = run(&[
+        "--scenario",
+        &scenario_file(dir.path(), &text),
+        "--tps",
+        "50",
+        "--duration",
+        "2s",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(report.main.completed, 100);
+    assert_eq!(report.main.failure, 0, "{:?}", report.main.errors);
+    assert_eq!(report.steps["hello"].completed, 100);
+    assert_eq!(report.steps["again"].completed, 100);
+    assert_eq!(server.messages.load(Ordering::Relaxed), 200);
+    let connects = report.steps["hello connect"].completed;
+    assert_eq!(connects, server.upgrades.load(Ordering::Relaxed));
+    assert!(connects < 100, "a socket kept per instance: {connects}");
+
+    let upgrades = server.upgrades.load(Ordering::Relaxed);
+    for (from, to, needle) in [
+        (
+            "- body_matches: '^echo: again",
+            "- status: 101\n            - body_matches: '^echo: again",
+            "steps[2].websocket.check[0]: a message has no status or headers",
+        ),
+        (
+            "url: ws://",
+            "url: http://",
+            "steps[0].websocket.url: 'http://",
+        ),
+        (
+            "expect: 'echo: hello'",
+            "expect: 'echo: hello'\n          no_reply: true",
+            "give one of expect and no_reply",
+        ),
+    ] {
+        assert!(text.contains(from), "{from}");
+        let bad = text.replacen(from, to, 1);
+        let r = run(&[
+            "--scenario",
+            &scenario_file(dir.path(), &bad),
+            "--tps",
+            "1",
+            "--duration",
+            "1s",
+        ]);
+        assert_eq!(r.code, 2, "{to}: {}", r.stderr);
+        assert!(r.stderr.contains(needle), "{to}: {}", r.stderr);
+    }
+    assert_eq!(server.upgrades.load(Ordering::Relaxed), upgrades, "no load");
+}
+
+#[test]
 fn the_websocket_task_waits_for_the_matching_reply_and_reports_connect_apart() {
     let server = EchoServer::start();
     let url = format!("url=ws://{}/echo", server.addr);

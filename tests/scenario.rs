@@ -441,6 +441,15 @@ fn a_cluster_runs_the_scenario_it_was_sent_and_merges_its_steps() {
     }
 }
 
+/// The service the guide's gRPC example calls.
+const DOCS_SHOP_PROTO: &str = r#"
+syntax = "proto3";
+package shop;
+message ItemRequest { int64 id = 1; }
+message Item { int64 id = 1; string name = 2; repeated string tags = 3; }
+service Catalog { rpc GetItem (ItemRequest) returns (Item); }
+"#;
+
 #[test]
 fn the_examples_in_the_guide_compile() {
     use vajra::task::scenario::{Format, ScenarioSource, Scenarios};
@@ -462,14 +471,23 @@ fn the_examples_in_the_guide_compile() {
                 ("ids.csv".to_owned(), "id\n1\n".to_owned()),
             ]
             .into(),
+            protos: [(
+                "shop.proto".to_owned(),
+                vajra::task::grpc::ProtoSource {
+                    name: "shop.proto".into(),
+                    text: Some(DOCS_SHOP_PROTO.into()),
+                    descriptor_set: None,
+                },
+            )]
+            .into(),
         };
         let scenarios = Scenarios::compile(&source).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert!(!scenarios.list.is_empty());
         compiled += 1;
     }
     assert_eq!(
-        compiled, 5,
-        "the guide's three examples, the protocols' and the feeder's"
+        compiled, 6,
+        "the guide's three examples, the two of protocols and the feeder's"
     );
 }
 

@@ -61,6 +61,8 @@ pub struct Seen {
     /// How many times each distinct request (id, name) came, for the first
     /// [`MOST_DISTINCT`] of them.
     pub requests: Mutex<BTreeMap<(i64, String), u64>>,
+    /// Calls whose metadata named a user (`x-user`).
+    pub with_user: AtomicU64,
 }
 
 /// `shop.Catalog`: `GetItem` answers an item for ids above 0, and
@@ -83,6 +85,9 @@ impl tonic::server::UnaryService<ItemRequest> for GetItem {
         let seen = Arc::clone(&self.0);
         Box::pin(async move {
             seen.calls.fetch_add(1, Ordering::Relaxed);
+            if request.metadata().get("x-user").is_some() {
+                seen.with_user.fetch_add(1, Ordering::Relaxed);
+            }
             let request = request.into_inner();
             {
                 let mut requests = seen.requests.lock().unwrap();

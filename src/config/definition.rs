@@ -142,6 +142,17 @@ pub fn resolve_definition(args: RunArgs) -> Result<RunSettings, ConfigError> {
             format!("at most {MAX_FEEDER_FILES} feeder files of {MAX_FEEDER_BYTES} bytes each"),
         ));
     }
+    if let Some(source) = &args.scenario_source
+        && (source.protos.len() > MAX_FEEDER_FILES
+            || source.protos.values().any(|p| !p.within_limits()))
+    {
+        return Err(invalid(
+            "scenario-source",
+            format!(
+                "at most {MAX_FEEDER_FILES} service definitions of {MAX_PROTO_BYTES} bytes each"
+            ),
+        ));
+    }
     if args
         .https_ca_pem
         .as_ref()
@@ -240,6 +251,36 @@ mod tests {
             let there = resolve_definition(parse_definition(&wire).unwrap()).unwrap();
             assert_eq!(there.task.proto, here.task.proto);
         }
+    }
+
+    #[test]
+    fn a_scenarios_proto_files_travel_with_it_within_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("s.proto"),
+            "syntax = \"proto3\"; package s; message M {} service S { rpc Do (M) returns (M); }",
+        )
+        .unwrap();
+        let scenario = dir.path().join("calls.yaml");
+        std::fs::write(
+            &scenario,
+            "scenarios:\n  - name: c\n    steps:\n      - grpc:\n          url: http://127.0.0.1:9\n          \
+             proto: s.proto\n          method: s.S/Do\n",
+        )
+        .unwrap();
+        let local = args(&format!(
+            "tps = 1\nduration = \"1s\"\nscenario = {scenario:?}"
+        ));
+        let shipped = self_contained(local).unwrap();
+        let wire = serde_json::to_string(&shipped).unwrap();
+        drop(dir);
+        let mut there = parse_definition(&wire).unwrap();
+        assert!(resolve_definition(there.clone()).is_ok(), "{wire}");
+        let source = there.scenario_source.as_mut().unwrap();
+        assert!(source.protos["s.proto"].text.is_some());
+        source.protos.get_mut("s.proto").unwrap().text = Some("x".repeat(MAX_PROTO_BYTES + 1));
+        let e = resolve_definition(there).unwrap_err().to_string();
+        assert!(e.contains("service definitions"), "{e}");
     }
 
     #[test]

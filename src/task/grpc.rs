@@ -217,16 +217,167 @@ fn status_error(status: &tonic::Status) -> TaskError {
     )
 }
 
+/// A unary method: the path its calls go to, and its message types.
+#[derive(Debug, Clone)]
+pub struct Method {
+    path: PathAndQuery,
+    input: MessageDescriptor,
+    output: MessageDescriptor,
+}
+
+impl Method {
+    /// The unary method `name` (`package.Service/Method`) in `pool`.
+    pub fn find(pool: &DescriptorPool, name: &str) -> Result<Self, String> {
+        let method = find_method(pool, name)?;
+        let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
+        Ok(Self {
+            path: PathAndQuery::try_from(path).map_err(|e| e.to_string())?,
+            input: method.input(),
+            output: method.output(),
+        })
+    }
+
+    /// `json` (the proto3 JSON mapping) as the method's input message,
+    /// encoded.
+    pub fn encode(&self, json: &str) -> Result<Bytes, String> {
+        use prost::Message;
+        let mut reader = serde_json::Deserializer::from_str(json);
+        let message = DynamicMessage::deserialize(self.input.clone(), &mut reader)
+            .and_then(|m| reader.end().map(|()| m))
+            .map_err(|e| format!("not a {} in JSON: {e}", self.input.full_name()))?;
+        Ok(Bytes::from(message.encode_to_vec()))
+    }
+}
+
+/// A gRPC server: the URI its calls name, the `host:port` to dial, and
+/// TLS for `https://`.
+#[derive(Debug, Clone)]
+pub struct Server {
+    uri: Uri,
+    address: String,
+    tls: Option<TlsTarget>,
+}
+
+/// A connection to a [`Server`], ready for calls.
+pub type Client = tonic::client::Grpc<Channel>;
+
+impl Server {
+    /// `url` checked: `http://host:port` (h2c) or `https://host:port`
+    /// (verified against the built-in roots and `tls_ca`, or not at all
+    /// with `skip_verify`).
+    pub fn parse(
+        url: &str,
+        tls_ca: Option<&CaCertificates>,
+        skip_verify: bool,
+    ) -> Result<Self, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("'{url}' is not a valid URL: {e}"))?;
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(format!("'{url}' must start with http:// or https://")),
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("'{url}' has no host"))?;
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let address = format!("{}:{port}", authority.host());
+        let tls = if https {
+            Some(TlsTarget::http2(authority.host(), tls_ca, skip_verify)?)
+        } else if tls_ca.is_some() || skip_verify {
+            return Err("--https-ca and --https-skip-verify need an https:// URL".into());
+        } else {
+            None
+        };
+        Ok(Self { uri, address, tls })
+    }
+
+    /// Opens a connection (h2c, or TLS with ALPN `h2`).
+    pub async fn connect(&self) -> Result<Client, TaskError> {
+        let connector = Connector {
+            address: self.address.clone(),
+            tls: self.tls.clone(),
+        };
+        // tonic does TLS itself for an https:// endpoint (and refuses one
+        // without its own TLS settings). Ours is done in the connector,
+        // so tonic is given the plain scheme to dial and the real URI as
+        // the origin its requests name.
+        let mut dialled = self.uri.clone().into_parts();
+        dialled.scheme = Some(tonic::codegen::http::uri::Scheme::HTTP);
+        let dialled =
+            Uri::from_parts(dialled).map_err(|e| TaskError::new("connect", e.to_string()))?;
+        let channel = Endpoint::from(dialled)
+            .origin(self.uri.clone())
+            .connect_with_connector(connector)
+            .await
+            .map_err(|e| {
+                let mut message = format!("connecting to {}: {e}", self.address);
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    message.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                TaskError::new("connect", message)
+            })?;
+        Ok(tonic::client::Grpc::new(channel))
+    }
+}
+
+/// One unary call of `method` on `client`: `request` is the encoded input
+/// message, `metadata` the call's headers; the reply decoded as the
+/// method's output type, or the failure (`grpc_*` by status).
+pub async fn call(
+    client: &mut Client,
+    method: &Method,
+    request: Bytes,
+    (metadata, timeout): (tonic::metadata::MetadataMap, Duration),
+) -> Result<DynamicMessage, TaskError> {
+    client
+        .ready()
+        .await
+        .map_err(|e| TaskError::new("connection_closed", format!("gRPC channel: {e}")))?;
+    let mut request = tonic::Request::from_parts(metadata, Default::default(), request);
+    request.set_timeout(timeout);
+    let codec = Prepared {
+        output: method.output.clone(),
+    };
+    client
+        .unary(request, method.path.clone(), codec)
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|status| status_error(&status))
+}
+
+/// Whether a call that failed with `kind` leaves its connection unusable,
+/// so the next call opens another. (A server's UNAVAILABLE is an answer,
+/// and tonic's channel re-dials a transport that failed by itself.)
+pub fn drops_connection(kind: &str) -> bool {
+    matches!(kind, "connect" | "connection_closed")
+}
+
+/// A reply as JSON for checks and extraction: every field present
+/// (defaults included) and 64-bit integers as numbers, so `equals: 0` or
+/// `equals: 42` compares as written.
+pub fn reply_json(reply: &DynamicMessage) -> Result<Vec<u8>, String> {
+    let options = prost_reflect::SerializeOptions::new()
+        .skip_default_fields(false)
+        .stringify_64_bit_integers(false);
+    let mut bytes = Vec::new();
+    let mut serializer = serde_json::Serializer::new(&mut bytes);
+    reply
+        .serialize_with_options(&mut serializer, &options)
+        .map_err(|e| format!("the reply as JSON: {e}"))?;
+    Ok(bytes)
+}
+
 /// The `grpc` task's options, checked: the method, the request encoded
 /// once, and how to reach the server.
 #[derive(Debug)]
 pub struct GrpcPlan {
-    path: PathAndQuery,
-    output: MessageDescriptor,
+    method: Method,
     request: Bytes,
-    uri: Uri,
-    address: String,
-    tls: Option<TlsTarget>,
+    server: Server,
     timeout: Duration,
 }
 
@@ -243,52 +394,19 @@ impl GrpcPlan {
             anyhow::anyhow!("needs --proto FILE (a .proto file or a descriptor set)")
         })?;
         let pool = proto.pool().map_err(|e| anyhow::anyhow!("--proto {e}"))?;
-        let method = find_method(&pool, &options.method)
+        let method = Method::find(&pool, &options.method)
             .map_err(|e| anyhow::anyhow!("--param method: {e}"))?;
-        let request = encode_request(&method, options.request.as_deref().unwrap_or("{}"))
+        let request = method
+            .encode(options.request.as_deref().unwrap_or("{}"))
             .map_err(|e| anyhow::anyhow!("--param request: {e}"))?;
-        let (uri, address, tls) = target(&options.url, tls_ca, skip_verify)
+        let server = Server::parse(&options.url, tls_ca, skip_verify)
             .map_err(|e| anyhow::anyhow!("--param url: {e}"))?;
-        let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
         Ok(Self {
-            path: PathAndQuery::try_from(path)
-                .map_err(|e| anyhow::anyhow!("--param method: {e}"))?,
-            output: method.output(),
+            method,
             request,
-            uri,
-            address,
-            tls,
+            server,
             timeout: param_timeout(options.timeout.as_deref(), DEFAULT_GRPC_TIMEOUT)?,
         })
-    }
-
-    /// Opens a connection (h2c, or TLS with ALPN `h2`).
-    async fn connect(&self) -> Result<Channel, TaskError> {
-        let connector = Connector {
-            address: self.address.clone(),
-            tls: self.tls.clone(),
-        };
-        // tonic does TLS itself for an https:// endpoint (and refuses one
-        // without its own TLS settings). Ours is done in the connector,
-        // so tonic is given the plain scheme to dial and the real URI as
-        // the origin its requests name.
-        let mut dialled = self.uri.clone().into_parts();
-        dialled.scheme = Some(tonic::codegen::http::uri::Scheme::HTTP);
-        let dialled =
-            Uri::from_parts(dialled).map_err(|e| TaskError::new("connect", e.to_string()))?;
-        Endpoint::from(dialled)
-            .origin(self.uri.clone())
-            .connect_with_connector(connector)
-            .await
-            .map_err(|e| {
-                let mut message = format!("connecting to {}: {e}", self.address);
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    message.push_str(&format!(": {cause}"));
-                    source = cause.source();
-                }
-                TaskError::new("connect", message)
-            })
     }
 }
 
@@ -320,46 +438,6 @@ fn find_method(pool: &DescriptorPool, name: &str) -> Result<MethodDescriptor, St
         ));
     }
     Ok(found)
-}
-
-/// `json` as the method's input message, encoded.
-fn encode_request(method: &MethodDescriptor, json: &str) -> Result<Bytes, String> {
-    use prost::Message;
-    let input = method.input();
-    let mut reader = serde_json::Deserializer::from_str(json);
-    let message = DynamicMessage::deserialize(input.clone(), &mut reader)
-        .and_then(|m| reader.end().map(|()| m))
-        .map_err(|e| format!("not a {} in JSON: {e}", input.full_name()))?;
-    Ok(Bytes::from(message.encode_to_vec()))
-}
-
-/// The endpoint URI, the `host:port` to dial, and TLS for `https://`.
-fn target(
-    url: &str,
-    tls_ca: Option<&CaCertificates>,
-    skip_verify: bool,
-) -> Result<(Uri, String, Option<TlsTarget>), String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("'{url}' is not a valid URL: {e}"))?;
-    let https = match uri.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
-        _ => return Err(format!("'{url}' must start with http:// or https://")),
-    };
-    let authority = uri
-        .authority()
-        .ok_or_else(|| format!("'{url}' has no host"))?;
-    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let address = format!("{}:{port}", authority.host());
-    let tls = if https {
-        Some(TlsTarget::http2(authority.host(), tls_ca, skip_verify)?)
-    } else if tls_ca.is_some() || skip_verify {
-        return Err("--https-ca and --https-skip-verify need an https:// URL".into());
-    } else {
-        None
-    };
-    Ok((uri, address, tls))
 }
 
 /// Dials the server for tonic: TCP, then TLS when the target has it.
@@ -451,7 +529,7 @@ impl Decoder for Reply {
 /// One instance of the `grpc` task.
 pub struct GrpcTask {
     plan: Arc<GrpcPlan>,
-    client: Option<tonic::client::Grpc<Channel>>,
+    client: Option<Client>,
 }
 
 impl GrpcTask {
@@ -466,30 +544,25 @@ impl GrpcTask {
             Some(client) => client,
             None => {
                 let started = Instant::now();
-                let opened = plan.connect().await;
+                let opened = plan.server.connect().await;
                 ctx.record_step(
                     "connect",
                     ctx.intended_start(),
                     started,
                     opened.as_ref().err(),
                 );
-                self.client.insert(tonic::client::Grpc::new(opened?))
+                self.client.insert(opened?)
             }
         };
-        client
-            .ready()
-            .await
-            .map_err(|e| TaskError::new("connection_closed", format!("gRPC channel: {e}")))?;
-        let mut request = tonic::Request::new(plan.request.clone());
-        request.set_timeout(plan.timeout);
-        let codec = Prepared {
-            output: plan.output.clone(),
-        };
-        client
-            .unary(request, plan.path.clone(), codec)
-            .await
-            .map(|_| ())
-            .map_err(|status| status_error(&status))
+        let metadata = tonic::metadata::MetadataMap::new();
+        call(
+            client,
+            &plan.method,
+            plan.request.clone(),
+            (metadata, plan.timeout),
+        )
+        .await
+        .map(|_| ())
     }
 }
 
@@ -504,11 +577,8 @@ impl Task for GrpcTask {
             )),
         };
         if let Err(error) = &result
-            && matches!(error.kind(), "connect" | "connection_closed")
+            && drops_connection(error.kind())
         {
-            // The connection may be gone; the next call opens another. (A
-            // server's UNAVAILABLE is an answer, and tonic's channel
-            // re-dials a transport that failed by itself.)
             self.client = None;
         }
         result.into()
@@ -563,8 +633,8 @@ mod tests {
             r#"{"id": "42", "at": "2026-12-03T10:00:00Z"}"#,
         )
         .unwrap();
-        assert_eq!(plan.path.as_str(), "/shop.Catalog/GetItem");
-        assert_eq!(plan.output.full_name(), "shop.Item");
+        assert_eq!(plan.method.path.as_str(), "/shop.Catalog/GetItem");
+        assert_eq!(plan.method.output.full_name(), "shop.Item");
         // Field 1 (varint) 42, then field 3 (a message).
         assert_eq!(&plan.request[..2], &[0x08, 42]);
     }

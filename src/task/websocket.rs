@@ -19,7 +19,8 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::tungstenite::Bytes;
+pub use tokio_tungstenite::tungstenite::Message;
 
 use super::http::CaCertificates;
 use super::http::tls::TlsTarget;
@@ -129,15 +130,16 @@ pub enum Await {
     Containing(String),
 }
 
-/// Sends `message` on `socket` and waits as `wait` says.
+/// Sends `message` on `socket` and waits as `wait` says: the reply waited
+/// for, if any.
 pub async fn exchange(
     socket: &mut Socket,
     message: Message,
     wait: &Await,
-) -> Result<(), TaskError> {
+) -> Result<Option<Message>, TaskError> {
     socket.send(message).await.map_err(ws_error)?;
     if *wait == Await::Nothing {
-        return Ok(());
+        return Ok(None);
     }
     for _ in 0..MAX_SKIPPED {
         let reply = match socket.next().await {
@@ -153,7 +155,7 @@ pub async fn exchange(
         };
         match wait {
             Await::Containing(want) if !text.contains(want.as_str()) => continue,
-            _ => return Ok(()),
+            _ => return Ok(Some(reply)),
         }
     }
     Err(TaskError::new(
@@ -243,7 +245,9 @@ impl WebSocketTask {
             }
         };
         let sent = Instant::now();
-        let outcome = exchange(socket, plan.message.clone(), &plan.wait).await;
+        let outcome = exchange(socket, plan.message.clone(), &plan.wait)
+            .await
+            .map(drop);
         ctx.record_step("message", sent, sent, outcome.as_ref().err());
         outcome
     }

@@ -94,6 +94,14 @@ fn failed(kind: &'static str, message: String) -> TaskError {
     TaskError::new(kind, message)
 }
 
+impl Check {
+    /// Whether a step's error of `kind` came from judging its whole answer
+    /// (a check or an extraction), so its connection is still in step.
+    pub fn judged(kind: &str) -> bool {
+        kind.starts_with("check_") || kind == "extract"
+    }
+}
+
 impl Compare {
     /// Whether `text` (a header's value, or a JSON value: `json` is it as
     /// parsed) satisfies it.

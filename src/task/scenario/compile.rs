@@ -14,7 +14,8 @@ use regex::Regex;
 use super::check::{Check, Compare, Source};
 use super::feeder::{self, Cursor, MAX_FEEDER_NAME, Mode, OnExhausted, Records};
 use super::file::{
-    self, CheckDef, ExtractDef, OneOrMany, PostgresDef, RequestDef, ScenarioDef, StepDef, TcpDef,
+    self, CheckDef, ExtractDef, GrpcDef, OneOrMany, PostgresDef, RequestDef, ScenarioDef, StepDef,
+    TcpDef, WebSocketDef,
 };
 use super::lease::RecordLeases;
 use super::locate::{Lines, Path};
@@ -22,9 +23,11 @@ use super::run::Target;
 use super::template::{Binding, Builtin, Parsed, Template};
 use super::{ScenarioError, ScenarioSource};
 use crate::metrics::stats::intern;
+use crate::task::grpc::{self, ProtoSource};
 use crate::task::http::{DEFAULT_TIMEOUT, serialise};
 use crate::task::sleep::SleepSpec;
 use crate::task::tcp::{MAX_REPLY, Reply, check_address};
+use crate::task::websocket;
 
 /// Longest think time: far beyond any journey's, and far from the clock's
 /// limits.
@@ -90,6 +93,10 @@ pub enum Step {
     Tcp(Box<TcpStep>),
     /// A PostgreSQL statement.
     Postgres(Box<PostgresStep>),
+    /// A WebSocket message and its reply.
+    WebSocket(Box<WebSocketStep>),
+    /// A gRPC unary call.
+    Grpc(Box<GrpcStep>),
     /// A pause.
     Think(SleepSpec),
 }
@@ -142,7 +149,7 @@ impl Scenarios {
             file: &source.name,
             lines: &lines,
         };
-        compile_file(parsed, &source.files, &at)
+        compile_file(parsed, source, &at)
     }
 
     /// The scenario a uniform draw `roll` in `0..total weight` picks.
@@ -188,14 +195,14 @@ impl Locator<'_> {
 
 fn compile_file(
     parsed: file::ScenarioFile,
-    files: &BTreeMap<String, String>,
+    source: &ScenarioSource,
     at: &Locator<'_>,
 ) -> Result<Scenarios, ScenarioError> {
     let root = Path::root();
     let mut feeders = Vec::new();
     for (name, def) in &parsed.feeders {
         let path = root.key("feeders").key(name);
-        feeders.push(compile_feeder(name, def, files, &path, at)?);
+        feeders.push(compile_feeder(name, def, &source.files, &path, at)?);
     }
     if parsed.scenarios.is_empty() {
         return Err(at.error(&root.key("scenarios"), "needs at least one scenario"));
@@ -219,6 +226,7 @@ fn compile_file(
         variables: &parsed.variables,
         headers: default_headers,
         timeout: defaults.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
+        protos: &source.protos,
     };
     let mut list = Vec::new();
     let mut cumulative = Vec::new();
@@ -312,6 +320,8 @@ struct Common<'a> {
     variables: &'a BTreeMap<String, String>,
     headers: Vec<(String, String)>,
     timeout: Duration,
+    /// The service definitions its gRPC steps name, read with it.
+    protos: &'a BTreeMap<String, ProtoSource>,
 }
 
 /// The names a scenario has set so far, and their slots.
@@ -448,12 +458,26 @@ fn compile_scenario(
                 &scope,
                 at,
             )?)),
+            StepDef::Websocket(ws) => Step::WebSocket(Box::new(compile_websocket(
+                ws,
+                &path.key("websocket"),
+                common,
+                &mut scope,
+                at,
+            )?)),
+            StepDef::Grpc(call) => Step::Grpc(Box::new(compile_grpc(
+                call,
+                &path.key("grpc"),
+                common,
+                &mut scope,
+                at,
+            )?)),
         });
     }
     if steps.iter().all(|s| matches!(s, Step::Think(_))) {
         return Err(at.error(
             &path.key("steps"),
-            "needs at least one request, tcp or postgres step",
+            "needs at least one step besides think times",
         ));
     }
     Ok(Scenario {
@@ -505,27 +529,14 @@ fn compile_request(
         .as_deref()
         .map(|b| scope.template(b, &path.key("body"), at))
         .transpose()?;
-    let mut checks = Vec::new();
-    for (i, check) in def.check.iter().enumerate() {
-        checks.push(compile_check(check, &path.key("check").index(i), at)?);
-    }
-    // The extractions come after the request is sent: its own templates
-    // cannot use them, the next steps can.
-    let mut extract = Vec::new();
-    for (name, source) in &def.extract {
-        let path = path.key("extract").key(name);
-        if !is_name(name) || Builtin::named(name).is_some() {
-            return Err(at.error(&path, format!("'{name}' cannot be a variable's name")));
-        }
-        if common.variables.contains_key(name) {
-            return Err(at.error(
-                &path,
-                format!("'{name}' is already one of the file's `variables`"),
-            ));
-        }
-        let source = compile_source(source, &path, at)?;
-        extract.push((scope.slot_of(name), source));
-    }
+    let Judged { checks, extract } = compile_judging(
+        (&def.check, &def.extract),
+        Answer::Response,
+        path,
+        common,
+        scope,
+        at,
+    )?;
     let needs_headers = checks.iter().any(|c| matches!(c, Check::Header(..)))
         || extract
             .iter()
@@ -558,6 +569,251 @@ fn compile_request(
         needs_headers,
         target,
         serialised,
+    })
+}
+
+/// What a step's answer offers checks and extraction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// An HTTP response: a status, headers and a body.
+    Response,
+    /// A message (a WebSocket reply, a gRPC reply as JSON): a body only.
+    Message,
+}
+
+/// A step's checks and extractions, compiled.
+struct Judged {
+    checks: Vec<Check>,
+    extract: Vec<(usize, Source)>,
+}
+
+/// Compiles a step's checks and extractions. Call it after the step's own
+/// templates are bound: the names it extracts are set once the step's
+/// answer is in, so only the later steps can use them.
+fn compile_judging(
+    (check_defs, extract_defs): (&[CheckDef], &BTreeMap<String, ExtractDef>),
+    answer: Answer,
+    path: &Path,
+    common: &Common<'_>,
+    scope: &mut Scope<'_>,
+    at: &Locator<'_>,
+) -> Result<Judged, ScenarioError> {
+    const BODY_ONLY: &str =
+        "a message has no status or headers: check it with body_contains, body_matches or json";
+    let mut checks = Vec::new();
+    for (i, check) in check_defs.iter().enumerate() {
+        let path = path.key("check").index(i);
+        let check = compile_check(check, &path, at)?;
+        if answer == Answer::Message && matches!(check, Check::Status(_) | Check::Header(..)) {
+            return Err(at.error(&path, BODY_ONLY));
+        }
+        checks.push(check);
+    }
+    let mut extract = Vec::new();
+    for (name, source) in extract_defs {
+        let path = path.key("extract").key(name);
+        if !is_name(name) || Builtin::named(name).is_some() {
+            return Err(at.error(&path, format!("'{name}' cannot be a variable's name")));
+        }
+        if common.variables.contains_key(name) {
+            return Err(at.error(
+                &path,
+                format!("'{name}' is already one of the file's `variables`"),
+            ));
+        }
+        let source = compile_source(source, &path, at)?;
+        if answer == Answer::Message && matches!(source, Source::Header(_) | Source::Cookie(_)) {
+            return Err(at.error(
+                &path,
+                "a message has no headers or cookies: extract with json or regex",
+            ));
+        }
+        extract.push((scope.slot_of(name), source));
+    }
+    Ok(Judged { checks, extract })
+}
+
+/// A WebSocket step.
+#[derive(Debug)]
+pub struct WebSocketStep {
+    /// The step's name.
+    pub name: &'static str,
+    /// The name its connects report under: `NAME connect`.
+    pub connect_name: &'static str,
+    /// `ws://` or `wss://`.
+    pub url: String,
+    /// The message.
+    pub send: Template,
+    /// Whether it is sent as a binary message.
+    pub binary: bool,
+    /// Which reply it waits for.
+    pub wait: Wait,
+    /// What the reply must satisfy.
+    pub checks: Vec<Check>,
+    /// Variables set from the reply: slot and source.
+    pub extract: Vec<(usize, Source)>,
+    /// Its timeout, connect included.
+    pub timeout: Duration,
+}
+
+/// Which reply a WebSocket step waits for.
+#[derive(Debug)]
+pub enum Wait {
+    /// None.
+    Nothing,
+    /// The first.
+    First,
+    /// The first containing this text.
+    Containing(Template),
+}
+
+fn compile_websocket(
+    def: &WebSocketDef,
+    path: &Path,
+    common: &Common<'_>,
+    scope: &mut Scope<'_>,
+    at: &Locator<'_>,
+) -> Result<WebSocketStep, ScenarioError> {
+    websocket::Endpoint::parse(&def.url, None, true).map_err(|m| at.error(&path.key("url"), m))?;
+    let send = scope.template(&def.send, &path.key("send"), at)?;
+    let wait = match (&def.expect, def.no_reply) {
+        (Some(_), true) => return Err(at.error(path, "give one of expect and no_reply")),
+        (Some(text), false) if text.is_empty() => {
+            return Err(at.error(
+                &path.key("expect"),
+                "an empty text (leave it out to take the first reply)",
+            ));
+        }
+        (Some(text), false) => Wait::Containing(scope.template(text, &path.key("expect"), at)?),
+        (None, false) => Wait::First,
+        (None, true) => Wait::Nothing,
+    };
+    if def.no_reply && (!def.check.is_empty() || !def.extract.is_empty()) {
+        return Err(at.error(
+            &path.key("no_reply"),
+            "checks and extractions need a reply to look at",
+        ));
+    }
+    let Judged { checks, extract } = compile_judging(
+        (&def.check, &def.extract),
+        Answer::Message,
+        path,
+        common,
+        scope,
+        at,
+    )?;
+    let name = def
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("websocket {}", def.url));
+    Ok(WebSocketStep {
+        name: intern(&name),
+        connect_name: intern(&format!("{name} connect")),
+        url: def.url.clone(),
+        send,
+        binary: def.binary,
+        wait,
+        checks,
+        extract,
+        timeout: def.timeout.map_or(common.timeout, |t| t.0),
+    })
+}
+
+/// A gRPC step.
+#[derive(Debug)]
+pub struct GrpcStep {
+    /// The step's name.
+    pub name: &'static str,
+    /// The name its connects report under: `NAME connect`.
+    pub connect_name: &'static str,
+    /// `http://` or `https://` server.
+    pub url: String,
+    /// The method.
+    pub method: grpc::Method,
+    /// The request.
+    pub request: GrpcRequest,
+    /// The call's metadata.
+    pub metadata: Vec<(tonic::metadata::AsciiMetadataKey, Template)>,
+    /// What the reply must satisfy.
+    pub checks: Vec<Check>,
+    /// Variables set from the reply: slot and source.
+    pub extract: Vec<(usize, Source)>,
+    /// Its timeout, connect included.
+    pub timeout: Duration,
+}
+
+/// A gRPC step's request.
+#[derive(Debug)]
+pub enum GrpcRequest {
+    /// Encoded once: nothing in it varies.
+    Encoded(bytes::Bytes),
+    /// JSON rendered and encoded at each call.
+    Json(Template),
+}
+
+fn compile_grpc(
+    def: &GrpcDef,
+    path: &Path,
+    common: &Common<'_>,
+    scope: &mut Scope<'_>,
+    at: &Locator<'_>,
+) -> Result<GrpcStep, ScenarioError> {
+    grpc::Server::parse(&def.url, None, false).map_err(|m| at.error(&path.key("url"), m))?;
+    let proto = common.protos.get(&def.proto).ok_or_else(|| {
+        at.error(
+            &path.key("proto"),
+            format!("'{}' was not read with the scenario", def.proto),
+        )
+    })?;
+    let pool = proto.pool().map_err(|m| at.error(&path.key("proto"), m))?;
+    let method =
+        grpc::Method::find(&pool, &def.method).map_err(|m| at.error(&path.key("method"), m))?;
+    let json = scope.template(
+        def.request.as_deref().unwrap_or("{}"),
+        &path.key("request"),
+        at,
+    )?;
+    let request = match json.as_literal() {
+        Some(literal) => GrpcRequest::Encoded(
+            method
+                .encode(literal)
+                .map_err(|m| at.error(&path.key("request"), m))?,
+        ),
+        None => GrpcRequest::Json(json),
+    };
+    let mut metadata = Vec::new();
+    for (name, value) in &def.metadata {
+        let path = path.key("metadata").key(name);
+        let key = tonic::metadata::AsciiMetadataKey::from_bytes(name.as_bytes())
+            .ok()
+            .filter(|_| !name.ends_with("-bin"))
+            .ok_or_else(|| {
+                at.error(
+                    &path,
+                    format!("'{name}' is not a text metadata key (lower case, no -bin suffix)"),
+                )
+            })?;
+        metadata.push((key, scope.template(value, &path, at)?));
+    }
+    let Judged { checks, extract } = compile_judging(
+        (&def.check, &def.extract),
+        Answer::Message,
+        path,
+        common,
+        scope,
+        at,
+    )?;
+    let name = def.name.as_deref().unwrap_or(&def.method);
+    Ok(GrpcStep {
+        name: intern(name),
+        connect_name: intern(&format!("{name} connect")),
+        url: def.url.clone(),
+        method,
+        request,
+        metadata,
+        checks,
+        extract,
+        timeout: def.timeout.map_or(common.timeout, |t| t.0),
     })
 }
 

@@ -120,6 +120,10 @@ pub enum StepDef {
     Tcp(TcpDef),
     /// A PostgreSQL statement.
     Postgres(PostgresDef),
+    /// A WebSocket message and its reply.
+    Websocket(WebSocketDef),
+    /// A gRPC unary call.
+    Grpc(GrpcDef),
     /// A pause before the next step: `500ms`, or a uniform range
     /// `200ms..2s`.
     Think(String),
@@ -190,6 +194,67 @@ pub struct PostgresDef {
     pub rows: Option<u64>,
     /// Connect and run within this [default: the file's, or 30s].
     pub timeout: Option<HumanDuration>,
+}
+
+/// A WebSocket step: a message sent on the instance's connection to
+/// `url`, and the reply waited for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSocketDef {
+    /// The name the step reports under [default: `websocket URL`].
+    pub name: Option<String>,
+    /// `ws://` or `wss://` (no variables: a connection is kept per URL).
+    pub url: String,
+    /// The message (a template).
+    #[serde(default)]
+    pub send: String,
+    /// Send it as a binary message [default: text].
+    #[serde(default)]
+    pub binary: bool,
+    /// Wait for the first reply containing this text (a template)
+    /// [default: the first reply].
+    pub expect: Option<String>,
+    /// Send without waiting for a reply.
+    #[serde(default)]
+    pub no_reply: bool,
+    /// Connect and get the reply within this [default: the file's, or 30s].
+    pub timeout: Option<HumanDuration>,
+    /// What the reply must satisfy (`body_contains`, `body_matches`,
+    /// `json`).
+    #[serde(default)]
+    pub check: Vec<CheckDef>,
+    /// Variables set from the reply (`json`, `regex`).
+    #[serde(default)]
+    pub extract: BTreeMap<String, ExtractDef>,
+}
+
+/// A gRPC step: a unary call of a method a `.proto` file describes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcDef {
+    /// The name the step reports under [default: the method].
+    pub name: Option<String>,
+    /// `http://host:port` (h2c) or `https://host:port` (no variables: a
+    /// connection is kept per URL).
+    pub url: String,
+    /// The `.proto` file (or a descriptor set), beside the scenario file.
+    pub proto: String,
+    /// `package.Service/Method`.
+    pub method: String,
+    /// The request in the proto3 JSON mapping (a template) [default: `{}`].
+    pub request: Option<String>,
+    /// The call's metadata (values are templates).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Connect and call within this [default: the file's, or 30s].
+    pub timeout: Option<HumanDuration>,
+    /// What the reply must satisfy (`json`, `body_contains`,
+    /// `body_matches`, on the reply as JSON).
+    #[serde(default)]
+    pub check: Vec<CheckDef>,
+    /// Variables set from the reply as JSON (`json`, `regex`).
+    #[serde(default)]
+    pub extract: BTreeMap<String, ExtractDef>,
 }
 
 /// One check on a response: one subject (`status`, `body_contains`,

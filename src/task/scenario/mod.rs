@@ -55,6 +55,10 @@ pub struct ScenarioSource {
     /// The feeder files it names, read beside it: name as written, text.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, String>,
+    /// The `.proto` files (or descriptor sets) its gRPC steps name, read
+    /// beside it: name as written, contents.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub protos: BTreeMap<String, crate::task::grpc::ProtoSource>,
 }
 
 impl ScenarioSource {
@@ -78,9 +82,11 @@ impl ScenarioSource {
             )));
         }
         let text = String::from_utf8(bytes).map_err(|_| error("it is not UTF-8 text".into()))?;
-        // Its feeders' files are read here too; a file that does not parse
-        // reads none, and compiling it says what is wrong.
+        // Its feeders' files and its gRPC steps' service definitions are
+        // read here too; a file that does not parse reads none, and
+        // compiling it says what is wrong.
         let mut files = BTreeMap::new();
+        let mut protos = BTreeMap::new();
         if let Ok(parsed) = file::parse(&text, format) {
             let dir = path.parent().unwrap_or(std::path::Path::new("."));
             for (feeder, def) in &parsed.feeders {
@@ -107,12 +113,24 @@ impl ScenarioSource {
                 })?;
                 files.insert(def.file.clone(), text);
             }
+            let steps = parsed.scenarios.iter().flat_map(|s| &s.steps);
+            for step in steps {
+                if let file::StepDef::Grpc(call) = step
+                    && !protos.contains_key(&call.proto)
+                {
+                    let mut proto = crate::task::grpc::ProtoSource::read(&dir.join(&call.proto))
+                        .map_err(|e| error(format!("gRPC step: {e}")))?;
+                    proto.name.clone_from(&call.proto);
+                    protos.insert(call.proto.clone(), proto);
+                }
+            }
         }
         Ok(Self {
             name,
             format,
             text,
             files,
+            protos,
         })
     }
 }

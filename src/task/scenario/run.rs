@@ -19,7 +19,11 @@ use hyper::Uri;
 use parking_lot::Mutex;
 
 use super::check::Response;
-use super::compile::{PostgresStep, Request, Scenario, Scenarios, Step, TcpStep};
+use super::check::{Check, Source};
+use super::compile::{
+    GrpcRequest, GrpcStep, PostgresStep, Request, Scenario, Scenarios, Step, TcpStep, Wait,
+    WebSocketStep,
+};
 use super::cookies::Jar;
 use super::feeder::Draw;
 use super::template::Values;
@@ -27,7 +31,9 @@ use crate::metrics::events::EventCounter;
 use crate::task::http::client::{Connection, Headers, Kept};
 use crate::task::http::tls::TlsTarget;
 use crate::task::http::{CaCertificates, Dial, RECONNECTS, send_reusing, serialise};
-use crate::task::{Context, Task, TaskError, TaskFactory, TaskResult, postgres, tcp};
+use crate::task::{
+    Context, Task, TaskError, TaskFactory, TaskResult, grpc, postgres, tcp, websocket,
+};
 
 /// How late a think time's timer may fire and still count as thinking:
 /// tokio's timer has a 1 ms tick.
@@ -82,22 +88,48 @@ struct Shared {
     tls_ca: Option<CaCertificates>,
     tls_skip_verify: bool,
     tls: Mutex<HashMap<String, Arc<TlsTarget>>>,
+    /// WebSocket endpoints by URL.
+    endpoints: Mutex<HashMap<String, Arc<websocket::Endpoint>>>,
+    /// gRPC servers by URL.
+    servers: Mutex<HashMap<String, Arc<grpc::Server>>>,
     reconnects: EventCounter,
     rows: EventCounter,
 }
 
 impl Shared {
     fn tls_for(&self, host: &str) -> Result<Arc<TlsTarget>, TaskError> {
-        let mut known = self.tls.lock();
-        if let Some(target) = known.get(host) {
-            return Ok(Arc::clone(target));
-        }
-        let target = TlsTarget::new(host, self.tls_ca.as_ref(), self.tls_skip_verify)
-            .map_err(|e| TaskError::new("tls", e))?;
-        let target = Arc::new(target);
-        known.insert(host.to_owned(), Arc::clone(&target));
-        Ok(target)
+        cached(&self.tls, host, || {
+            TlsTarget::new(host, self.tls_ca.as_ref(), self.tls_skip_verify)
+        })
     }
+
+    fn endpoint_for(&self, url: &str) -> Result<Arc<websocket::Endpoint>, TaskError> {
+        cached(&self.endpoints, url, || {
+            websocket::Endpoint::parse(url, self.tls_ca.as_ref(), self.tls_skip_verify)
+        })
+    }
+
+    fn server_for(&self, url: &str) -> Result<Arc<grpc::Server>, TaskError> {
+        cached(&self.servers, url, || {
+            grpc::Server::parse(url, self.tls_ca.as_ref(), self.tls_skip_verify)
+        })
+    }
+}
+
+/// The value for `key` in `cache`, made on first use (an error is the
+/// kind `tls`: what can fail is building a server's TLS settings).
+fn cached<T>(
+    cache: &Mutex<HashMap<String, Arc<T>>>,
+    key: &str,
+    make: impl FnOnce() -> Result<T, String>,
+) -> Result<Arc<T>, TaskError> {
+    let mut known = cache.lock();
+    if let Some(value) = known.get(key) {
+        return Ok(Arc::clone(value));
+    }
+    let value = Arc::new(make().map_err(|e| TaskError::new("tls", e))?);
+    known.insert(key.to_owned(), Arc::clone(&value));
+    Ok(value)
 }
 
 /// An open connection to one origin.
@@ -120,6 +152,10 @@ pub struct ScenarioTask {
     sockets: Vec<(String, tcp::Connection)>,
     /// PostgreSQL connections, by URL.
     databases: Vec<(String, postgres::Connection)>,
+    /// WebSocket connections, by URL.
+    websockets: Vec<(String, websocket::Socket)>,
+    /// gRPC connections, by URL.
+    grpc: Vec<(String, grpc::Client)>,
 }
 
 /// The factory behind the registered `scenario` task: `peer` names the
@@ -136,6 +172,8 @@ pub fn scenario_factory(
         tls_ca,
         tls_skip_verify,
         tls: Mutex::new(HashMap::new()),
+        endpoints: Mutex::new(HashMap::new()),
+        servers: Mutex::new(HashMap::new()),
         reconnects: EventCounter::named(RECONNECTS),
         rows: EventCounter::named(postgres::ROWS),
     });
@@ -150,6 +188,8 @@ pub fn scenario_factory(
             kept: Kept::new(max_body),
             sockets: Vec::new(),
             databases: Vec::new(),
+            websockets: Vec::new(),
+            grpc: Vec::new(),
         })
     }
 }
@@ -222,6 +262,32 @@ impl ScenarioTask {
                     outcome?;
                     due = Instant::now();
                 }
+                Step::WebSocket(ws) => {
+                    let started = Instant::now();
+                    let sent = self.websocket(ws, scenario, ctx, due);
+                    let outcome = within(ws.timeout, sent).await;
+                    if outcome.as_ref().is_err_and(|e| !Check::judged(e.kind())) {
+                        // A late reply would be taken for the next message's.
+                        self.websockets.retain(|(url, _)| *url != ws.url);
+                    }
+                    ctx.record_step(ws.name, due, started, outcome.as_ref().err());
+                    outcome?;
+                    due = Instant::now();
+                }
+                Step::Grpc(call) => {
+                    let started = Instant::now();
+                    let called = self.grpc(call, scenario, ctx, due);
+                    let outcome = within(call.timeout, called).await;
+                    if outcome
+                        .as_ref()
+                        .is_err_and(|e| grpc::drops_connection(e.kind()))
+                    {
+                        self.grpc.retain(|(url, _)| *url != call.url);
+                    }
+                    ctx.record_step(call.name, due, started, outcome.as_ref().err());
+                    outcome?;
+                    due = Instant::now();
+                }
             }
         }
         Ok(())
@@ -269,6 +335,123 @@ impl ScenarioTask {
         let connection = &mut self.sockets[index].1;
         let reply = connection.exchange(bytes.as_bytes(), &step.reply).await?;
         tcp::check_reply(&reply, step.expect.as_deref())
+    }
+
+    /// Sends a WebSocket step's message on the instance's connection to its
+    /// URL (opened first if there is none, reported as the step's connect,
+    /// timed from `due`) and judges the reply.
+    async fn websocket(
+        &mut self,
+        step: &WebSocketStep,
+        scenario: &Scenario,
+        ctx: &Context<'_>,
+        due: Instant,
+    ) -> Result<(), TaskError> {
+        let mut values = self.values(scenario, ctx);
+        let text = step.send.render(&mut values);
+        let message = if step.binary {
+            websocket::Message::Binary(text.into_bytes().into())
+        } else {
+            websocket::Message::text(text)
+        };
+        let wait = match &step.wait {
+            Wait::Nothing => websocket::Await::Nothing,
+            Wait::First => websocket::Await::First,
+            Wait::Containing(text) => websocket::Await::Containing(text.render(&mut values)),
+        };
+        let open = self.websockets.iter().position(|(u, _)| *u == step.url);
+        let index = match open {
+            Some(index) => index,
+            None => {
+                let endpoint = self.shared.endpoint_for(&step.url)?;
+                let started = Instant::now();
+                let opened = endpoint.connect().await;
+                ctx.record_step(step.connect_name, due, started, opened.as_ref().err());
+                self.websockets.push((step.url.clone(), opened?));
+                self.websockets.len() - 1
+            }
+        };
+        let socket = &mut self.websockets[index].1;
+        let reply = websocket::exchange(socket, message, &wait).await?;
+        match reply {
+            Some(reply) => self.judge(&reply.into_data(), &step.checks, &step.extract),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes a gRPC step's call on the instance's connection to its server
+    /// (opened first if there is none, reported as the step's connect,
+    /// timed from `due`) and judges the reply.
+    async fn grpc(
+        &mut self,
+        step: &GrpcStep,
+        scenario: &Scenario,
+        ctx: &Context<'_>,
+        due: Instant,
+    ) -> Result<(), TaskError> {
+        let mut values = self.values(scenario, ctx);
+        let request = match &step.request {
+            GrpcRequest::Encoded(bytes) => bytes.clone(),
+            GrpcRequest::Json(json) => step
+                .method
+                .encode(&json.render(&mut values))
+                .map_err(|e| TaskError::new("grpc_request", e))?,
+        };
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        for (key, value) in &step.metadata {
+            let text = value.render(&mut values);
+            let value = text.parse().map_err(|_| {
+                TaskError::new(
+                    "grpc_metadata",
+                    format!("metadata '{key}': '{text}' is not a valid value"),
+                )
+            })?;
+            metadata.insert(key.clone(), value);
+        }
+        let open = self.grpc.iter().position(|(u, _)| *u == step.url);
+        let index = match open {
+            Some(index) => index,
+            None => {
+                let server = self.shared.server_for(&step.url)?;
+                let started = Instant::now();
+                let opened = server.connect().await;
+                ctx.record_step(step.connect_name, due, started, opened.as_ref().err());
+                self.grpc.push((step.url.clone(), opened?));
+                self.grpc.len() - 1
+            }
+        };
+        let client = &mut self.grpc[index].1;
+        let reply = grpc::call(client, &step.method, request, (metadata, step.timeout)).await?;
+        if step.checks.is_empty() && step.extract.is_empty() {
+            return Ok(());
+        }
+        let json = grpc::reply_json(&reply).map_err(|e| TaskError::new("grpc_bad_reply", e))?;
+        self.judge(&json, &step.checks, &step.extract)
+    }
+
+    /// Applies `checks` to a message's `body` (kept up to the file's
+    /// `max_body`) and sets the variables `extract` takes from it.
+    fn judge(
+        &mut self,
+        body: &[u8],
+        checks: &[Check],
+        extract: &[(usize, Source)],
+    ) -> Result<(), TaskError> {
+        let limit = self.shared.scenarios.max_body;
+        self.kept.headers.clear();
+        self.kept.body.clear();
+        self.kept
+            .body
+            .extend_from_slice(&body[..body.len().min(limit)]);
+        self.kept.truncated = body.len() > limit;
+        let mut seen = Response::new(0, &self.kept);
+        for check in checks {
+            check.verify(&mut seen)?;
+        }
+        for (slot, source) in extract {
+            self.slots[*slot] = source.extract(&mut seen)?;
+        }
+        Ok(())
     }
 
     /// Runs a PostgreSQL step's statement on the instance's connection to
@@ -502,6 +685,10 @@ impl Task for ScenarioTask {
         self.connections.clear();
         self.sockets.clear();
         self.databases.clear();
+        self.grpc.clear();
+        for (_, mut socket) in self.websockets.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_millis(200), socket.close(None)).await;
+        }
         Ok(())
     }
 }
