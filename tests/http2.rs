@@ -128,7 +128,7 @@ where
                 if goaway_after.is_some_and(|n| answered == n) {
                     ended.notify_one();
                 }
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok\n"))))
+                Ok::<_, Infallible>(answer(&request))
             }
         })
     };
@@ -140,6 +140,37 @@ where
         _ = ended.notified() => connection.as_mut().graceful_shutdown(),
     }
     let _ = connection.await;
+}
+
+/// The answer to `request`: `/login` gives a token (in JSON) and a session
+/// cookie; `/private` wants that token and says which cookie came; any
+/// other path is `ok`.
+fn answer(request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let header = |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned()
+    };
+    match request.uri().path() {
+        "/login" => Response::builder()
+            .header("set-cookie", "sid=s1; Path=/")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(br#"{"token": "t-7"}"#)))
+            .unwrap(),
+        "/private" => Response::builder()
+            .status(if header("authorization") == "Bearer t-7" {
+                200
+            } else {
+                401
+            })
+            .header("x-seen-cookie", header("cookie"))
+            .body(Full::new(Bytes::from_static(b"secret\n")))
+            .unwrap(),
+        _ => Response::new(Full::new(Bytes::from_static(b"ok\n"))),
+    }
 }
 
 fn load(url: &str, extra: &[&str]) -> common::Run {
@@ -193,6 +224,94 @@ fn the_open_model_over_h2c_keeps_its_rate_with_a_connection_per_instance() {
     assert_eq!(report.main.failure, 0, "{:?}", report.main.errors);
     assert_eq!(server.count(|s| &s.requests), report.main.completed);
     assert_eq!(server.count(|s| &s.most_streams), 1);
+}
+
+/// A scenario whose requests speak HTTP/2: a token extracted from the
+/// first response authorises the second, the session cookie goes back,
+/// over h2c and over TLS with ALPN `h2`, one connection per instance.
+#[test]
+fn a_scenario_logs_in_and_uses_the_token_over_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, tls) = pki(dir.path());
+    let mut h2 = (*tls).clone();
+    h2.alpn_protocols = vec![b"h2".to_vec()];
+    let plain = Server::start(Behaviour::default());
+    let secure = Server::start(Behaviour {
+        tls: Some(Arc::new(h2)),
+        ..Behaviour::default()
+    });
+    for (server, scheme) in [(&plain, "http"), (&secure, "https")] {
+        let origin = format!("{scheme}://127.0.0.1:{}", server.addr.port());
+        let text = format!(
+            r#"
+defaults:
+  http2: true
+scenarios:
+  - name: shop
+    steps:
+      - request:
+          name: login
+          method: POST
+          url: {origin}/login
+          body: '{{"user": "u${{vajra.iteration}}"}}'
+          extract:
+            token: {{json: /token}}
+      - request:
+          name: private
+          url: {origin}/private
+          headers:
+            authorization: "Bearer ${{token}}"
+          check:
+            - status: 200
+            - header: x-seen-cookie
+              equals: sid=s1
+"#
+        );
+        let file = dir.path().join("h2.yaml");
+        std::fs::write(&file, &text).unwrap();
+        let file = file.to_str().unwrap();
+        let ca = ca.to_str().unwrap();
+        let mut args = vec!["--scenario", file, "--tps", "100", "--duration", "2s"];
+        if scheme == "https" {
+            args.extend(["--https-ca", ca]);
+        }
+        let r = run(&args);
+        assert_eq!(r.code, 0, "{scheme}: {}", r.stderr);
+        let report = r.report.unwrap();
+        assert_eq!(report.main.completed, 200, "{scheme}");
+        assert_eq!(report.main.failure, 0, "{scheme}: {:?}", report.main.errors);
+        assert_eq!(report.steps["private"].completed, 200);
+        assert_eq!(server.count(|s| &s.requests), 400, "{scheme}");
+        assert_eq!(server.count(|s| &s.not_http2), 0, "{scheme}");
+        assert!(
+            server.count(|s| &s.connections) <= report.instances as u64,
+            "{scheme}: a connection per instance and origin"
+        );
+    }
+
+    // A header HTTP/2 forbids is refused before any load.
+    let bad = format!(
+        "defaults:\n  http2: true\nscenarios:\n  - name: s\n    steps:\n      - request:\n          \
+         url: http://127.0.0.1:{}/\n          headers: {{Connection: close}}\n",
+        plain.addr.port()
+    );
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(&file, bad).unwrap();
+    let r = run(&[
+        "--scenario",
+        file.to_str().unwrap(),
+        "--tps",
+        "1",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("steps[0].request.headers.Connection: 'Connection' is not allowed in HTTP/2"),
+        "{}",
+        r.stderr
+    );
 }
 
 /// Whatever the method: a request that crosses the GOAWAY is handed back

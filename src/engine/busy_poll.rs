@@ -35,24 +35,73 @@ pub const PAUSE: Duration = Duration::from_millis(10);
 /// to do, and its time is counted idle. Spins that find nothing for
 /// [`PATIENCE`] pause for [`PAUSE`].
 pub async fn spin(until: impl Fn() -> bool, progress: impl Fn() -> u64) {
-    let mut last = Instant::now();
-    let mut idle_since = last;
-    let mut seen = progress();
+    let mut spins = Spins::new(Instant::now(), progress());
     while !until() {
         tokio::task::yield_now().await;
-        let now = Instant::now();
-        let done = progress();
-        if done == seen {
-            cpu::add_idle_spin(now - last);
-            if now - idle_since >= PATIENCE {
-                tokio::time::sleep(PAUSE).await;
-                idle_since = Instant::now();
+        let paused = match spins.spun(Instant::now(), progress()) {
+            Spun::Work => false,
+            Spun::Idle { spun, pause } => {
+                cpu::add_idle_spin(spun);
+                if pause {
+                    tokio::time::sleep(PAUSE).await;
+                }
+                pause
             }
-        } else {
-            seen = done;
-            idle_since = now;
+        };
+        spins.resume(Instant::now(), paused);
+    }
+}
+
+/// What spinning has seen so far (the clock is the caller's, so the
+/// accounting is tested without one).
+#[derive(Debug)]
+struct Spins {
+    /// When the current spin began.
+    began: Instant,
+    /// Since when the spins found nothing.
+    idle_since: Instant,
+    /// The progress count at the last spin that saw it move.
+    seen: u64,
+}
+
+/// What one spin was.
+#[derive(Debug, PartialEq, Eq)]
+enum Spun {
+    /// Work was done during it.
+    Work,
+    /// Nothing was: `spun` is idle time, and `pause` says the spins have
+    /// found nothing for [`PATIENCE`].
+    Idle { spun: Duration, pause: bool },
+}
+
+impl Spins {
+    fn new(now: Instant, progress: u64) -> Self {
+        Self {
+            began: now,
+            idle_since: now,
+            seen: progress,
         }
-        last = Instant::now();
+    }
+
+    /// The spin that ended at `now`, with the progress count then.
+    fn spun(&mut self, now: Instant, progress: u64) -> Spun {
+        if progress != self.seen {
+            self.seen = progress;
+            self.idle_since = now;
+            return Spun::Work;
+        }
+        Spun::Idle {
+            spun: now - self.began,
+            pause: now - self.idle_since >= PATIENCE,
+        }
+    }
+
+    /// The next spin begins at `now`, after a pause if `paused`.
+    fn resume(&mut self, now: Instant, paused: bool) {
+        self.began = now;
+        if paused {
+            self.idle_since = now;
+        }
     }
 }
 
@@ -76,41 +125,37 @@ mod tests {
         );
     }
 
-    /// Messages from another thread every 50 µs or so keep the spinner
-    /// spinning most of the time; handling them is little work, so most of
-    /// the CPU it uses is counted idle, and the CPU figure is the work.
-    #[tokio::test(flavor = "current_thread")]
-    async fn steady_light_work_keeps_it_spinning_and_its_spins_idle() {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let sender = std::thread::spawn(move || {
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_millis(300) {
-                if tx.send(()).is_err() {
-                    return;
+    /// Progress on every fourth spin: the three spins before it found
+    /// nothing and are idle, the one that saw it is work; nothing for
+    /// PATIENCE pauses, and the pause starts the patience again.
+    #[test]
+    fn spins_that_see_no_progress_are_idle_and_long_idleness_pauses() {
+        let micro = Duration::from_micros(1);
+        let t0 = Instant::now();
+        let mut spins = Spins::new(t0, 0);
+        let (mut idle, mut now) = (Duration::ZERO, t0);
+        for spin in 1..=400u64 {
+            now += micro;
+            match spins.spun(now, spin / 4) {
+                Spun::Work => {}
+                Spun::Idle { spun, pause } => {
+                    assert!(!pause, "progress every 4 µs never waits 200 µs");
+                    idle += spun;
                 }
-                std::thread::sleep(Duration::from_micros(50));
             }
-        });
-        let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counted = std::sync::Arc::clone(&count);
-        let received = tokio::spawn(async move {
-            while rx.recv().await.is_some() {
-                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            spins.resume(now, false);
+        }
+        assert_eq!(idle, micro * 300, "three spins in four were idle");
+
+        let mut pauses = Vec::new();
+        for spin in 1..=450u32 {
+            now += micro;
+            if let Spun::Idle { pause: true, .. } = spins.spun(now, 100) {
+                pauses.push(spin);
             }
-            counted.load(std::sync::atomic::Ordering::Relaxed)
-        });
-        let before = (cpu::idle_spin(), cpu::process_cpu_time());
-        let start = Instant::now();
-        let progress = || count.load(std::sync::atomic::Ordering::Relaxed);
-        spin(|| start.elapsed() >= Duration::from_millis(300), progress).await;
-        let idle = cpu::idle_spin() - before.0;
-        let used = cpu::process_cpu_time() - before.1;
-        sender.join().unwrap();
-        assert!(received.await.unwrap() > 100);
-        // Without the accounting the spinning would all be work.
-        assert!(
-            idle * 2 >= used,
-            "of {used:?} of CPU beside light work, only {idle:?} counted idle"
-        );
+            let paused = pauses.last() == Some(&spin);
+            spins.resume(now, paused);
+        }
+        assert_eq!(pauses, [200, 400], "a pause after each 200 µs of nothing");
     }
 }

@@ -79,13 +79,15 @@ impl Kept {
         }
     }
 
-    fn clear(&mut self) {
+    /// Forgets the last response.
+    pub(crate) fn clear(&mut self) {
         self.headers.clear();
         self.body.clear();
         self.truncated = false;
     }
 
-    fn keep_body(&mut self, bytes: &[u8]) {
+    /// Keeps `bytes` of a body, up to the limit.
+    pub(crate) fn keep_body(&mut self, bytes: &[u8]) {
         let room = self.body_limit.saturating_sub(self.body.len());
         self.truncated |= bytes.len() > room;
         self.body.extend_from_slice(&bytes[..bytes.len().min(room)]);

@@ -23,11 +23,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
-use hyper::{Request, Response};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::Dial;
+use super::client::{Headers, Kept};
 use super::tls::TlsTarget;
 use crate::task::TaskError;
 use crate::task::websocket::Io;
@@ -40,6 +42,89 @@ const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The request body type every HTTP/2 request is sent with.
 pub type Body = Full<Bytes>;
+
+/// Headers RFC 9113 §8.2.2 forbids in an HTTP/2 request: they describe an
+/// HTTP/1.1 connection.
+const CONNECTION_HEADERS: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Whether `name` is a header HTTP/2 forbids in a request.
+pub fn is_connection_header(name: &str) -> bool {
+    CONNECTION_HEADERS
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// The parts of an HTTP/2 request, checked once: what each send (or send
+/// again) builds its request from.
+#[derive(Debug, Clone)]
+pub struct Parts {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Parts {
+    /// `method` `uri` with `headers` and `body`; a `Host` header becomes
+    /// the `:authority` (the address dialled stays the URL's). `Err` names
+    /// the header that is not valid, or not allowed in HTTP/2.
+    pub fn new<'a>(
+        method: Method,
+        mut uri: Uri,
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+        body: Bytes,
+    ) -> Result<Self, String> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("'{name}' is not a valid header name"))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| format!("'{name}' has an invalid value"))?;
+            if is_connection_header(header.as_str()) {
+                return Err(format!(
+                    "'{name}' is not allowed in HTTP/2 (RFC 9113 §8.2.2)"
+                ));
+            }
+            if header == hyper::header::HOST {
+                uri = with_authority(uri, value.to_str().unwrap_or_default())?;
+                continue;
+            }
+            map.append(header, value);
+        }
+        Ok(Self {
+            method,
+            uri,
+            headers: map,
+            body,
+        })
+    }
+
+    /// The request.
+    pub fn request(&self) -> Request<Body> {
+        let mut request = Request::new(Body::new(self.body.clone()));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
+/// `uri` with its authority replaced by `authority` (a `Host` header).
+fn with_authority(uri: Uri, authority: &str) -> Result<Uri, String> {
+    let mut parts = uri.into_parts();
+    parts.authority = Some(
+        authority
+            .parse()
+            .map_err(|_| format!("'Host: {authority}' is not a valid authority"))?,
+    );
+    Uri::from_parts(parts).map_err(|e| format!("'Host: {authority}': {e}"))
+}
 
 /// The connections of one run, each shared by up to `streams` instances.
 #[derive(Debug)]
@@ -104,7 +189,8 @@ pub struct Answer {
     pub body_len: u64,
 }
 
-/// An instance's way onto its shared connection.
+/// An instance's way onto its shared connection (or its own: see
+/// [`Client::alone`]).
 #[derive(Debug)]
 pub struct Client {
     shared: Arc<Shared>,
@@ -116,24 +202,31 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client on a connection of its own, shared with no other instance
+    /// (a scenario's, one per origin).
+    pub fn alone() -> Self {
+        Pool::new(1).join()
+    }
+
     /// Makes sure the shared connection is open (an instance's setup).
     pub(crate) async fn open(&mut self, dial: &Dial<'_>) -> Result<(), TaskError> {
         self.usable(dial).await.map(|_| ())
     }
 
-    /// Sends the request `make` builds and reads the whole response. A
-    /// request the server never got or refused unprocessed, or a
-    /// `replayable` one whose reused connection failed before its response
-    /// began, is sent once more, on a new connection if that one failed.
+    /// Sends the request `make` builds and reads the whole response,
+    /// keeping what `kept` asks for of it. A request the server never got
+    /// or refused unprocessed, or a `replayable` one whose reused
+    /// connection failed before its response began, is sent once more, on
+    /// a new connection if that one failed.
     pub(crate) async fn send(
         &mut self,
         dial: &Dial<'_>,
-        make: impl Fn() -> Request<Body>,
-        replayable: bool,
+        (make, replayable): (impl Fn() -> Request<Body>, bool),
+        mut kept: Option<&mut Kept>,
     ) -> Result<Answer, TaskError> {
         let reused = self.current.is_some();
         let sender = self.usable(dial).await?;
-        let failed = match exchange(sender, make()).await {
+        let failed = match exchange(sender, make(), kept.as_deref_mut()).await {
             Ok(answer) => return Ok(answer),
             Err(failed) => failed,
         };
@@ -146,7 +239,7 @@ impl Client {
             return Err(failed.error);
         }
         let sender = self.usable(dial).await?;
-        let result = exchange(sender, make()).await;
+        let result = exchange(sender, make(), kept).await;
         if result.as_ref().is_err_and(|f| f.connection) {
             self.retire();
         }
@@ -256,10 +349,12 @@ struct Failed {
     response_began: bool,
 }
 
-/// Sends `request` and reads its whole response, discarding the body.
+/// Sends `request` and reads its whole response, keeping its headers and
+/// body as `kept` says (discarding them without one).
 async fn exchange(
     sender: &mut SendRequest<Body>,
     request: Request<Body>,
+    mut kept: Option<&mut Kept>,
 ) -> Result<Answer, Failed> {
     let response: Response<_> = sender
         .try_send_request(request)
@@ -272,6 +367,21 @@ async fn exchange(
             failed
         })?;
     let status = response.status().as_u16();
+    if let Some(kept) = kept.as_deref_mut() {
+        kept.clear();
+        let wanted = response
+            .headers()
+            .iter()
+            .filter(|(name, _)| match kept.which {
+                Headers::All => true,
+                Headers::SetCookie => *name == hyper::header::SET_COOKIE,
+            });
+        let texts = wanted.map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_owned(), value)
+        });
+        kept.headers.extend(texts);
+    }
     let mut body = response.into_body();
     let mut body_len = 0;
     while let Some(frame) = body.frame().await {
@@ -281,6 +391,9 @@ async fn exchange(
         })?;
         if let Some(data) = frame.data_ref() {
             body_len += data.len() as u64;
+            if let Some(kept) = kept.as_deref_mut() {
+                kept.keep_body(data);
+            }
         }
     }
     Ok(Answer { status, body_len })

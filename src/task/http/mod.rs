@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Uri};
 
 use super::{Context, Task, TaskError, TaskFactory, TaskResult};
@@ -90,29 +90,17 @@ struct Prepared {
     http2: Option<Http2Request>,
 }
 
-/// The parts of the request an HTTP/2 execution builds its request from.
+/// The request an HTTP/2 execution sends, and the run's shared
+/// connections.
 #[derive(Debug)]
 struct Http2Request {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    parts: http2::Parts,
     pool: http2::Pool,
 }
 
-/// Headers RFC 9113 §8.2.2 forbids in an HTTP/2 request: they describe an
-/// HTTP/1.1 connection.
-const CONNECTION_HEADERS: [&str; 5] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-];
-
 impl Http2Request {
-    /// The parts of `method` `uri` with `headers` and `body`; a `Host`
-    /// header becomes the `:authority` (the address stays the URL's).
+    /// `method` `uri` with `headers` and `body`, on connections shared by
+    /// `streams` instances.
     fn new(
         method: Method,
         uri: &Uri,
@@ -120,27 +108,11 @@ impl Http2Request {
         body: &Bytes,
         streams: usize,
     ) -> anyhow::Result<Self> {
-        let mut map = HeaderMap::new();
-        let mut uri = uri.clone();
-        for (name, value) in headers {
-            let header = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| anyhow::anyhow!("--header '{name}' is not a valid header name"))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| anyhow::anyhow!("--header '{name}' has an invalid value"))?;
-            if CONNECTION_HEADERS.contains(&header.as_str()) {
-                anyhow::bail!("--header '{name}' is not allowed in HTTP/2 (RFC 9113 §8.2.2)");
-            }
-            if header == hyper::header::HOST {
-                uri = with_authority(&uri, value.to_str().unwrap_or_default())?;
-                continue;
-            }
-            map.append(header, value);
-        }
+        let headers = headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        let parts = http2::Parts::new(method, uri.clone(), headers, body.clone())
+            .map_err(|e| anyhow::anyhow!("--header {e}"))?;
         Ok(Self {
-            method,
-            uri,
-            headers: map,
-            body: body.clone(),
+            parts,
             pool: http2::Pool::new(streams),
         })
     }
@@ -148,10 +120,7 @@ impl Http2Request {
     /// The request of one execution, with a W3C `traceparent` header when
     /// it is traced.
     fn request(&self) -> Request<http2::Body> {
-        let mut request = Request::new(http2::Body::new(self.body.clone()));
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
-        *request.headers_mut() = self.headers.clone();
+        let mut request = self.parts.request();
         if let Some(span) = crate::task::trace::current()
             && let Ok(value) = HeaderValue::from_str(&span.header())
         {
@@ -159,16 +128,6 @@ impl Http2Request {
         }
         request
     }
-}
-
-/// `uri` with its authority replaced by `authority` (a `Host` header).
-fn with_authority(uri: &Uri, authority: &str) -> anyhow::Result<Uri> {
-    let mut parts = uri.clone().into_parts();
-    parts.authority =
-        Some(authority.parse().map_err(|_| {
-            anyhow::anyhow!("--header 'Host: {authority}' is not a valid authority")
-        })?);
-    Uri::from_parts(parts).map_err(|e| anyhow::anyhow!("--header 'Host: {authority}': {e}"))
 }
 
 impl Prepared {
@@ -454,7 +413,7 @@ impl HttpTask {
                     .as_ref()
                     .expect("an HTTP/2 wire has its parts");
                 let answer = client
-                    .send(&dial, || parts.request(), prepared.replayable)
+                    .send(&dial, (|| parts.request(), prepared.replayable), None)
                     .await?;
                 Ok(answer.status)
             }

@@ -125,6 +125,8 @@ pub struct Request {
     /// Whether headers beyond `Set-Cookie` are needed (a header check, a
     /// header or cookie extraction).
     pub needs_headers: bool,
+    /// Whether it speaks HTTP/2.
+    pub http2: bool,
     /// Where it goes, if its URL has no variable.
     pub target: Option<Target>,
     /// The whole request serialised, if nothing in it varies (sent as is
@@ -226,6 +228,7 @@ fn compile_file(
         variables: &parsed.variables,
         headers: default_headers,
         timeout: defaults.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
+        http2: defaults.http2.unwrap_or(false),
         protos: &source.protos,
     };
     let mut list = Vec::new();
@@ -320,6 +323,8 @@ struct Common<'a> {
     variables: &'a BTreeMap<String, String>,
     headers: Vec<(String, String)>,
     timeout: Duration,
+    /// Whether requests speak HTTP/2 unless they say otherwise.
+    http2: bool,
     /// The service definitions its gRPC steps name, read with it.
     protos: &'a BTreeMap<String, ProtoSource>,
 }
@@ -513,15 +518,28 @@ fn compile_request(
         .keys()
         .map(|n| n.to_ascii_lowercase())
         .collect::<Vec<_>>();
+    let http2 = def.http2.unwrap_or(common.http2);
+    let h2_header = |name: &str, path: &Path| {
+        if http2 && crate::task::http::http2::is_connection_header(name) {
+            Err(at.error(
+                path,
+                format!("'{name}' is not allowed in HTTP/2 (RFC 9113 §8.2.2)"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
     for (name, value) in &common.headers {
         if !own.contains(&name.to_ascii_lowercase()) {
             let path = Path::root().key("defaults").key("headers").key(name);
+            h2_header(name, &path)?;
             headers.push((name.clone(), scope.template(value, &path, at)?));
         }
     }
     for (name, value) in &def.headers {
         let path = path.key("headers").key(name);
         check_header_name(name).map_err(|m| at.error(&path, m))?;
+        h2_header(name, &path)?;
         headers.push((name.clone(), scope.template(value, &path, at)?));
     }
     let body = def
@@ -543,7 +561,8 @@ fn compile_request(
             .any(|(_, s)| matches!(s, Source::Header(_) | Source::Cookie(_)));
     let serialised = fixed_request(&method, target.as_ref(), &headers, body.as_ref())
         .transpose()
-        .map_err(|m| at.error(path, m))?;
+        .map_err(|m| at.error(path, m))?
+        .filter(|_| !http2);
     let needs_body = checks.iter().any(|c| {
         matches!(
             c,
@@ -567,6 +586,7 @@ fn compile_request(
         extract,
         needs_body,
         needs_headers,
+        http2,
         target,
         serialised,
     })

@@ -57,6 +57,8 @@ pub struct Defaults {
     pub timeout: Option<HumanDuration>,
     /// Whether each iteration keeps a cookie jar [default: true].
     pub cookies: Option<bool>,
+    /// Whether requests speak HTTP/2 [default: false, HTTP/1.1].
+    pub http2: Option<bool>,
     /// Largest response body kept for checks and extraction [default:
     /// 1 MiB]; the rest is read and discarded.
     pub max_body: Option<usize>,
@@ -147,6 +149,9 @@ pub struct RequestDef {
     pub body: Option<String>,
     /// Per-request timeout [default: the file's, or 30s].
     pub timeout: Option<HumanDuration>,
+    /// Whether it speaks HTTP/2 (TLS with ALPN `h2` for `https://`, h2c
+    /// for `http://`) [default: the file's, or HTTP/1.1].
+    pub http2: Option<bool>,
     /// What the response must satisfy; with no status check, a status
     /// below 400.
     #[serde(default)]

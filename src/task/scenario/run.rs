@@ -29,6 +29,7 @@ use super::feeder::Draw;
 use super::template::Values;
 use crate::metrics::events::EventCounter;
 use crate::task::http::client::{Connection, Headers, Kept};
+use crate::task::http::http2;
 use crate::task::http::tls::TlsTarget;
 use crate::task::http::{CaCertificates, Dial, RECONNECTS, send_reusing, serialise};
 use crate::task::{
@@ -88,6 +89,8 @@ struct Shared {
     tls_ca: Option<CaCertificates>,
     tls_skip_verify: bool,
     tls: Mutex<HashMap<String, Arc<TlsTarget>>>,
+    /// The same for HTTP/2 (ALPN `h2`).
+    tls_h2: Mutex<HashMap<String, Arc<TlsTarget>>>,
     /// WebSocket endpoints by URL.
     endpoints: Mutex<HashMap<String, Arc<websocket::Endpoint>>>,
     /// gRPC servers by URL.
@@ -100,6 +103,12 @@ impl Shared {
     fn tls_for(&self, host: &str) -> Result<Arc<TlsTarget>, TaskError> {
         cached(&self.tls, host, || {
             TlsTarget::new(host, self.tls_ca.as_ref(), self.tls_skip_verify)
+        })
+    }
+
+    fn tls_h2_for(&self, host: &str) -> Result<Arc<TlsTarget>, TaskError> {
+        cached(&self.tls_h2, host, || {
+            TlsTarget::http2(host, self.tls_ca.as_ref(), self.tls_skip_verify)
         })
     }
 
@@ -140,11 +149,21 @@ struct Open {
     conn: Option<Connection>,
 }
 
+/// An HTTP/2 connection to one origin.
+struct Open2 {
+    address: String,
+    https: bool,
+    tls: Option<Arc<TlsTarget>>,
+    client: http2::Client,
+}
+
 /// One instance of the `scenario` task.
 pub struct ScenarioTask {
     shared: Arc<Shared>,
     rng: fastrand::Rng,
     connections: Vec<Open>,
+    /// HTTP/2 connections, by origin.
+    connections_h2: Vec<Open2>,
     jar: Jar,
     slots: Vec<String>,
     kept: Kept,
@@ -172,6 +191,7 @@ pub fn scenario_factory(
         tls_ca,
         tls_skip_verify,
         tls: Mutex::new(HashMap::new()),
+        tls_h2: Mutex::new(HashMap::new()),
         endpoints: Mutex::new(HashMap::new()),
         servers: Mutex::new(HashMap::new()),
         reconnects: EventCounter::named(RECONNECTS),
@@ -183,6 +203,7 @@ pub fn scenario_factory(
             shared: Arc::clone(&shared),
             rng: fastrand::Rng::with_seed(fastrand::u64(..) ^ instance as u64),
             connections: Vec::new(),
+            connections_h2: Vec::new(),
             jar: Jar::default(),
             slots: Vec::new(),
             kept: Kept::new(max_body),
@@ -511,26 +532,6 @@ impl ScenarioTask {
                     .header_for(&target.host, &target.path, target.https)
             })
             .flatten();
-        let bytes = match (&request.serialised, cookie) {
-            (Some(fixed), None) => std::borrow::Cow::Borrowed(fixed.as_slice()),
-            (_, cookie) => {
-                let mut headers: Vec<(String, String)> = request
-                    .headers
-                    .iter()
-                    .map(|(name, value)| (name.clone(), value.render(&mut values)))
-                    .collect();
-                headers.extend(cookie.map(|c| ("Cookie".to_owned(), c)));
-                let body = request
-                    .body
-                    .as_ref()
-                    .map(|b| b.render(&mut values))
-                    .unwrap_or_default();
-                let (path, authority) = (&target.path, &target.authority);
-                serialise(&request.method, path, authority, &headers, body.as_bytes())
-                    .map(std::borrow::Cow::Owned)
-                    .map_err(|e| TaskError::new("request", format!("{e:#}")))?
-            }
-        };
         let head = request.method == hyper::Method::HEAD;
         let replayable = request.method.is_idempotent();
         let keep = cookies || !request.checks.is_empty() || !request.extract.is_empty();
@@ -544,41 +545,28 @@ impl ScenarioTask {
         } else {
             Headers::SetCookie
         };
-        // Connecting counts against the request's timeout too: a target
-        // that never answers the handshake is a timeout, not a long wait.
-        let opened = tokio::time::timeout(
-            request.timeout,
-            open(&mut self.connections, &shared, target),
-        );
-        let open = opened.await.map_err(|_| {
-            TaskError::new(
-                "timeout",
-                format!("no connection within {:?}", request.timeout),
-            )
-        })??;
-        let dial = Dial {
-            address: &open.address,
-            tls: open.tls.as_deref(),
-            reconnects: &shared.reconnects,
-        };
-        let kept = keep.then_some(&mut self.kept);
-        let sent = send_reusing(&mut open.conn, &dial, (&bytes, head, replayable), kept);
-        let response = match tokio::time::timeout(request.timeout, sent).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => {
-                open.conn = None;
-                return Err(e);
-            }
-            Err(_) => {
-                open.conn = None;
-                return Err(TaskError::new(
-                    "timeout",
-                    format!("no response within {:?}", request.timeout),
-                ));
-            }
+        let status = if request.http2 {
+            let parts = h2_parts(request, target, cookie, &mut values)?;
+            self.send_h2(target, (&parts, replayable), request.timeout, keep)
+                .await?
+        } else {
+            let bytes = match (&request.serialised, cookie) {
+                (Some(fixed), None) => std::borrow::Cow::Borrowed(fixed.as_slice()),
+                (_, cookie) => {
+                    let mut headers = rendered_headers(request, &mut values);
+                    headers.extend(cookie.map(|c| ("Cookie".to_owned(), c)));
+                    let body = rendered_body(request, &mut values);
+                    let (path, authority) = (&target.path, &target.authority);
+                    serialise(&request.method, path, authority, &headers, body.as_bytes())
+                        .map(std::borrow::Cow::Owned)
+                        .map_err(|e| TaskError::new("request", format!("{e:#}")))?
+                }
+            };
+            self.send_h1(target, (&bytes, head, replayable), request.timeout, keep)
+                .await?
         };
         if !keep {
-            return default_status(response.status);
+            return default_status(status);
         }
         if cookies {
             for (name, value) in &self.kept.headers {
@@ -587,13 +575,9 @@ impl ScenarioTask {
                 }
             }
         }
-        let mut seen = Response::new(response.status, &self.kept);
-        if !request
-            .checks
-            .iter()
-            .any(|c| matches!(c, super::check::Check::Status(_)))
-        {
-            default_status(response.status)?;
+        let mut seen = Response::new(status, &self.kept);
+        if !request.checks.iter().any(|c| matches!(c, Check::Status(_))) {
+            default_status(status)?;
         }
         for check in &request.checks {
             check.verify(&mut seen)?;
@@ -603,6 +587,142 @@ impl ScenarioTask {
         }
         Ok(())
     }
+
+    /// Sends an HTTP/1.1 request's bytes (`head` for a HEAD request's,
+    /// `replayable` if it may be sent again on a new connection) on the
+    /// instance's connection to `target`, keeping what [`Kept`] asks for
+    /// if `keep`: the response's status.
+    async fn send_h1(
+        &mut self,
+        target: &Target,
+        (bytes, head, replayable): (&[u8], bool, bool),
+        timeout: Duration,
+        keep: bool,
+    ) -> Result<u16, TaskError> {
+        let shared = Arc::clone(&self.shared);
+        // Connecting counts against the request's timeout too: a target
+        // that never answers the handshake is a timeout, not a long wait.
+        let opened = tokio::time::timeout(timeout, open(&mut self.connections, &shared, target));
+        let open = opened.await.map_err(|_| {
+            TaskError::new("timeout", format!("no connection within {timeout:?}"))
+        })??;
+        let dial = Dial {
+            address: &open.address,
+            tls: open.tls.as_deref(),
+            reconnects: &shared.reconnects,
+        };
+        let kept = keep.then_some(&mut self.kept);
+        let sent = send_reusing(&mut open.conn, &dial, (bytes, head, replayable), kept);
+        match tokio::time::timeout(timeout, sent).await {
+            Ok(Ok(response)) => Ok(response.status),
+            Ok(Err(e)) => {
+                open.conn = None;
+                Err(e)
+            }
+            Err(_) => {
+                open.conn = None;
+                Err(TaskError::new(
+                    "timeout",
+                    format!("no response within {timeout:?}"),
+                ))
+            }
+        }
+    }
+
+    /// Sends an HTTP/2 request on the instance's connection to `target`'s
+    /// origin (its client replaces a connection that ended, and sends
+    /// again what RFC 9113 allows), keeping what [`Kept`] asks for if
+    /// `keep`: the response's status.
+    async fn send_h2(
+        &mut self,
+        target: &Target,
+        (parts, replayable): (&http2::Parts, bool),
+        timeout: Duration,
+        keep: bool,
+    ) -> Result<u16, TaskError> {
+        let shared = Arc::clone(&self.shared);
+        let found = self
+            .connections_h2
+            .iter()
+            .position(|o| o.address == target.address && o.https == target.https);
+        let index = match found {
+            Some(index) => index,
+            None => {
+                let tls = if target.https {
+                    Some(shared.tls_h2_for(&target.host)?)
+                } else {
+                    None
+                };
+                self.connections_h2.push(Open2 {
+                    address: target.address.clone(),
+                    https: target.https,
+                    tls,
+                    client: http2::Client::alone(),
+                });
+                self.connections_h2.len() - 1
+            }
+        };
+        let open = &mut self.connections_h2[index];
+        let dial = Dial {
+            address: &open.address,
+            tls: open.tls.as_deref(),
+            reconnects: &shared.reconnects,
+        };
+        let kept = keep.then_some(&mut self.kept);
+        let sent = open
+            .client
+            .send(&dial, (|| parts.request(), replayable), kept);
+        // Connecting is inside the send, so inside the timeout.
+        match tokio::time::timeout(timeout, sent).await {
+            Ok(answer) => Ok(answer?.status),
+            Err(_) => Err(TaskError::new(
+                "timeout",
+                format!("no response within {timeout:?}"),
+            )),
+        }
+    }
+}
+
+/// A request's headers, rendered.
+fn rendered_headers(request: &Request, values: &mut Values<'_>) -> Vec<(String, String)> {
+    request
+        .headers
+        .iter()
+        .map(|(name, value)| (name.clone(), value.render(values)))
+        .collect()
+}
+
+/// A request's body, rendered (empty without one).
+fn rendered_body(request: &Request, values: &mut Values<'_>) -> String {
+    request
+        .body
+        .as_ref()
+        .map(|b| b.render(values))
+        .unwrap_or_default()
+}
+
+/// An HTTP/2 request's parts for `target`, with the jar's `cookie`.
+fn h2_parts(
+    request: &Request,
+    target: &Target,
+    cookie: Option<String>,
+    values: &mut Values<'_>,
+) -> Result<http2::Parts, TaskError> {
+    let scheme = if target.https { "https" } else { "http" };
+    let uri: Uri = format!("{scheme}://{}{}", target.authority, target.path)
+        .parse()
+        .map_err(|e| TaskError::new("url", format!("{e}")))?;
+    let mut headers = rendered_headers(request, values);
+    headers.extend(cookie.map(|c| ("cookie".to_owned(), c)));
+    let body = rendered_body(request, values);
+    let headers = headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+    http2::Parts::new(
+        request.method.clone(),
+        uri,
+        headers,
+        body.into_bytes().into(),
+    )
+    .map_err(|e| TaskError::new("request", format!("header {e}")))
 }
 
 /// The connection to `target`'s origin among `connections`, opened on
@@ -683,6 +803,7 @@ impl Task for ScenarioTask {
 
     async fn cleanup(&mut self) -> anyhow::Result<()> {
         self.connections.clear();
+        self.connections_h2.clear();
         self.sockets.clear();
         self.databases.clear();
         self.grpc.clear();
