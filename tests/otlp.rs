@@ -294,6 +294,59 @@ fn a_receiver_that_is_down_or_hangs_never_stops_the_test() {
     assert!(!otlp.report_delivered && otlp.not_delivered > 0, "{otlp:?}");
 }
 
+/// An HTTP target that closes each connection after its answer, so a
+/// keep-alive client reconnects before every request but the first.
+fn closing_target() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(20_000) {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    addr
+}
+
+#[test]
+fn event_counters_are_exported_as_a_sum_per_name() {
+    let receiver = Receiver::http();
+    let target = closing_target();
+    let (code, stdout, report) = run(&[
+        "--url",
+        &format!("http://{target}/"),
+        "--tps",
+        "200",
+        "--duration",
+        "2s",
+        "--export",
+        "otlp",
+        "--otlp-endpoint",
+        &format!("http://{}/", receiver.addr),
+        "--otlp-interval",
+        "1s",
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+    let reconnects = report.counters["http.reconnects"];
+    assert!(reconnects > 100, "{:?}", report.counters);
+    let last = receiver
+        .requests()
+        .pop()
+        .unwrap_or_else(|| panic!("nothing exported: {:?}\n{stdout}", report.exports));
+    assert_eq!(
+        sum_values(&last, "vajra.events"),
+        [reconnects as i64],
+        "the one counter, as the report counted it"
+    );
+}
+
 /// An HTTP target that answers 200 and keeps each request's
 /// `traceparent` header (or None).
 fn recording_target() -> (

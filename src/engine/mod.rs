@@ -15,6 +15,7 @@
 //! - [`trace`]: spans of setups, cleanups and sampled executions.
 //! - [`worker`]: the worker loops and the instrumented execution.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -123,6 +124,10 @@ pub struct ClosedWindow<'a> {
     pub target_rate: Option<f64>,
     /// Executions in flight when it was closed.
     pub in_flight: u64,
+    /// How much each event counter grew since the window before was
+    /// announced (so the windows' growths add up to the report's
+    /// `counters`); of windows closed together, the last carries it.
+    pub events: &'a BTreeMap<&'static str, u64>,
 }
 
 /// Receives each second's results while the run is going.
@@ -292,11 +297,21 @@ pub async fn run_controlled<F: TaskFactory>(
     let started_at = SystemTime::now();
     let curve = started.curve.clone();
 
-    let target = TargetRate {
-        initial: curve.clone(),
-        control: following,
+    let mut closing = Closing {
+        target: TargetRate {
+            initial: curve.clone(),
+            control: following,
+        },
+        growth: crate::metrics::events::Growth::start(),
     };
-    sweep_until_load_ends(&ctx, &mut aggregator, observer, &target, started.load_done).await;
+    sweep_until_load_ends(
+        &ctx,
+        &mut aggregator,
+        observer,
+        &mut closing,
+        started.load_done,
+    )
+    .await;
     let load_secs = ctx.clock.now_ns() as f64 / NANOS_PER_SEC as f64;
     let unfinished = drain(&ctx, &spawner, config.drain_timeout, started.queue.as_ref()).await;
     let total_secs = ctx.clock.now_ns() as f64 / NANOS_PER_SEC as f64;
@@ -304,7 +319,7 @@ pub async fn run_controlled<F: TaskFactory>(
         return Err(EngineError::Setup(fatal));
     }
     aggregator.finish(total_secs);
-    announce_closed(&ctx, &aggregator, observer, &target);
+    announce_closed(&ctx, &aggregator, observer, &mut closing);
     // The scheduler leaves the curve it finally followed (after updates).
     let (curve, planned) = match started.followed.lock().take() {
         Some((curve, planned)) => (Some(curve), Some(planned)),
@@ -481,6 +496,14 @@ async fn wait_ready<F: TaskFactory>(
     Ok(())
 }
 
+/// What each closed window is told besides its statistics.
+struct Closing {
+    /// The rate it was planned at.
+    target: TargetRate,
+    /// The event counters' growth since the window before.
+    growth: crate::metrics::events::Growth,
+}
+
 /// The run's target rate as it is now: its own curve, or the one the
 /// scheduler follows after rate updates.
 struct TargetRate {
@@ -505,19 +528,29 @@ fn announce_closed<F: TaskFactory>(
     ctx: &Arc<RunContext<F>>,
     aggregator: &Aggregator,
     observer: &mut dyn RunObserver,
-    target: &TargetRate,
+    closing: &mut Closing,
 ) -> Vec<(WindowReport, Option<f64>)> {
     let origin_wall = ctx.clock.origin_wall();
     let in_flight = ctx.executing();
+    let closed: Vec<_> = aggregator.last_closed().collect();
+    // With no window closed, the growth waits for the next one.
+    let none = BTreeMap::new();
+    let events = if closed.is_empty() {
+        BTreeMap::new()
+    } else {
+        closing.growth.take()
+    };
     let mut announced = Vec::new();
-    for (report, stats) in aggregator.last_closed() {
-        let target_rate = target.of_window(report.second);
+    let last = closed.len().saturating_sub(1);
+    for (i, (report, stats)) in closed.into_iter().enumerate() {
+        let target_rate = closing.target.of_window(report.second);
         observer.on_closed(&ClosedWindow {
             report,
             stats,
             start: origin_wall + Duration::from_secs(report.second),
             target_rate,
             in_flight,
+            events: if i == last { &events } else { &none },
         });
         announced.push((report.clone(), target_rate));
     }
@@ -529,7 +562,7 @@ async fn sweep_until_load_ends<F: TaskFactory>(
     ctx: &Arc<RunContext<F>>,
     aggregator: &mut Aggregator,
     observer: &mut dyn RunObserver,
-    target: &TargetRate,
+    closing: &mut Closing,
     load_done: LoadDone,
 ) {
     let origin = ctx.clock.origin().expect("clock started before sweeping");
@@ -558,7 +591,7 @@ async fn sweep_until_load_ends<F: TaskFactory>(
             continue;
         }
         aggregator.collect(next_second);
-        for (window, target_rate) in announce_closed(ctx, aggregator, observer, target) {
+        for (window, target_rate) in announce_closed(ctx, aggregator, observer, closing) {
             if let Some(reason) = observer.on_window(&window, target_rate, aggregator) {
                 ctx.stop.abort(reason);
             }

@@ -61,6 +61,10 @@ pub struct ExportWindow {
     pub in_flight: u64,
     /// Resident memory of the generator process, bytes.
     pub rss_bytes: u64,
+    /// How much each event counter (`http.reconnects`, `postgres.rows`, a
+    /// user task's own) grew since the window before: the windows' growths
+    /// add up to the report's `counters`.
+    pub events: BTreeMap<&'static str, u64>,
 }
 
 impl ExportWindow {

@@ -346,6 +346,7 @@ impl RunObserver for ExportObserver<'_> {
             target_rate: window.target_rate,
             in_flight: window.in_flight,
             rss_bytes: crate::metrics::cpu::current_rss_bytes(),
+            events: window.events.clone(),
         }));
     }
 }
@@ -388,6 +389,7 @@ mod tests {
             target_rate: None,
             in_flight: 0,
             rss_bytes: 0,
+            events: Default::default(),
         })
     }
 

@@ -48,6 +48,8 @@ pub struct RunTotals {
     pub dropped: u64,
     /// Arrivals reached later than `--max-lag` and not sent.
     pub missed: u64,
+    /// Event counters, by name.
+    pub events: BTreeMap<&'static str, u64>,
 }
 
 impl RunTotals {
@@ -63,6 +65,9 @@ impl RunTotals {
             self.dispatched += stats.dispatched;
             self.dropped += stats.dropped;
             self.missed += stats.missed;
+        }
+        for (name, grown) in &window.events {
+            *self.events.entry(name).or_default() += grown;
         }
     }
 }

@@ -68,9 +68,54 @@ pub fn grown_since(before: &BTreeMap<&'static str, u64>) -> BTreeMap<String, u64
         .collect()
 }
 
+/// The counters' growth, handed out a window at a time: each
+/// [`Growth::take`] gives what grew since the one before (or since
+/// [`Growth::start`]), so the windows' growths add up to the run's.
+#[derive(Debug)]
+pub struct Growth {
+    last: BTreeMap<&'static str, u64>,
+}
+
+impl Growth {
+    /// Starts counting from every counter's value now.
+    pub fn start() -> Self {
+        Self { last: snapshot() }
+    }
+
+    /// What grew since the last take (counters that did not grow are left
+    /// out).
+    pub fn take(&mut self) -> BTreeMap<&'static str, u64> {
+        let now = snapshot();
+        let grown = now
+            .iter()
+            .filter_map(|(name, value)| {
+                let grown = value - self.last.get(name).copied().unwrap_or(0);
+                (grown > 0).then_some((*name, grown))
+            })
+            .collect();
+        self.last = now;
+        grown
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn growth_is_handed_out_once_window_by_window() {
+        let counter = EventCounter::named("test.windows");
+        counter.add(5);
+        let mut growth = Growth::start();
+        counter.add(2);
+        assert_eq!(growth.take().get("test.windows"), Some(&2));
+        assert_eq!(growth.take().get("test.windows"), None, "taken once");
+        counter.add(3);
+        EventCounter::named("test.windows.new").add(4);
+        let third = growth.take();
+        assert_eq!(third.get("test.windows"), Some(&3));
+        assert_eq!(third.get("test.windows.new"), Some(&4));
+    }
 
     #[test]
     fn a_run_sees_what_grew_while_it_went() {

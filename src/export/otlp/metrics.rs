@@ -29,6 +29,8 @@ pub const TAG: &str = "vajra.tag";
 pub const STEP: &str = "vajra.step";
 /// The attribute naming an error's kind (OpenTelemetry's `error.type`).
 pub const ERROR_TYPE: &str = "error.type";
+/// The attribute naming an event counter.
+pub const EVENT: &str = "vajra.event";
 
 /// A run's metrics, ready to be exported at any time.
 #[derive(Debug, Clone)]
@@ -166,6 +168,7 @@ impl RunMetrics {
         ];
         metrics.extend(span.execution_sums(totals));
         metrics.extend(span.arrival_sums(totals));
+        metrics.extend(span.event_sum(totals));
         metrics.extend(self.gauges(span.time));
         ExportMetricsServiceRequest {
             resource_metrics: vec![ResourceMetrics {
@@ -354,6 +357,23 @@ impl Span {
                 errors,
             ),
         ]
+    }
+
+    /// The event counters, one point each, if any grew.
+    fn event_sum(&self, totals: &RunTotals) -> Option<Metric> {
+        let points: Vec<_> = totals
+            .events
+            .iter()
+            .map(|(name, n)| (vec![text(EVENT, name)], *n))
+            .collect();
+        (!points.is_empty()).then(|| {
+            self.sum(
+                "vajra.events",
+                "Events tasks counted besides their executions (reconnects, rows, a task's own), by name",
+                "{event}",
+                points,
+            )
+        })
     }
 
     fn arrival_sums(&self, totals: &RunTotals) -> Vec<Metric> {

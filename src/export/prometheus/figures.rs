@@ -344,6 +344,19 @@ fn encode_counters(
             }
         }
     }
+    let mut metric = encoder.encode_descriptor(
+        "vajra_events",
+        "Events tasks counted besides their executions (reconnects, rows, a task's own), by name",
+        None,
+        MetricType::Counter,
+    )?;
+    for test in tests {
+        for (name, n) in &test.totals.events {
+            let mut labels = test.labels();
+            labels.push(("event".into(), (*name).to_owned()));
+            ConstCounter::new(*n).encode(metric.encode_family(&labels)?)?;
+        }
+    }
     for counter in &ARRIVALS {
         let unit = counter.family.unit();
         let mut metric = counter.family.describe(encoder, &unit)?;
@@ -446,6 +459,7 @@ mod tests {
             target_rate: Some(100.0),
             in_flight: 3,
             rss_bytes: 1 << 20,
+            events: [("http.reconnects", second + 1)].into(),
         }
     }
 
@@ -501,6 +515,14 @@ mod tests {
             10.0
         );
         assert_eq!(sample(&text, "vajra_in_flight{"), 3.0);
+        assert_eq!(
+            sample(
+                &text,
+                r#"vajra_events_total{test_id="t1",peer="p1",event="http.reconnects"}"#
+            ),
+            3.0,
+            "each window's growth added"
+        );
         assert!(
             text.contains(
                 r#"vajra_test_info{test_id="t1",peer="p1",task="http",label_env="ci"} 1"#
