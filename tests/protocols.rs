@@ -584,7 +584,7 @@ fn the_websocket_task_waits_for_the_matching_reply_and_reports_connect_apart() {
     ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.stderr.contains("not a ws:// or wss:// URL"),
+        r.stderr.contains("must start with ws:// or wss://"),
         "{}",
         r.stderr
     );

@@ -270,27 +270,19 @@ impl Server {
         tls_ca: Option<&CaCertificates>,
         skip_verify: bool,
     ) -> Result<Self, String> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| format!("'{url}' is not a valid URL: {e}"))?;
-        let https = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            _ => return Err(format!("'{url}' must start with http:// or https://")),
-        };
-        let authority = uri
-            .authority()
-            .ok_or_else(|| format!("'{url}' has no host"))?;
-        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let address = format!("{}:{port}", authority.host());
-        let tls = if https {
-            Some(TlsTarget::http2(authority.host(), tls_ca, skip_verify)?)
+        let origin = super::url::Origin::parse(url, super::url::HTTP)?;
+        let tls = if origin.secure {
+            Some(TlsTarget::http2(&origin.host, tls_ca, skip_verify)?)
         } else if tls_ca.is_some() || skip_verify {
             return Err("--https-ca and --https-skip-verify need an https:// URL".into());
         } else {
             None
         };
-        Ok(Self { uri, address, tls })
+        Ok(Self {
+            uri: origin.uri,
+            address: origin.address,
+            tls,
+        })
     }
 
     /// Opens a connection (h2c, or TLS with ALPN `h2`).

@@ -12,6 +12,7 @@
 //! - [`http`], [`scenario`], [`tcp`], [`postgres`], [`websocket`], [`grpc`],
 //!   [`noop`], [`sleep`]: the built-in tasks.
 //! - [`trace`]: the trace context of a traced execution, to pass on.
+//! - [`url`]: where a protocol task's URL points.
 //!
 //! Nothing here knows the engine: a user binary registers its factories in
 //! [`crate::engine::TaskRegistry`], which erases their types for the engine.
@@ -30,6 +31,7 @@ pub mod scenario;
 pub mod sleep;
 pub mod tcp;
 pub mod trace;
+pub mod url;
 pub mod websocket;
 
 pub use context::Context;

@@ -78,26 +78,14 @@ impl Endpoint {
         tls_ca: Option<&CaCertificates>,
         skip_verify: bool,
     ) -> Result<Self, String> {
-        let uri: hyper::Uri = url
-            .parse()
-            .map_err(|e| format!("'{url}' is not a URL: {e}"))?;
-        let secure = match uri.scheme_str() {
-            Some("ws") => false,
-            Some("wss") => true,
-            _ => return Err(format!("'{url}' is not a ws:// or wss:// URL")),
-        };
-        let authority = uri
-            .authority()
-            .ok_or_else(|| format!("'{url}' has no host"))?;
-        let port = authority
-            .port_u16()
-            .unwrap_or(if secure { 443 } else { 80 });
-        let tls = secure
-            .then(|| TlsTarget::new(authority.host(), tls_ca, skip_verify).map(Arc::new))
+        let origin = super::url::Origin::parse(url, super::url::WEBSOCKET)?;
+        let tls = origin
+            .secure
+            .then(|| TlsTarget::new(&origin.host, tls_ca, skip_verify).map(Arc::new))
             .transpose()?;
         Ok(Self {
             url: url.to_owned(),
-            address: format!("{}:{port}", authority.host()),
+            address: origin.address,
             tls,
         })
     }

@@ -157,31 +157,9 @@ impl Prepared {
             .url
             .as_deref()
             .ok_or_else(|| anyhow::anyhow!("needs --url"))?;
-        if !url.contains("://") {
-            anyhow::bail!("--url '{url}' needs a scheme, e.g. http://{url}");
-        }
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--url '{url}' is not a valid URL: {e}"))?;
-        let https = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            Some(other) => {
-                anyhow::bail!(
-                    "--url '{url}': scheme '{other}' is not supported (use http:// or https://)"
-                )
-            }
-            None => anyhow::bail!("--url '{url}' needs a scheme, e.g. http://{url}"),
-        };
-        let authority = uri
-            .authority()
-            .ok_or_else(|| anyhow::anyhow!("--url '{url}' has no host"))?;
-        let default_port = if https { 443 } else { 80 };
-        let address = format!(
-            "{}:{}",
-            authority.host(),
-            authority.port_u16().unwrap_or(default_port)
-        );
+        let origin = super::url::Origin::parse(url, super::url::HTTP)
+            .map_err(|e| anyhow::anyhow!("--url {e}"))?;
+        let (https, address) = (origin.secure, origin.address.clone());
         match opts.h2_streams {
             Some(_) if !opts.http2 => anyhow::bail!("--h2-streams needs --http2"),
             Some(0) => anyhow::bail!("--h2-streams must be at least 1"),
@@ -193,7 +171,7 @@ impl Prepared {
             } else {
                 TlsTarget::new
             };
-            let target = offer(authority.host(), opts.tls_ca.as_ref(), opts.tls_skip_verify)
+            let target = offer(&origin.host, opts.tls_ca.as_ref(), opts.tls_skip_verify)
                 .map_err(|e| anyhow::anyhow!("--url '{url}': {e}"))?;
             Some(target)
         } else if opts.tls_ca.is_some() || opts.tls_skip_verify {
@@ -201,16 +179,22 @@ impl Prepared {
         } else {
             None
         };
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let path = origin.path();
         let method_name = opts.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
         let method = Method::from_bytes(method_name.as_bytes())
             .map_err(|_| anyhow::anyhow!("--method '{method_name}' is not a valid HTTP method"))?;
-        let request = serialise(&method, path, authority.as_str(), &opts.headers, &opts.body)?;
+        let request = serialise(&method, path, &origin.authority, &opts.headers, &opts.body)?;
         let http2 = opts
             .http2
             .then(|| {
                 let streams = opts.h2_streams.unwrap_or(1);
-                Http2Request::new(method.clone(), &uri, &opts.headers, &opts.body, streams)
+                Http2Request::new(
+                    method.clone(),
+                    &origin.uri,
+                    &opts.headers,
+                    &opts.body,
+                    streams,
+                )
             })
             .transpose()?;
         let replayable = method.is_idempotent()
@@ -478,7 +462,7 @@ mod tests {
     #[test]
     fn bad_urls_and_headers_are_named() {
         for (url, needle) in [
-            ("ftp://x/", "not supported"),
+            ("ftp://x/", "must start with http:// or https://"),
             ("localhost:80/x", "scheme"),
             ("http://", "not a valid URL"),
         ] {

@@ -58,25 +58,13 @@ pub struct Target {
 impl Target {
     /// Parses an absolute `http://` or `https://` URL.
     pub fn parse(url: &str) -> Result<Self, String> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| format!("'{url}' is not a valid URL: {e}"))?;
-        let https = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            Some(other) => return Err(format!("'{url}': scheme '{other}' is not http or https")),
-            None => return Err(format!("'{url}' needs a scheme, e.g. http://{url}")),
-        };
-        let authority = uri
-            .authority()
-            .ok_or_else(|| format!("'{url}' has no host"))?;
-        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let origin = crate::task::url::Origin::parse(url, crate::task::url::HTTP)?;
         Ok(Self {
-            https,
-            host: authority.host().to_owned(),
-            address: format!("{}:{port}", authority.host()),
-            authority: authority.as_str().to_owned(),
-            path: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+            https: origin.secure,
+            path: origin.path().to_owned(),
+            host: origin.host,
+            address: origin.address,
+            authority: origin.authority,
         })
     }
 }
@@ -345,15 +333,8 @@ impl ScenarioTask {
         ctx: &Context<'_>,
     ) -> Result<(), TaskError> {
         let bytes = step.send.render(&mut self.values(scenario, ctx));
-        let index = match self.sockets.iter().position(|(a, _)| *a == step.address) {
-            Some(index) => index,
-            None => {
-                let connection = tcp::Connection::open(&step.address).await?;
-                self.sockets.push((step.address.clone(), connection));
-                self.sockets.len() - 1
-            }
-        };
-        let connection = &mut self.sockets[index].1;
+        let opening = tcp::Connection::open(&step.address);
+        let connection = kept_open(&mut self.sockets, &step.address, None, opening).await?;
         let reply = connection.exchange(bytes.as_bytes(), &step.reply).await?;
         tcp::check_reply(&reply, step.expect.as_deref())
     }
@@ -380,19 +361,10 @@ impl ScenarioTask {
             Wait::First => websocket::Await::First,
             Wait::Containing(text) => websocket::Await::Containing(text.render(&mut values)),
         };
-        let open = self.websockets.iter().position(|(u, _)| *u == step.url);
-        let index = match open {
-            Some(index) => index,
-            None => {
-                let endpoint = self.shared.endpoint_for(&step.url)?;
-                let started = Instant::now();
-                let opened = endpoint.connect().await;
-                ctx.record_step(step.connect_name, due, started, opened.as_ref().err());
-                self.websockets.push((step.url.clone(), opened?));
-                self.websockets.len() - 1
-            }
-        };
-        let socket = &mut self.websockets[index].1;
+        let shared = &self.shared;
+        let opening = async { shared.endpoint_for(&step.url)?.connect().await };
+        let reported = Some((ctx, step.connect_name, due));
+        let socket = kept_open(&mut self.websockets, &step.url, reported, opening).await?;
         let reply = websocket::exchange(socket, message, &wait).await?;
         match reply {
             Some(reply) => self.judge(&reply.into_data(), &step.checks, &step.extract),
@@ -429,19 +401,10 @@ impl ScenarioTask {
             })?;
             metadata.insert(key.clone(), value);
         }
-        let open = self.grpc.iter().position(|(u, _)| *u == step.url);
-        let index = match open {
-            Some(index) => index,
-            None => {
-                let server = self.shared.server_for(&step.url)?;
-                let started = Instant::now();
-                let opened = server.connect().await;
-                ctx.record_step(step.connect_name, due, started, opened.as_ref().err());
-                self.grpc.push((step.url.clone(), opened?));
-                self.grpc.len() - 1
-            }
-        };
-        let client = &mut self.grpc[index].1;
+        let shared = &self.shared;
+        let opening = async { shared.server_for(&step.url)?.connect().await };
+        let reported = Some((ctx, step.connect_name, due));
+        let client = kept_open(&mut self.grpc, &step.url, reported, opening).await?;
         let reply = grpc::call(client, &step.method, request, (metadata, step.timeout)).await?;
         if step.checks.is_empty() && step.extract.is_empty() {
             return Ok(());
@@ -485,15 +448,8 @@ impl ScenarioTask {
     ) -> Result<(), TaskError> {
         let mut values = self.values(scenario, ctx);
         let args: Vec<String> = step.args.iter().map(|a| a.render(&mut values)).collect();
-        let index = match self.databases.iter().position(|(u, _)| *u == step.url) {
-            Some(index) => index,
-            None => {
-                let connection = postgres::Connection::open(&step.url).await?;
-                self.databases.push((step.url.clone(), connection));
-                self.databases.len() - 1
-            }
-        };
-        let connection = &mut self.databases[index].1;
+        let opening = postgres::Connection::open(&step.url);
+        let connection = kept_open(&mut self.databases, &step.url, None, opening).await?;
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let rows = connection.run(&step.query, &args).await?;
         self.shared.rows.add(rows);
@@ -759,6 +715,34 @@ async fn open<'a>(
         }
     };
     Ok(&mut connections[index])
+}
+
+/// The connection kept under `key` among `open`, opened by `opening` if
+/// there is none (a future does nothing until awaited, so it is not run
+/// otherwise); an opening is reported as the step `reported` names, timed
+/// from when that step was due.
+async fn kept_open<'a, C>(
+    open: &'a mut Vec<(String, C)>,
+    key: &str,
+    reported: Option<(&Context<'_>, &'static str, Instant)>,
+    opening: impl std::future::Future<Output = Result<C, TaskError>>,
+) -> Result<&'a mut C, TaskError> {
+    // Found first: a borrow of the list held across the await below would
+    // need the connections to be `Sync`.
+    let found = open.iter().position(|(k, _)| k == key);
+    let index = match found {
+        Some(index) => index,
+        None => {
+            let started = Instant::now();
+            let opened = opening.await;
+            if let Some((ctx, name, due)) = reported {
+                ctx.record_step(name, due, started, opened.as_ref().err());
+            }
+            open.push((key.to_owned(), opened?));
+            open.len() - 1
+        }
+    };
+    Ok(&mut open[index].1)
 }
 
 /// `step`'s outcome, or a timeout after `limit`.
