@@ -502,3 +502,38 @@ fn busy_polling_is_not_counted_as_load_and_belongs_to_the_closed_model() {
     assert_eq!(paced.code, 2, "{}", paced.stderr);
     assert!(paced.stderr.contains("no-busy-poll"), "{}", paced.stderr);
 }
+
+#[test]
+fn completions_and_manual_pages_come_from_the_command_line_definitions() {
+    let out = binary().args(["completions", "bash"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        script.contains("complete") && script.contains("--health-listen"),
+        "{script}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = binary()
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let join = std::fs::read_to_string(dir.path().join("vajra-peer-join.1")).unwrap();
+    assert!(
+        join.contains("health\\-listen"),
+        "a page per command, with its flags"
+    );
+    // A reader that goes away early is an exit code, not a panic.
+    let mut child = binary()
+        .args(["completions", "zsh"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    let bad = binary().args(["completions", "nosh"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}

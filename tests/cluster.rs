@@ -397,3 +397,60 @@ fn status_where_nothing_listens_says_no_peer_answered() {
         began.elapsed()
     );
 }
+
+/// `--health-listen`: `/livez` answers at once; `/readyz` only once the peer
+/// is a Raft member with its state applied; `vajra-peer health` exits
+/// with the verdict. A peer whose seed never answers is alive, not ready.
+#[test]
+fn health_probes_tell_alive_from_ready() {
+    let mut cluster = Cluster::new();
+    let (health, lonely_health) = (free_port(), free_port());
+    let health_flag = format!("127.0.0.1:{health}");
+    cluster.start_joined(&["p1", "p2"], |i| {
+        if i == 1 {
+            vec!["--health-listen".into(), health_flag.clone()]
+        } else {
+            Vec::new()
+        }
+    });
+    let addr: SocketAddr = health_flag.parse().unwrap();
+    let ready = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        common::http::get(addr, "/readyz").is_ok_and(|(status, _)| status == 200)
+    });
+    assert!(ready, "p2 joined, so it becomes ready");
+    assert_eq!(common::http::get(addr, "/livez").unwrap().0, 200);
+    assert_eq!(common::http::get(addr, "/metrics").unwrap().0, 404);
+    let probe = binary().args(["health", &health_flag]).output().unwrap();
+    assert_eq!(probe.status.code(), Some(0), "{probe:?}");
+
+    // A seed that is not there: alive, never ready.
+    let nowhere = free_port();
+    let secret = cluster.secret.path().to_str().unwrap().to_owned();
+    cluster.start_with(
+        "lonely",
+        free_port(),
+        Some(nowhere),
+        &[
+            "--cluster-secret-file",
+            &secret,
+            "--health-listen",
+            &format!("127.0.0.1:{lonely_health}"),
+        ],
+    );
+    let lonely: SocketAddr = format!("127.0.0.1:{lonely_health}").parse().unwrap();
+    let alive = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        common::http::get(lonely, "/livez").is_ok_and(|(status, _)| status == 200)
+    });
+    assert!(alive, "{}", cluster.log("lonely"));
+    let (status, body) = common::http::get(lonely, "/readyz").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not ready"), "{body}");
+    let probe = binary()
+        .args(["health", &format!("127.0.0.1:{lonely_health}")])
+        .output()
+        .unwrap();
+    assert_eq!(probe.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&probe.stderr).contains("not ready"));
+}

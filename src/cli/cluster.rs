@@ -12,6 +12,7 @@ use super::Extensions;
 use super::process::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, runtime};
 use crate::cluster::endpoint::auth::{Admission, MtlsIdentity};
 use crate::cluster::endpoint::{Client, StreamKind, client_request, request_status};
+use crate::cluster::health::{HealthServer, Readiness};
 use crate::cluster::membership::state::MemberRole;
 use crate::cluster::peer::{Peer, PeerConfig, hostname};
 use crate::cluster::run::follow::Follow;
@@ -30,6 +31,9 @@ use crate::history::store::Provenance;
 pub const DEFAULT_PORT: u16 = 7700;
 /// Shortest accepted cluster secret, in bytes.
 pub const MIN_SECRET_LEN: usize = 16;
+/// The placeholder in `deploy/kubernetes/base/secret.yaml`: a secret
+/// anyone can read there, refused.
+pub const PLACEHOLDER_SECRET: &[u8] = b"replace-me-with-24-random-bytes";
 
 /// How this process proves it belongs to the cluster.
 #[derive(Debug, Clone, Args)]
@@ -94,6 +98,11 @@ impl SecurityArgs {
                         "the cluster secret must be at least {MIN_SECRET_LEN} bytes"
                     ));
                 }
+                if secret == PLACEHOLDER_SECRET {
+                    return Err("the cluster secret is the placeholder of the Kubernetes \
+                                manifests: make a random one (docs/kubernetes.md)"
+                        .into());
+                }
                 Ok(Admission::Secret(secret))
             }
             None if self.insecure => Ok(Admission::Insecure),
@@ -130,6 +139,11 @@ pub struct MemberArgs {
     /// Gossip interval: shorter detects failures faster for more traffic.
     #[arg(long, default_value = "150ms")]
     pub gossip_interval: HumanDuration,
+    /// Serve health probes on this TCP address: GET /livez and /readyz
+    /// (ready once in the membership with the Raft state applied), no
+    /// authentication and nothing but the verdict.
+    #[arg(long, env = "VAJRA_HEALTH_LISTEN", value_name = "ADDR")]
+    pub health_listen: Option<SocketAddr>,
     /// Cluster id and peer authentication.
     #[command(flatten)]
     pub security: SecurityArgs,
@@ -239,6 +253,7 @@ pub fn join(args: JoinArgs, extensions: Extensions) -> u8 {
             config,
             web,
             history: None,
+            health: args.member.health_listen,
         };
         member.run(registry, strategies, Arc::new(exports)).await
     })
@@ -253,6 +268,8 @@ pub(super) struct Member {
     pub(super) web: Option<super::web::WebSettings>,
     /// Where it records the cluster's tests (an orchestrator).
     pub(super) history: Option<Arc<Recorder>>,
+    /// Where it serves its health probes, if anywhere.
+    pub(super) health: Option<SocketAddr>,
 }
 
 impl Member {
@@ -271,6 +288,23 @@ impl Member {
                 eprintln!("error: {e:#}");
                 return EXIT_RUNTIME;
             }
+        };
+        let _health = match self.health {
+            Some(addr) => match HealthServer::start(addr, Readiness::of(peer.raft())).await {
+                Ok(server) => {
+                    eprintln!(
+                        "health probes on http://{}/livez and /readyz",
+                        server.local_addr()
+                    );
+                    Some(server)
+                }
+                Err(e) => {
+                    eprintln!("error: cannot serve health probes on {addr}: {e}");
+                    peer.shutdown().await;
+                    return EXIT_CONFIG;
+                }
+            },
+            None => None,
         };
         let _web = match self.web {
             Some(web) => match serve_web(web, &peer, self.history.clone()).await {

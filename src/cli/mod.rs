@@ -61,6 +61,37 @@ enum Command {
     Update(cluster::UpdateArgs),
     /// Convert a JSON report: to a self-contained HTML page, or CSV.
     Report(web::ReportArgs),
+    /// Ask a peer's health endpoint whether it is ready: exit 0 if so, 1
+    /// if not (a container platform's command probe).
+    Health(HealthArgs),
+    /// Print a shell's completion script for vajra-peer.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one per command into a folder.
+    Man(ManArgs),
+}
+
+/// Arguments of `vajra-peer health`.
+#[derive(clap::Args)]
+struct HealthArgs {
+    /// The health endpoint, HOST:PORT (a peer's --health-listen).
+    #[arg(env = "VAJRA_HEALTH_LISTEN", default_value = "127.0.0.1:7780")]
+    addr: String,
+}
+
+/// Arguments of `vajra-peer completions`.
+#[derive(clap::Args)]
+struct CompletionsArgs {
+    /// The shell.
+    shell: clap_complete::Shell,
+}
+
+/// Arguments of `vajra-peer man`.
+#[derive(clap::Args)]
+struct ManArgs {
+    /// Write vajra-peer.1 and a page per command (vajra-peer-run.1 ...)
+    /// into this folder instead of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
 }
 
 /// What a user binary adds to the `vajra-peer` command line: its tasks,
@@ -127,6 +158,16 @@ pub fn main_with_extensions(extensions: Extensions) -> ExitCode {
         Command::Stop(stop) => cluster::stop(stop),
         Command::Update(update) => cluster::update(update),
         Command::Report(report) => web::report(report),
+        Command::Health(health) => probe_health(&health),
+        Command::Completions(args) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            // Into memory first: writing to a closed pipe is an error to
+            // report, not a panic inside the generator.
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut command, "vajra-peer", &mut script);
+            print_bytes(&script)
+        }
+        Command::Man(args) => write_manual(args.dir.as_deref()),
     };
     ExitCode::from(code)
 }
@@ -149,4 +190,53 @@ fn quiet_repeated_panics() {
             eprintln!("(further panics not shown; each is counted as a failure of kind 'panic')");
         }
     }));
+}
+
+/// `vajra-peer health`: 0 when the endpoint says ready, 1 otherwise (with
+/// why on stderr).
+fn probe_health(args: &HealthArgs) -> u8 {
+    let Ok(rt) = process::runtime(1) else {
+        return EXIT_RUNTIME;
+    };
+    match rt.block_on(crate::cluster::health::probe(&args.addr)) {
+        Ok(said) => {
+            println!("{said}");
+            EXIT_OK
+        }
+        Err(why) => {
+            eprintln!("not ready: {why}");
+            EXIT_RUNTIME
+        }
+    }
+}
+
+/// `vajra-peer man`: the main page on stdout, or every command's page into
+/// `dir`.
+fn write_manual(dir: Option<&std::path::Path>) -> u8 {
+    let command = <Cli as clap::CommandFactory>::command();
+    let written = match dir {
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut page)
+                .map(|()| print_bytes(&page))
+        }
+        Some(dir) => std::fs::create_dir_all(dir)
+            .and_then(|()| clap_mangen::generate_to(command, dir))
+            .map(|()| EXIT_OK),
+    };
+    written.unwrap_or_else(|e| {
+        eprintln!("error: cannot write the manual: {e}");
+        EXIT_RUNTIME
+    })
+}
+
+/// Writes `bytes` to stdout: 0, or 1 when it is closed.
+fn print_bytes(bytes: &[u8]) -> u8 {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => EXIT_OK,
+        Err(_) => EXIT_RUNTIME,
+    }
 }

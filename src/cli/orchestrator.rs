@@ -73,6 +73,7 @@ pub fn orchestrator(mut args: OrchestratorArgs, extensions: Extensions) -> u8 {
             config,
             web,
             history: Some(Arc::new(Recorder::new(store))),
+            health: args.member.health_listen,
         };
         let exports = Exports {
             registry: extensions.exporters.clone(),

@@ -12,6 +12,8 @@
 //! - [`status`]: the cluster picture (members, roles, the test) one peer
 //!   shows.
 //! - [`wall`]: wall-clock time, a seam the simulation replaces.
+//! - [`health`]: the liveness and readiness probes a container platform
+//!   asks, without the cluster secret.
 //! - [`peer`]: a running peer, which starts all of the above and the loops
 //!   that drive them.
 //!
@@ -20,6 +22,7 @@
 
 pub mod consensus;
 pub mod endpoint;
+pub mod health;
 pub mod membership;
 pub mod peer;
 pub mod run;

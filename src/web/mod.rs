@@ -11,6 +11,8 @@
 //! - [`history`]: the run history of a node that keeps one (an
 //!   orchestrator): runs, one run, a comparison, a trend.
 //! - [`server`]: HTTP, routing, server-sent events, static files.
+//! - [`plain`]: the unauthenticated one-answer endpoints beside it
+//!   (Prometheus's `/metrics`, the health probes).
 //! - [`assets`]: the UI's files, embedded in the binary.
 //!
 //! No node is required to serve it: every peer can, and what one shows is
@@ -22,6 +24,7 @@ pub mod auth;
 pub mod history;
 pub mod live;
 pub mod oidc;
+pub mod plain;
 pub mod server;
 pub mod tls;
 

@@ -1,25 +1,20 @@
 //! The `/metrics` endpoint: HTTP/1.1, GET only, the OpenMetrics text of
 //! the process's [`LiveFigures`].
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::figures::LiveFigures;
+use crate::web::plain::{self, text};
 
 /// The content type of the OpenMetrics text format.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// Longest a client may take to send its request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running `/metrics` endpoint.
 pub struct MetricsServer {
@@ -36,7 +31,10 @@ impl MetricsServer {
         let local_addr = listener.local_addr()?;
         let figures = Arc::new(LiveFigures::default());
         let (scrapes, _) = watch::channel(0);
-        let task = tokio::spawn(accept(listener, Arc::clone(&figures), scrapes.clone()));
+        let (shown, scraped) = (Arc::clone(&figures), scrapes.clone());
+        let task = tokio::spawn(plain::serve(listener, move |request| {
+            answer(request, &shown, &scraped)
+        }));
         Ok(Arc::new(Self {
             figures,
             local_addr,
@@ -67,48 +65,19 @@ impl Drop for MetricsServer {
     }
 }
 
-async fn accept(listener: TcpListener, figures: Arc<LiveFigures>, scrapes: watch::Sender<u64>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            // Out of descriptors, say: try again shortly rather than spin.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let (figures, scrapes) = (Arc::clone(&figures), scrapes.clone());
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let answer = answer(&request, &figures, &scrapes);
-                async move { Ok::<_, Infallible>(answer) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
 fn answer<B>(
     request: &Request<B>,
     figures: &Arc<LiveFigures>,
     scrapes: &watch::Sender<u64>,
 ) -> Response<Full<Bytes>> {
-    let reply = |status: StatusCode, body: String| {
-        Response::builder()
-            .status(status)
-            .header("content-type", "text/plain; charset=utf-8")
-            .body(Full::new(Bytes::from(body)))
-            .expect("a valid response")
-    };
     if request.uri().path() != "/metrics" {
-        return reply(
+        return text(
             StatusCode::NOT_FOUND,
             "only /metrics is served here\n".into(),
         );
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, "GET /metrics\n".into());
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET /metrics\n".into());
     }
     match figures.encode() {
         Ok(text) => {
@@ -120,7 +89,7 @@ fn answer<B>(
                 .body(Full::new(Bytes::from(text)))
                 .expect("a valid response")
         }
-        Err(e) => reply(
+        Err(e) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot encode the metrics: {e}\n"),
         ),
