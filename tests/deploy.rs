@@ -162,3 +162,65 @@ fn both_images_have_the_same_entrypoint() {
     assert_eq!(scratch.len(), 2, "{scratch:?}");
     assert_eq!(scratch, entrypoint("docker/Dockerfile.build"));
 }
+
+/// `verdict.sh` against a stand-in `kubectl` that reports the Job as
+/// `status` says (`succeeded` or `failed`, after one poll while active).
+fn verdict(status: &str) -> Option<i32> {
+    let dir = tempfile::tempdir().unwrap();
+    let polls = dir.path().join("polls");
+    let fake = format!(
+        "#!/usr/bin/env bash\n\
+         n=$(cat {polls} 2>/dev/null || echo 0); echo $((n + 1)) > {polls}\n\
+         [[ $n -lt 2 ]] && exit 0\n\
+         case \"$*\" in *{status}*) echo 1 ;; esac\n",
+        polls = polls.display()
+    );
+    let kubectl = dir.path().join("kubectl");
+    std::fs::write(&kubectl, fake).unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&kubectl)
+        .status()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    Command::new("bash")
+        .args(["deploy/kubernetes/test-job/verdict.sh", "60"])
+        .env("PATH", path)
+        .output()
+        .unwrap()
+        .status
+        .code()
+}
+
+#[test]
+fn the_jobs_verdict_is_its_exit_code() {
+    assert_eq!(verdict("succeeded"), Some(0));
+    assert_eq!(verdict("failed"), Some(1));
+}
+
+/// The Job's arguments are ones `vajra-peer start` takes: with a peer that
+/// is not there it fails reaching it (1), not on its options (2).
+#[test]
+fn the_test_jobs_arguments_are_valid_start_options() {
+    let yaml = std::fs::read_to_string("deploy/kubernetes/test-job/job.yaml").unwrap();
+    let args: Vec<String> = yaml
+        .lines()
+        .skip_while(|l| l.trim() != "args:")
+        .skip(1)
+        .map_while(|l| l.trim().strip_prefix("- "))
+        .map(|a| a.trim_matches('"').to_owned())
+        .collect();
+    assert_eq!(args.first().map(String::as_str), Some("start"), "{args:?}");
+    let out = common::binary()
+        .args(&args)
+        .args(["--peer", "127.0.0.1:9"])
+        .env("VAJRA_CLUSTER_SECRET", "a secret of enough bytes")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+}

@@ -205,6 +205,20 @@ scenarios:
         "one connection per URL serves both steps"
     );
 
+    // The run's HTTPS settings are for https:// servers: an h2c one
+    // beside them is called as before.
+    let r = run(&[
+        "--scenario",
+        &file,
+        "--https-skip-verify",
+        "--tps",
+        "20",
+        "--duration",
+        "1s",
+    ]);
+    let report = r.report.expect("a report");
+    assert_eq!(report.main.failure, 0, "{:?}", report.main.errors);
+
     // A check that fails names itself; the run goes on.
     let failing = text.replace("equals: hot", "equals: cold");
     std::fs::write(dir.path().join("shop.yaml"), failing).unwrap();

@@ -344,7 +344,9 @@ fn goaway_replaced_without_errors(method: &str) {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = r.report.unwrap();
     assert_eq!(report.main.failure, 0, "{:?}", report.main.errors);
-    assert!(report.main.completed >= 500, "{}", report.main.completed);
+    // Enough requests that several connections went away (a loaded
+    // machine sends fewer in the second; what matters is the GOAWAYs).
+    assert!(report.main.completed >= 300, "{}", report.main.completed);
     // A connection answers its 50 and the streams already open when its
     // GOAWAY goes out (at most 3: its instances).
     let connections = server.count(|s| &s.connections);

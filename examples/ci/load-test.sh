@@ -9,7 +9,7 @@
 #   SERVICE_CMD   starts the service, in the background [default: vajra-peer's
 #                 built-in target on 127.0.0.1:18080, a stand-in for yours]
 #   TARGET_URL    what to load [default: http://127.0.0.1:18080/]
-#   LOAD          vajra-peer run's load options [default: a 20 s ramp to 200/s]
+#   LOAD          vajra-peer run's load options [default: 200/s for 20 s, 5 s ramp]
 #   THRESHOLDS    the pass/fail criteria, ';'-separated
 #   REPORTS       where the reports go [default: reports]
 set -euo pipefail

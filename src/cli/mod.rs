@@ -74,7 +74,7 @@ enum Command {
 #[derive(clap::Args)]
 struct HealthArgs {
     /// The health endpoint, HOST:PORT (a peer's --health-listen).
-    #[arg(env = "VAJRA_HEALTH_LISTEN", default_value = "127.0.0.1:7780")]
+    #[arg(env = "VAJRA_HEALTH_LISTEN", default_value = "127.0.0.1:7790")]
     addr: String,
 }
 

@@ -252,7 +252,10 @@ pub async fn run_controlled<F: TaskFactory>(
     ));
     let spawner = Arc::new(Spawner::new(handle, blocking));
     let mut aggregator = Aggregator::new(hub, warmup_secs);
+    // One baseline for the report's counters and the windows' growths, so
+    // events of the setup land in the first window.
     let counters_before = crate::metrics::events::snapshot();
+    let growth = crate::metrics::events::Growth::since(counters_before.clone());
     let following = control.clone();
 
     let started = match &config.load {
@@ -302,7 +305,7 @@ pub async fn run_controlled<F: TaskFactory>(
             initial: curve.clone(),
             control: following,
         },
-        growth: crate::metrics::events::Growth::start(),
+        growth,
     };
     sweep_until_load_ends(
         &ctx,

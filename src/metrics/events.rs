@@ -79,7 +79,12 @@ pub struct Growth {
 impl Growth {
     /// Starts counting from every counter's value now.
     pub fn start() -> Self {
-        Self { last: snapshot() }
+        Self::since(snapshot())
+    }
+
+    /// Starts counting from `baseline` (a [`snapshot`]).
+    pub fn since(baseline: BTreeMap<&'static str, u64>) -> Self {
+        Self { last: baseline }
     }
 
     /// What grew since the last take (counters that did not grow are left

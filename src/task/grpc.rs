@@ -36,6 +36,9 @@ use crate::task::options::param_timeout;
 
 /// A call's timeout when none is set (connect included).
 pub const DEFAULT_GRPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a connection with calls open is pinged, and how long an
+/// answer may take.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// Largest `.proto` file or descriptor set a test carries.
 pub const MAX_PROTO_BYTES: usize = 256 * 1024;
 /// Longest file name a test carries with it.
@@ -301,6 +304,11 @@ impl Server {
             Uri::from_parts(dialled).map_err(|e| TaskError::new("connect", e.to_string()))?;
         let channel = Endpoint::from(dialled)
             .origin(self.uri.clone())
+            // A server gone silent (frozen, cut off without a reset) ends
+            // the connection within twice this, and the next call dials
+            // again, as the http task's HTTP/2 client does.
+            .http2_keep_alive_interval(KEEP_ALIVE)
+            .keep_alive_timeout(KEEP_ALIVE)
             .connect_with_connector(connector)
             .await
             .map_err(|e| {

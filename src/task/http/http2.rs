@@ -44,11 +44,13 @@ const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(5);
 pub type Body = Full<Bytes>;
 
 /// Headers RFC 9113 §8.2.2 forbids in an HTTP/2 request: they describe an
-/// HTTP/1.1 connection.
-const CONNECTION_HEADERS: [&str; 5] = [
+/// HTTP/1.1 connection. (`TE` is allowed there with the value `trailers`
+/// only, which means nothing to a load test's requests: refused too.)
+const CONNECTION_HEADERS: [&str; 6] = [
     "connection",
     "keep-alive",
     "proxy-connection",
+    "te",
     "transfer-encoding",
     "upgrade",
 ];
