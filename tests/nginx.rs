@@ -126,10 +126,16 @@ fn http2_against_nginx_replaces_connections_it_ends_without_errors() {
     let report = r.report.unwrap();
     assert_eq!(report.main.failure, 0, "{:?}", report.main.errors);
     assert_eq!(report.main.completed, 6_000);
+    // A connection serves at most 100 requests, so 6 000 took at least 60
+    // connections: the first ones (a connection per 4 instances) and the
+    // replacements, each of which is counted. (A loaded machine runs more
+    // instances, so more first connections and fewer replacements.)
     let reconnects = report.counters.get("http.reconnects").copied().unwrap_or(0);
+    let first = (report.instances as u64).div_ceil(4);
     assert!(
-        reconnects >= 6_000 / 100 - 10,
-        "every 100 requests a connection ends: {:?}",
-        report.counters
+        reconnects + first >= 6_000 / 100,
+        "every 100 requests a connection ends: {reconnects} replacements and {first} first \
+         connections for {} instances",
+        report.instances
     );
 }
