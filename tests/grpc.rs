@@ -198,6 +198,13 @@ scenarios:
         "the second request made from the first reply"
     );
     assert_eq!(server.count(|s| &s.with_user), 200, "metadata on each");
+    let users = server.seen.users.lock().unwrap().clone();
+    let rendered = regex::Regex::new(r"^espresso-\d+$").unwrap();
+    assert!(
+        users.iter().all(|u| rendered.is_match(u)),
+        "the template rendered with the extracted name: {:?}",
+        &users[..users.len().min(5)]
+    );
     let connects = report.steps["first connect"].completed;
     assert!(connects >= 1 && connects <= report.instances as u64);
     assert!(

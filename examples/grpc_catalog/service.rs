@@ -63,6 +63,8 @@ pub struct Seen {
     pub requests: Mutex<BTreeMap<(i64, String), u64>>,
     /// Calls whose metadata named a user (`x-user`).
     pub with_user: AtomicU64,
+    /// The users they named, the first [`MOST_DISTINCT`] of them.
+    pub users: Mutex<Vec<String>>,
 }
 
 /// `shop.Catalog`: `GetItem` answers an item for ids above 0, and
@@ -85,8 +87,12 @@ impl tonic::server::UnaryService<ItemRequest> for GetItem {
         let seen = Arc::clone(&self.0);
         Box::pin(async move {
             seen.calls.fetch_add(1, Ordering::Relaxed);
-            if request.metadata().get("x-user").is_some() {
+            if let Some(user) = request.metadata().get("x-user") {
                 seen.with_user.fetch_add(1, Ordering::Relaxed);
+                let mut users = seen.users.lock().unwrap();
+                if users.len() < MOST_DISTINCT {
+                    users.push(user.to_str().unwrap_or("(not text)").to_owned());
+                }
             }
             let request = request.into_inner();
             {
