@@ -19,8 +19,8 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
 
-use crate::cluster::consensus::Raft;
-use crate::cluster::consensus::RaftNode;
+use crate::cluster::consensus::{Raft, RaftNode};
+use crate::export::http::HttpClient;
 use crate::web::plain::{self, text};
 
 /// What `/readyz` judges: a peer's Raft node.
@@ -114,36 +114,16 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// with the answer's text when it is, `Err` with why not (the endpoint's
 /// reason, or why it could not be asked).
 pub async fn probe(addr: &str) -> Result<String, String> {
-    let asked = async {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("cannot reach {addr}: {e}"))?;
-        let io = hyper_util::rt::TokioIo::new(stream);
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?;
-        tokio::spawn(connection);
-        let request = Request::get("/readyz")
-            .header("host", addr)
-            .body(http_body_util::Empty::<Bytes>::new())
-            .expect("a valid request");
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?;
-        let status = response.status();
-        let body = http_body_util::BodyExt::collect(response.into_body())
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?
-            .to_bytes();
-        let said = String::from_utf8_lossy(&body).trim().to_owned();
-        if status == StatusCode::OK {
-            Ok(said)
-        } else {
-            Err(format!("{addr}: {status}: {said}"))
-        }
-    };
-    tokio::time::timeout(PROBE_TIMEOUT, asked)
+    let client = HttpClient::new(PROBE_TIMEOUT).map_err(|e| e.to_string())?;
+    let url = format!("http://{addr}/readyz");
+    let answer = client
+        .send(Method::GET, &url, &[], Bytes::new())
         .await
-        .unwrap_or_else(|_| Err(format!("{addr}: no answer within {PROBE_TIMEOUT:?}")))
+        .map_err(|e| format!("cannot ask {e}"))?;
+    let said = answer.excerpt(200).trim().to_owned();
+    if answer.status == StatusCode::OK {
+        Ok(said)
+    } else {
+        Err(format!("{addr}: {}: {said}", answer.status))
+    }
 }

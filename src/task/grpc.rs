@@ -267,20 +267,17 @@ pub type Client = tonic::client::Grpc<Channel>;
 impl Server {
     /// `url` checked: `http://host:port` (h2c) or `https://host:port`
     /// (verified against the built-in roots and `tls_ca`, or not at all
-    /// with `skip_verify`).
+    /// with `skip_verify`; both mean nothing to an `http://` one).
     pub fn parse(
         url: &str,
         tls_ca: Option<&CaCertificates>,
         skip_verify: bool,
     ) -> Result<Self, String> {
         let origin = super::url::Origin::parse(url, super::url::HTTP)?;
-        let tls = if origin.secure {
-            Some(TlsTarget::http2(&origin.host, tls_ca, skip_verify)?)
-        } else if tls_ca.is_some() || skip_verify {
-            return Err("--https-ca and --https-skip-verify need an https:// URL".into());
-        } else {
-            None
-        };
+        let tls = origin
+            .secure
+            .then(|| TlsTarget::http2(&origin.host, tls_ca, skip_verify))
+            .transpose()?;
         Ok(Self {
             uri: origin.uri,
             address: origin.address,
@@ -401,6 +398,11 @@ impl GrpcPlan {
             .map_err(|e| anyhow::anyhow!("--param request: {e}"))?;
         let server = Server::parse(&options.url, tls_ca, skip_verify)
             .map_err(|e| anyhow::anyhow!("--param url: {e}"))?;
+        // The task has one server: HTTPS settings beside an h2c one are a
+        // mistake to name.
+        if server.tls.is_none() && (tls_ca.is_some() || skip_verify) {
+            anyhow::bail!("--https-ca and --https-skip-verify need an https:// URL");
+        }
         Ok(Self {
             method,
             request,

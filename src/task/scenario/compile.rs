@@ -23,7 +23,7 @@ use super::run::Target;
 use super::template::{Binding, Builtin, Parsed, Template};
 use super::{ScenarioError, ScenarioSource};
 use crate::metrics::stats::intern;
-use crate::task::grpc::{self, ProtoSource};
+use crate::task::grpc;
 use crate::task::http::{DEFAULT_TIMEOUT, serialise};
 use crate::task::sleep::SleepSpec;
 use crate::task::tcp::{MAX_REPLY, Reply, check_address};
@@ -229,7 +229,12 @@ fn compile_file(
         headers: default_headers,
         timeout: defaults.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
         http2: defaults.http2.unwrap_or(false),
-        protos: &source.protos,
+        // Each file compiled once, however many steps call it.
+        pools: source
+            .protos
+            .iter()
+            .map(|(name, proto)| (name.as_str(), proto.pool()))
+            .collect(),
     };
     let mut list = Vec::new();
     let mut cumulative = Vec::new();
@@ -325,8 +330,9 @@ struct Common<'a> {
     timeout: Duration,
     /// Whether requests speak HTTP/2 unless they say otherwise.
     http2: bool,
-    /// The service definitions its gRPC steps name, read with it.
-    protos: &'a BTreeMap<String, ProtoSource>,
+    /// The service definitions its gRPC steps name, read with it, by
+    /// name: compiled, or why not.
+    pools: BTreeMap<&'a str, Result<prost_reflect::DescriptorPool, String>>,
 }
 
 /// The names a scenario has set so far, and their slots.
@@ -779,13 +785,12 @@ fn compile_grpc(
     at: &Locator<'_>,
 ) -> Result<GrpcStep, ScenarioError> {
     grpc::Server::parse(&def.url, None, false).map_err(|m| at.error(&path.key("url"), m))?;
-    let proto = common.protos.get(&def.proto).ok_or_else(|| {
-        at.error(
-            &path.key("proto"),
-            format!("'{}' was not read with the scenario", def.proto),
-        )
-    })?;
-    let pool = proto.pool().map_err(|m| at.error(&path.key("proto"), m))?;
+    let pool = common
+        .pools
+        .get(def.proto.as_str())
+        .ok_or_else(|| format!("'{}' was not read with the scenario", def.proto))
+        .and_then(|compiled| compiled.clone())
+        .map_err(|m| at.error(&path.key("proto"), m))?;
     let method =
         grpc::Method::find(&pool, &def.method).map_err(|m| at.error(&path.key("method"), m))?;
     let json = scope.template(

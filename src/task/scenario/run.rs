@@ -107,12 +107,8 @@ impl Shared {
     }
 
     fn server_for(&self, url: &str) -> Result<Arc<grpc::Server>, TaskError> {
-        // The run's HTTPS settings are for its https:// servers; an h2c
-        // one beside them takes none.
-        let secure = url.starts_with("https://");
-        let ca = self.tls_ca.as_ref().filter(|_| secure);
         cached(&self.servers, url, || {
-            grpc::Server::parse(url, ca, self.tls_skip_verify && secure)
+            grpc::Server::parse(url, self.tls_ca.as_ref(), self.tls_skip_verify)
         })
     }
 }
@@ -245,65 +241,69 @@ impl ScenarioTask {
                     // counts against it.
                     due = Instant::now().min(due + TIMER_SLACK);
                 }
-                Step::Request(request) => {
+                step => {
                     let started = Instant::now();
-                    let outcome = self.request(request, scenario, ctx).await;
-                    ctx.record_step(request.name, due, started, outcome.as_ref().err());
-                    outcome?;
-                    due = Instant::now();
-                }
-                Step::Tcp(tcp) => {
-                    let started = Instant::now();
-                    let outcome = within(tcp.timeout, self.tcp(tcp, scenario, ctx)).await;
-                    if outcome.is_err() {
-                        // What is left of its reply would be read as the next.
-                        self.sockets.retain(|(address, _)| *address != tcp.address);
-                    }
-                    ctx.record_step(tcp.name, due, started, outcome.as_ref().err());
-                    outcome?;
-                    due = Instant::now();
-                }
-                Step::Postgres(pg) => {
-                    let started = Instant::now();
-                    let outcome = within(pg.timeout, self.postgres(pg, scenario, ctx)).await;
-                    if let Err(e) = &outcome
-                        && postgres::drops_connection(e.kind())
-                    {
-                        self.drop_database(&pg.url, e.kind() == "timeout");
-                    }
-                    ctx.record_step(pg.name, due, started, outcome.as_ref().err());
-                    outcome?;
-                    due = Instant::now();
-                }
-                Step::WebSocket(ws) => {
-                    let started = Instant::now();
-                    let sent = self.websocket(ws, scenario, ctx, due);
-                    let outcome = within(ws.timeout, sent).await;
-                    if outcome.as_ref().is_err_and(|e| !Check::judged(e.kind())) {
-                        // A late reply would be taken for the next message's.
-                        self.websockets.retain(|(url, _)| *url != ws.url);
-                    }
-                    ctx.record_step(ws.name, due, started, outcome.as_ref().err());
-                    outcome?;
-                    due = Instant::now();
-                }
-                Step::Grpc(call) => {
-                    let started = Instant::now();
-                    let called = self.grpc(call, scenario, ctx, due);
-                    let outcome = within(call.timeout, called).await;
-                    if outcome
-                        .as_ref()
-                        .is_err_and(|e| grpc::drops_connection(e.kind()))
-                    {
-                        self.grpc.retain(|(url, _)| *url != call.url);
-                    }
-                    ctx.record_step(call.name, due, started, outcome.as_ref().err());
+                    let (name, outcome) = self.step(step, scenario, ctx, due).await;
+                    ctx.record_step(name, due, started, outcome.as_ref().err());
                     outcome?;
                     due = Instant::now();
                 }
             }
         }
         Ok(())
+    }
+
+    /// Runs one step that is not a think time, due at `due`: its name and
+    /// its outcome (within its timeout), after forgetting a connection the
+    /// failure left out of step.
+    async fn step(
+        &mut self,
+        step: &Step,
+        scenario: &Scenario,
+        ctx: &Context<'_>,
+        due: Instant,
+    ) -> (&'static str, Result<(), TaskError>) {
+        match step {
+            Step::Think(_) => unreachable!("think times are waited for by the iteration"),
+            Step::Request(request) => (request.name, self.request(request, scenario, ctx).await),
+            Step::Tcp(tcp) => {
+                let outcome = within(tcp.timeout, self.tcp(tcp, scenario, ctx)).await;
+                if outcome.is_err() {
+                    // What is left of its reply would be read as the next.
+                    self.sockets.retain(|(address, _)| *address != tcp.address);
+                }
+                (tcp.name, outcome)
+            }
+            Step::Postgres(pg) => {
+                let outcome = within(pg.timeout, self.postgres(pg, scenario, ctx)).await;
+                if let Err(e) = &outcome
+                    && postgres::drops_connection(e.kind())
+                {
+                    self.drop_database(&pg.url, e.kind() == "timeout");
+                }
+                (pg.name, outcome)
+            }
+            Step::WebSocket(ws) => {
+                let sent = self.websocket(ws, scenario, ctx, due);
+                let outcome = within(ws.timeout, sent).await;
+                if outcome.as_ref().is_err_and(|e| !Check::judged(e.kind())) {
+                    // A late reply would be taken for the next message's.
+                    self.websockets.retain(|(url, _)| *url != ws.url);
+                }
+                (ws.name, outcome)
+            }
+            Step::Grpc(call) => {
+                let called = self.grpc(call, scenario, ctx, due);
+                let outcome = within(call.timeout, called).await;
+                if outcome
+                    .as_ref()
+                    .is_err_and(|e| grpc::drops_connection(e.kind()))
+                {
+                    self.grpc.retain(|(url, _)| *url != call.url);
+                }
+                (call.name, outcome)
+            }
+        }
     }
 
     fn values<'v>(&'v mut self, scenario: &'v Scenario, ctx: &Context<'_>) -> Values<'v> {
@@ -507,8 +507,13 @@ impl ScenarioTask {
         };
         let status = if request.http2 {
             let parts = h2_parts(request, target, cookie, &mut values)?;
-            self.send_h2(target, (&parts, replayable), request.timeout, keep)
-                .await?
+            self.send_h2(
+                &shared,
+                target,
+                (&parts, replayable),
+                (request.timeout, keep),
+            )
+            .await?
         } else {
             let bytes = match (&request.serialised, cookie) {
                 (Some(fixed), None) => std::borrow::Cow::Borrowed(fixed.as_slice()),
@@ -522,8 +527,13 @@ impl ScenarioTask {
                         .map_err(|e| TaskError::new("request", format!("{e:#}")))?
                 }
             };
-            self.send_h1(target, (&bytes, head, replayable), request.timeout, keep)
-                .await?
+            self.send_h1(
+                &shared,
+                target,
+                (&bytes, head, replayable),
+                (request.timeout, keep),
+            )
+            .await?
         };
         if !keep {
             return default_status(status);
@@ -554,15 +564,14 @@ impl ScenarioTask {
     /// if `keep`: the response's status.
     async fn send_h1(
         &mut self,
+        shared: &Shared,
         target: &Target,
         (bytes, head, replayable): (&[u8], bool, bool),
-        timeout: Duration,
-        keep: bool,
+        (timeout, keep): (Duration, bool),
     ) -> Result<u16, TaskError> {
-        let shared = Arc::clone(&self.shared);
         // Connecting counts against the request's timeout too: a target
         // that never answers the handshake is a timeout, not a long wait.
-        let opened = tokio::time::timeout(timeout, open(&mut self.connections, &shared, target));
+        let opened = tokio::time::timeout(timeout, open(&mut self.connections, shared, target));
         let open = opened.await.map_err(|_| {
             TaskError::new("timeout", format!("no connection within {timeout:?}"))
         })??;
@@ -595,12 +604,11 @@ impl ScenarioTask {
     /// `keep`: the response's status.
     async fn send_h2(
         &mut self,
+        shared: &Shared,
         target: &Target,
         (parts, replayable): (&http2::Parts, bool),
-        timeout: Duration,
-        keep: bool,
+        (timeout, keep): (Duration, bool),
     ) -> Result<u16, TaskError> {
-        let shared = Arc::clone(&self.shared);
         let found = self
             .connections_h2
             .iter()
