@@ -159,4 +159,37 @@ mod tests {
             .to_string();
         assert!(endless.contains("duration"), "{endless}");
     }
+
+    /// Succeeds, except every third execution (counted across instances),
+    /// which does nothing.
+    struct EveryThirdNotRun(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+    impl crate::task::Task for EveryThirdNotRun {
+        async fn execute(&mut self, _: &mut crate::task::Context<'_>) -> crate::task::TaskResult {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if n % 3 == 2 {
+                crate::task::TaskResult::NotRun
+            } else {
+                crate::task::TaskResult::success()
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_execution_not_run_is_counted_apart_from_completions_and_failures() {
+        let calls: std::sync::Arc<std::sync::atomic::AtomicU64> = std::sync::Arc::default();
+        let report = LoadTest::new("some", move |_: usize| {
+            Ok(EveryThirdNotRun(std::sync::Arc::clone(&calls)))
+        })
+        .rate(300.0)
+        .duration(Duration::from_secs(1))
+        .run()
+        .await
+        .unwrap();
+        assert_eq!(report.main.dispatched, 300);
+        assert_eq!(report.main.completed, 200, "{report:?}");
+        assert_eq!(report.main.failure, 0);
+        assert_eq!(report.counters.get("not_run"), Some(&100));
+        assert_eq!(report.main.latency.count, 200, "no latency for nothing");
+    }
 }

@@ -550,6 +550,22 @@ fn a_unique_feeder_gives_each_record_once_then_stops_the_run() {
         report.steps[&step].completed, 50,
         "the default step name is method and URL"
     );
+    // The arrivals that found the feeder empty sent nothing: not run, not
+    // failed, and the report accounts for every one dispatched.
+    assert_eq!(report.main.completed, 50, "{:?}", report.main.errors);
+    assert_eq!(report.main.failure, 0, "{:?}", report.main.errors);
+    let not_run = report.counters.get("not_run").copied().unwrap_or(0);
+    assert!(
+        not_run >= 1,
+        "the draw that stopped the run: {:?}",
+        report.counters
+    );
+    assert_eq!(
+        report.main.dispatched,
+        report.main.completed + not_run + report.unfinished,
+        "{:?}",
+        report.counters
+    );
 }
 
 #[test]
@@ -740,5 +756,17 @@ fn a_unique_feeder_over_three_peers_with_one_killed_uses_each_record_at_most_onc
     assert!(
         unavailable.is_none(),
         "a lease was missing: {unavailable:?}"
+    );
+    // Running out is the run's end, not its iterations' failure.
+    let exhausted = report
+        .main
+        .errors
+        .iter()
+        .find(|e| e.kind == "feeder_exhausted");
+    assert!(exhausted.is_none(), "counted as failures: {exhausted:?}");
+    assert!(
+        report.counters.get("not_run").is_some_and(|n| *n >= 1),
+        "no peer's draw found the feeder empty: {:?}",
+        report.counters
     );
 }

@@ -16,6 +16,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use super::clock::RunClock;
 use super::stop::StopSignal;
 use super::trace::{SpanRecord, Tracing};
+use crate::metrics::events::{self, EventCounter};
 use crate::metrics::{MetricsHub, Phase, Recorder, Tag};
 use crate::task::trace::{self, TraceParent};
 use crate::task::{Context, Task, TaskError, TaskFactory, TaskResult};
@@ -47,6 +48,8 @@ pub(crate) struct RunContext<F: TaskFactory> {
     pub fatal: Mutex<Option<String>>,
     /// Where spans go, if the run is traced.
     pub tracing: Option<Tracing>,
+    /// Counts executions that did nothing ([`TaskResult::NotRun`]).
+    not_run: EventCounter,
 }
 
 impl<F: TaskFactory> RunContext<F> {
@@ -71,6 +74,7 @@ impl<F: TaskFactory> RunContext<F> {
             next_instance: AtomicUsize::new(0),
             fatal: Mutex::new(None),
             tracing,
+            not_run: EventCounter::named(events::NOT_RUN),
         }
     }
 
@@ -219,7 +223,7 @@ impl<F: TaskFactory> RunContext<F> {
                     trace::within(span, AssertUnwindSafe(task.execute(&mut cx)).catch_unwind())
                         .await;
                 let (tag, error) = match &result {
-                    Ok(r @ TaskResult::Success { .. }) => (r.tag(), None),
+                    Ok(r @ (TaskResult::Success { .. } | TaskResult::NotRun)) => (r.tag(), None),
                     Ok(TaskResult::Failure { tag, error }) => (
                         *tag,
                         Some((error.kind().to_owned(), error.message().to_owned())),
@@ -255,6 +259,10 @@ impl<F: TaskFactory> RunContext<F> {
             Ok(TaskResult::Failure { tag, error }) => {
                 let key = (phase, tag.map(Tag::Execution));
                 rec.record_execution(window, key, latency, service, Some(&error));
+                true
+            }
+            Ok(TaskResult::NotRun) => {
+                self.not_run.add(1);
                 true
             }
             Err(panic) => {

@@ -215,7 +215,8 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
     /// How often each named event happened (`http.reconnects`, a user
-    /// task's own counters): not executions, never errors.
+    /// task's own counters, `not_run`: arrivals whose execution did
+    /// nothing as the run stopped): not executions, never errors.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub counters: BTreeMap<String, u64>,
     /// What each live exporter (OpenTelemetry, Prometheus, BlazeMeter, a

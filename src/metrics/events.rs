@@ -20,6 +20,10 @@ use parking_lot::Mutex;
 pub const MAX_EVENT_COUNTERS: usize = 64;
 /// The counter that names past [`MAX_EVENT_COUNTERS`] count into.
 pub const OVERFLOW_COUNTER: &str = "other_events";
+/// The counter of arrivals dispatched whose execution did nothing
+/// ([`TaskResult::NotRun`](crate::task::TaskResult::NotRun)): not
+/// executions, so not in any latency or error figure.
+pub const NOT_RUN: &str = "not_run";
 
 static COUNTERS: LazyLock<Mutex<BTreeMap<&'static str, Arc<AtomicU64>>>> =
     LazyLock::new(Default::default);

@@ -130,6 +130,12 @@ pub enum TaskResult {
         /// Why it failed.
         error: TaskError,
     },
+    /// Nothing was done: the run was ending and the execution found nothing
+    /// to do (a `unique` feeder had run out). It is neither a success nor a
+    /// failure and has no latency; the run counts it in its
+    /// [`NOT_RUN`](crate::metrics::events::NOT_RUN) counter, so every
+    /// arrival dispatched is completed, not run, or unfinished.
+    NotRun,
 }
 
 impl TaskResult {
@@ -146,7 +152,8 @@ impl TaskResult {
         }
     }
 
-    /// The same result, reported under `tag`.
+    /// The same result, reported under `tag` (an execution not run has no
+    /// report to be under).
     pub fn tagged(self, tag: &'static str) -> Self {
         match self {
             Self::Success { .. } => Self::Success { tag: Some(tag) },
@@ -154,6 +161,7 @@ impl TaskResult {
                 tag: Some(tag),
                 error,
             },
+            Self::NotRun => Self::NotRun,
         }
     }
 
@@ -161,6 +169,7 @@ impl TaskResult {
     pub fn tag(&self) -> Option<&'static str> {
         match self {
             Self::Success { tag } | Self::Failure { tag, .. } => *tag,
+            Self::NotRun => None,
         }
     }
 }

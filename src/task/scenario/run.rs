@@ -204,31 +204,44 @@ pub fn scenario_factory(
 }
 
 impl ScenarioTask {
-    /// Runs `scenario`'s steps; the first failure ends it.
-    async fn iterate(&mut self, scenario: &Scenario, ctx: &Context<'_>) -> Result<(), TaskError> {
+    /// Fills the iteration's variables from its feeder's next record, if
+    /// it has a feeder. `None` when the feeder ran out and the run stops:
+    /// the iteration is not run (nothing failed, nothing was sent).
+    async fn feed(
+        &mut self,
+        scenario: &Scenario,
+        ctx: &Context<'_>,
+    ) -> Option<Result<(), TaskError>> {
         self.jar.clear();
         self.slots.clear();
         self.slots.resize(scenario.slots, String::new());
-        if let Some(feeding) = &scenario.feeder {
-            let feeder = &self.shared.scenarios.feeders[feeding.feeder];
-            let row = match feeder.cursor.draw(&mut self.rng).await {
-                Draw::Record(row) => row,
-                Draw::Stop => {
-                    ctx.stop_run(format!("feeder '{}' has no records left", feeder.name));
-                    return Err(exhausted(&feeder.name));
-                }
-                Draw::Exhausted => return Err(exhausted(&feeder.name)),
-                Draw::Unavailable(why) => {
-                    return Err(TaskError::new(
-                        "feeder_unavailable",
-                        format!("feeder '{}': {why}", feeder.name),
-                    ));
-                }
-            };
-            for (slot, value) in feeding.slots.iter().zip(&feeder.records.rows[row]) {
-                self.slots[*slot].clone_from(value);
+        let Some(feeding) = &scenario.feeder else {
+            return Some(Ok(()));
+        };
+        let feeder = &self.shared.scenarios.feeders[feeding.feeder];
+        let row = match feeder.cursor.draw(&mut self.rng).await {
+            Draw::Record(row) => row,
+            Draw::Stop => {
+                ctx.stop_run(format!("feeder '{}' has no records left", feeder.name));
+                return None;
             }
+            Draw::Exhausted => return Some(Err(exhausted(&feeder.name))),
+            Draw::Unavailable(why) => {
+                return Some(Err(TaskError::new(
+                    "feeder_unavailable",
+                    format!("feeder '{}': {why}", feeder.name),
+                )));
+            }
+        };
+        for (slot, value) in feeding.slots.iter().zip(&feeder.records.rows[row]) {
+            self.slots[*slot].clone_from(value);
         }
+        Some(Ok(()))
+    }
+
+    /// Runs `scenario`'s steps, its variables fed; the first failure ends
+    /// it.
+    async fn iterate(&mut self, scenario: &Scenario, ctx: &Context<'_>) -> Result<(), TaskError> {
         let mut due = ctx.intended_start();
         for step in &scenario.steps {
             match step {
@@ -793,7 +806,11 @@ impl Task for ScenarioTask {
     async fn execute(&mut self, ctx: &mut Context<'_>) -> TaskResult {
         let scenarios = Arc::clone(&self.shared.scenarios);
         let scenario = scenarios.pick(&mut self.rng);
-        let result: TaskResult = self.iterate(scenario, ctx).await.into();
+        let result: TaskResult = match self.feed(scenario, ctx).await {
+            None => return TaskResult::NotRun,
+            Some(Err(error)) => TaskResult::failure(error),
+            Some(Ok(())) => self.iterate(scenario, ctx).await.into(),
+        };
         result.tagged(scenario.name)
     }
 
