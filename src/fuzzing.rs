@@ -109,6 +109,7 @@ fn sample_status() -> ClusterStatus {
             digest: Default::default(),
             founder: false,
             raft_cluster: 7700,
+            leaving: false,
         },
         clock_offset_ms: Some(0.2),
     };

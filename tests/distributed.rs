@@ -399,6 +399,84 @@ fn a_peer_killed_mid_test_is_re_split_and_its_work_so_far_is_kept() {
     );
 }
 
+/// Sends SIGTERM to `leaver` about 8 s into a 3000/s test run through
+/// `via`, and checks the hand-over: the leaver exits by itself, the total
+/// is within 1 % of the integral with nothing unsent, no second dips, and
+/// the report says it left rather than was lost.
+fn a_peer_sent_sigterm_hands_its_share_over(leaver: &str, via: &str) {
+    let (mut cluster, _) = three_peers();
+    let leaver_owned = leaver.to_owned();
+    let report = run_3000_for_20s(&mut cluster, via, Duration::ZERO, |c| {
+        c.wait_until(&[via], Duration::from_secs(20), |s| {
+            s.test
+                .as_ref()
+                .is_some_and(|t| t.elapsed_secs.is_some_and(|e| e >= 8.0))
+        })
+        .expect("the test runs 8 s");
+        eprintln!(
+            "SIGTERM to {leaver_owned} at {:?}",
+            std::time::SystemTime::now()
+        );
+        c.signal(&leaver_owned, libc::SIGTERM);
+        let code = c.wait_exit(&leaver_owned, Duration::from_secs(15));
+        assert_eq!(code, Some(0), "{}", c.log(&leaver_owned));
+    });
+    let log = cluster.log(leaver);
+    cluster.print_logs();
+    assert!(log.contains("left in "), "{log}");
+    let total = report.main.completed;
+    let seconds: Vec<u64> = report
+        .series
+        .iter()
+        .map(|w| w.success + w.failure)
+        .collect();
+    eprintln!(
+        "{leaver} left: cluster total {total} of 60000 ({:.2} %); events {:?}; per second {seconds:?}",
+        100.0 * total as f64 / 60_000.0,
+        report.events,
+    );
+    assert!(
+        report
+            .events
+            .iter()
+            .any(|e| e.contains(&format!("{leaver} left"))),
+        "the leave is named: {:?}",
+        report.events
+    );
+    assert!(
+        !report
+            .events
+            .iter()
+            .any(|e| e.contains("lost") || e.contains("degraded")),
+        "a leave is no loss: {:?}",
+        report.events
+    );
+    assert_eq!(report.unsent.unwrap_or(0), 0, "nothing went unsent");
+    assert_eq!(
+        format!("{:?}", report.peers[leaver].outcome),
+        "Completed",
+        "the leaver ran its share to the hand-over"
+    );
+    assert_accounts(&report, 60_000, 0.01, &format!("{leaver} left"));
+    // Every whole second but the first and last carries the cluster rate:
+    // the hand-over leaves no gap (15 % keeps a loaded box green).
+    let inner = &seconds[1..seconds.len().saturating_sub(1)];
+    assert!(
+        inner.iter().all(|n| *n >= 2_550 && *n <= 3_450),
+        "a second off the rate: {seconds:?}"
+    );
+}
+
+#[test]
+fn a_peer_sent_sigterm_mid_test_hands_its_share_over_and_exits() {
+    a_peer_sent_sigterm_hands_its_share_over("d3", "d1");
+}
+
+#[test]
+fn the_leader_sent_sigterm_mid_test_hands_over_its_share_and_its_lead() {
+    a_peer_sent_sigterm_hands_its_share_over("d1", "d2");
+}
+
 #[test]
 fn a_peer_joining_mid_test_takes_a_share() {
     let mut cluster = Cluster::new();

@@ -63,6 +63,7 @@ fn plan(epoch: u64) -> Plan {
         past: Vec::new(),
         request_id: String::new(),
         started_by: String::new(),
+        departed: Vec::new(),
     }
 }
 

@@ -316,6 +316,7 @@ fn info(name: &str, raft_id: u64) -> PeerInfo {
         digest: Default::default(),
         founder: false,
         raft_cluster: 0,
+        leaving: false,
     }
 }
 

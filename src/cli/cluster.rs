@@ -344,7 +344,10 @@ impl Member {
                 .map_or_else(|_| config.listen.to_string(), |a| a.to_string())
         );
         let code = tokio::select! {
-            _ = wait_for_shutdown_signal() => EXIT_OK,
+            _ = wait_for_shutdown_signal() => {
+                leave(&peer).await;
+                EXIT_OK
+            }
             refusals = refused_by_every_seed(&peer) => {
                 for (addr, reason) in refusals {
                     eprintln!("error: {addr} refuses this peer: {reason}");
@@ -418,6 +421,22 @@ async fn refused_by_every_seed(peer: &Peer) -> Vec<(SocketAddr, String)> {
         if let Some(refusals) = peer.refused_everywhere(REFUSALS_BEFORE_GIVING_UP) {
             return refusals;
         }
+    }
+}
+
+/// Leaves the cluster gracefully (a second signal cuts it short), saying
+/// how it went.
+async fn leave(peer: &Peer) {
+    eprintln!("leaving: handing this peer's share over (a second signal stops at once)");
+    tokio::select! {
+        departure = peer.leave(crate::cluster::leave::DEFAULT_WITHIN) => match departure.kept {
+            None => eprintln!("left in {:.1} s", departure.took.as_secs_f64()),
+            Some(kept) => eprintln!(
+                "warning: leaving after {:.1} s although {kept}",
+                departure.took.as_secs_f64()
+            ),
+        },
+        _ = wait_for_shutdown_signal() => eprintln!("leaving at once"),
     }
 }
 

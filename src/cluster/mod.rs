@@ -14,6 +14,7 @@
 //! - [`wall`]: wall-clock time, a seam the simulation replaces.
 //! - [`health`]: the liveness and readiness probes a container platform
 //!   asks, without the cluster secret.
+//! - [`leave`]: a graceful leave (SIGTERM): what a leaving peer waits for.
 //! - [`peer`]: a running peer, which starts all of the above and the loops
 //!   that drive them.
 //!
@@ -23,6 +24,7 @@
 pub mod consensus;
 pub mod endpoint;
 pub mod health;
+pub mod leave;
 pub mod membership;
 pub mod peer;
 pub mod run;

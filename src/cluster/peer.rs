@@ -24,6 +24,7 @@ use crate::cluster::consensus::{self, RaftNode};
 use crate::cluster::endpoint::auth::Admission;
 use crate::cluster::endpoint::clock::{self, Offsets};
 use crate::cluster::endpoint::{Identity, Network};
+use crate::cluster::leave::{self, Departure};
 use crate::cluster::membership::discovery::MdnsDiscovery;
 use crate::cluster::membership::gossip::QuicGossip;
 use crate::cluster::membership::state::{self, MemberRole, PeerInfo};
@@ -130,6 +131,7 @@ impl Peer {
             founder: config.role.takes_load()
                 && is_founder(&config.seeds, advertise, config.listen),
             raft_cluster: 0,
+            leaving: false,
         };
         let chitchat_config = chitchat_config(
             chitchat_id,
@@ -318,6 +320,49 @@ impl Peer {
     /// This peer's Raft member.
     pub fn raft(&self) -> &RaftNode {
         &self.raft
+    }
+
+    /// Leaves gracefully, within `within` (see [`crate::cluster::leave`]):
+    /// announces it, waits until the leader has handed this peer's share
+    /// to the others and its run has ended where the new epoch starts,
+    /// and until it votes no more, then lingers for clients to fetch its
+    /// final report. [`shutdown`](Self::shutdown) after it.
+    pub async fn leave(&self, within: Duration) -> Departure {
+        let began = Instant::now();
+        self.handle
+            .chitchat()
+            .lock()
+            .await
+            .self_node_state()
+            .set(state::LEAVING, "1");
+        let results = Arc::clone(&self.controller().results);
+        let running = || results.lock().values().any(|r| !r.is_over());
+        let ran_share = running();
+        let kept = loop {
+            let plan = self.raft.machine.state().plan;
+            let voters = coordinator::view(&self.raft.raft, self.raft.id).voters;
+            let status = self.published.borrow().clone();
+            let kept = leave::keeps(
+                &status.node,
+                self.raft.id,
+                plan.as_ref(),
+                running(),
+                &voters,
+                &status,
+            );
+            if kept.is_none() || began.elapsed() >= within {
+                break kept;
+            }
+            tokio::time::sleep(leave::CHECK_EVERY).await;
+        };
+        if kept.is_none() && ran_share {
+            let left = within.saturating_sub(began.elapsed());
+            tokio::time::sleep(leave::LINGER.min(left)).await;
+        }
+        Departure {
+            kept,
+            took: began.elapsed(),
+        }
     }
 
     /// Leaves: stops every loop, Raft and gossip, and closes the endpoint.

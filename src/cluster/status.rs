@@ -228,7 +228,11 @@ impl ClusterStatus {
                 m.info.cpu_percent,
                 m.info.security,
                 m.info.raft_role,
-                m.info.status,
+                if m.info.leaving {
+                    format!("leaving; {}", m.info.status)
+                } else {
+                    m.info.status.clone()
+                },
             );
         }
         if let Some(test) = &self.test {
@@ -334,6 +338,7 @@ pub(crate) mod fixtures {
                 digest: Default::default(),
                 founder: false,
                 raft_cluster: 0,
+                leaving: false,
             },
             clock_offset_ms: None,
         }

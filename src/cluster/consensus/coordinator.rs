@@ -80,6 +80,9 @@ pub struct Observed {
     /// they hold the plan, but never counted for or given a voter's seat,
     /// and never founders.
     pub observers: BTreeSet<u64>,
+    /// Members that announced they are leaving (this peer too, if it
+    /// is): given no seat, and removed, before they go.
+    pub leaving: BTreeSet<u64>,
 }
 
 /// What this peer's Raft says.
@@ -162,14 +165,20 @@ pub fn decide(observed: &Observed, raft: &RaftView, settled: bool) -> Vec<Action
         .alive
         .iter()
         .filter(|(id, _)| !members.contains(id) && !observed.foreign.contains(id))
+        .filter(|(id, _)| !observed.leaving.contains(id))
         .map(|(id, addr)| (*id, *addr))
         .collect();
     if !newcomers.is_empty() {
         actions.push(Action::AddLearners(newcomers));
     }
-    let may_vote = |id: &&u64| !observed.observers.contains(id);
+    let may_vote = |id: &&u64| !observed.observers.contains(id) && !observed.leaving.contains(id);
     let target = voter_target(observed.present.iter().filter(may_vote).count());
-    let mut voters: BTreeSet<u64> = BTreeSet::from([observed.me]);
+    // A leaving leader seats others and steps down once that is committed
+    // (openraft's way); the last peer keeps its own seat.
+    let mut voters: BTreeSet<u64> = BTreeSet::new();
+    if may_vote(&&observed.me) {
+        voters.insert(observed.me);
+    }
     let seated = raft
         .voters
         .iter()
@@ -187,12 +196,18 @@ pub fn decide(observed: &Observed, raft: &RaftView, settled: bool) -> Vec<Action
         }
         voters.insert(*id);
     }
+    if voters.is_empty() {
+        voters.insert(observed.me);
+    }
     if voters != raft.voters {
         actions.push(Action::SetVoters(voters.clone()));
     }
+    // Leaving members go once they hold no seat; this peer is left for
+    // the next leader to remove.
     let gone: BTreeSet<u64> = members
-        .difference(&observed.present)
-        .filter(|id| !voters.contains(id))
+        .iter()
+        .filter(|id| !observed.present.contains(id) || observed.leaving.contains(id))
+        .filter(|id| !voters.contains(id) && **id != observed.me)
         .copied()
         .collect();
     if !gone.is_empty() {
@@ -237,6 +252,9 @@ pub fn observed(status: &ClusterStatus, me: u64, my_addr: SocketAddr) -> Observe
         }
         if m.state != Liveness::Dead {
             observed.present.insert(m.info.raft_id);
+        }
+        if m.info.leaving {
+            observed.leaving.insert(m.info.raft_id);
         }
     }
     observed.alive.insert(me, my_addr);
@@ -459,6 +477,7 @@ mod tests {
             founders: BTreeSet::new(),
             foreign: BTreeSet::new(),
             observers: BTreeSet::new(),
+            leaving: BTreeSet::new(),
         }
     }
 
@@ -641,6 +660,32 @@ mod tests {
                 Action::Remove(BTreeSet::from([2]))
             ]
         );
+    }
+
+    #[test]
+    fn leaving_members_give_up_their_seats_and_go() {
+        // Voter 3 of 1, 2, 3 (with learners 4, 5) is leaving: 4 takes its
+        // seat and 3 is removed.
+        let mut obs = observed(1, &[1, 2, 3, 4, 5], &[1, 2, 3, 4, 5]);
+        obs.leaving.insert(3);
+        let actions = decide(&obs, &leader_view(&[1, 2, 3], &[4, 5]), true);
+        assert_eq!(
+            actions,
+            vec![
+                Action::SetVoters(BTreeSet::from([1, 2, 4])),
+                Action::Remove(BTreeSet::from([3]))
+            ]
+        );
+        // The leader itself is leaving: it seats others and stays a member
+        // (it steps down; the next leader removes it).
+        let mut obs = observed(1, &[1, 2, 3, 4], &[1, 2, 3, 4]);
+        obs.leaving.insert(1);
+        let actions = decide(&obs, &leader_view(&[1, 2, 3], &[4]), true);
+        assert_eq!(actions, vec![Action::SetVoters(BTreeSet::from([2, 3, 4]))]);
+        // A leaving newcomer is not added; the last peer keeps its seat.
+        let mut obs = observed(1, &[1, 2], &[1, 2]);
+        obs.leaving.extend([1, 2]);
+        assert!(decide(&obs, &leader_view(&[1], &[]), true).is_empty());
     }
 
     #[test]

@@ -385,6 +385,7 @@ mod tests {
             past: Vec::new(),
             request_id: String::new(),
             started_by: String::new(),
+            departed: Vec::new(),
         }
     }
 

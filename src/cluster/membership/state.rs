@@ -41,6 +41,10 @@ pub const DIGEST: &str = "digest";
 pub const FOUNDER: &str = "founder";
 /// Key: the Raft cluster the peer belongs to (its founder's Raft id).
 pub const RAFT_CLUSTER: &str = "raft_cluster";
+/// Key present (value "1") on a peer that is leaving (it was sent
+/// SIGTERM): the leader hands its share to the others at once and takes
+/// it out of Raft's voters, before it goes.
+pub const LEAVING: &str = "leaving";
 
 /// A few figures of the test a peer runs, small enough for gossip:
 /// `status` shows them per peer at a glance. The exact cluster figures
@@ -226,6 +230,10 @@ pub struct PeerInfo {
     /// The Raft cluster it belongs to: its founder's Raft id (0: none yet).
     #[serde(default)]
     pub raft_cluster: u64,
+    /// Whether it announced it is leaving: it holds no share from the next
+    /// epoch on and gives up its Raft vote.
+    #[serde(default)]
+    pub leaving: bool,
 }
 
 impl PeerInfo {
@@ -251,6 +259,7 @@ impl PeerInfo {
         // Published only when set: most peers are not founders.
         .chain(self.founder.then(|| (FOUNDER, "1".to_owned())))
         .chain((self.raft_cluster != 0).then(|| (RAFT_CLUSTER, self.raft_cluster.to_string())))
+        .chain(self.leaving.then(|| (LEAVING, "1".to_owned())))
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
     }
@@ -282,6 +291,7 @@ impl PeerInfo {
                 .get(RAFT_CLUSTER)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
+            leaving: state.get(LEAVING) == Some("1"),
         }
     }
 }

@@ -247,6 +247,14 @@ pub struct Plan {
     /// [`ControlRequest::Start`]: crate::cluster::run::protocol::ControlRequest::Start
     #[serde(default)]
     pub started_by: String,
+    /// Share holders of the epoch before that left gracefully (they
+    /// announced it), whose shares this epoch hands to the others: each
+    /// runs its share until this epoch starts, then ends its run, where a
+    /// lost holder's share is simply re-split.
+    // Never skipped when empty: plans travel in bincode, which has no
+    // field names to tell a skipped field by.
+    #[serde(default)]
+    pub departed: Vec<String>,
 }
 
 /// A test's settings as a plan carries them: resolved, validated and
@@ -324,6 +332,11 @@ pub struct PastEpoch {
     pub start_unix_ms: u64,
     /// Its shares per node id.
     pub shares: Shares,
+    /// Who left gracefully at its start (see [`Plan::departed`]).
+    // Never skipped when empty: plans travel in bincode, which has no
+    // field names to tell a skipped field by.
+    #[serde(default)]
+    pub departed: Vec<String>,
 }
 
 /// Where one node's share changes: an epoch's start and its fraction then.
@@ -405,6 +418,7 @@ impl Plan {
             past: Vec::new(),
             request_id: String::new(),
             started_by: String::new(),
+            departed: Vec::new(),
         })
     }
 
@@ -427,7 +441,33 @@ impl Plan {
             past: self.past_with_this(),
             request_id: self.request_id.clone(),
             started_by: self.started_by.clone(),
+            departed: Vec::new(),
         })
+    }
+
+    /// The same epoch, saying `departed` left gracefully at its start.
+    pub fn with_departed(self, departed: Vec<String>) -> Self {
+        Self { departed, ..self }
+    }
+
+    /// Whether `node` left gracefully at any epoch this plan is or keeps.
+    pub fn ever_departed(&self, node: &str) -> bool {
+        let named = |departed: &[String]| departed.iter().any(|d| d == node);
+        named(&self.departed) || self.past.iter().any(|p| named(&p.departed))
+    }
+
+    /// Whether `node` left gracefully at the start of `epoch` (one this
+    /// plan is or keeps).
+    pub fn departed_at(&self, node: &str, epoch: u64) -> bool {
+        let departed = if epoch == self.epoch {
+            &self.departed
+        } else {
+            match self.past.iter().find(|p| p.epoch == epoch) {
+                Some(past) => &past.departed,
+                None => return false,
+            }
+        };
+        departed.iter().any(|d| d == node)
     }
 
     /// The definition's rate curve (origin at the test's start).
@@ -476,6 +516,7 @@ impl Plan {
     fn with_update(&self, start_unix_ms: u64, tps: f64, points: Vec<RatePoint>) -> Self {
         let mut next = self.clone();
         next.past = self.past_with_this();
+        next.departed = Vec::new();
         next.epoch += 1;
         next.start_unix_ms = start_unix_ms;
         next.rate_updates.push(RateUpdate {
@@ -513,6 +554,7 @@ impl Plan {
             epoch: self.epoch,
             start_unix_ms: self.start_unix_ms,
             shares: self.shares.clone(),
+            departed: self.departed.clone(),
         });
         let excess = past.len().saturating_sub(KEPT_EPOCHS);
         past.drain(..excess);
@@ -541,22 +583,28 @@ impl Plan {
     /// What changed at each epoch after the first that the plan keeps, for
     /// a report's events: who left, who joined, what the rate became.
     pub fn epoch_events(&self) -> Vec<String> {
-        let mut epochs: Vec<(u64, u64, &BTreeMap<String, f64>)> = self
+        type Epoch<'a> = (u64, u64, &'a BTreeMap<String, f64>, &'a [String]);
+        let mut epochs: Vec<Epoch> = self
             .past
             .iter()
-            .map(|p| (p.epoch, p.start_unix_ms, &*p.shares))
+            .map(|p| (p.epoch, p.start_unix_ms, &*p.shares, &p.departed[..]))
             .collect();
-        epochs.push((self.epoch, self.start_unix_ms, &*self.shares));
+        epochs.push((
+            self.epoch,
+            self.start_unix_ms,
+            &*self.shares,
+            &self.departed[..],
+        ));
         let secs = |ms: u64| ms.saturating_sub(self.test_start_unix_ms) as f64 / 1_000.0;
         epochs
             .windows(2)
             .map(|pair| {
-                let ((_, _, before), (epoch, start_ms, after)) = (pair[0], pair[1]);
-                let left: Vec<&str> = before
+                let ((_, _, before, _), (epoch, start_ms, after, departed)) = (pair[0], pair[1]);
+                let (gone, lost): (Vec<&str>, Vec<&str>) = before
                     .keys()
                     .filter(|id| !after.contains_key(*id))
                     .map(String::as_str)
-                    .collect();
+                    .partition(|id| departed.iter().any(|d| d == id));
                 let joined: Vec<&str> = after
                     .keys()
                     .filter(|id| !before.contains_key(*id))
@@ -564,8 +612,11 @@ impl Plan {
                     .collect();
                 let at = secs(start_ms);
                 let mut what = Vec::new();
-                if !left.is_empty() {
-                    what.push(format!("re-split without {}", left.join(", ")));
+                if !gone.is_empty() {
+                    what.push(format!("{} left", gone.join(", ")));
+                }
+                if !lost.is_empty() {
+                    what.push(format!("re-split without {}", lost.join(", ")));
                 }
                 if !joined.is_empty() {
                     what.push(format!("{} joined", joined.join(", ")));
@@ -619,6 +670,49 @@ mod tests {
             cores,
             cpu_percent: cpu,
         }
+    }
+
+    /// Plans travel in Raft entries as bincode, which has no field names:
+    /// a field skipped when empty would shift every field after it.
+    #[test]
+    fn a_plan_with_a_departure_round_trips_through_the_raft_encoding() {
+        let peers = [peer("a", 1.0, 1, 0.0), peer("b", 1.0, 1, 0.0)];
+        let first = Plan::first("t", 1_000, &Equal, &peers, Default::default()).unwrap();
+        let left = first
+            .resplit(5_000, &Equal, &peers[..1])
+            .unwrap()
+            .with_departed(vec!["b".into()]);
+        let again = left.resplit(9_000, &Equal, &peers).unwrap();
+        for plan in [first, left, again] {
+            let bytes = bincode::serde::encode_to_vec(&plan, bincode::config::standard()).unwrap();
+            let (back, _): (Plan, usize) =
+                bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+            assert_eq!(back, plan);
+        }
+    }
+
+    #[test]
+    fn a_departure_is_named_as_a_leave_and_a_loss_as_a_re_split() {
+        let peers = [
+            peer("a", 1.0, 1, 0.0),
+            peer("b", 1.0, 1, 0.0),
+            peer("c", 1.0, 1, 0.0),
+        ];
+        let first = Plan::first("t", 0, &Equal, &peers, Default::default()).unwrap();
+        let left = first
+            .resplit(4_000, &Equal, &peers[..2])
+            .unwrap()
+            .with_departed(vec!["c".into()]);
+        let lost = left.resplit(7_500, &Equal, &peers[..1]).unwrap();
+        assert!(lost.departed_at("c", 2) && !lost.departed_at("b", 3));
+        assert!(lost.ever_departed("c") && !lost.ever_departed("b"));
+        assert_eq!(
+            lost.epoch_events(),
+            [
+                "epoch 2 from 4.0 s: c left (2 peers)",
+                "epoch 3 from 7.5 s: re-split without b (1 peers)"
+            ]
+        );
     }
 
     #[test]

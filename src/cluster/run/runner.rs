@@ -251,7 +251,8 @@ fn share_curve(plan: &Plan, me: &str) -> Result<RateCurve, String> {
 /// Switches the running share to this peer's share of each epoch after
 /// the one it runs, in turn from each epoch's start on: a peer that missed
 /// epochs (frozen, cut off) must not jump to the latest, or it would owe
-/// its old share across epochs where others carried it.
+/// its old share across epochs where others carried it. An epoch that
+/// names this peer departed (it is leaving) ends its run at its start.
 fn resplit(me: &str, plan: &Plan, running: &mut Running) {
     let cluster_curve = match plan.base_curve().and_then(|b| plan.cluster_curve(&b)) {
         Ok(curve) => curve,
@@ -267,9 +268,16 @@ fn resplit(me: &str, plan: &Plan, running: &mut Running) {
         );
     }
     for change in changes {
-        let tail = cluster_curve
-            .after(change.at_secs)
-            .and_then(|rest| rest.scaled(change.share));
+        let tail = if change.share == 0.0 && plan.departed_at(me, change.epoch) {
+            // This peer left: its run ends where the epoch that handed its
+            // share to the others starts.
+            tracing::info!("leaving: the run ends at epoch {}", change.epoch);
+            RateCurve::constant(0.0, 0.0)
+        } else {
+            cluster_curve
+                .after(change.at_secs)
+                .and_then(|rest| rest.scaled(change.share))
+        };
         match tail {
             Ok(tail) => {
                 tracing::info!(

@@ -60,7 +60,9 @@ pub fn suspects(plan: &Plan, status: &ClusterStatus) -> Vec<(String, SocketAddr)
 /// Decides the leader's duty for `plan` (ending at `end`, from
 /// [`Plan::end`]) seen through `status` at `now_ms`. A share holder that is
 /// dead, or in `unreachable` (a suspect that failed its probe), has lost
-/// its share; an alive member without a share is a newcomer.
+/// its share; one that announced it is leaving hands it over (the next
+/// epoch names it departed); an alive member without a share is a
+/// newcomer.
 pub fn duty(
     plan: &Plan,
     strategies: &Strategies,
@@ -83,7 +85,7 @@ pub fn duty(
         .members
         .iter()
         .filter(|m| m.state == Liveness::Alive && !unreachable.contains(&m.id))
-        .filter(|m| m.info.role.takes_load())
+        .filter(|m| m.info.role.takes_load() && !m.info.leaving)
         .filter(|m| {
             !status
                 .members
@@ -95,10 +97,16 @@ pub fn duty(
         .shares
         .keys()
         .any(|holder| unreachable.contains(holder) || !holds_its_share(holder, plan, status));
+    let departed = departing_holders(plan, status);
     let newcomer = alive
         .iter()
         .any(|m| !plan.shares.contains_key(&m.id) || is_later_incarnation(m, plan));
-    if !(holder_lost || newcomer) {
+    if !(holder_lost || newcomer || !departed.is_empty()) {
+        return Ok(Duty::Idle);
+    }
+    if alive.is_empty() {
+        // The last peers are leaving: nobody to hand their shares to, so
+        // they run on until they go (and the test ends with them).
         return Ok(Duty::Idle);
     }
     let strategy = strategies.get(&plan.strategy).unwrap_or_else(|| {
@@ -109,7 +117,24 @@ pub fn duty(
         Arc::new(Equal)
     });
     let next = plan.resplit(starts_ms, strategy.as_ref(), &candidates(&alive))?;
-    Ok(Duty::Resplit(Box::new(next)))
+    Ok(Duty::Resplit(Box::new(next.with_departed(departed))))
+}
+
+/// This epoch's share holders that announced they are leaving (the
+/// incarnation the share was given to, still there).
+fn departing_holders(plan: &Plan, status: &ClusterStatus) -> Vec<String> {
+    plan.shares
+        .keys()
+        .filter(|holder| {
+            status.members.iter().any(|m| {
+                &m.id == *holder
+                    && m.info.leaving
+                    && m.state != Liveness::Dead
+                    && !is_later_incarnation(m, plan)
+            })
+        })
+        .cloned()
+        .collect()
 }
 
 /// Whether the incarnation of `holder` that this epoch's share was given to
@@ -255,11 +280,11 @@ impl Supervisor {
 }
 
 /// What the distribution strategies know of each live member that takes
-/// load (an orchestrator never gets a share).
+/// load (an orchestrator never gets a share, nor a peer that is leaving).
 pub fn candidates(alive: &[&MemberStatus]) -> Vec<Candidate> {
     alive
         .iter()
-        .filter(|m| m.info.role.takes_load())
+        .filter(|m| m.info.role.takes_load() && !m.info.leaving)
         .map(|m| Candidate {
             id: m.id.clone(),
             weight: m.info.weight,
