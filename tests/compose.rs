@@ -1,5 +1,5 @@
 //! Three peers in containers (image built FROM scratch by
-//! docker/build-image.sh) discover each other through the seed service name;
+//! deploy/docker/build-image.sh) discover each other through the seed service name;
 //! one container is stopped and the others report it dead; one is cut off
 //! from the network mid-test and the cluster neither doubles nor loses its
 //! load. Needs root, Docker, docker-compose and iptables, so it is ignored
@@ -18,6 +18,10 @@ const SECRET: &str = "compose test secret of enough length";
 
 struct Compose {
     project: String,
+    /// The compose file, under deploy/docker/.
+    file: &'static str,
+    /// Extra variables its interpolation reads.
+    env: Vec<(&'static str, String)>,
 }
 
 impl Compose {
@@ -25,8 +29,9 @@ impl Compose {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         Command::new("docker-compose")
             .args(["-p", &self.project, "-f"])
-            .arg(root.join("docker/docker-compose.yml"))
+            .arg(root.join("deploy/docker").join(self.file))
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("VAJRA_CLUSTER_SECRET", SECRET)
             .env("VAJRA_IMAGE", "vajra-peer:test")
             .output()
@@ -61,23 +66,65 @@ impl Compose {
 impl Compose {
     /// Builds the image and starts the three peers.
     fn up(name: &str) -> Self {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let built = Command::new("bash")
-            .arg(format!("{root}/docker/build-image.sh"))
-            .arg("vajra-peer:test")
-            .status()
-            .unwrap();
-        assert!(built.success(), "image build failed");
+        build("build-image.sh", "vajra-peer:test");
         let compose = Compose {
             project: format!("vj{name}{}", std::process::id()),
+            file: "docker-compose.yml",
+            env: Vec::new(),
         };
-        let up = compose.command(&["up", "-d"]);
-        assert!(
-            up.status.success(),
-            "{}",
-            String::from_utf8_lossy(&up.stderr)
-        );
+        compose.run(&["up", "-d"]);
         compose
+    }
+
+    /// Builds the images and starts the scalable cluster with `peers`
+    /// peers and Prometheus (on loopback port `prometheus`).
+    fn scaled(name: &str, peers: usize, prometheus: u16) -> Self {
+        build("build-image.sh", "vajra-peer:test");
+        build("build-prometheus-image.sh", "vajra-prometheus:test");
+        let compose = Compose {
+            project: format!("vj{name}{}", std::process::id()),
+            file: "docker-compose.scale.yml",
+            env: vec![
+                ("VAJRA_PROMETHEUS_IMAGE", "vajra-prometheus:test".into()),
+                ("VAJRA_PROMETHEUS_PORT", prometheus.to_string()),
+            ],
+        };
+        compose.scale(peers);
+        compose
+    }
+
+    /// `docker-compose ARGS`, which must succeed.
+    fn run(&self, args: &[&str]) {
+        let out = self.command(args);
+        assert!(
+            out.status.success(),
+            "docker-compose {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Scales the peers to `peers`, leaving the running ones be (the
+    /// removed ones are stopped with SIGTERM).
+    fn scale(&self, peers: usize) {
+        let scale = format!("peer={peers}");
+        self.run(&["up", "-d", "--no-recreate", "--scale", &scale]);
+    }
+
+    /// The addresses of every running container of `service`.
+    fn addresses(&self, service: &str) -> Vec<String> {
+        let ids = self.command(&["ps", "-q", service]);
+        String::from_utf8_lossy(&ids.stdout)
+            .split_whitespace()
+            .map(|id| {
+                let out = Command::new("docker")
+                    .args(["inspect", "-f"])
+                    .arg("{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+                    .arg(id)
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).trim().to_owned()
+            })
+            .collect()
     }
 
     /// `docker inspect -f FORMAT` of a service's container.
@@ -112,6 +159,17 @@ impl Compose {
             assert!(done.success(), "iptables {rule:?} in {service}");
         }
     }
+}
+
+/// Runs `deploy/docker/SCRIPT TAG`, which must succeed.
+fn build(script: &str, tag: &str) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let built = Command::new("bash")
+        .arg(format!("{root}/deploy/docker/{script}"))
+        .arg(tag)
+        .status()
+        .unwrap();
+    assert!(built.success(), "{script} failed");
 }
 
 impl Drop for Compose {
@@ -210,4 +268,196 @@ fn a_peer_cut_off_mid_test_neither_doubles_nor_loses_the_load() {
         report.events
     );
     assert!(stdout.contains("without peer3"), "and prints it");
+}
+
+/// `vajra-peer status --json` asked of the peer at `ip`, from the host.
+fn status_at(ip: &str) -> Option<ClusterStatus> {
+    let out = Command::new(env!("CARGO_BIN_EXE_vajra-peer"))
+        .args(["status", "--json", "--peer", &format!("{ip}:7700")])
+        .env("VAJRA_CLUSTER_SECRET", SECRET)
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Waits up to `limit` for `check` on `ip`'s status.
+fn wait_at(ip: &str, limit: Duration, check: impl Fn(&ClusterStatus) -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if status_at(ip).is_some_and(|s| check(&s)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+/// How many `vajra` targets the compose file's Prometheus scrapes up.
+fn targets_up(prometheus: u16) -> Option<u64> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], prometheus));
+    let query = "/api/v1/query?query=count(up%7Bjob%3D%22vajra%22%7D%3D%3D1)";
+    let (code, body) = common::http::get(addr, query).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&body).ok().filter(|_| code == 200)?;
+    value["data"]["result"][0]["value"][1]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+/// The seconds of `series` around `at_secs` and what they lack of `rate`,
+/// as milliseconds of the rate: a hand-over's gap.
+fn gap_ms(seconds: &[u64], at_secs: f64, rate: u64) -> f64 {
+    let at = at_secs as usize;
+    let around = &seconds[at.saturating_sub(1)..(at + 2).min(seconds.len())];
+    let lacking: u64 = around.iter().map(|n| rate.saturating_sub(*n)).sum();
+    1_000.0 * lacking as f64 / rate as f64
+}
+
+#[test]
+#[ignore = "needs Docker and docker-compose; .ci/run runs it"]
+fn a_compose_cluster_scaled_up_and_down_mid_test_keeps_its_rate() {
+    let prometheus = common::cluster::free_port();
+    let compose = Compose::scaled("scale", 3, prometheus);
+    let peers = compose.addresses("peer");
+    assert_eq!(peers.len(), 3, "{peers:?}");
+    // Every peer's seed is the service name, which DNS resolves to all.
+    let formed = wait_at(&peers[0], Duration::from_secs(40), |s| {
+        let voters = s
+            .members
+            .iter()
+            .filter(|m| matches!(m.info.raft_role.as_str(), "voter" | "leader"))
+            .count();
+        s.live_ids().len() == 3 && s.leader.is_some() && voters == 3
+    });
+    assert!(formed, "one cluster of three: {:?}", status_at(&peers[0]));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scaled.json");
+    let client = Command::new(env!("CARGO_BIN_EXE_vajra-peer"))
+        .args(["start", "--peer", &format!("{}:7700", peers[0])])
+        .args(["--task", "noop", "--tps", "3000", "--duration", "40s"])
+        .args(["--wait", "--output"])
+        .arg(&path)
+        .env("VAJRA_CLUSTER_SECRET", SECRET)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let elapsed_at_least = |secs: f64| {
+        wait_at(&peers[0], Duration::from_secs(60), |s| {
+            s.test
+                .as_ref()
+                .is_some_and(|t| t.elapsed_secs.is_some_and(|e| e >= secs))
+        })
+    };
+    assert!(elapsed_at_least(10.0), "the test runs");
+    compose.scale(5);
+    eprintln!(
+        "scaled to 5 at {:?}",
+        status_at(&peers[0]).and_then(|s| s.test)
+    );
+    // Prometheus finds the newcomers by the same name (it looks again
+    // every 5 s).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut up = None;
+    while Instant::now() < deadline && up != Some(5) {
+        std::thread::sleep(Duration::from_millis(500));
+        up = targets_up(prometheus);
+    }
+    assert_eq!(up, Some(5), "Prometheus scrapes all five peers");
+    assert!(elapsed_at_least(25.0), "the test runs on");
+    let scaling_down = Instant::now();
+    compose.scale(2);
+    let took = scaling_down.elapsed();
+    eprintln!("scaled to 2 in {took:?} (three peers handed their shares over and exited)");
+    assert!(
+        took < Duration::from_secs(20),
+        "the leavers went by themselves, before compose's 30 s: {took:?}"
+    );
+    let out = client.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let total = report.main.completed;
+    let seconds: Vec<u64> = report
+        .series
+        .iter()
+        .map(|w| w.success + w.failure)
+        .collect();
+    eprintln!(
+        "3 -> 5 -> 2 peers at 3000/s for 40 s: total {total} of 120000 ({:+.3} %); events {:#?}; per second {seconds:?}",
+        100.0 * (total as f64 - 120_000.0) / 120_000.0,
+        report.events
+    );
+    common::assert_accounts(&report, 120_000, 0.01, "scaled 3 -> 5 -> 2");
+    assert_eq!(report.unsent.unwrap_or(0), 0, "nothing went unsent");
+    let joins: usize = report
+        .events
+        .iter()
+        .filter_map(|e| e.split(": ").nth(1))
+        .filter_map(|what| {
+            what.split(" joined")
+                .next()
+                .filter(|_| what.contains(" joined"))
+        })
+        .map(|names| {
+            names
+                .rsplit("; ")
+                .next()
+                .unwrap_or(names)
+                .split(", ")
+                .count()
+        })
+        .sum();
+    let leaves: usize = report
+        .events
+        .iter()
+        .filter_map(|e| e.split(": ").nth(1))
+        .filter_map(|what| {
+            what.split(" left")
+                .next()
+                .filter(|_| what.contains(" left"))
+        })
+        .map(|names| names.split(", ").count())
+        .sum();
+    assert_eq!(
+        (joins, leaves),
+        (2, 3),
+        "each join and leave: {:?}",
+        report.events
+    );
+    assert!(
+        !report
+            .events
+            .iter()
+            .any(|e| e.contains("lost") || e.contains("degraded") || e.contains("without")),
+        "a scale-down loses no peer: {:?}",
+        report.events
+    );
+    for event in &report.events {
+        let at: f64 = event
+            .split(" from ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0.0);
+        eprintln!("{event}: gap {:.0} ms", gap_ms(&seconds, at, 3_000));
+    }
+    let inner = &seconds[1..seconds.len().saturating_sub(1)];
+    assert!(
+        inner.iter().all(|n| (2_550..=3_450).contains(n)),
+        "a second off the rate (more than a hand-over's): {seconds:?}"
+    );
+    // And it lets the removed ones go.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut up = None;
+    while Instant::now() < deadline && up != Some(2) {
+        std::thread::sleep(Duration::from_millis(500));
+        up = targets_up(prometheus);
+    }
+    assert_eq!(up, Some(2), "Prometheus scrapes the two peers left");
 }

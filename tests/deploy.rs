@@ -92,31 +92,41 @@ fn every_overlay_renders_and_validates_against_the_kubernetes_schemas() {
 /// The `VAJRA_*` names set in `yaml`'s `env` lists.
 fn env_names(yaml: &str) -> Vec<String> {
     yaml.lines()
-        .filter_map(|l| l.trim().strip_prefix("- name: VAJRA_"))
+        .filter_map(|l| {
+            let l = l.trim();
+            // A manifest's `- name: VAJRA_X`, or a compose file's `VAJRA_X: value`.
+            l.strip_prefix("- name: VAJRA_")
+                .or_else(|| l.strip_prefix("VAJRA_")?.split_once(':').map(|(k, _)| k))
+        })
         .map(|rest| format!("VAJRA_{rest}"))
         .collect()
 }
 
 #[test]
 fn every_variable_the_manifests_set_is_one_the_binary_reads() {
-    for (file, command) in [
-        ("base/peers.yaml", "join"),
-        ("orchestrator/orchestrator.yaml", "orchestrator"),
-        ("test-job/job.yaml", "start"),
+    for (file, commands) in [
+        ("kubernetes/base/peers.yaml", &["join"][..]),
+        (
+            "kubernetes/orchestrator/orchestrator.yaml",
+            &["orchestrator"],
+        ),
+        ("kubernetes/test-job/job.yaml", &["start"]),
+        ("docker/docker-compose.yml", &["join"]),
+        ("docker/docker-compose.scale.yml", &["join", "orchestrator"]),
     ] {
-        let yaml = std::fs::read_to_string(Path::new("deploy/kubernetes").join(file)).unwrap();
+        let yaml = std::fs::read_to_string(Path::new("deploy").join(file)).unwrap();
         let names = env_names(&yaml);
         assert!(!names.is_empty(), "{file}");
-        let help = common::binary()
-            .args([command, "--help"])
-            .output()
-            .unwrap()
-            .stdout;
+        let command = commands.join(" and ");
+        let help: String = commands
+            .iter()
+            .map(|c| {
+                let out = common::binary().args([c, "--help"]).output().unwrap();
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            })
+            .collect();
         // Help text wraps: compare with its whitespace collapsed.
-        let help = String::from_utf8_lossy(&help)
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
         for name in names {
             // The secret is read from the environment by name, not a flag.
             if name == "VAJRA_CLUSTER_SECRET" {
@@ -158,9 +168,9 @@ fn both_images_have_the_same_entrypoint() {
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
-    let scratch = entrypoint("docker/Dockerfile");
+    let scratch = entrypoint("deploy/docker/Dockerfile");
     assert_eq!(scratch.len(), 2, "{scratch:?}");
-    assert_eq!(scratch, entrypoint("docker/Dockerfile.build"));
+    assert_eq!(scratch, entrypoint("deploy/docker/Dockerfile.build"));
 }
 
 /// `verdict.sh` against a stand-in `kubectl` that reports the Job as

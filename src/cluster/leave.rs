@@ -60,6 +60,13 @@ pub fn keeps(
     voters: &BTreeSet<u64>,
     status: &ClusterStatus,
 ) -> Option<Keeps> {
+    let staying = |m: &&crate::cluster::status::MemberStatus| {
+        m.id != me && m.state == Liveness::Alive && m.info.role.takes_load() && !m.info.leaving
+    };
+    let mut others = status.members.iter().filter(staying).peekable();
+    // With nobody staying, nobody can take the share or the seat: the last
+    // peers stop their share when they go.
+    others.peek()?;
     if let Some(plan) = plan {
         // A share run past the epoch that handed it over ends by itself
         // at that epoch's start; one that was re-split away earlier (the
@@ -69,13 +76,7 @@ pub fn keeps(
             return Some(Keeps::Share);
         }
     }
-    let others_may_vote = status.members.iter().any(|m| {
-        m.id != me
-            && m.state == Liveness::Alive
-            && m.info.role.takes_load()
-            && !m.info.leaving
-            && m.info.raft_role.is_member()
-    });
+    let others_may_vote = others.any(|m| m.info.raft_role.is_member());
     (voters.contains(&raft_id) && others_may_vote).then_some(Keeps::Vote)
 }
 
@@ -144,10 +145,11 @@ mod tests {
         // A share re-split away earlier (thought lost) owes nothing.
         let lost = first.resplit(5_000, &Equal, &peers(&["a", "b"])).unwrap();
         assert_eq!(keeps("c", 3, Some(&lost), true, &two, &view), None);
-        // The last voter keeps its seat: nobody could take it.
+        // The last peer keeps its share and its seat: nobody could take
+        // them, so it does not wait for that.
         for m in &mut view.members[..2] {
             m.state = Dead;
         }
-        assert_eq!(keeps("c", 3, None, false, &voters, &view), None);
+        assert_eq!(keeps("c", 3, Some(&first), true, &voters, &view), None);
     }
 }

@@ -27,6 +27,7 @@ use crate::cluster::endpoint::{Identity, Network};
 use crate::cluster::leave::{self, Departure};
 use crate::cluster::membership::discovery::MdnsDiscovery;
 use crate::cluster::membership::gossip::QuicGossip;
+use crate::cluster::membership::seeds;
 use crate::cluster::membership::state::{self, MemberRole, PeerInfo};
 use crate::cluster::membership::{
     HeardTracker, SUSPECT_AFTER_INTERVALS, chitchat_config, cluster_status,
@@ -170,6 +171,16 @@ impl Peer {
         } else {
             None
         };
+        let names = seeds::names(&config.seeds);
+        if !names.is_empty() {
+            peer.spawn(seeds::greet_while_alone(
+                peer.handle.chitchat(),
+                Arc::clone(&peer.handle),
+                names,
+                vec![advertise, peer.network.local_addr()?],
+                Arc::new(seeds::Dns),
+            ));
+        }
         peer.serve_status(&status);
         peer.spawn(peer.view.clone().refresh(published));
         let status_source: Arc<dyn StatusSource> = Arc::new(Published(status.clone()));
@@ -355,6 +366,15 @@ impl Peer {
             }
             tokio::time::sleep(leave::CHECK_EVERY).await;
         };
+        // A share may have started after the leave began (the leader had
+        // not seen it yet): its report wants fetching too.
+        let ran_share = ran_share
+            || self
+                .raft
+                .machine
+                .state()
+                .plan
+                .is_some_and(|p| results.lock().contains_key(&p.test_id));
         if kept.is_none() && ran_share {
             let left = within.saturating_sub(began.elapsed());
             tokio::time::sleep(leave::LINGER.min(left)).await;

@@ -223,25 +223,28 @@ impl<F: TaskFactory> RunContext<F> {
                     trace::within(span, AssertUnwindSafe(task.execute(&mut cx)).catch_unwind())
                         .await;
                 let (tag, error) = match &result {
-                    Ok(r @ (TaskResult::Success { .. } | TaskResult::NotRun)) => (r.tag(), None),
                     Ok(TaskResult::Failure { tag, error }) => (
                         *tag,
                         Some((error.kind().to_owned(), error.message().to_owned())),
                     ),
+                    Ok(r) => (r.tag(), None),
                     Err(_) => (
                         None,
                         Some(("panic".to_owned(), "the task panicked".to_owned())),
                     ),
                 };
-                tracing.sink.record(SpanRecord {
-                    name: "execute",
-                    span_id: span.span_id,
-                    start: began,
-                    end: SystemTime::now(),
-                    instance,
-                    tag,
-                    error,
-                });
+                // An execution not run did nothing: no span for it.
+                if !matches!(result, Ok(TaskResult::NotRun)) {
+                    tracing.sink.record(SpanRecord {
+                        name: "execute",
+                        span_id: span.span_id,
+                        start: began,
+                        end: SystemTime::now(),
+                        instance,
+                        tag,
+                        error,
+                    });
+                }
                 result
             }
         };

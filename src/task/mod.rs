@@ -117,6 +117,7 @@ impl From<std::io::Error> for TaskError {
 /// in a task that does several): results are reported per tag. Tags are
 /// `&'static str` so their number stays bounded by the code.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TaskResult {
     /// The operation succeeded.
     Success {

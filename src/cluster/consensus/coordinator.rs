@@ -17,7 +17,10 @@
 //!   adding n peers one by one would write n entries of up to n nodes);
 //!   peers gossip declares dead (or forgot) are removed; voters are kept at
 //!   5, 3 or 1 (the largest that fits the peers present), existing voters
-//!   first, then live learners by id, the leader always included. A voter
+//!   first, then live learners by id, the leader always included unless
+//!   it is leaving. A leaving member gets no seat (a leaving leader seats
+//!   others and steps down) and stays a learner until gossip declares it
+//!   gone, so it still applies the epoch that hands its share over. A voter
 //!   only suspected (silent for a moment, say on a starved box) keeps its
 //!   seat until gossip declares it dead: replacing voters on every
 //!   suspicion churns the voter set, and a false suspicion followed by the
@@ -202,12 +205,13 @@ pub fn decide(observed: &Observed, raft: &RaftView, settled: bool) -> Vec<Action
     if voters != raft.voters {
         actions.push(Action::SetVoters(voters.clone()));
     }
-    // Leaving members go once they hold no seat; this peer is left for
-    // the next leader to remove.
+    // A leaving member only loses its seat: removed from the membership,
+    // it would no longer be sent the epoch that hands its share over
+    // (openraft stops replicating to it as soon as the change is
+    // appended). It goes once gossip declares it dead, after it exited.
     let gone: BTreeSet<u64> = members
-        .iter()
-        .filter(|id| !observed.present.contains(id) || observed.leaving.contains(id))
-        .filter(|id| !voters.contains(id) && **id != observed.me)
+        .difference(&observed.present)
+        .filter(|id| !voters.contains(id))
         .copied()
         .collect();
     if !gone.is_empty() {
@@ -665,17 +669,16 @@ mod tests {
     #[test]
     fn leaving_members_give_up_their_seats_and_go() {
         // Voter 3 of 1, 2, 3 (with learners 4, 5) is leaving: 4 takes its
-        // seat and 3 is removed.
+        // seat; 3 stays a learner, so it still applies its hand-over.
         let mut obs = observed(1, &[1, 2, 3, 4, 5], &[1, 2, 3, 4, 5]);
         obs.leaving.insert(3);
         let actions = decide(&obs, &leader_view(&[1, 2, 3], &[4, 5]), true);
-        assert_eq!(
-            actions,
-            vec![
-                Action::SetVoters(BTreeSet::from([1, 2, 4])),
-                Action::Remove(BTreeSet::from([3]))
-            ]
-        );
+        assert_eq!(actions, vec![Action::SetVoters(BTreeSet::from([1, 2, 4]))]);
+        // Gone after it exited, it is removed like any dead member.
+        let mut obs = observed(1, &[1, 2, 4, 5], &[1, 2, 4, 5]);
+        obs.leaving.insert(3);
+        let actions = decide(&obs, &leader_view(&[1, 2, 4], &[3, 5]), true);
+        assert_eq!(actions, vec![Action::Remove(BTreeSet::from([3]))]);
         // The leader itself is leaving: it seats others and stays a member
         // (it steps down; the next leader removes it).
         let mut obs = observed(1, &[1, 2, 3, 4], &[1, 2, 3, 4]);

@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 
 /// Wire protocol version, checked in the hello: peers of other versions
 /// refuse each other rather than fail on each other's messages. 2: plans
-/// carry a compiled `TestDefinition`, addresses are typed.
-pub const PROTOCOL: u32 = 2;
+/// carry a compiled `TestDefinition`, addresses are typed. 3: epochs name
+/// the peers that left gracefully (`Plan::departed`).
+pub const PROTOCOL: u32 = 3;
 const EKM_LABEL: &[u8] = b"EXPORTER-vajra-cluster-admission";
 
 /// How peers are admitted.

@@ -1,5 +1,6 @@
 //! Finding peers: seed addresses (handled by chitchat, which resolves and
-//! re-resolves host names) and mDNS on the local network.
+//! re-resolves host names, and by [`super::seeds`] while a peer is alone)
+//! and mDNS on the local network.
 //!
 //! With `--mdns`, a peer announces `_vajra._udp.local.` with its cluster id
 //! and node id in the TXT record, and browses for the same service; every

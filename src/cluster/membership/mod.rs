@@ -3,10 +3,12 @@
 //!
 //! - [`gossip`]: chitchat's transport over the endpoint.
 //! - [`discovery`]: finding peers by mDNS (seeds are chitchat's own).
+//! - [`seeds`]: seed names (a headless Service) re-resolved while alone.
 //! - [`state`]: the typed key/values each peer publishes.
 
 pub mod discovery;
 pub mod gossip;
+pub mod seeds;
 pub mod state;
 
 use std::collections::{HashMap, HashSet};

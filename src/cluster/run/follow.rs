@@ -77,7 +77,15 @@ impl Follow {
             .and_then(resolve_definition)
             .map_err(|e| FollowError::Definition(e.to_string()))?;
         let mut follow = Self {
-            collection: Collection::new(plan.shares.keys().cloned(), plan.test_start_unix_ms),
+            // Every holder of every kept epoch: one that left (or was lost)
+            // before this plan is still part of the test.
+            collection: Collection::new(
+                plan.shares
+                    .keys()
+                    .chain(plan.past.iter().flat_map(|p| p.shares.keys()))
+                    .cloned(),
+                plan.test_start_unix_ms,
+            ),
             addresses: peers,
             plan: plan.clone(),
             settings,

@@ -83,6 +83,9 @@ struct Running {
     share: Box<dyn Share>,
     /// Whether this peer last saw itself cut off from the Raft quorum.
     cut_off: bool,
+    /// Whether an epoch handed its share over (it is leaving): its run
+    /// ends at that epoch's start, and no later epoch concerns it.
+    departed: bool,
 }
 
 /// Follows `state` and runs this incarnation's shares, started by
@@ -208,12 +211,15 @@ fn follow(
                         epoch: plan.epoch,
                         share,
                         cut_off: false,
+                        departed: false,
                     });
                 }
                 Err(e) => tracing::warn!("cannot run test {}: {e}", plan.test_id),
             }
         }
-        (Some(plan), Some(r)) if plan.test_id == r.test_id && plan.epoch > r.epoch => {
+        (Some(plan), Some(r))
+            if plan.test_id == r.test_id && plan.epoch > r.epoch && !r.departed =>
+        {
             resplit(name, plan, r);
         }
         (Some(plan), Some(r)) if plan.test_id != r.test_id => {
@@ -268,16 +274,23 @@ fn resplit(me: &str, plan: &Plan, running: &mut Running) {
         );
     }
     for change in changes {
-        let tail = if change.share == 0.0 && plan.departed_at(me, change.epoch) {
+        if change.share == 0.0 && plan.departed_at(me, change.epoch) {
             // This peer left: its run ends where the epoch that handed its
-            // share to the others starts.
+            // share to the others starts, and no later epoch may give it
+            // a curve again (even one at rate zero would keep it running).
             tracing::info!("leaving: the run ends at epoch {}", change.epoch);
-            RateCurve::constant(0.0, 0.0)
-        } else {
-            cluster_curve
-                .after(change.at_secs)
-                .and_then(|rest| rest.scaled(change.share))
-        };
+            // Zero seconds at rate zero: a valid curve, which ends there.
+            let Ok(ended) = RateCurve::constant(0.0, 0.0) else {
+                return;
+            };
+            running.share.follow(plan, &change, ended);
+            running.epoch = change.epoch;
+            running.departed = true;
+            return;
+        }
+        let tail = cluster_curve
+            .after(change.at_secs)
+            .and_then(|rest| rest.scaled(change.share));
         match tail {
             Ok(tail) => {
                 tracing::info!(

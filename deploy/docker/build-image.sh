@@ -2,9 +2,9 @@
 # Builds the vajra-peer image FROM scratch: the release binary plus the few
 # shared libraries it links (no base image is pulled).
 #
-#   bash docker/build-image.sh [TAG]      # default tag: vajra-peer:dev
+#   bash deploy/docker/build-image.sh [TAG]      # default tag: vajra-peer:dev
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 TAG=${1:-vajra-peer:dev}
 
 cargo build --release --quiet
@@ -18,6 +18,6 @@ for lib in $(ldd target/release/vajra-peer | grep -o '/[^ ]*'); do
   mkdir -p "$CONTEXT/rootfs$(dirname "$lib")"
   cp -L "$lib" "$CONTEXT/rootfs$lib"
 done
-cp docker/Dockerfile "$CONTEXT/"
+cp deploy/docker/Dockerfile "$CONTEXT/"
 docker build --quiet -t "$TAG" "$CONTEXT" > /dev/null
 echo "built $TAG ($(du -sh "$CONTEXT/rootfs" | cut -f1))"
