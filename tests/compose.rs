@@ -304,6 +304,30 @@ fn targets_up(prometheus: u16) -> Option<u64> {
         .ok()
 }
 
+/// Waits up to `limit` for Prometheus to scrape `wanted` targets up; the
+/// last count it gave.
+fn targets_up_within(prometheus: u16, wanted: u64, limit: Duration) -> Option<u64> {
+    let deadline = Instant::now() + limit;
+    let mut up = None;
+    while Instant::now() < deadline && up != Some(wanted) {
+        std::thread::sleep(Duration::from_millis(500));
+        up = targets_up(prometheus);
+    }
+    up
+}
+
+/// How many peers `events` name as having done `what` (" joined", " left"):
+/// the names before it in each part of an event, "a, b joined; c left".
+fn named_in(events: &[String], what: &str) -> usize {
+    events
+        .iter()
+        .filter_map(|e| e.split(": ").nth(1))
+        .flat_map(|change| change.split("; "))
+        .filter_map(|part| part.split_once(what).map(|(names, _)| names))
+        .map(|names| names.split(", ").count())
+        .sum()
+}
+
 /// The seconds of `series` around `at_secs` and what they lack of `rate`,
 /// as milliseconds of the rate: a hand-over's gap.
 fn gap_ms(seconds: &[u64], at_secs: f64, rate: u64) -> f64 {
@@ -357,12 +381,7 @@ fn a_compose_cluster_scaled_up_and_down_mid_test_keeps_its_rate() {
     );
     // Prometheus finds the newcomers by the same name (it looks again
     // every 5 s).
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut up = None;
-    while Instant::now() < deadline && up != Some(5) {
-        std::thread::sleep(Duration::from_millis(500));
-        up = targets_up(prometheus);
-    }
+    let up = targets_up_within(prometheus, 5, Duration::from_secs(15));
     assert_eq!(up, Some(5), "Prometheus scrapes all five peers");
     assert!(elapsed_at_least(25.0), "the test runs on");
     let scaling_down = Instant::now();
@@ -395,35 +414,8 @@ fn a_compose_cluster_scaled_up_and_down_mid_test_keeps_its_rate() {
     );
     common::assert_accounts(&report, 120_000, 0.01, "scaled 3 -> 5 -> 2");
     assert_eq!(report.unsent.unwrap_or(0), 0, "nothing went unsent");
-    let joins: usize = report
-        .events
-        .iter()
-        .filter_map(|e| e.split(": ").nth(1))
-        .filter_map(|what| {
-            what.split(" joined")
-                .next()
-                .filter(|_| what.contains(" joined"))
-        })
-        .map(|names| {
-            names
-                .rsplit("; ")
-                .next()
-                .unwrap_or(names)
-                .split(", ")
-                .count()
-        })
-        .sum();
-    let leaves: usize = report
-        .events
-        .iter()
-        .filter_map(|e| e.split(": ").nth(1))
-        .filter_map(|what| {
-            what.split(" left")
-                .next()
-                .filter(|_| what.contains(" left"))
-        })
-        .map(|names| names.split(", ").count())
-        .sum();
+    let joins = named_in(&report.events, " joined");
+    let leaves = named_in(&report.events, " left");
     assert_eq!(
         (joins, leaves),
         (2, 3),
@@ -453,11 +445,6 @@ fn a_compose_cluster_scaled_up_and_down_mid_test_keeps_its_rate() {
         "a second off the rate (more than a hand-over's): {seconds:?}"
     );
     // And it lets the removed ones go.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut up = None;
-    while Instant::now() < deadline && up != Some(2) {
-        std::thread::sleep(Duration::from_millis(500));
-        up = targets_up(prometheus);
-    }
+    let up = targets_up_within(prometheus, 2, Duration::from_secs(15));
     assert_eq!(up, Some(2), "Prometheus scrapes the two peers left");
 }
