@@ -35,6 +35,7 @@ pub fn samples(name: &str) -> Vec<Vec<u8>> {
                 test_id: "t1".into(),
                 skip: 3,
                 generation: Some(7),
+                of: Some("p2".into()),
             }),
             json(&ControlRequest::Start {
                 run: Box::new(args),

@@ -300,6 +300,152 @@ fn the_orchestrator_records_each_test_once_and_the_cluster_never_needs_it() {
     assert!(answer.body.contains("orchestrator"), "{}", answer.body);
 }
 
+/// Sends SIGTERM to process `pid` after `after`, from another thread.
+fn sigterm_after(pid: u32, after: Duration) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        // SAFETY: signalling the test's own child process.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    })
+}
+
+/// The run the API at `api` recorded with id `id`: its merged report.
+fn recorded_report(api: SocketAddr, id: &str) -> Value {
+    let answer = request(
+        api,
+        "GET",
+        &format!("/api/v1/history/runs/{id}/report.json"),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.json()
+}
+
+/// Checks that the recorded run `run` is the whole test `start --wait`
+/// printed in `stdout`, `leaver` included as having left, and that
+/// `status` on `staying` merges the leaver's figures too.
+fn assert_recorded_whole(
+    cluster: &Cluster,
+    api: SocketAddr,
+    run: &Value,
+    stdout: &str,
+    leaver: &str,
+    staying: &str,
+) {
+    let completed = completed_of(stdout);
+    assert!(
+        completed.abs_diff(8_000) <= 80,
+        "1000/s for 8 s, within 1 %: {stdout}"
+    );
+    assert_eq!(run["completed"].as_u64(), Some(completed), "{run}");
+    let report = recorded_report(api, run["id"].as_str().unwrap());
+    let events: Vec<&str> = report["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        events.iter().any(|e| e.contains(&format!("{leaver} left"))),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.contains("lost")),
+        "the leaver's figures were handed over: {events:?}"
+    );
+    let theirs = &report["peers"][leaver];
+    assert_eq!(theirs["outcome"], "completed", "{theirs}");
+    // A quarter (then a third) of 1000/s for about 2 s.
+    assert!(
+        theirs["main"]["completed"].as_u64().unwrap() > 300,
+        "its figures are there: {theirs}"
+    );
+    let figures = cluster
+        .status(staying)
+        .and_then(|s| s.figures)
+        .expect("status shows the last test's figures");
+    assert!(
+        figures.reporting.iter().any(|p| p == leaver),
+        "{:?}",
+        figures.reporting
+    );
+    assert_eq!(figures.completed, completed, "status merges the same");
+}
+
+/// Peers sent SIGTERM mid-test hand their reports to peers that stay
+/// before they go, so a run is recorded whole after they have gone,
+/// whether the orchestrator was there (it keeps them itself) or away (it
+/// asks the peers that kept them once it is back); and `status` on a
+/// staying peer still merges the leavers' figures.
+#[test]
+fn a_run_peers_left_during_is_recorded_whole() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = store_dir.path().join("history.db");
+    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut cluster = Cluster::new();
+    let seed = cluster.start_joined(&["p1", "p2", "p3", "p4"], |_| Vec::new());
+    let orchestrator_port = free_port();
+    let secret = cluster.secret.path().to_str().unwrap().to_owned();
+    let flags = [
+        "--cluster-secret-file",
+        secret.as_str(),
+        "--store",
+        store.to_str().unwrap(),
+        "--http",
+        &api.to_string(),
+    ]
+    .map(str::to_owned);
+    let start_orchestrator = |cluster: &mut Cluster| {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        cluster.start_as(
+            "orchestrator",
+            "orch",
+            orchestrator_port,
+            Some(seed),
+            &flags,
+        );
+        cluster
+            .wait_until(&["p1"], Duration::from_secs(10), |s| {
+                s.live_ids().contains(&"orch")
+            })
+            .expect("the orchestrator joins");
+    };
+    start_orchestrator(&mut cluster);
+    let test = ["--tps", "1000", "--duration", "8s"];
+
+    // With the orchestrator there: p4 leaves 3.5 s in (1.5 s of start delay).
+    let leaver = sigterm_after(cluster.pid("p4"), Duration::from_millis(3_500));
+    let (code, stdout) = start_and_wait(&cluster, seed, &test);
+    leaver.join().unwrap();
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(
+        cluster.wait_exit("p4", Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        cluster.log("p4")
+    );
+    let runs = wait_for_run(api, Duration::from_secs(20), |r| !r.is_empty());
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_recorded_whole(&cluster, api, &runs[0], &stdout, "p4", "p1");
+    assert!(cluster.log("p4").contains("its reports are kept by orch"));
+
+    // With the orchestrator away: p3 leaves, and its report is kept by
+    // the peers that stay until the orchestrator is back.
+    cluster.kill("orch");
+    let leaver = sigterm_after(cluster.pid("p3"), Duration::from_millis(3_500));
+    let (code, stdout) = start_and_wait(&cluster, seed, &test);
+    leaver.join().unwrap();
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(cluster.wait_exit("p3", Duration::from_secs(15)), Some(0));
+    start_orchestrator(&mut cluster);
+    let runs = wait_for_run(api, Duration::from_secs(30), |r| r.len() >= 2);
+    cluster.print_logs();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_recorded_whole(&cluster, api, &runs[0], &stdout, "p3", "p2");
+}
+
 /// The same recording into Debian's PostgreSQL (`VAJRA_TEST_POSTGRES`,
 /// started by `.ci/run`): the orchestrator's run is in the database, and
 /// the report the API serves is the one `history --store postgres://…`

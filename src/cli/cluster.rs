@@ -429,13 +429,18 @@ async fn refused_by_every_seed(peer: &Peer) -> Vec<(SocketAddr, String)> {
 async fn leave(peer: &Peer) {
     eprintln!("leaving: handing this peer's share over (a second signal stops at once)");
     tokio::select! {
-        departure = peer.leave(crate::cluster::leave::DEFAULT_WITHIN) => match departure.kept {
-            None => eprintln!("left in {:.1} s", departure.took.as_secs_f64()),
-            Some(kept) => eprintln!(
-                "warning: leaving after {:.1} s although {kept}",
-                departure.took.as_secs_f64()
-            ),
-        },
+        departure = peer.leave(crate::cluster::leave::DEFAULT_WITHIN) => {
+            match departure.kept {
+                None => eprintln!("left in {:.1} s", departure.took.as_secs_f64()),
+                Some(kept) => eprintln!(
+                    "warning: leaving after {:.1} s although {kept}",
+                    departure.took.as_secs_f64()
+                ),
+            }
+            if !departure.handed_to.is_empty() {
+                eprintln!("its reports are kept by {}", departure.handed_to.join(", "));
+            }
+        }
         _ = wait_for_shutdown_signal() => eprintln!("leaving at once"),
     }
 }

@@ -81,11 +81,14 @@ pub fn keeps(
 }
 
 /// How a leave went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Departure {
     /// What still kept the peer when its time was up (`None`: it left
     /// with nothing held).
     pub kept: Option<Keeps>,
+    /// The members it handed its reports to (see
+    /// [`keep`](crate::cluster::run::keep)).
+    pub handed_to: Vec<String>,
     /// How long it took, lingering included.
     pub took: Duration,
 }

@@ -7,6 +7,7 @@
 //! and status requests read is refreshed by one of them and shared as a
 //! typed value on a watch channel.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +34,7 @@ use crate::cluster::membership::{
     HeardTracker, SUSPECT_AFTER_INTERVALS, chitchat_config, cluster_status,
 };
 use crate::cluster::run::control::Controller;
+use crate::cluster::run::keep::{self, Kept, ToHand};
 use crate::cluster::run::ledger::{self, Ledger};
 use crate::cluster::run::plan::Strategies;
 use crate::cluster::run::runner::{self, Incarnation};
@@ -207,6 +209,7 @@ impl Peer {
             strategies: Arc::clone(&strategies),
             results: Arc::clone(&results),
             ledger: Ledger::default(),
+            kept: Kept::default(),
             status: Arc::clone(&status_source),
         });
         peer.spawn(ledger::keep(
@@ -375,14 +378,67 @@ impl Peer {
                 .state()
                 .plan
                 .is_some_and(|p| results.lock().contains_key(&p.test_id));
+        let handed_to = self.hand_over_reports().await;
         if kept.is_none() && ran_share {
             let left = within.saturating_sub(began.elapsed());
             tokio::time::sleep(leave::LINGER.min(left)).await;
         }
         Departure {
             kept,
+            handed_to,
             took: began.elapsed(),
         }
+    }
+
+    /// Hands this peer's reports of the running and the last ended test,
+    /// and those it keeps for peers that left before, to members that stay
+    /// (see [`keep`]): who took them all.
+    async fn hand_over_reports(&self) -> Vec<String> {
+        let controller = self.controller();
+        let tests: BTreeSet<String> = self
+            .raft
+            .machine
+            .state()
+            .plan
+            .map(|p| p.test_id)
+            .into_iter()
+            .chain(controller.ledger.ended().pop().map(|t| t.test_id))
+            .collect();
+        let status = self.published.borrow().clone();
+        let mut reports = Vec::new();
+        for test_id in &tests {
+            let own = controller
+                .results
+                .lock()
+                .get(test_id)
+                .and_then(|r| r.report().cloned());
+            if let Some(report) = own {
+                reports.push(ToHand {
+                    test_id: test_id.clone(),
+                    node: status.node.clone(),
+                    generation: Some(controller.generation),
+                    report,
+                });
+            }
+            for (node, generation, report) in controller.kept.reports(test_id) {
+                reports.push(ToHand {
+                    test_id: test_id.clone(),
+                    node,
+                    generation,
+                    report,
+                });
+            }
+        }
+        let keepers = keep::keepers(&status, &status.node);
+        if reports.is_empty() || keepers.is_empty() {
+            return Vec::new();
+        }
+        let handed_to = keep::hand_over(controller.as_ref(), &keepers, &reports).await;
+        tracing::info!(
+            "handed {} report(s) of test(s) {tests:?} to {handed_to:?}",
+            reports.len()
+        );
+        handed_to
     }
 
     /// Leaves: stops every loop, Raft and gossip, and closes the endpoint.

@@ -19,8 +19,10 @@ use serde::{Deserialize, Serialize};
 /// Wire protocol version, checked in the hello: peers of other versions
 /// refuse each other rather than fail on each other's messages. 2: plans
 /// carry a compiled `TestDefinition`, addresses are typed. 3: epochs name
-/// the peers that left gracefully (`Plan::departed`).
-pub const PROTOCOL: u32 = 3;
+/// the peers that left gracefully (`Plan::departed`). 4: long series come
+/// in pages (`ControlReply::more`), leavers hand their reports over
+/// (`ControlRequest::Keep`).
+pub const PROTOCOL: u32 = 4;
 const EKM_LABEL: &[u8] = b"EXPORTER-vajra-cluster-admission";
 
 /// How peers are admitted.

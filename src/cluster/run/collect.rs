@@ -32,11 +32,14 @@ struct Part {
     name: String,
     generation: Option<u64>,
     report: Report,
+    /// Its series came only in part (the answer said more follows).
+    partial: bool,
 }
 
 impl Part {
+    /// Whether it is all there: a final report, its series whole.
     fn finished(&self) -> bool {
-        self.report.outcome != Outcome::Running
+        self.report.outcome != Outcome::Running && !self.partial
     }
 }
 
@@ -124,9 +127,9 @@ impl Collection {
     }
 
     /// Takes `name`'s answer: a report of incarnation `generation`, its
-    /// series from the windows asked for on (or whole, for a new
-    /// incarnation).
-    pub fn absorb(&mut self, name: &str, generation: Option<u64>, mut report: Report) {
+    /// series from the windows asked for on (or from the first, for a new
+    /// incarnation), with `more` of it to come in later answers.
+    pub fn absorb(&mut self, name: &str, generation: Option<u64>, mut report: Report, more: bool) {
         self.heard.insert(name.to_owned(), Instant::now());
         let same =
             |p: &&mut Part| p.name == name && (p.generation == generation || generation.is_none());
@@ -138,11 +141,13 @@ impl Collection {
                 series.append(&mut report.series);
                 report.series = series;
                 part.report = report;
+                part.partial = more;
             }
             None => self.parts.push(Part {
                 name: name.to_owned(),
                 generation,
                 report,
+                partial: more,
             }),
         }
     }
@@ -386,13 +391,13 @@ fn lost_incarnation(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    use crate::export::{Outcome, Report};
     use crate::metrics::{Aggregator, MetricsHub, Phase};
 
     /// A report whose series has one window per entry of `completed`, the
     /// last `open` of them still open.
-    fn report(completed: &[u64], open: usize, outcome: Outcome) -> Report {
+    pub fn report(completed: &[u64], open: usize, outcome: Outcome) -> Report {
         let hub = MetricsHub::new(1);
         let rec = hub.recorder();
         for (second, n) in completed.iter().enumerate() {
@@ -408,14 +413,26 @@ mod tests {
         report
     }
 
-    fn series_sum(r: &Report) -> u64 {
+    /// Executions its series counts.
+    pub fn series_sum(r: &Report) -> u64 {
         r.series.iter().map(|w| w.success + w.failure).sum()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{report, series_sum};
+    use super::*;
 
     #[test]
     fn open_windows_are_fetched_again_once_closed() {
         let mut c = Collection::new(["a".to_owned()], 0);
-        c.absorb("a", Some(1), report(&[10, 10, 4], 1, Outcome::Running));
+        c.absorb(
+            "a",
+            Some(1),
+            report(&[10, 10, 4], 1, Outcome::Running),
+            false,
+        );
         assert_eq!(
             c.ask("a"),
             Ask {
@@ -426,7 +443,7 @@ mod tests {
         // The next answer starts at the window that was open, now closed.
         let mut later = report(&[10, 10, 10, 3], 1, Outcome::Running);
         later.series.drain(..2);
-        c.absorb("a", Some(1), later);
+        c.absorb("a", Some(1), later, false);
         let done = c.finish(None, None);
         let (_, a) = &done.parts[0];
         assert_eq!(a.series.len(), 4);
@@ -438,14 +455,59 @@ mod tests {
         );
     }
 
+    /// A final report too long for one answer comes in pages: the peer is
+    /// asked again from each page's end until the last, and the series is
+    /// whole and in order.
+    #[test]
+    fn a_long_final_report_is_asked_for_page_by_page() {
+        use crate::cluster::run::share::page_of;
+        let mut whole = report(&[7; 50], 0, Outcome::Completed);
+        let budget = 4 * serde_json::to_vec(&whole.series[0]).unwrap().len();
+        let mut c = Collection::new(["a".to_owned()], 0);
+        let mut answers = 0;
+        while c.pending() == ["a"] {
+            let ask = c.ask("a");
+            let page = page_of(&mut whole, ask.skip, budget);
+            assert!(
+                serde_json::to_vec(&page.report.series).unwrap().len()
+                    <= budget + 1 + page.report.series.len(),
+                "a page keeps to its budget"
+            );
+            c.absorb("a", Some(1), page.report, page.more);
+            answers += 1;
+            assert!(answers < 100, "every page moves on");
+        }
+        assert!(
+            answers >= 10,
+            "{answers} answers for 50 windows of 4 a page"
+        );
+        let done = c.finish(None, None);
+        let seconds: Vec<u64> = done.parts[0].1.series.iter().map(|w| w.second).collect();
+        assert_eq!(seconds, (0..50).collect::<Vec<u64>>());
+        assert_eq!(series_sum(&done.parts[0].1), 350);
+        assert!(done.lost.is_empty());
+        // A window larger than the budget still makes a page of one.
+        let page = page_of(&mut whole, 10, 1);
+        assert_eq!((page.report.series.len(), page.more), (1, true));
+        let page = page_of(&mut whole, 50, 1);
+        assert_eq!((page.report.series.len(), page.more), (0, false));
+        assert_eq!(whole.series.len(), 50, "the kept report keeps its series");
+    }
+
     #[test]
     fn a_restarted_peer_is_a_second_incarnation_and_both_count() {
         let mut c = Collection::new(["a".to_owned(), "b".to_owned()], 1_000_000);
-        c.absorb("a", Some(1), report(&[100, 100], 0, Outcome::Running));
+        c.absorb(
+            "a",
+            Some(1),
+            report(&[100, 100], 0, Outcome::Running),
+            false,
+        );
         c.absorb(
             "b",
             Some(1),
             report(&[100, 100, 100], 0, Outcome::Completed),
+            false,
         );
         // a was killed and came back: it answers as generation 2, whole.
         assert_eq!(c.ask("a").generation, Some(1));
@@ -453,6 +515,7 @@ mod tests {
             "a",
             Some(1_005_000),
             report(&[0, 0, 50], 0, Outcome::Completed),
+            false,
         );
         assert!(c.is_done(false, Duration::from_secs(3)));
         let done = c.finish(None, None);

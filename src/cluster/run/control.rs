@@ -2,6 +2,7 @@
 //! fetch a peer's report. A peer that is not the Raft leader forwards
 //! start and stop to the leader, so a client may talk to any peer.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use crate::cluster::consensus::store::StateMachine;
 use crate::cluster::consensus::{self, Command, CommandResponse, CommitError, Raft, RecordLease};
 use crate::cluster::endpoint::{Network, Requester, StreamKind};
 use crate::cluster::run::figures::TestFigures;
+use crate::cluster::run::keep::{Handover, Kept};
 use crate::cluster::run::ledger::Ledger;
 use crate::cluster::run::plan::{
     DistributionStrategy, Plan, PlanError, Strategies, TestDefinition, check_corners,
@@ -63,6 +65,8 @@ pub struct Controller {
     pub results: Results,
     /// The tests it saw end.
     pub ledger: Ledger,
+    /// The reports it keeps for peers that left.
+    pub kept: Kept,
     /// Its current view of the cluster.
     pub status: Arc<dyn StatusSource>,
 }
@@ -110,55 +114,15 @@ impl Controller {
             test_id,
             skip,
             generation,
+            of,
         } = &request
         {
-            // Windows of another incarnation say nothing of this one's.
-            let skip = if generation.is_none_or(|g| g == self.generation) {
-                *skip
-            } else {
-                0
-            };
-            // Also say who runs the test now, so a waiting client learns of
-            // peers that joined it at a later epoch.
-            // Its epochs and rate updates, not its definition: the client
-            // has that, and a long curve would swell every answer.
-            let plan = self
-                .machine
-                .state()
-                .plan
-                .filter(|p| &p.test_id == test_id)
-                .map(|mut p| {
-                    p.definition.curve.clear();
-                    p.definition.settings.clear();
-                    p
-                });
-            let peers = self
-                .status
-                .status()
-                .await
-                .map(|s| s.members.into_iter().map(|m| (m.id, m.address)).collect())
-                .unwrap_or_default();
-            let answer = self
-                .results
-                .lock()
-                .get_mut(test_id)
-                .map(|result| result.report_after(skip));
-            let mut reply = match answer {
-                Some(Ok(report)) => ControlReply {
-                    ok: true,
-                    report: Some(report),
-                    ..ControlReply::default()
-                },
-                Some(Err(e)) => ControlReply::refused(
-                    Refusal::Unavailable,
-                    format!("this peer's run failed: {e}"),
-                ),
-                None => ControlReply::refused(Refusal::Unavailable, "no report yet"),
-            };
-            reply.plan = plan;
-            reply.peers = peers;
-            reply.generation = Some(self.generation);
-            return reply;
+            return self
+                .results(test_id, *skip, *generation, of.as_deref())
+                .await;
+        }
+        if let ControlRequest::Keep(page) = request {
+            return self.keep(*page);
         }
         if let ControlRequest::Figures = request {
             return self.figures().await;
@@ -274,10 +238,109 @@ impl Controller {
                 ..ControlReply::default()
             },
             ControlRequest::Results { .. }
+            | ControlRequest::Keep(_)
             | ControlRequest::Figures
             | ControlRequest::Ended { .. } => {
                 unreachable!("answered before forwarding")
             }
+        }
+    }
+
+    /// A page of this peer's report of `test_id` (or of `of`'s, a peer
+    /// that left and handed it here), its series from window `skip` on if
+    /// the client holds those of incarnation `generation`.
+    async fn results(
+        &self,
+        test_id: &str,
+        skip: usize,
+        generation: Option<u64>,
+        of: Option<&str>,
+    ) -> ControlReply {
+        let status = self.status.status().await;
+        let me = status.as_ref().map(|s| s.node.as_str());
+        let other = of.filter(|node| Some(*node) != me);
+        let (answer, incarnation) = match other {
+            Some(node) => match self.kept.page(test_id, node, skip, generation) {
+                Some(kept) => (Ok(kept.page), kept.generation),
+                None => (Err(format!("no report of {node} is kept here")), None),
+            },
+            None => {
+                // Windows of another incarnation say nothing of this one's.
+                let skip = if generation.is_none_or(|g| g == self.generation) {
+                    skip
+                } else {
+                    0
+                };
+                let own = self
+                    .results
+                    .lock()
+                    .get_mut(test_id)
+                    .map(|result| result.page_after(skip));
+                let answer = match own {
+                    Some(Ok(page)) => Ok(page),
+                    Some(Err(e)) => Err(format!("this peer's run failed: {e}")),
+                    None => Err("no report yet".to_owned()),
+                };
+                (answer, Some(self.generation))
+            }
+        };
+        let mut reply = match answer {
+            Ok(page) => ControlReply {
+                ok: true,
+                report: Some(page.report),
+                more: page.more,
+                ..ControlReply::default()
+            },
+            Err(e) => ControlReply::refused(Refusal::Unavailable, e),
+        };
+        // Also say who runs the test now, so a waiting client learns of
+        // peers that joined it at a later epoch.
+        // Its epochs and rate updates, not its definition: the client has
+        // that, and a long curve would swell every answer.
+        reply.plan = self
+            .machine
+            .state()
+            .plan
+            .filter(|p| p.test_id == test_id)
+            .map(|mut p| {
+                p.definition.curve.clear();
+                p.definition.settings.clear();
+                p
+            });
+        reply.peers = status
+            .map(|s| s.members.into_iter().map(|m| (m.id, m.address)).collect())
+            .unwrap_or_default();
+        reply.generation = incarnation;
+        reply
+    }
+
+    /// Keeps a page of the report of a peer leaving `page.test_id`, a test
+    /// it holds or held a share of.
+    fn keep(&self, page: Handover) -> ControlReply {
+        let plan = self
+            .machine
+            .state()
+            .plan
+            .filter(|p| p.test_id == page.test_id)
+            .or_else(|| self.ledger.plan(&page.test_id));
+        let Some(plan) = plan else {
+            return ControlReply::refused(
+                Refusal::Invalid,
+                format!("this peer knows no test {}", page.test_id),
+            );
+        };
+        if !plan.ever_held(&page.node) {
+            return ControlReply::refused(
+                Refusal::Invalid,
+                format!("{} holds no share of test {}", page.node, page.test_id),
+            );
+        }
+        match self.kept.take(page) {
+            Ok(()) => ControlReply {
+                ok: true,
+                ..ControlReply::default()
+            },
+            Err(e) => ControlReply::refused(Refusal::Invalid, e),
         }
     }
 
@@ -293,7 +356,7 @@ impl Controller {
         let Some(status) = self.status.status().await else {
             return ControlReply::refused(Refusal::Retry, "membership not known yet; retry");
         };
-        let others = status
+        let others: Vec<(String, SocketAddr)> = status
             .members
             .iter()
             .filter(|m| m.state != Liveness::Dead && m.id != status.node)
@@ -303,9 +366,39 @@ impl Controller {
             .results
             .lock()
             .get_mut(&test_id)
-            .and_then(|result| result.report_after(usize::MAX).ok())
-            .map(|report| (status.node.clone(), report));
-        match gather_figures(&self.network, &test_id, others, own, &holders).await {
+            .and_then(|result| result.page_after(usize::MAX).ok())
+            .map(|page| (status.node.clone(), page.report));
+        let mut parts = fetch_summaries(&self.network, &test_id, &others, None).await;
+        parts.extend(own);
+        // Those that held a share and have gone: their reports as handed
+        // over, here or on another member.
+        let plan = state
+            .plan
+            .clone()
+            .or_else(|| self.ledger.plan(&test_id))
+            .filter(|p| p.test_id == test_id);
+        let gone: BTreeSet<String> = plan
+            .iter()
+            .flat_map(Plan::holders_ever)
+            .filter(|n| !parts.iter().any(|(id, _)| id == *n))
+            .cloned()
+            .collect();
+        for node in gone {
+            let kept = self
+                .kept
+                .page(&test_id, &node, usize::MAX, None)
+                .map(|kept| kept.page.report);
+            let kept = match kept {
+                Some(report) => Some(report),
+                None => fetch_summaries(&self.network, &test_id, &others, Some(&node))
+                    .await
+                    .into_iter()
+                    .next()
+                    .map(|(_, report)| report),
+            };
+            parts.extend(kept.map(|report| (node, report)));
+        }
+        match TestFigures::merge(&test_id, parts, &holders) {
             Ok(figures) => ControlReply {
                 ok: true,
                 figures: Some(figures),
@@ -541,41 +634,38 @@ pub enum RateChange {
 /// How long the answering node waits for each participant's report.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Fetches `test_id`'s report so far from each of `members` (id and
-/// address; `own` is this node's, already at hand), and merges what
-/// answers. `holders` are the current epoch's share holders, named as
-/// missing if they do not answer.
-async fn gather_figures(
+/// Fetches `test_id`'s report so far without its series from each of
+/// `members` (id and address), or the one each keeps of `of` (a peer that
+/// left): what answers, by the id asked.
+async fn fetch_summaries(
     network: &Network,
     test_id: &str,
-    members: Vec<(String, SocketAddr)>,
-    own: Option<(String, Report)>,
-    holders: &[String],
-) -> Result<TestFigures, String> {
+    members: &[(String, SocketAddr)],
+    of: Option<&str>,
+) -> Vec<(String, Report)> {
     let request = serde_json::to_vec(&ControlRequest::Results {
         test_id: test_id.to_owned(),
         skip: usize::MAX,
         generation: None,
+        of: of.map(str::to_owned),
     })
     .expect("requests serialise");
-    let asks = members.into_iter().map(|(id, addr)| {
+    let asks = members.iter().map(|(id, addr)| {
         let request = &request;
         async move {
             let answer = network
-                .request(addr, StreamKind::Control, request, FETCH_TIMEOUT)
+                .request(*addr, StreamKind::Control, request, FETCH_TIMEOUT)
                 .await
                 .ok()?;
             let reply: ControlReply = serde_json::from_slice(&answer).ok()?;
-            Some((id, reply.report?))
+            Some((id.clone(), reply.report?))
         }
     });
-    let parts: Vec<(String, Report)> = futures_util::future::join_all(asks)
+    futures_util::future::join_all(asks)
         .await
         .into_iter()
         .flatten()
-        .chain(own)
-        .collect();
-    TestFigures::merge(test_id, parts, holders)
+        .collect()
 }
 
 /// Requests to this peer itself are answered here, the others sent out

@@ -32,6 +32,8 @@ pub const RESULTS_TIMEOUT: Duration = Duration::from_secs(2);
 /// refreshes them every 200 ms; what one holds when it dies is what the
 /// report keeps of it).
 pub const RESULTS_POLL: Duration = Duration::from_millis(200);
+/// How often the others are asked for a silent peer's report.
+pub const KEEPERS_EVERY: Duration = Duration::from_secs(1);
 /// How long past its planned end and drain a test may take before the
 /// follower gives up on the peers that have not finished.
 const GRACE: Duration = Duration::from_secs(30);
@@ -49,6 +51,10 @@ pub struct Follow {
     /// When following began (a test that ended long before is given its
     /// peers' answers all the same).
     since: Instant,
+    /// Who keeps the report of each peer that left, once one answered.
+    kept_by: BTreeMap<String, SocketAddr>,
+    /// When the others were last asked for each silent peer's report.
+    keepers_asked: BTreeMap<String, Instant>,
 }
 
 /// Why following a test stopped before its end.
@@ -79,19 +85,15 @@ impl Follow {
         let mut follow = Self {
             // Every holder of every kept epoch: one that left (or was lost)
             // before this plan is still part of the test.
-            collection: Collection::new(
-                plan.shares
-                    .keys()
-                    .chain(plan.past.iter().flat_map(|p| p.shares.keys()))
-                    .cloned(),
-                plan.test_start_unix_ms,
-            ),
+            collection: Collection::new(plan.holders_ever().cloned(), plan.test_start_unix_ms),
             addresses: peers,
             plan: plan.clone(),
             settings,
             origin,
             end: origin,
             since: Instant::now(),
+            kept_by: BTreeMap::new(),
+            keepers_asked: BTreeMap::new(),
         };
         follow.end = follow.end_of(plan);
         Ok(follow)
@@ -148,28 +150,90 @@ impl Follow {
     }
 
     /// One round: asks every peer not finished for what it has not sent.
+    /// The report of one that does not answer is asked of the others,
+    /// which may keep it (it left, see [`keep`](super::keep)): a peer
+    /// that left during the test at once, any other once the test is over,
+    /// each at most every [`KEEPERS_EVERY`]; once one answers, the rest of
+    /// that report is asked of it.
     pub async fn poll(&mut self, requester: &dyn Requester) {
-        let asks = self.collection.pending().into_iter().filter_map(|node| {
-            let addr = *self.addresses.get(&node)?;
-            let ask = self.collection.ask(&node);
-            let request = serde_json::to_vec(&ControlRequest::Results {
-                test_id: self.plan.test_id.clone(),
-                skip: ask.skip,
-                generation: ask.generation,
-            })
-            .ok()?;
-            Some(async move {
-                let answer = requester
-                    .request(addr, StreamKind::Control, &request, RESULTS_TIMEOUT)
-                    .await
-                    .ok()?;
-                let reply: ControlReply = serde_json::from_slice(&answer).ok()?;
-                Some((node, reply))
-            })
+        let pending = self.collection.pending();
+        let asks = pending.iter().map(|node| {
+            let (address, of) = match self.kept_by.get(node) {
+                Some(keeper) => (Some(*keeper), Some(node.as_str())),
+                None => (self.addresses.get(node).copied(), None),
+            };
+            let request = self.results_request(node, of);
+            async move { ask(requester, address?, &request).await }
         });
         let replies = futures_util::future::join_all(asks).await;
-        for (node, reply) in replies.into_iter().flatten() {
-            self.absorb(&node, reply);
+        let mut silent = Vec::new();
+        for (node, reply) in pending.into_iter().zip(replies) {
+            match reply {
+                Some(reply) => self.absorb(&node, reply),
+                None => {
+                    // Its keeper went too: the others are asked again.
+                    self.kept_by.remove(&node);
+                    silent.push(node);
+                }
+            }
+        }
+        for node in silent {
+            if self.keepers_due(&node) {
+                self.ask_keepers(requester, &node).await;
+            }
+        }
+    }
+
+    /// What to ask for `node`'s report, of `of` if it is kept for it.
+    fn results_request(&self, node: &str, of: Option<&str>) -> Vec<u8> {
+        let ask = self.collection.ask(node);
+        serde_json::to_vec(&ControlRequest::Results {
+            test_id: self.plan.test_id.clone(),
+            skip: ask.skip,
+            generation: ask.generation,
+            of: of.map(str::to_owned),
+        })
+        .expect("requests serialise")
+    }
+
+    /// Whether the others are to be asked for silent `node`'s report now.
+    fn keepers_due(&mut self, node: &str) -> bool {
+        let now = Instant::now();
+        let may = self.plan.ever_departed(node) || now > self.end;
+        let due = self
+            .keepers_asked
+            .get(node)
+            .is_none_or(|at| now.duration_since(*at) >= KEEPERS_EVERY);
+        if may && due {
+            self.keepers_asked.insert(node.to_owned(), now);
+        }
+        may && due
+    }
+
+    /// Asks every other peer for `node`'s report; takes the first whole
+    /// one, and remembers who kept it.
+    async fn ask_keepers(&mut self, requester: &dyn Requester, node: &str) {
+        let request = self.results_request(node, Some(node));
+        let own = self.addresses.get(node).copied();
+        let others: Vec<SocketAddr> = self
+            .addresses
+            .values()
+            .copied()
+            .filter(|a| Some(*a) != own)
+            .collect();
+        let asks = others.iter().map(|address| {
+            let request = &request;
+            async move { Some((*address, ask(requester, *address, request).await?)) }
+        });
+        let answers = futures_util::future::join_all(asks).await;
+        let kept = answers
+            .into_iter()
+            .flatten()
+            .find(|(_, reply)| reply.ok && reply.report.is_some());
+        if let Some((keeper, reply)) = kept {
+            tracing::debug!("the report of {node}, which left, is kept by {keeper}");
+            self.kept_by.insert(node.to_owned(), keeper);
+            self.absorb(node, reply);
         }
     }
 
@@ -193,7 +257,8 @@ impl Follow {
             self.collection.expect(id);
         }
         if let Some(report) = reply.report {
-            self.collection.absorb(node, reply.generation, report);
+            self.collection
+                .absorb(node, reply.generation, report, reply.more);
         }
     }
 
@@ -270,6 +335,19 @@ impl Follow {
             settings: self.settings,
         })
     }
+}
+
+/// Sends `request` to `address`: its answer, if one came and parses.
+async fn ask(
+    requester: &dyn Requester,
+    address: SocketAddr,
+    request: &[u8],
+) -> Option<ControlReply> {
+    let answer = requester
+        .request(address, StreamKind::Control, request, RESULTS_TIMEOUT)
+        .await
+        .ok()?;
+    serde_json::from_slice(&answer).ok()
 }
 
 /// The instant on this process's clock of the wall-clock time

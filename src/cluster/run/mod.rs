@@ -18,11 +18,13 @@
 //!   disjoint slices of a file.
 //! - [`ledger`]: the tests a peer saw end, with their last plans (what an
 //!   orchestrator back from a restart records).
+//! - [`keep`]: the reports a peer that left handed to the staying ones.
 
 pub mod collect;
 pub mod control;
 pub mod figures;
 pub mod follow;
+pub mod keep;
 pub mod leases;
 pub mod ledger;
 pub mod plan;

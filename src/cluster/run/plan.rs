@@ -450,6 +450,19 @@ impl Plan {
         Self { departed, ..self }
     }
 
+    /// Every node holding a share in this epoch or one it keeps (with
+    /// repeats).
+    pub fn holders_ever(&self) -> impl Iterator<Item = &String> {
+        self.shares
+            .keys()
+            .chain(self.past.iter().flat_map(|p| p.shares.keys()))
+    }
+
+    /// Whether `node` holds a share in this epoch or one it keeps.
+    pub fn ever_held(&self, node: &str) -> bool {
+        self.holders_ever().any(|n| n == node)
+    }
+
     /// Whether `node` left gracefully at any epoch this plan is or keeps.
     pub fn ever_departed(&self, node: &str) -> bool {
         let named = |departed: &[String]| departed.iter().any(|d| d == node);

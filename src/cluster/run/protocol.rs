@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::consensus::RecordLease;
 use crate::cluster::run::figures::TestFigures;
+use crate::cluster::run::keep::Handover;
 use crate::cluster::run::plan::Plan;
 use crate::config::RunArgs;
 use crate::export::Report;
@@ -57,7 +58,15 @@ pub enum ControlRequest {
         /// restarted since answers its whole series instead.
         #[serde(default)]
         generation: Option<u64>,
+        /// Whose report: another peer's, one that left and handed its
+        /// report to the peer asked (see [`crate::cluster::run::keep`]);
+        /// `None` for the peer's own.
+        #[serde(default)]
+        of: Option<String>,
     },
+    /// Keep this page of a leaving peer's report for whoever asks after it
+    /// has gone (not forwarded).
+    Keep(Box<Handover>),
     /// The plan the leader has committed (forwarded to the leader).
     CurrentPlan,
     /// The current or last test's cluster-wide figures, merged by the peer
@@ -133,6 +142,10 @@ pub struct ControlReply {
     /// The positions leased, for `Lease` (empty when none is left).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leased: Option<std::ops::Range<u64>>,
+    /// For `Results`: the report's series goes on past this answer; ask
+    /// again from its end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
 }
 
 impl ControlRequest {
@@ -141,6 +154,7 @@ impl ControlRequest {
     pub fn is_repeatable(&self) -> bool {
         // A lease repeated leases more, which is safe (positions are never
         // handed out twice) but skips the ones the lost answer held.
+        // A page kept again is acknowledged again: pages say where they go.
         !matches!(
             self,
             Self::Stop | Self::Update(_) | Self::UpdatePattern(_) | Self::Lease(_)

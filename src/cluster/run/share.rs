@@ -76,19 +76,22 @@ pub enum PeerResult {
 }
 
 impl PeerResult {
-    /// A copy of its report with the series' first `skip` windows left
-    /// out (they are not copied at all: a long test's series is most of a
-    /// report, and clients poll every 200 ms); `Err` if the run failed.
-    pub fn report_after(&mut self, skip: usize) -> Result<Report, String> {
+    /// A page of its report: the series from window `skip` on, as much as
+    /// one answer carries (see [`page_of`]); `Err` if the run failed.
+    pub fn page_after(&mut self, skip: usize) -> Result<Page, String> {
         match self {
             PeerResult::Running(report) | PeerResult::Finished(report) => {
-                let series = std::mem::take(&mut report.series);
-                let mut copy = (**report).clone();
-                copy.series = series.get(skip..).unwrap_or_default().to_vec();
-                report.series = series;
-                Ok(copy)
+                Ok(page_of(report, skip, PAGE_BYTES))
             }
             PeerResult::Failed(e) => Err(e.clone()),
+        }
+    }
+
+    /// Its report, whole (`None` if the run failed).
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            PeerResult::Running(report) | PeerResult::Finished(report) => Some(report),
+            PeerResult::Failed(_) => None,
         }
     }
 
@@ -100,6 +103,64 @@ impl PeerResult {
 
 /// This peer's results, by test id.
 pub type Results = Arc<Mutex<BTreeMap<String, PeerResult>>>;
+
+/// Most bytes of series (as JSON) one answer carries: a message is at most
+/// [`MAX_MESSAGE`](crate::cluster::endpoint::MAX_MESSAGE), and a window
+/// with its two histograms takes a kilobyte or more, so the series of a
+/// long test comes in several answers.
+pub const PAGE_BYTES: usize = 512 * 1024;
+
+/// A report with part of its series.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The report, its series cut to the page's windows.
+    pub report: Report,
+    /// Whether the series goes on past this page (ask again from its end).
+    pub more: bool,
+}
+
+/// A copy of `report` whose series holds the windows from `skip` on, as
+/// many as fit in `budget` bytes of JSON (one at least, so every page
+/// moves on). The windows before `skip` are not copied at all: a long
+/// test's series is most of a report, and clients poll every 200 ms.
+pub fn page_of(report: &mut Report, skip: usize, budget: usize) -> Page {
+    let series = std::mem::take(&mut report.series);
+    let rest = series.get(skip..).unwrap_or_default();
+    let mut used = 0;
+    let fit = rest
+        .iter()
+        .take_while(|window| {
+            used += json_len(window);
+            used <= budget
+        })
+        .count()
+        .max(1)
+        .min(rest.len());
+    let more = fit < rest.len();
+    let mut copy = report.clone();
+    copy.series = rest[..fit].to_vec();
+    report.series = series;
+    Page { report: copy, more }
+}
+
+/// How many bytes `value` takes as JSON.
+fn json_len(value: &impl serde::Serialize) -> usize {
+    /// Counts what is written, keeps none of it.
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // A window always serialises; were it not to, it counts as nothing.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
 
 /// What this peer is doing, for gossip.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -405,5 +466,56 @@ impl RunObserver for ActivityObserver {
         }
         self.publish(&totals.preview(), (window.second + 1) as f64);
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::endpoint::MAX_MESSAGE;
+    use crate::metrics::{MetricsHub, Phase};
+
+    /// A final report of `seconds` windows of 3000 executions each, their
+    /// latencies spread from 0.1 ms to 50 ms as a real service's are.
+    fn spread_report(seconds: u64) -> Report {
+        let hub = MetricsHub::new(1);
+        let recorder = hub.recorder();
+        let mut x: u64 = 12_345;
+        for second in 0..seconds {
+            for _ in 0..3_000 {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let f = (x >> 11) as f64 / (1u64 << 53) as f64;
+                let ns = (100_000.0 * 500f64.powf(f)) as u64;
+                recorder.record_execution(second, (Phase::Main, None), ns, ns - ns / 10, None);
+            }
+        }
+        let mut totals = Aggregator::new(hub, 0.0);
+        totals.collect(seconds);
+        Report::snapshot("t", &totals.preview(), 0.0, seconds as f64)
+    }
+
+    /// Two minutes of a real service's windows do not fit one message; a
+    /// page of them does, and the pages give back every window in order.
+    #[test]
+    fn a_long_series_comes_in_pages_that_each_fit_a_message() {
+        let mut report = spread_report(120);
+        let whole = serde_json::to_vec(&report).unwrap().len();
+        assert!(whole > MAX_MESSAGE, "{whole} bytes fit one message");
+        let mut seconds = Vec::new();
+        let mut pages = 0;
+        loop {
+            let page = page_of(&mut report, seconds.len(), PAGE_BYTES);
+            let bytes = serde_json::to_vec(&page.report).unwrap().len();
+            assert!(bytes < MAX_MESSAGE, "a page of {bytes} bytes");
+            seconds.extend(page.report.series.iter().map(|w| w.second));
+            pages += 1;
+            if !page.more {
+                break;
+            }
+        }
+        assert!(pages >= 2);
+        assert_eq!(seconds, (0..120).collect::<Vec<u64>>());
     }
 }
