@@ -22,6 +22,8 @@ struct Compose {
     file: &'static str,
     /// Extra variables its interpolation reads.
     env: Vec<(&'static str, String)>,
+    /// Profiles enabled (`orchestrator`).
+    profiles: Vec<&'static str>,
 }
 
 impl Compose {
@@ -30,6 +32,7 @@ impl Compose {
         Command::new("docker-compose")
             .args(["-p", &self.project, "-f"])
             .arg(root.join("deploy/docker").join(self.file))
+            .args(self.profiles.iter().flat_map(|p| ["--profile", p]))
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("VAJRA_CLUSTER_SECRET", SECRET)
@@ -71,14 +74,17 @@ impl Compose {
             project: format!("vj{name}{}", std::process::id()),
             file: "docker-compose.yml",
             env: Vec::new(),
+            profiles: Vec::new(),
         };
         compose.run(&["up", "-d"]);
         compose
     }
 
     /// Builds the images and starts the scalable cluster with `peers`
-    /// peers and Prometheus (on loopback port `prometheus`).
-    fn scaled(name: &str, peers: usize, prometheus: u16) -> Self {
+    /// peers, Prometheus (on loopback port `prometheus`) and the
+    /// orchestrator (its API on loopback port `ui`, with the API tokens in
+    /// file `tokens`).
+    fn scaled(name: &str, peers: usize, prometheus: u16, ui: u16, tokens: &Path) -> Self {
         build("build-image.sh", "vajra-peer:test");
         build("build-prometheus-image.sh", "vajra-prometheus:test");
         let compose = Compose {
@@ -87,7 +93,10 @@ impl Compose {
             env: vec![
                 ("VAJRA_PROMETHEUS_IMAGE", "vajra-prometheus:test".into()),
                 ("VAJRA_PROMETHEUS_PORT", prometheus.to_string()),
+                ("VAJRA_UI_PORT", ui.to_string()),
+                ("VAJRA_API_TOKENS", tokens.display().to_string()),
             ],
+            profiles: vec!["orchestrator"],
         };
         compose.scale(peers);
         compose
@@ -337,21 +346,53 @@ fn gap_ms(seconds: &[u64], at_secs: f64, rate: u64) -> f64 {
     1_000.0 * lacking as f64 / rate as f64
 }
 
+/// The orchestrator's recorded runs, asked of its API on loopback port
+/// `ui` with `token`.
+fn recorded_runs(ui: u16, token: &str) -> Vec<serde_json::Value> {
+    let api = std::net::SocketAddr::from(([127, 0, 0, 1], ui));
+    match common::http::request(api, "GET", "/api/v1/history/runs", Some(token), None) {
+        Ok(answer) if answer.status == 200 => {
+            answer.json()["runs"].as_array().cloned().unwrap_or_default()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The orchestrator's report of run `id`.
+fn recorded_report(ui: u16, token: &str, id: &str) -> Report {
+    let api = std::net::SocketAddr::from(([127, 0, 0, 1], ui));
+    let path = format!("/api/v1/history/runs/{id}/report.json");
+    let answer = common::http::request(api, "GET", &path, Some(token), None).unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    serde_json::from_str(&answer.body).unwrap()
+}
+
 #[test]
 #[ignore = "needs Docker and docker-compose; .ci/run runs it"]
 fn a_compose_cluster_scaled_up_and_down_mid_test_keeps_its_rate() {
     let prometheus = common::cluster::free_port();
-    let compose = Compose::scaled("scale", 3, prometheus);
+    let ui = common::cluster::free_port();
+    let token = "compose-test-operator-token";
+    let tokens = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tokens.path(), format!("operator {token}\n")).unwrap();
+    let compose = Compose::scaled("scale", 3, prometheus, ui, tokens.path());
     let peers = compose.addresses("peer");
     assert_eq!(peers.len(), 3, "{peers:?}");
-    // Every peer's seed is the service name, which DNS resolves to all.
+    // Every peer's seed is the service name, which DNS resolves to all;
+    // the orchestrator joins by the same name and takes no share.
     let formed = wait_at(&peers[0], Duration::from_secs(40), |s| {
         let voters = s
             .members
             .iter()
             .filter(|m| matches!(m.info.raft_role.as_str(), "voter" | "leader"))
             .count();
-        s.live_ids().len() == 3 && s.leader.is_some() && voters == 3
+        let live = |orchestrator: bool| {
+            s.members
+                .iter()
+                .filter(|m| m.state != Liveness::Dead && m.info.role.takes_load() != orchestrator)
+                .count()
+        };
+        live(false) == 3 && live(true) == 1 && s.leader.is_some() && voters == 3
     });
     assert!(formed, "one cluster of three: {:?}", status_at(&peers[0]));
     let dir = tempfile::tempdir().unwrap();
@@ -447,4 +488,42 @@ fn a_compose_cluster_scaled_up_and_down_mid_test_keeps_its_rate() {
     // And it lets the removed ones go.
     let up = targets_up_within(prometheus, 2, Duration::from_secs(15));
     assert_eq!(up, Some(2), "Prometheus scrapes the two peers left");
+    // The orchestrator recorded the run after the three leavers had gone,
+    // whole: they handed it their reports before they went.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut runs = recorded_runs(ui, token);
+    while runs.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        runs = recorded_runs(ui, token);
+    }
+    assert_eq!(runs.len(), 1, "recorded once: {runs:?}");
+    assert_eq!(runs[0]["completed"].as_u64(), Some(total), "{}", runs[0]);
+    let recorded = recorded_report(ui, token, runs[0]["id"].as_str().unwrap());
+    assert_eq!(recorded.peers.len(), 5, "each peer's own report");
+    assert!(
+        recorded
+            .peers
+            .values()
+            .all(|r| format!("{:?}", r.outcome) == "Completed"),
+        "every leaver ran its share to its hand-over"
+    );
+    assert_eq!(
+        (
+            named_in(&recorded.events, " joined"),
+            named_in(&recorded.events, " left")
+        ),
+        (2, 3),
+        "{:?}",
+        recorded.events
+    );
+    assert!(
+        !recorded.events.iter().any(|e| e.contains("lost")),
+        "{:?}",
+        recorded.events
+    );
+    eprintln!(
+        "the orchestrator recorded {} of {total} with {} peers' reports",
+        runs[0]["completed"],
+        recorded.peers.len()
+    );
 }

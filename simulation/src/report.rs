@@ -55,6 +55,11 @@ pub fn render(s: &Summary) -> String {
     );
     let _ = writeln!(
         out,
+        "graceful leave, announced to free to go (min/median/max): {}",
+        spread(&s.leaves)
+    );
+    let _ = writeln!(
+        out,
         "convergence after the last fault: {}",
         secs(s.convergence_ms)
     );

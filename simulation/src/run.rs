@@ -94,6 +94,9 @@ pub struct Summary {
     pub detections: Vec<u64>,
     /// Kill → every peer's plan leaves it out (ms), per share holder.
     pub resplits: Vec<u64>,
+    /// Leave announced → nothing keeps the leaver (its share handed over,
+    /// its vote given up), ms, per leave.
+    pub leaves: Vec<u64>,
     /// Last fault → membership, Raft and plan agree (ms).
     pub convergence_ms: Option<u64>,
     /// Faults played, by kind.
@@ -174,6 +177,7 @@ async fn simulate(config: &Config) -> anyhow::Result<Summary> {
     }
     summary.peers_at_end = driver.world.peers.len();
     summary.faults = driver.faults.clone();
+    summary.leaves = driver.leaves.clone();
     summary.virtual_secs = clock.ms() as f64 / 1_000.0;
     finish::check(&driver.world, &driver.pending, driver.bounds, &mut summary);
     summary.epochs = checker.plans_seen();
@@ -198,6 +202,7 @@ fn end_figures(summary: &Summary) -> Vec<u64> {
     ];
     words.extend(&summary.detections);
     words.extend(&summary.resplits);
+    words.extend(&summary.leaves);
     words.extend(summary.checks.values());
     words
 }
@@ -238,6 +243,10 @@ struct Driver {
     /// The partition in force: since (virtual ms), its minority's size and
     /// the largest share then.
     partitioned: Option<(u64, usize, f64)>,
+    /// Peers leaving gracefully: index, name and when they announced it.
+    leaving: Vec<(usize, String, u64)>,
+    /// How long each leave took to be free to go, ms.
+    leaves: Vec<u64>,
     faults: BTreeMap<&'static str, u64>,
 }
 
@@ -254,6 +263,8 @@ impl Driver {
             thaws: Vec::new(),
             uncuts: Vec::new(),
             partitioned: None,
+            leaving: Vec::new(),
+            leaves: Vec::new(),
             faults: BTreeMap::new(),
         }
     }
@@ -308,6 +319,7 @@ impl Driver {
                 next = events.next();
             }
             self.follow_ups(now);
+            self.let_leavers_go(now).await;
             measure::poll(&self.world, &mut self.pending, now).await;
             if now >= quiet_from && summary.convergence_ms.is_none() && now >= last_look + 500 {
                 last_look = now;
@@ -417,6 +429,16 @@ impl Driver {
                 }
             }
             Action::Restart => self.restart().await,
+            Action::Leave => {
+                if let Some(index) = self.pick() {
+                    self.leave(index).await;
+                }
+            }
+            Action::LeaveLeader => {
+                if let Some(index) = self.world.leader() {
+                    self.leave(index).await;
+                }
+            }
             Action::Join => {
                 if self.world.join().await.is_ok() {
                     self.count("join");
@@ -485,6 +507,72 @@ impl Driver {
                 resplit_ms: None,
                 cancelled: false,
             });
+        }
+    }
+
+    /// Has peer `index` announce that it leaves, as SIGTERM makes a peer
+    /// do ([`let_leavers_go`](Self::let_leavers_go) lets it go).
+    async fn leave(&mut self, index: usize) {
+        let Some(peer) = self.world.peers.get(&index) else {
+            return;
+        };
+        if self.leaving.iter().any(|(i, ..)| *i == index) {
+            return;
+        }
+        peer.chitchat()
+            .lock()
+            .await
+            .self_node_state()
+            .set(vajra::cluster::membership::state::LEAVING, "1");
+        let now = self.world.shared.clock.ms();
+        self.leaving.push((index, peer.name.clone(), now));
+        self.count("leave");
+        // The hand-over is exact; only an epoch applied late may be off.
+        self.late_apply_slack(1);
+    }
+
+    /// Stops each leaving peer that nothing keeps any more (by the real
+    /// `cluster::leave::keeps`), or whose leave took longer than a real
+    /// peer waits: then its share is lost as a killed peer's is.
+    async fn let_leavers_go(&mut self, now: u64) {
+        let mut gone = Vec::new();
+        for (index, name, since) in &self.leaving {
+            let Some(peer) = self.world.peers.get(index).filter(|p| p.name == *name) else {
+                gone.push((*index, None));
+                continue;
+            };
+            let plan = peer.node.machine.state().plan;
+            let unix_now = self.world.shared.clock.unix_ms();
+            let share_running = plan.as_ref().is_some_and(|p| share_runs(p, name, unix_now));
+            let voters =
+                vajra::cluster::consensus::coordinator::view(&peer.node.raft, peer.raft_id).voters;
+            let status = peer.status().await;
+            let kept = vajra::cluster::leave::keeps(
+                name,
+                peer.raft_id,
+                plan.as_ref(),
+                share_running,
+                &voters,
+                &status,
+            );
+            let waited = now - since;
+            if kept.is_none() || waited >= vajra::cluster::leave::DEFAULT_WITHIN.as_millis() as u64
+            {
+                gone.push((*index, Some((waited, kept))));
+            }
+        }
+        for (index, left) in gone {
+            self.leaving.retain(|(i, ..)| *i != index);
+            let Some((waited, kept)) = left else {
+                continue;
+            };
+            if let Some(kept) = kept {
+                tracing::info!("peer {index} leaves after {waited} ms although {kept}");
+                self.count("leave cut short");
+                self.expose(1, false);
+            }
+            self.leaves.push(waited);
+            self.world.kill(index).await;
         }
     }
 
@@ -568,4 +656,15 @@ impl Driver {
         let share = self.max_share();
         self.expose_for(chosen.len(), share, ms as f64 / 1_000.0);
     }
+}
+
+/// Whether `node`'s share of `plan` still runs at `unix_now`: it holds one,
+/// or the epoch that handed it over has not started yet.
+fn share_runs(plan: &vajra::cluster::run::plan::Plan, node: &str, unix_now: u64) -> bool {
+    let handed_over_at = std::iter::once((plan.epoch, plan.start_unix_ms))
+        .chain(plan.past.iter().map(|p| (p.epoch, p.start_unix_ms)))
+        .filter(|(epoch, _)| plan.departed_at(node, *epoch))
+        .map(|(_, start)| start)
+        .min();
+    plan.shares.contains_key(node) || handed_over_at.is_some_and(|at| unix_now < at)
 }

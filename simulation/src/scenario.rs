@@ -19,6 +19,10 @@ pub enum Scenario {
     Flapping,
     /// Churn, partitions and flapping one after another.
     All,
+    /// A scale-down: peers leave gracefully one after another, two at
+    /// once, the leader among them, one joins meanwhile; and a rate
+    /// update, on a clean network, so every hand-over can be checked exact.
+    Leaves,
 }
 
 impl fmt::Display for Scenario {
@@ -29,6 +33,7 @@ impl fmt::Display for Scenario {
             Self::Partition => "partition",
             Self::Flapping => "flapping",
             Self::All => "all",
+            Self::Leaves => "leaves",
         };
         f.write_str(name)
     }
@@ -52,6 +57,11 @@ pub enum Action {
     Restart,
     /// A new peer joins.
     Join,
+    /// A random peer leaves gracefully (SIGTERM): it announces it, and goes
+    /// once nothing keeps it.
+    Leave,
+    /// The Raft leader leaves gracefully.
+    LeaveLeader,
     /// Freeze a random peer for this long.
     Freeze(u64),
     /// Split off this fraction of the peers (with the leader, if asked).
@@ -96,9 +106,10 @@ pub fn events(scenario: Scenario, window: (u64, u64), rng: &mut fastrand::Rng) -
             all.extend(flapping((from + 2 * third, to), rng));
             all
         }
+        Scenario::Leaves => leaves((from, to)),
     };
     events.push(at((from + to) / 2, Action::RateUpdate(1.5)));
-    if scenario != Scenario::Steady {
+    if !matches!(scenario, Scenario::Steady | Scenario::Leaves) {
         events.push(at(
             from,
             Action::Conditions {
@@ -130,7 +141,8 @@ fn churn((from, to): (u64, u64), rng: &mut fastrand::Rng) -> Vec<Event> {
         let action = match rng.u32(0..100) {
             0..35 => Action::Kill,
             35..55 => Action::Restart,
-            55..75 => Action::Join,
+            55..70 => Action::Join,
+            70..80 => Action::Leave,
             _ => Action::Freeze(rng.u64(500..4_000).min(to - t)),
         };
         events.push(at(t, action));
@@ -182,4 +194,17 @@ fn flapping((from, to): (u64, u64), rng: &mut fastrand::Rng) -> Vec<Event> {
         t += rng.u64(500..2_500);
     }
     events
+}
+
+fn leaves((from, to): (u64, u64)) -> Vec<Event> {
+    let span = to - from;
+    vec![
+        at(from, Action::Leave),
+        at(from + span / 10, Action::Leave),
+        at(from + span * 2 / 10, Action::Leave),
+        at(from + span * 2 / 10, Action::Leave),
+        at(from + span * 4 / 10, Action::Join),
+        at(from + span * 6 / 10, Action::LeaveLeader),
+        at(from + span * 8 / 10, Action::Leave),
+    ]
 }

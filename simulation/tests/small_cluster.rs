@@ -97,3 +97,35 @@ fn partitions_heal_and_converge() {
     assert!(s.net.blocked > 0, "the partition dropped messages");
     assert!(s.convergence_ms.is_some());
 }
+
+/// A scale-down on a clean network: peers leave gracefully one after
+/// another, two at once and the leader among them, while one joins; the
+/// real leader re-splits each share at once and each leaver runs its own
+/// to the hand-over, so nothing is sent twice or left unsent.
+#[test]
+fn graceful_leaves_hand_their_shares_over_exactly() {
+    let s = simulate(Scenario::Leaves, 12, 5, 40);
+    assert!(s.violations.is_empty(), "{:?}", s.violations);
+    assert_eq!(s.faults.get("leave").copied(), Some(6), "{:?}", s.faults);
+    assert_eq!(s.faults.get("leave cut short"), None, "{:?}", s.faults);
+    assert_eq!(s.leaves.len(), 6);
+    assert!(
+        s.leaves.iter().all(|&ms| ms <= 5_000),
+        "free to go within 5 s: {:?}",
+        s.leaves
+    );
+    assert_eq!(s.peers_at_end, 12 - 6 + 1);
+    let c = &s.counts;
+    assert!(
+        c.coverage.sent_twice < 1e-6 * c.target && c.coverage.never_sent < 1e-6 * c.target,
+        "{:?}",
+        c.coverage
+    );
+    assert!(
+        (c.intended - c.target).abs() < 1e-6 * c.target,
+        "intended {} vs target {}",
+        c.intended,
+        c.target
+    );
+    assert_eq!(c.merged_total, c.peer_total);
+}

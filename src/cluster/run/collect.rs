@@ -136,8 +136,14 @@ impl Collection {
         match self.parts.iter_mut().rev().find(same) {
             Some(part) => {
                 // Open windows were provisional: they come again, closed.
+                // An answer is the truth from its first window on (one
+                // that starts again from the first, say a kept report
+                // asked with another incarnation's windows, replaces them).
                 let mut series = std::mem::take(&mut part.report.series);
                 series.truncate(closed_windows(&series));
+                if let Some(first) = report.series.first().map(|w| w.second) {
+                    series.retain(|w| w.second < first);
+                }
                 series.append(&mut report.series);
                 report.series = series;
                 part.report = report;
@@ -453,6 +459,25 @@ mod tests {
             a.main.completed,
             "the series adds up to main"
         );
+    }
+
+    /// An answer that starts again from the first window (a kept report,
+    /// asked with windows it does not know) replaces what was held from
+    /// there on: no window twice, the series in order.
+    #[test]
+    fn an_answer_from_the_first_window_replaces_the_series() {
+        let mut c = Collection::new(["a".to_owned()], 0);
+        c.absorb("a", Some(1), report(&[5, 5, 5], 0, Outcome::Running), false);
+        c.absorb(
+            "a",
+            Some(1),
+            report(&[5, 5, 5, 5], 0, Outcome::Completed),
+            false,
+        );
+        let done = c.finish(None, None);
+        let seconds: Vec<u64> = done.parts[0].1.series.iter().map(|w| w.second).collect();
+        assert_eq!(seconds, [0, 1, 2, 3]);
+        assert_eq!(series_sum(&done.parts[0].1), 20);
     }
 
     /// A final report too long for one answer comes in pages: the peer is

@@ -383,21 +383,31 @@ impl Controller {
             .filter(|n| !parts.iter().any(|(id, _)| id == *n))
             .cloned()
             .collect();
-        for node in gone {
-            let kept = self
-                .kept
-                .page(&test_id, &node, usize::MAX, None)
-                .map(|kept| kept.page.report);
-            let kept = match kept {
-                Some(report) => Some(report),
-                None => fetch_summaries(&self.network, &test_id, &others, Some(&node))
-                    .await
-                    .into_iter()
-                    .next()
-                    .map(|(_, report)| report),
-            };
-            parts.extend(kept.map(|report| (node, report)));
-        }
+        let (here, elsewhere): (Vec<_>, Vec<_>) = gone
+            .into_iter()
+            .map(|node| {
+                let kept = self.kept.page(&test_id, &node, usize::MAX, None);
+                (node, kept.map(|kept| kept.page.report))
+            })
+            .partition(|(_, kept)| kept.is_some());
+        parts.extend(
+            here.into_iter()
+                .filter_map(|(node, kept)| Some((node, kept?))),
+        );
+        let asks = elsewhere.iter().map(|(node, _)| {
+            let others = &others;
+            let test_id = &test_id;
+            async move {
+                let kept = fetch_summaries(&self.network, test_id, others, Some(node)).await;
+                Some((node.clone(), kept.into_iter().next()?.1))
+            }
+        });
+        parts.extend(
+            futures_util::future::join_all(asks)
+                .await
+                .into_iter()
+                .flatten(),
+        );
         match TestFigures::merge(&test_id, parts, &holders) {
             Ok(figures) => ControlReply {
                 ok: true,

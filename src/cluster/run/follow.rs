@@ -9,7 +9,7 @@
 //! over when every peer has sent its final report, or, once the plan's end
 //! has passed, every silent one has been silent [`LOST_AFTER`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -51,8 +51,15 @@ pub struct Follow {
     /// When following began (a test that ended long before is given its
     /// peers' answers all the same).
     since: Instant,
-    /// Who keeps the report of each peer that left, once one answered.
+    /// Who keeps the report of each peer that left, while its pages come.
     kept_by: BTreeMap<String, SocketAddr>,
+    /// The peers whose whole report came from a keeper.
+    kept_whole: BTreeSet<String>,
+    /// Whether the last round got a page with more to come.
+    paging: bool,
+    /// When the last such page came (a long series fetched late takes
+    /// its time: the deadline waits for it).
+    paged_at: Instant,
     /// When the others were last asked for each silent peer's report.
     keepers_asked: BTreeMap<String, Instant>,
 }
@@ -93,6 +100,9 @@ impl Follow {
             end: origin,
             since: Instant::now(),
             kept_by: BTreeMap::new(),
+            kept_whole: BTreeSet::new(),
+            paging: false,
+            paged_at: Instant::now(),
             keepers_asked: BTreeMap::new(),
         };
         follow.end = follow.end_of(plan);
@@ -156,6 +166,7 @@ impl Follow {
     /// each at most every [`KEEPERS_EVERY`]; once one answers, the rest of
     /// that report is asked of it.
     pub async fn poll(&mut self, requester: &dyn Requester) {
+        self.paging = false;
         let pending = self.collection.pending();
         let asks = pending.iter().map(|node| {
             let (address, of) = match self.kept_by.get(node) {
@@ -168,19 +179,32 @@ impl Follow {
         let replies = futures_util::future::join_all(asks).await;
         let mut silent = Vec::new();
         for (node, reply) in pending.into_iter().zip(replies) {
+            let keeper = self.kept_by.remove(&node);
             match reply {
-                Some(reply) => self.absorb(&node, reply),
-                None => {
-                    // Its keeper went too: the others are asked again.
-                    self.kept_by.remove(&node);
-                    silent.push(node);
+                Some(reply) if keeper.is_none() || reply.report.is_some() => {
+                    let more = reply.more;
+                    self.absorb(&node, reply);
+                    if let Some(keeper) = keeper {
+                        self.kept(node, keeper, more);
+                    }
                 }
+                // Its keeper went, or no longer holds it: the others are
+                // asked again.
+                _ => silent.push(node),
             }
         }
-        for node in silent {
-            if self.keepers_due(&node) {
-                self.ask_keepers(requester, &node).await;
-            }
+        self.ask_keepers(requester, &silent).await;
+    }
+
+    /// Learns that `keeper` keeps `node`'s report: the rest of it is asked
+    /// of that keeper while `more` comes; once it is all there, of nobody
+    /// but `node` itself (a report its leaver handed over still running is
+    /// its last word: it counts as lost once silent, as any peer does).
+    fn kept(&mut self, node: String, keeper: SocketAddr, more: bool) {
+        if more {
+            self.kept_by.insert(node, keeper);
+        } else {
+            self.kept_whole.insert(node);
         }
     }
 
@@ -199,7 +223,8 @@ impl Follow {
     /// Whether the others are to be asked for silent `node`'s report now.
     fn keepers_due(&mut self, node: &str) -> bool {
         let now = Instant::now();
-        let may = self.plan.ever_departed(node) || now > self.end;
+        let may =
+            (self.plan.ever_departed(node) || now > self.end) && !self.kept_whole.contains(node);
         let due = self
             .keepers_asked
             .get(node)
@@ -210,30 +235,47 @@ impl Follow {
         may && due
     }
 
-    /// Asks every other peer for `node`'s report; takes the first whole
-    /// one, and remembers who kept it.
-    async fn ask_keepers(&mut self, requester: &dyn Requester, node: &str) {
-        let request = self.results_request(node, Some(node));
-        let own = self.addresses.get(node).copied();
-        let others: Vec<SocketAddr> = self
+    /// Asks the others for the reports of the `silent` peers whose turn it
+    /// is (every peer at once, each asking every member that was not silent
+    /// this round); takes the first each gets, and remembers who kept it.
+    async fn ask_keepers(&mut self, requester: &dyn Requester, silent: &[String]) {
+        let due: Vec<&String> = silent.iter().filter(|n| self.keepers_due(n)).collect();
+        if due.is_empty() {
+            return;
+        }
+        let silent_at: BTreeSet<SocketAddr> = silent
+            .iter()
+            .filter_map(|n| self.addresses.get(n).copied())
+            .collect();
+        let keepers: BTreeSet<SocketAddr> = self
             .addresses
             .values()
             .copied()
-            .filter(|a| Some(*a) != own)
+            .filter(|a| !silent_at.contains(a))
             .collect();
-        let asks = others.iter().map(|address| {
-            let request = &request;
-            async move { Some((*address, ask(requester, *address, request).await?)) }
+        let asks = due.iter().map(|node| {
+            let request = self.results_request(node, Some(node));
+            let keepers = &keepers;
+            async move {
+                let asks = keepers.iter().map(|keeper| {
+                    let request = &request;
+                    async move { Some((*keeper, ask(requester, *keeper, request).await?)) }
+                });
+                futures_util::future::join_all(asks)
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .find(|(_, reply)| reply.ok && reply.report.is_some())
+            }
         });
-        let answers = futures_util::future::join_all(asks).await;
-        let kept = answers
-            .into_iter()
-            .flatten()
-            .find(|(_, reply)| reply.ok && reply.report.is_some());
-        if let Some((keeper, reply)) = kept {
-            tracing::debug!("the report of {node}, which left, is kept by {keeper}");
-            self.kept_by.insert(node.to_owned(), keeper);
-            self.absorb(node, reply);
+        let found = futures_util::future::join_all(asks).await;
+        for (node, found) in due.into_iter().zip(found) {
+            if let Some((keeper, reply)) = found {
+                tracing::debug!("the report of {node}, which left, is kept by {keeper}");
+                let more = reply.more;
+                self.absorb(node, reply);
+                self.kept(node.clone(), keeper, more);
+            }
         }
     }
 
@@ -257,6 +299,10 @@ impl Follow {
             self.collection.expect(id);
         }
         if let Some(report) = reply.report {
+            if reply.more {
+                self.paging = true;
+                self.paged_at = Instant::now();
+            }
             self.collection
                 .absorb(node, reply.generation, report, reply.more);
         }
@@ -279,7 +325,7 @@ impl Follow {
     /// (and past the time a silent peer takes to count as lost, counted
     /// from when following began: the test may have ended long before).
     pub fn overdue(&self) -> Option<Vec<String>> {
-        let from = self.end.max(self.since + LOST_AFTER);
+        let from = self.end.max(self.since + LOST_AFTER).max(self.paged_at);
         let deadline = from
             .checked_add(self.settings.engine.drain_timeout + GRACE)
             .unwrap_or(from);
@@ -296,7 +342,10 @@ impl Follow {
             if let Some(pending) = self.overdue() {
                 return Err(FollowError::Unfinished(pending));
             }
-            tokio::time::sleep(RESULTS_POLL).await;
+            // Pages of a long series follow each other at once.
+            if !self.paging {
+                tokio::time::sleep(RESULTS_POLL).await;
+            }
         }
     }
 
@@ -397,6 +446,118 @@ mod tests {
     use super::*;
     use crate::cluster::run::plan::{Candidate, Equal, TestDefinition};
     use crate::config::RunArgs;
+
+    /// Peers `a` (gone) and `k`, which keeps `a`'s report: answers as
+    /// the control handler gives them, `k`'s own report in pages of two
+    /// windows. Counts what is asked of whom.
+    struct OneKeeper {
+        a_kept: Report,
+        k_own: Report,
+        asked: parking_lot::Mutex<Vec<(u16, Option<String>)>>,
+    }
+
+    impl Requester for OneKeeper {
+        fn request<'a>(
+            &'a self,
+            to: SocketAddr,
+            _kind: StreamKind,
+            body: &'a [u8],
+            _timeout: Duration,
+        ) -> futures_util::future::BoxFuture<'a, anyhow::Result<Vec<u8>>> {
+            Box::pin(async move {
+                let ControlRequest::Results { skip, of, .. } = serde_json::from_slice(body)? else {
+                    anyhow::bail!("not a results request");
+                };
+                self.asked.lock().push((to.port(), of.clone()));
+                anyhow::ensure!(to.port() == 2, "nothing answers at {to}");
+                let (mut report, generation) = match of.as_deref() {
+                    Some("a") => (self.a_kept.clone(), 1),
+                    Some(_) => anyhow::bail!("not kept"),
+                    None => (self.k_own.clone(), 2),
+                };
+                let (skip, budget) = if of.is_some() {
+                    (0, usize::MAX)
+                } else {
+                    (skip, 1)
+                };
+                let page = crate::cluster::run::share::page_of(&mut report, skip, budget);
+                Ok(serde_json::to_vec(&ControlReply {
+                    ok: true,
+                    report: Some(page.report),
+                    more: page.more,
+                    generation: Some(generation),
+                    ..ControlReply::default()
+                })?)
+            })
+        }
+    }
+
+    /// A test whose peer `a` left and handed over a report still running
+    /// (its leave was cut short): the follower gets it from the keeper,
+    /// stops asking the keeper, counts `a` lost once silent with those
+    /// figures, and fetches `k`'s paged final report to its last window.
+    #[tokio::test]
+    async fn a_kept_report_is_fetched_once_and_a_running_one_is_a_loss_with_its_figures() {
+        use crate::cluster::run::collect::fixtures::report;
+        use crate::export::Outcome;
+        let (definition, _) = TestDefinition::compile(&RunArgs {
+            task: Some("noop".into()),
+            tps: Some(10.0),
+            duration: Some("6s".parse().unwrap()),
+            ..RunArgs::default()
+        })
+        .unwrap();
+        let peers: Vec<Candidate> = ["a", "k"]
+            .iter()
+            .map(|id| Candidate {
+                id: (*id).into(),
+                weight: 1.0,
+                cores: 1,
+                cpu_percent: 0.0,
+            })
+            .collect();
+        let start = crate::cluster::wall::unix_now_ms() - 60_000;
+        let plan = Plan::first("t1", start, &Equal, &peers, definition).unwrap();
+        let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let addresses = BTreeMap::from([("a".into(), at(1)), ("k".into(), at(2))]);
+        let mut follow = Follow::new(&plan, addresses, origin_of(start)).unwrap();
+        follow.closed();
+        let requester = OneKeeper {
+            a_kept: report(&[5, 5, 5], 0, Outcome::Running),
+            k_own: report(&[5; 6], 0, Outcome::Completed),
+            asked: Default::default(),
+        };
+        let followed = tokio::time::timeout(Duration::from_secs(20), follow.to_end(&requester))
+            .await
+            .expect("the follow ends")
+            .expect("with a report");
+        let asked = requester.asked.lock().clone();
+        let of_a_at_k = asked
+            .iter()
+            .filter(|(port, of)| *port == 2 && of.is_some())
+            .count();
+        assert_eq!(of_a_at_k, 1, "the keeper is asked once: {asked:?}");
+        let own_pages = asked
+            .iter()
+            .filter(|(port, of)| *port == 2 && of.is_none())
+            .count();
+        assert_eq!(own_pages, 6, "k's six windows, a page each");
+        assert_eq!(
+            followed.report.main.completed,
+            15 + 30,
+            "both peers' figures"
+        );
+        assert_eq!(followed.report.series.len(), 6);
+        assert!(
+            followed
+                .report
+                .events
+                .iter()
+                .any(|e| e.contains("peer a was lost")),
+            "{:?}",
+            followed.report.events
+        );
+    }
 
     /// A test that ended long before it is followed (an orchestrator back
     /// after an hour) still gets its peers' answers: it is not overdue

@@ -8,7 +8,10 @@
 //! report of a peer that no longer answers (a `Results` request naming
 //! it in `of`). Reports travel in pages of at most
 //! [`PAGE_BYTES`](super::share::PAGE_BYTES) of series, as every answer
-//! does; a keeper answers only with a report it holds whole.
+//! does; a keeper answers only with a report all of whose pages came.
+//! That report is the leaver's last word: a final one if its run ended at
+//! the hand-over, its figures so far if its leave was cut short (then a
+//! follower counts it lost, with those figures).
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -32,8 +35,15 @@ pub const KEEPERS: usize = 3;
 const KEPT_TESTS: usize = 4;
 /// Most windows kept of one report: two days of seconds.
 const MAX_WINDOWS: usize = 2 * 86_400;
+/// Most pages a keeper holds in all: each carries at most a message's
+/// worth (1 MiB), [`PAGE_BYTES`] of series as a peer sends them, so this
+/// bounds what leavers (or a misbehaving member) make it keep.
+const MAX_PAGES: usize = 512;
 /// How long one page is waited for.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a hand-over may take in all: with the leave's 20 s and its
+/// 2 s linger, within Kubernetes' default 30 s grace period.
+pub const HAND_OVER_WITHIN: Duration = Duration::from_secs(5);
 
 /// One page of a report handed over.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +69,8 @@ struct Held {
     report: Report,
     /// Every page has come.
     whole: bool,
+    /// How many pages it took.
+    pages: usize,
 }
 
 /// The reports this peer keeps for peers that left: test id → node →
@@ -82,60 +94,24 @@ impl Kept {
     /// anew; each next one must follow the last; a page already taken is
     /// acknowledged again (a retry after a lost answer).
     pub fn take(&self, page: Handover) -> Result<(), String> {
-        let Handover {
-            test_id,
-            node,
-            generation,
-            from,
-            more,
-            mut report,
-        } = page;
         let mut tests = self.tests.lock();
+        let pages: usize = tests
+            .values()
+            .flat_map(BTreeMap::values)
+            .map(|h| h.pages)
+            .sum();
+        let test_id = page.test_id.clone();
         let held = tests.entry(test_id.clone()).or_default();
-        let windows = report.series.len();
-        match held.get_mut(&node) {
-            Some(h) if h.generation == generation && from + windows <= h.report.series.len() => {}
-            Some(h) if h.generation == generation && from == h.report.series.len() && !h.whole => {
-                if from + windows > MAX_WINDOWS {
-                    held.remove(&node);
-                    return Err(format!(
-                        "{node}'s report has more than {MAX_WINDOWS} windows"
-                    ));
-                }
-                let mut series = std::mem::take(&mut h.report.series);
-                series.append(&mut report.series);
-                report.series = series;
-                h.report = report;
-                h.whole = !more;
-            }
-            _ if from == 0 => {
-                if windows > MAX_WINDOWS {
-                    return Err(format!(
-                        "{node}'s report has more than {MAX_WINDOWS} windows"
-                    ));
-                }
-                held.insert(
-                    node,
-                    Held {
-                        generation,
-                        report,
-                        whole: !more,
-                    },
-                );
-            }
-            _ => {
-                return Err(format!(
-                    "a page from window {from} of {node}'s report of test {test_id} does not \
-                     follow what is kept; send it from its first page"
-                ));
-            }
+        let taken = take_into(held, page, pages);
+        if held.is_empty() {
+            tests.remove(&test_id);
         }
         // Test ids are `t` and their start in Unix ms: the first are the
         // oldest.
         while tests.len() > KEPT_TESTS {
             tests.pop_first();
         }
-        Ok(())
+        taken
     }
 
     /// A page of `node`'s report of `test_id`, if this peer holds it
@@ -171,6 +147,68 @@ impl Kept {
             .filter(|(_, h)| h.whole)
             .map(|(node, h)| (node.clone(), h.generation, h.report.clone()))
             .collect()
+    }
+}
+
+/// Takes `page` into `held`, one test's reports, `pages` being how many
+/// this keeper holds in all.
+fn take_into(
+    held: &mut BTreeMap<String, Held>,
+    page: Handover,
+    pages: usize,
+) -> Result<(), String> {
+    let Handover {
+        test_id,
+        node,
+        generation,
+        from,
+        more,
+        mut report,
+    } = page;
+    let upto = from.saturating_add(report.series.len());
+    let kept_len = held
+        .get(&node)
+        .filter(|h| h.generation == generation)
+        .map(|h| h.report.series.len());
+    if kept_len.is_some_and(|len| upto <= len) {
+        // Taken already: a retry after a lost answer.
+        return Ok(());
+    }
+    if pages >= MAX_PAGES {
+        return Err(format!("this peer keeps {pages} pages already"));
+    }
+    if upto > MAX_WINDOWS {
+        held.remove(&node);
+        return Err(format!(
+            "{node}'s report has more than {MAX_WINDOWS} windows"
+        ));
+    }
+    match held.get_mut(&node) {
+        Some(h) if kept_len == Some(from) && !h.whole => {
+            let mut series = std::mem::take(&mut h.report.series);
+            series.append(&mut report.series);
+            report.series = series;
+            h.report = report;
+            h.whole = !more;
+            h.pages += 1;
+            Ok(())
+        }
+        _ if from == 0 => {
+            held.insert(
+                node,
+                Held {
+                    generation,
+                    report,
+                    whole: !more,
+                    pages: 1,
+                },
+            );
+            Ok(())
+        }
+        _ => Err(format!(
+            "a page from window {from} of {node}'s report of test {test_id} does not follow \
+             what is kept; send it from its first page"
+        )),
     }
 }
 
@@ -215,8 +253,8 @@ pub struct ToHand {
 }
 
 /// Hands every report of `reports` to each of `keepers`, page by page
-/// (keepers at once, each one's pages in turn); the keepers that took
-/// them all.
+/// (keepers at once, each one's pages in turn), within
+/// [`HAND_OVER_WITHIN`]; the keepers that took them all.
 pub async fn hand_over(
     requester: &dyn Requester,
     keepers: &[(String, SocketAddr)],
@@ -253,6 +291,12 @@ pub async fn hand_over(
             }
             Some(id.clone())
         }
+    });
+    let sends = sends.map(|send| async move {
+        tokio::time::timeout(HAND_OVER_WITHIN, send)
+            .await
+            .ok()
+            .flatten()
     });
     futures_util::future::join_all(sends)
         .await
@@ -370,6 +414,24 @@ mod tests {
         assert_eq!(other.page.report.series[0].second, 0);
         assert!(kept.page("t1", "d", 0, None).is_none());
         assert!(kept.page("t2", "c", 0, None).is_none());
+    }
+
+    #[test]
+    fn what_a_keeper_holds_is_bounded_and_a_wild_page_is_refused_not_a_panic() {
+        let kept = Kept::default();
+        let mut wild = pages_of(&hand("c", 1)).remove(0);
+        wild.from = usize::MAX;
+        assert!(kept.take(wild).is_err());
+        let mut page = pages_of(&hand("c", 1)).remove(0);
+        page.more = true;
+        kept.take(page.clone()).unwrap();
+        for _ in 1..MAX_PAGES {
+            page.from += 1;
+            kept.take(page.clone()).unwrap();
+        }
+        page.from += 1;
+        let refused = kept.take(page).unwrap_err();
+        assert!(refused.contains("pages already"), "{refused}");
     }
 
     #[test]
