@@ -351,9 +351,10 @@ fn gap_ms(seconds: &[u64], at_secs: f64, rate: u64) -> f64 {
 fn recorded_runs(ui: u16, token: &str) -> Vec<serde_json::Value> {
     let api = std::net::SocketAddr::from(([127, 0, 0, 1], ui));
     match common::http::request(api, "GET", "/api/v1/history/runs", Some(token), None) {
-        Ok(answer) if answer.status == 200 => {
-            answer.json()["runs"].as_array().cloned().unwrap_or_default()
-        }
+        Ok(answer) if answer.status == 200 => answer.json()["runs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
         _ => Vec::new(),
     }
 }
