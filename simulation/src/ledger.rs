@@ -93,6 +93,19 @@ impl Ledger {
         }
     }
 
+    /// Whether `peer` (generation `generation`) sends a share at `at_ms`,
+    /// as its engine model runs it: a real peer that leaves waits for its
+    /// engine to end its run, not for the plan to say it should have.
+    pub fn sends(&self, peer: &str, generation: u64, at_ms: u64) -> bool {
+        self.segments.lock().iter().any(|s| {
+            s.peer == peer
+                && s.generation == generation
+                && s.from_ms <= at_ms
+                && s.to_ms.is_none_or(|to| at_ms < to)
+                && s.plan.shares.get(peer).is_some_and(|share| *share > 0.0)
+        })
+    }
+
     /// Every segment.
     pub fn segments(&self) -> Vec<Segment> {
         self.segments.lock().clone()

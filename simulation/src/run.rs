@@ -243,8 +243,9 @@ struct Driver {
     /// The partition in force: since (virtual ms), its minority's size and
     /// the largest share then.
     partitioned: Option<(u64, usize, f64)>,
-    /// Peers leaving gracefully: index, name and when they announced it.
-    leaving: Vec<(usize, String, u64)>,
+    /// Peers leaving gracefully: index, name, generation and when they
+    /// announced it.
+    leaving: Vec<(usize, String, u64, u64)>,
     /// How long each leave took to be free to go, ms.
     leaves: Vec<u64>,
     faults: BTreeMap<&'static str, u64>,
@@ -525,25 +526,33 @@ impl Driver {
             .self_node_state()
             .set(vajra::cluster::membership::state::LEAVING, "1");
         let now = self.world.shared.clock.ms();
-        self.leaving.push((index, peer.name.clone(), now));
+        self.leaving
+            .push((index, peer.name.clone(), peer.generation, now));
         self.count("leave");
         // The hand-over is exact; only an epoch applied late may be off.
         self.late_apply_slack(1);
     }
 
     /// Stops each leaving peer that nothing keeps any more (by the real
-    /// `cluster::leave::keeps`), or whose leave took longer than a real
-    /// peer waits: then its share is lost as a killed peer's is.
+    /// `cluster::leave::keeps`, told whether its engine model still sends
+    /// a share, as a real peer waits for its engine's run to end), or whose
+    /// leave took longer than a real peer waits: then its share is lost as
+    /// a killed peer's is.
     async fn let_leavers_go(&mut self, now: u64) {
         let mut gone = Vec::new();
-        for (index, name, since) in &self.leaving {
-            let Some(peer) = self.world.peers.get(index).filter(|p| p.name == *name) else {
+        for (index, name, generation, since) in &self.leaving {
+            let Some(peer) = self
+                .world
+                .peers
+                .get(index)
+                .filter(|p| p.generation == *generation)
+            else {
                 gone.push((*index, None));
                 continue;
             };
             let plan = peer.node.machine.state().plan;
             let unix_now = self.world.shared.clock.unix_ms();
-            let share_running = plan.as_ref().is_some_and(|p| share_runs(p, name, unix_now));
+            let share_running = self.world.shared.ledger.sends(name, *generation, unix_now);
             let voters =
                 vajra::cluster::consensus::coordinator::view(&peer.node.raft, peer.raft_id).voters;
             let status = peer.status().await;
@@ -656,15 +665,4 @@ impl Driver {
         let share = self.max_share();
         self.expose_for(chosen.len(), share, ms as f64 / 1_000.0);
     }
-}
-
-/// Whether `node`'s share of `plan` still runs at `unix_now`: it holds one,
-/// or the epoch that handed it over has not started yet.
-fn share_runs(plan: &vajra::cluster::run::plan::Plan, node: &str, unix_now: u64) -> bool {
-    let handed_over_at = std::iter::once((plan.epoch, plan.start_unix_ms))
-        .chain(plan.past.iter().map(|p| (p.epoch, p.start_unix_ms)))
-        .filter(|(epoch, _)| plan.departed_at(node, *epoch))
-        .map(|(_, start)| start)
-        .min();
-    plan.shares.contains_key(node) || handed_over_at.is_some_and(|at| unix_now < at)
 }

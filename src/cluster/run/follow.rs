@@ -53,8 +53,9 @@ pub struct Follow {
     since: Instant,
     /// Who keeps the report of each peer that left, while its pages come.
     kept_by: BTreeMap<String, SocketAddr>,
-    /// The peers whose whole report came from a keeper.
-    kept_whole: BTreeSet<String>,
+    /// The incarnations (name, generation) whose whole report came from a
+    /// keeper.
+    kept_whole: BTreeSet<(String, Option<u64>)>,
     /// Whether the last round got a page with more to come.
     paging: bool,
     /// When the last such page came (a long series fetched late takes
@@ -204,7 +205,8 @@ impl Follow {
         if more {
             self.kept_by.insert(node, keeper);
         } else {
-            self.kept_whole.insert(node);
+            let generation = self.collection.ask(&node).generation;
+            self.kept_whole.insert((node, generation));
         }
     }
 
@@ -223,8 +225,11 @@ impl Follow {
     /// Whether the others are to be asked for silent `node`'s report now.
     fn keepers_due(&mut self, node: &str) -> bool {
         let now = Instant::now();
+        // Once a report came whole from a keeper, its incarnation has no
+        // more to say; a later one under the same name is looked for anew.
+        let whole = (node.to_owned(), self.collection.ask(node).generation);
         let may =
-            (self.plan.ever_departed(node) || now > self.end) && !self.kept_whole.contains(node);
+            (self.plan.ever_departed(node) || now > self.end) && !self.kept_whole.contains(&whole);
         let due = self
             .keepers_asked
             .get(node)
@@ -299,12 +304,16 @@ impl Follow {
             self.collection.expect(id);
         }
         if let Some(report) = reply.report {
-            if reply.more {
+            let held = self.collection.ask(node);
+            self.collection
+                .absorb(node, reply.generation, report, reply.more);
+            // A page that moved the series on: the next follows at once
+            // and the deadline waits for it (one that did not is asked
+            // again at the next round, the deadline running).
+            if reply.more && self.collection.ask(node) != held {
                 self.paging = true;
                 self.paged_at = Instant::now();
             }
-            self.collection
-                .absorb(node, reply.generation, report, reply.more);
         }
     }
 

@@ -7,7 +7,7 @@
 //! once it ends, `status` on any node. A follower asks the others for the
 //! report of a peer that no longer answers (a `Results` request naming
 //! it in `of`). Reports travel in pages of at most
-//! [`PAGE_BYTES`](super::share::PAGE_BYTES) of series, as every answer
+//! [`PAGE_BYTES`] of series, as every answer
 //! does; a keeper answers only with a report all of whose pages came.
 //! That report is the leaver's last word: a final one if its run ended at
 //! the hand-over, its figures so far if its leave was cut short (then a
@@ -95,12 +95,8 @@ impl Kept {
     /// acknowledged again (a retry after a lost answer).
     pub fn take(&self, page: Handover) -> Result<(), String> {
         let mut tests = self.tests.lock();
-        let pages: usize = tests
-            .values()
-            .flat_map(BTreeMap::values)
-            .map(|h| h.pages)
-            .sum();
         let test_id = page.test_id.clone();
+        let pages = make_room(&mut tests, &test_id);
         let held = tests.entry(test_id.clone()).or_default();
         let taken = take_into(held, page, pages);
         if held.is_empty() {
@@ -150,6 +146,36 @@ impl Kept {
     }
 }
 
+/// Frees pages for a page of `test_id` when the keeper holds
+/// [`MAX_PAGES`]: first the reports of other tests that will never be
+/// whole (their hand-over was cut short), then the oldest other tests.
+/// How many pages it holds then.
+fn make_room(tests: &mut BTreeMap<String, BTreeMap<String, Held>>, test_id: &str) -> usize {
+    let count = |tests: &BTreeMap<String, BTreeMap<String, Held>>| -> usize {
+        tests
+            .values()
+            .flat_map(BTreeMap::values)
+            .map(|h| h.pages)
+            .sum()
+    };
+    if count(tests) < MAX_PAGES {
+        return count(tests);
+    }
+    for (_, held) in tests.iter_mut().filter(|(id, _)| *id != test_id) {
+        held.retain(|_, h| h.whole);
+    }
+    tests.retain(|id, held| id == test_id || !held.is_empty());
+    // Test ids are `t` and their start in Unix ms: the first are the
+    // oldest.
+    while count(tests) >= MAX_PAGES {
+        let Some(oldest) = tests.keys().find(|id| *id != test_id).cloned() else {
+            break;
+        };
+        tests.remove(&oldest);
+    }
+    count(tests)
+}
+
 /// Takes `page` into `held`, one test's reports, `pages` being how many
 /// this keeper holds in all.
 fn take_into(
@@ -165,6 +191,9 @@ fn take_into(
         more,
         mut report,
     } = page;
+    if generation.is_none() {
+        return Err(format!("a page of {node}'s report names no incarnation"));
+    }
     let upto = from.saturating_add(report.series.len());
     let kept_len = held
         .get(&node)
@@ -178,7 +207,9 @@ fn take_into(
         return Err(format!("this peer keeps {pages} pages already"));
     }
     if upto > MAX_WINDOWS {
-        held.remove(&node);
+        if kept_len.is_some() {
+            held.remove(&node);
+        }
         return Err(format!(
             "{node}'s report has more than {MAX_WINDOWS} windows"
         ));
@@ -432,6 +463,16 @@ mod tests {
         page.from += 1;
         let refused = kept.take(page).unwrap_err();
         assert!(refused.contains("pages already"), "{refused}");
+        // A newer test's pages make room: the older test's unfinished
+        // report (its hand-over never ended) goes first.
+        let mut newer = pages_of(&hand("d", 1)).remove(0);
+        newer.test_id = "t2".into();
+        kept.take(newer).unwrap();
+        assert_eq!(kept.reports("t2").len(), 1);
+        assert!(kept.reports("t1").is_empty());
+        let mut unnamed = pages_of(&hand("e", 1)).remove(0);
+        unnamed.generation = None;
+        assert!(kept.take(unnamed).unwrap_err().contains("no incarnation"));
     }
 
     #[test]
