@@ -136,7 +136,7 @@ pub struct SelfCheck {
     pub peak_rss_mb: f64,
 }
 
-/// Cumulative histograms, HdrHistogram V2 encoded (base64), for merging
+/// Cumulative histograms, compressed HdrHistogram V2 (base64), for merging
 /// runs later.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Histograms {

@@ -51,8 +51,8 @@ pub struct WindowReport {
     pub open: bool,
 }
 
-/// Latency and service-time histograms (of a window, or of a tag), HDR V2
-/// base64 (see [`super::histogram::encode_v2`]).
+/// Latency and service-time histograms (of a window, or of a tag),
+/// compressed HDR V2 in base64 (see [`super::histogram::encode_v2`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistogramPair {
     /// Latency from the intended start.

@@ -6,7 +6,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use serde::{Deserialize, Serialize};
 
 /// Finest distinguishable latency, in nanoseconds.
@@ -37,19 +37,23 @@ pub fn merge(into: &mut LatencyHistogram, from: &LatencyHistogram) {
         .expect("histograms of the standard shape always add");
 }
 
-/// Encodes a histogram in the HdrHistogram V2 format, base64-wrapped, as
-/// other HDR tools read it.
+/// Encodes a histogram in the compressed HdrHistogram V2 format,
+/// base64-wrapped: the encoding of HdrHistogram's own log format
+/// (`HISTFAAA…`), which other HDR tools read. Compressed, a second's
+/// histogram of a real service's latencies takes about half the bytes.
 pub fn encode_v2(h: &LatencyHistogram) -> String {
     let mut bytes = Vec::new();
-    V2Serializer::new()
+    V2DeflateSerializer::new()
         .serialize(h, &mut bytes)
         .expect("serializing into a Vec cannot fail");
     BASE64.encode(bytes)
 }
 
-/// Decodes [`encode_v2`] output back into a histogram of the standard shape.
+/// Decodes [`encode_v2`] output, or the plain V2 format (reports written
+/// before histograms were compressed), back into a histogram of the
+/// standard shape.
 pub fn decode_v2(text: &str) -> anyhow::Result<LatencyHistogram> {
-    let bytes = BASE64.decode(text.trim())?;
+    let bytes = plain_v2(BASE64.decode(text.trim())?)?;
     check_v2_header(&bytes)?;
     let decoded: Histogram<u64> = Deserializer::new()
         .deserialize(&mut bytes.as_slice())
@@ -58,6 +62,36 @@ pub fn decode_v2(text: &str) -> anyhow::Result<LatencyHistogram> {
     h.add(&decoded)
         .map_err(|e| anyhow::anyhow!("histogram does not fit the standard range: {e:?}"))?;
     Ok(h)
+}
+
+/// The cookie that opens a compressed V2 histogram.
+const COMPRESSED_COOKIE: u32 = 0x1c84_9314;
+/// The most a compressed histogram may inflate to: a plain V2 histogram of
+/// the standard shape takes at most a few hundred kilobytes, and a report
+/// comes from another process (a small payload that inflates to gigabytes
+/// is refused, not inflated).
+const MAX_PLAIN_BYTES: u64 = 1 << 20;
+
+/// The plain V2 bytes of `bytes`: as they are, or inflated from the
+/// compressed format (cookie, length, zlib of the plain bytes).
+fn plain_v2(bytes: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    if bytes.get(..4) != Some(&COMPRESSED_COOKIE.to_be_bytes()[..]) {
+        return Ok(bytes);
+    }
+    let deflated = bytes
+        .get(8..)
+        .ok_or_else(|| anyhow::anyhow!("a compressed HDR histogram of {} bytes", bytes.len()))?;
+    let mut plain = Vec::new();
+    flate2::read::ZlibDecoder::new(deflated)
+        .take(MAX_PLAIN_BYTES + 1)
+        .read_to_end(&mut plain)
+        .map_err(|e| anyhow::anyhow!("not a compressed HDR histogram: {e}"))?;
+    anyhow::ensure!(
+        plain.len() as u64 <= MAX_PLAIN_BYTES,
+        "a compressed HDR histogram inflates past {MAX_PLAIN_BYTES} bytes"
+    );
+    Ok(plain)
 }
 
 /// Refuses a V2 header whose shape is beyond the standard one before the
@@ -169,5 +203,47 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         assert!(decode_v2("not base64 !!").is_err());
         assert!(decode_v2(&BASE64.encode([1u8, 2, 3, 4, 5, 6, 7, 8, 9])).is_err());
+        let mut cookie_only = COMPRESSED_COOKIE.to_be_bytes().to_vec();
+        assert!(decode_v2(&BASE64.encode(&cookie_only)).is_err());
+        cookie_only.extend([0, 0, 0, 9, 1, 2, 3]);
+        assert!(decode_v2(&BASE64.encode(&cookie_only)).is_err());
+    }
+
+    /// A plain V2 histogram (a report from before compression, another
+    /// tool's) still reads, and the compressed one is the smaller.
+    #[test]
+    fn plain_v2_still_reads_and_compressed_is_smaller() {
+        use hdrhistogram::serialization::V2Serializer;
+        let mut h = new_histogram();
+        for v in 0..3_000u64 {
+            record(&mut h, 100_000 + (v * v * 37) % 50_000_000);
+        }
+        let mut plain = Vec::new();
+        V2Serializer::new().serialize(&h, &mut plain).unwrap();
+        let plain = BASE64.encode(plain);
+        assert_eq!(decode_v2(&plain).unwrap(), h);
+        let compressed = encode_v2(&h);
+        assert!(compressed.starts_with("HISTF"), "{}", &compressed[..8]);
+        assert!(
+            compressed.len() * 10 < plain.len() * 8,
+            "compressed {} vs plain {} bytes",
+            compressed.len(),
+            plain.len()
+        );
+    }
+
+    /// A small payload that would inflate far past any histogram is
+    /// refused without inflating it all.
+    #[test]
+    fn a_compressed_bomb_is_refused() {
+        use std::io::Write as _;
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        zlib.write_all(&vec![0u8; 64 << 20]).unwrap();
+        let deflated = zlib.finish().unwrap();
+        let mut bytes = COMPRESSED_COOKIE.to_be_bytes().to_vec();
+        bytes.extend((deflated.len() as u32).to_be_bytes());
+        bytes.extend(deflated);
+        let refused = decode_v2(&BASE64.encode(&bytes)).unwrap_err();
+        assert!(refused.to_string().contains("inflates past"), "{refused}");
     }
 }

@@ -496,12 +496,13 @@ mod tests {
         Report::snapshot("t", &totals.preview(), 0.0, seconds as f64)
     }
 
-    /// Two minutes of a real service's windows do not fit one message; a
-    /// page of them does, and the pages give back every window in order.
+    /// Seven minutes of a real service's windows do not fit one message;
+    /// a page of them does, and the pages give back every window in order.
     #[test]
     fn a_long_series_comes_in_pages_that_each_fit_a_message() {
-        let mut report = spread_report(120);
+        let mut report = spread_report(420);
         let whole = serde_json::to_vec(&report).unwrap().len();
+        eprintln!("420 windows: {whole} bytes, {} a window", whole / 420);
         assert!(whole > MAX_MESSAGE, "{whole} bytes fit one message");
         let mut seconds = Vec::new();
         let mut pages = 0;
@@ -516,6 +517,6 @@ mod tests {
             }
         }
         assert!(pages >= 2);
-        assert_eq!(seconds, (0..120).collect::<Vec<u64>>());
+        assert_eq!(seconds, (0..420).collect::<Vec<u64>>());
     }
 }
