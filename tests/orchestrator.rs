@@ -41,6 +41,32 @@ fn start_and_wait(cluster: &Cluster, port: u16, extra: &[&str]) -> (i32, String)
     )
 }
 
+/// An orchestrator member `orch` on `port`, joining through `seed`,
+/// recording into `store` and serving its API on `api`.
+struct Orchestrator {
+    port: u16,
+    seed: u16,
+    store: String,
+    api: SocketAddr,
+}
+
+impl Orchestrator {
+    /// Starts it in `cluster` (again, after a kill: the same store).
+    fn start(&self, cluster: &mut Cluster) {
+        let secret = cluster.secret.path().to_str().unwrap().to_owned();
+        let api = self.api.to_string();
+        let flags = [
+            "--cluster-secret-file",
+            secret.as_str(),
+            "--store",
+            self.store.as_str(),
+            "--http",
+            api.as_str(),
+        ];
+        cluster.start_as("orchestrator", "orch", self.port, Some(self.seed), &flags);
+    }
+}
+
 /// The runs the API at `api` lists.
 fn listed(api: SocketAddr) -> Vec<Value> {
     match request(api, "GET", "/api/v1/history/runs", None, None) {
@@ -78,27 +104,13 @@ fn the_orchestrator_records_each_test_once_and_the_cluster_never_needs_it() {
     let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut cluster = Cluster::new();
     let seed = cluster.start_joined(&["p1", "p2"], |_| Vec::new());
-    let orchestrator_port = free_port();
-    let secret = cluster.secret.path().to_str().unwrap().to_owned();
-    let orchestrator_flags = [
-        "--cluster-secret-file",
-        secret.as_str(),
-        "--store",
-        store.as_str(),
-        "--http",
-        &api.to_string(),
-    ]
-    .map(str::to_owned);
-    let start_orchestrator = |cluster: &mut Cluster| {
-        let flags: Vec<&str> = orchestrator_flags.iter().map(String::as_str).collect();
-        cluster.start_as(
-            "orchestrator",
-            "orch",
-            orchestrator_port,
-            Some(seed),
-            &flags,
-        );
+    let orchestrator = Orchestrator {
+        port: free_port(),
+        seed,
+        store: store.clone(),
+        api,
     };
+    let start_orchestrator = |cluster: &mut Cluster| orchestrator.start(cluster);
     start_orchestrator(&mut cluster);
     cluster
         .wait_until(&["p1"], Duration::from_secs(10), |s| {
@@ -277,6 +289,7 @@ fn the_orchestrator_records_each_test_once_and_the_cluster_never_needs_it() {
     // A peer serves no history.
     let peer_api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let port = free_port();
+    let secret = cluster.secret.path().to_str().unwrap().to_owned();
     cluster.start_with(
         "p3",
         port,
@@ -386,26 +399,14 @@ fn a_run_peers_left_during_is_recorded_whole() {
     let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut cluster = Cluster::new();
     let seed = cluster.start_joined(&["p1", "p2", "p3", "p4"], |_| Vec::new());
-    let orchestrator_port = free_port();
-    let secret = cluster.secret.path().to_str().unwrap().to_owned();
-    let flags = [
-        "--cluster-secret-file",
-        secret.as_str(),
-        "--store",
-        store.to_str().unwrap(),
-        "--http",
-        &api.to_string(),
-    ]
-    .map(str::to_owned);
+    let orchestrator = Orchestrator {
+        port: free_port(),
+        seed,
+        store: store.to_str().unwrap().to_owned(),
+        api,
+    };
     let start_orchestrator = |cluster: &mut Cluster| {
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        cluster.start_as(
-            "orchestrator",
-            "orch",
-            orchestrator_port,
-            Some(seed),
-            &flags,
-        );
+        orchestrator.start(cluster);
         cluster
             .wait_until(&["p1"], Duration::from_secs(10), |s| {
                 s.live_ids().contains(&"orch")

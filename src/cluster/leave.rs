@@ -97,19 +97,9 @@ pub struct Departure {
 mod tests {
     use super::*;
     use crate::cluster::membership::state::RaftRole;
-    use crate::cluster::run::plan::{Candidate, Equal};
+    use crate::cluster::run::plan::Equal;
+    use crate::cluster::run::plan::fixtures::candidates as peers;
     use crate::cluster::status::fixtures::{member, status};
-
-    fn peers(ids: &[&str]) -> Vec<Candidate> {
-        ids.iter()
-            .map(|id| Candidate {
-                id: (*id).into(),
-                weight: 1.0,
-                cores: 1,
-                cpu_percent: 0.0,
-            })
-            .collect()
-    }
 
     #[test]
     fn a_leaver_waits_for_its_share_to_be_handed_over_and_its_vote_to_go() {

@@ -562,16 +562,8 @@ mod tests {
 
     #[test]
     fn a_lost_peer_names_its_degraded_window_and_what_it_left_unsent() {
-        use crate::cluster::run::plan::{Candidate, Equal};
-        let peers: Vec<Candidate> = ["a", "b", "c"]
-            .iter()
-            .map(|id| Candidate {
-                id: (*id).into(),
-                weight: 1.0,
-                cores: 1,
-                cpu_percent: 0.0,
-            })
-            .collect();
+        use crate::cluster::run::plan::Equal;
+        let peers = crate::cluster::run::plan::fixtures::candidates(&["a", "b", "c"]);
         let first = Plan::first("t", 1_000, &Equal, &peers, Default::default()).unwrap();
         let without_c = first.resplit(11_800, &Equal, &peers[..2]).unwrap();
         let plan = first.followed_by(&without_c);

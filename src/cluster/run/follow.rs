@@ -516,15 +516,7 @@ mod tests {
             ..RunArgs::default()
         })
         .unwrap();
-        let peers: Vec<Candidate> = ["a", "k"]
-            .iter()
-            .map(|id| Candidate {
-                id: (*id).into(),
-                weight: 1.0,
-                cores: 1,
-                cpu_percent: 0.0,
-            })
-            .collect();
+        let peers = crate::cluster::run::plan::fixtures::candidates(&["a", "k"]);
         let start = crate::cluster::wall::unix_now_ms() - 60_000;
         let plan = Plan::first("t1", start, &Equal, &peers, definition).unwrap();
         let at = |port| SocketAddr::from(([127, 0, 0, 1], port));

@@ -671,6 +671,24 @@ impl Plan {
     }
 }
 
+/// Plans for other modules' tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::Candidate;
+
+    /// Candidates named `ids`, alike (weight 1, one core, idle).
+    pub fn candidates(ids: &[&str]) -> Vec<Candidate> {
+        ids.iter()
+            .map(|id| Candidate {
+                id: (*id).into(),
+                weight: 1.0,
+                cores: 1,
+                cpu_percent: 0.0,
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
