@@ -7,6 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 TAG=${1:-vajra-peer:dev}
 
+# One build at a time: tests that start compose clusters side by side each
+# call this, and one must not clear the context another is sending.
+mkdir -p target
+exec 9> "target/docker.lock"
+flock 9
 cargo build --release --quiet
 CONTEXT=target/docker
 rm -rf "$CONTEXT"

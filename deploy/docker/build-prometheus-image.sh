@@ -10,6 +10,11 @@ TAG=${1:-vajra-prometheus:dev}
 BINARY=$(command -v prometheus) || { echo "no prometheus: apt-get install prometheus" >&2; exit 1; }
 
 CONTEXT=target/docker-prometheus
+# One build at a time: tests that start compose clusters side by side each
+# call this, and one must not clear the context another is sending.
+mkdir -p target
+exec 9> "target/docker-prometheus.lock"
+flock 9
 rm -rf "$CONTEXT"
 mkdir -p "$CONTEXT/rootfs/bin" "$CONTEXT/rootfs/etc/prometheus" "$CONTEXT/rootfs/prometheus"
 cp -L "$BINARY" "$CONTEXT/rootfs/bin/prometheus"
