@@ -1,7 +1,16 @@
 //! An iteration's cookie jar: what responses set, sent back on the
 //! requests that match, as a browser session would (RFC 6265's domain,
-//! path, `Secure` and `Max-Age` rules; `Expires` dates are not read, so such
-//! a cookie lives until the iteration ends, which is all a jar here lives).
+//! path, `Secure`, `Max-Age` and `Expires` rules). A cookie lives at most
+//! until the iteration ends, which is all a jar here lives.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::cookie_date;
+
+/// Most cookies a jar holds (RFC 6265 6.1 asks for at least 3000); past
+/// it the oldest goes, so a server setting a new name on every response
+/// cannot grow a long iteration's jar without bound.
+const MAX_COOKIES: usize = 3000;
 
 /// One stored cookie.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +23,8 @@ struct Cookie {
     host_only: bool,
     path: String,
     secure: bool,
+    /// When it expires, in seconds since the Unix epoch, if it says.
+    expires: Option<i64>,
 }
 
 /// The cookies of one iteration.
@@ -28,6 +39,35 @@ pub fn set_cookie_value(header: &str, name: &str) -> Option<String> {
     let pair = header.split(';').next()?;
     let (n, v) = pair.split_once('=')?;
     (n.trim() == name).then(|| v.trim().trim_matches('"').to_owned())
+}
+
+/// Seconds since the Unix epoch, now.
+fn unix_now() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// When a cookie with `Max-Age` `value` expires, set at `now`: a number of
+/// seconds (zero or less: already), or `None` if it is not one (RFC 6265
+/// 5.2.2: the attribute is then ignored).
+fn max_age_of(value: &str, now: i64) -> Option<i64> {
+    let digits = value.strip_prefix('-').unwrap_or(value);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // A number too long for i64 is still a number: far past or far ahead.
+    let seconds = value.parse::<i64>().unwrap_or(if value.starts_with('-') {
+        i64::MIN
+    } else {
+        i64::MAX
+    });
+    Some(if seconds <= 0 {
+        i64::MIN
+    } else {
+        now.saturating_add(seconds)
+    })
 }
 
 /// The default path of a cookie set by a request to `path` (RFC 6265 5.1.4).
@@ -63,6 +103,11 @@ impl Jar {
     /// `path` says; a malformed one, or one for another domain, is ignored
     /// as a browser ignores it.
     pub fn store(&mut self, header: &str, host: &str, path: &str) {
+        self.store_at(header, host, path, unix_now());
+    }
+
+    /// [`store`](Self::store) at `now` (seconds since the Unix epoch).
+    fn store_at(&mut self, header: &str, host: &str, path: &str, now: i64) {
         let mut parts = header.split(';');
         let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else {
             return;
@@ -79,8 +124,10 @@ impl Jar {
             host_only: true,
             path: default_path(path),
             secure: false,
+            expires: None,
         };
-        let mut expired = false;
+        // Max-Age wins over Expires, whichever comes first.
+        let (mut max_age, mut expires) = (None, None);
         for attribute in parts {
             let (key, val) = attribute.split_once('=').unwrap_or((attribute, ""));
             let (key, val) = (key.trim().to_ascii_lowercase(), val.trim());
@@ -95,14 +142,20 @@ impl Jar {
                 }
                 "path" if val.starts_with('/') => cookie.path = val.to_owned(),
                 "secure" => cookie.secure = true,
-                "max-age" => expired = val.parse::<i64>().is_ok_and(|s| s <= 0),
+                "max-age" => max_age = max_age_of(val, now).or(max_age),
+                "expires" => expires = cookie_date::unix_seconds(val).or(expires),
                 _ => {}
             }
         }
+        cookie.expires = max_age.or(expires);
         self.cookies.retain(|c| {
             !(c.name == cookie.name && c.domain == cookie.domain && c.path == cookie.path)
         });
-        if !expired {
+        // A cookie set already expired deletes the one it names.
+        if cookie.expires.is_none_or(|at| at > now) {
+            if self.cookies.len() >= MAX_COOKIES {
+                self.cookies.remove(0);
+            }
             self.cookies.push(cookie);
         }
     }
@@ -110,6 +163,14 @@ impl Jar {
     /// The `Cookie` header value for a request to `host` and `path`, if
     /// any cookie matches: longer paths first, as RFC 6265 orders them.
     pub fn header_for(&self, host: &str, path: &str, https: bool) -> Option<String> {
+        // The clock is read only if some cookie can expire.
+        let expiring = self.cookies.iter().any(|c| c.expires.is_some());
+        let now = if expiring { unix_now() } else { i64::MIN };
+        self.header_at(host, path, https, now)
+    }
+
+    /// [`header_for`](Self::header_for) at `now`.
+    fn header_at(&self, host: &str, path: &str, https: bool, now: i64) -> Option<String> {
         let host = host.to_ascii_lowercase();
         let mut matching: Vec<&Cookie> = self
             .cookies
@@ -121,6 +182,7 @@ impl Jar {
                     domain_matches(&host, &c.domain)
                 }) && path_matches(path, &c.path)
                     && (https || !c.secure)
+                    && c.expires.is_none_or(|at| at > now)
             })
             .collect();
         if matching.is_empty() {
@@ -179,6 +241,58 @@ mod tests {
         );
         jar.clear();
         assert_eq!(jar.header_for("shop.test", "/", false), None);
+    }
+
+    #[test]
+    fn expiry_dates_and_ages_are_kept() {
+        let now = 1_445_412_480; // Wed, 21 Oct 2015 07:28:00 GMT
+        let mut jar = Jar::default();
+        jar.store_at("a=1; Expires=Wed, 21-Oct-2015 07:28:10 GMT", "t", "/", now);
+        jar.store_at(
+            "b=1; Max-Age=5; Expires=Thu, 01 Jan 2099 00:00:00 GMT",
+            "t",
+            "/",
+            now,
+        );
+        jar.store_at("c=1; Max-Age=soon", "t", "/", now);
+        assert_eq!(
+            jar.header_at("t", "/", false, now).as_deref(),
+            Some("a=1; b=1; c=1")
+        );
+        assert_eq!(
+            jar.header_at("t", "/", false, now + 6).as_deref(),
+            Some("a=1; c=1"),
+            "Max-Age wins over Expires"
+        );
+        assert_eq!(
+            jar.header_at("t", "/", false, now + 10).as_deref(),
+            Some("c=1")
+        );
+        // The usual logout: a date in the past deletes the cookie.
+        jar.store_at("c=; Expires=Thu, 01 Jan 1970 00:00:00 GMT", "t", "/", now);
+        jar.store_at("d=1; Max-Age=-1", "t", "/", now);
+        jar.store_at("e=1; Max-Age=99999999999999999999999", "t", "/", now);
+        assert_eq!(
+            jar.header_at("t", "/", false, now).as_deref(),
+            Some("a=1; b=1; e=1")
+        );
+        // An unreadable date is ignored, not taken as expired.
+        jar.store_at("f=1; Expires=someday", "t", "/", now);
+        assert!(
+            jar.header_at("t", "/", false, now)
+                .unwrap()
+                .ends_with("f=1")
+        );
+    }
+
+    #[test]
+    fn a_jar_keeps_at_most_its_bound_dropping_the_oldest() {
+        let mut jar = Jar::default();
+        for n in 0..MAX_COOKIES + 5 {
+            jar.store(&format!("c{n}=1"), "t", "/");
+        }
+        assert_eq!(jar.cookies.len(), MAX_COOKIES);
+        assert_eq!(jar.cookies[0].name, "c5");
     }
 
     #[test]

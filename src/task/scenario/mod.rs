@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod check;
 pub mod compile;
+mod cookie_date;
 pub mod cookies;
 pub mod feeder;
 pub mod file;

@@ -113,8 +113,13 @@ impl Shared {
     }
 }
 
-/// The value for `key` in `cache`, made on first use (an error is the
-/// kind `tls`: what can fail is building a server's TLS settings).
+/// Most hosts (or URLs) each of [`Shared`]'s caches holds: a URL templated
+/// from a feeder may name a new host on every iteration.
+const KEPT_TARGETS: usize = 1024;
+
+/// The value for `key` in `cache`, made on first use and kept (another
+/// forgotten if the cache holds [`KEPT_TARGETS`]); an error is the kind
+/// `tls`: what can fail is building a server's TLS settings.
 fn cached<T>(
     cache: &Mutex<HashMap<String, Arc<T>>>,
     key: &str,
@@ -125,6 +130,12 @@ fn cached<T>(
         return Ok(Arc::clone(value));
     }
     let value = Arc::new(make().map_err(|e| TaskError::new("tls", e))?);
+    if known.len() >= KEPT_TARGETS {
+        // Which one goes matters little: a host forgotten is made again.
+        if let Some(forgotten) = known.keys().next().cloned() {
+            known.remove(&forgotten);
+        }
+    }
     known.insert(key.to_owned(), Arc::clone(&value));
     Ok(value)
 }
@@ -622,10 +633,9 @@ impl ScenarioTask {
         (parts, replayable): (&http2::Parts, bool),
         (timeout, keep): (Duration, bool),
     ) -> Result<u16, TaskError> {
-        let found = self
-            .connections_h2
-            .iter()
-            .position(|o| o.address == target.address && o.https == target.https);
+        let found = most_recent(&mut self.connections_h2, |o| {
+            o.address == target.address && o.https == target.https
+        });
         let index = match found {
             Some(index) => index,
             None => {
@@ -706,16 +716,41 @@ fn h2_parts(
     .map_err(|e| TaskError::new("request", format!("header {e}")))
 }
 
+/// Most origins an instance keeps a connection to. A URL templated from a
+/// feeder may name a new host on every iteration; without a bound each
+/// instance would keep a socket open to every host it ever reached.
+const KEPT_ORIGINS: usize = 16;
+
+/// Index of the entry of `list` that `is`, moved to the end as the most
+/// recently used; or `None`, after making room for one more by dropping
+/// the least recently used (the first) if `list` holds [`KEPT_ORIGINS`].
+fn most_recent<T>(list: &mut Vec<T>, is: impl Fn(&T) -> bool) -> Option<usize> {
+    match list.iter().position(is) {
+        Some(index) => {
+            // A no-op for the usual single origin, already last.
+            list[index..].rotate_left(1);
+            Some(list.len() - 1)
+        }
+        None => {
+            if list.len() >= KEPT_ORIGINS {
+                list.remove(0);
+            }
+            None
+        }
+    }
+}
+
 /// The connection to `target`'s origin among `connections`, opened on
-/// first use.
+/// first use (the least recently used one closed if there are
+/// [`KEPT_ORIGINS`]).
 async fn open<'a>(
     connections: &'a mut Vec<Open>,
     shared: &Shared,
     target: &Target,
 ) -> Result<&'a mut Open, TaskError> {
-    let found = connections
-        .iter()
-        .position(|o| o.address == target.address && o.https == target.https);
+    let found = most_recent(connections, |o| {
+        o.address == target.address && o.https == target.https
+    });
     let index = match found {
         Some(index) => index,
         None => {
@@ -824,5 +859,46 @@ impl Task for ScenarioTask {
             let _ = tokio::time::timeout(Duration::from_millis(200), socket.close(None)).await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_keeps_its_recent_origins_and_closes_the_least_recent() {
+        let mut open: Vec<u32> = Vec::new();
+        for origin in 0..KEPT_ORIGINS as u32 {
+            assert_eq!(most_recent(&mut open, |&o| o == origin), None);
+            open.push(origin);
+        }
+        // Origin 0, used again, is the most recent; 1 is now the least.
+        assert_eq!(most_recent(&mut open, |&o| o == 0), Some(KEPT_ORIGINS - 1));
+        assert_eq!(open.last(), Some(&0));
+        // A new origin makes room by dropping 1, not the 0 just used.
+        assert_eq!(most_recent(&mut open, |&o| o == 100), None);
+        open.push(100);
+        assert_eq!(open.len(), KEPT_ORIGINS);
+        assert!(!open.contains(&1) && open.contains(&0), "{open:?}");
+        // The one in use stays where it is: last.
+        assert_eq!(
+            most_recent(&mut open, |&o| o == 100),
+            Some(KEPT_ORIGINS - 1)
+        );
+        assert_eq!(open.len(), KEPT_ORIGINS);
+    }
+
+    #[test]
+    fn a_cache_of_targets_stays_bounded() {
+        let cache = Mutex::new(HashMap::new());
+        for host in 0..KEPT_TARGETS + 10 {
+            let made = cached(&cache, &format!("h{host}"), || Ok(host)).unwrap();
+            assert_eq!(*made, host);
+        }
+        assert_eq!(cache.lock().len(), KEPT_TARGETS);
+        let last = format!("h{}", KEPT_TARGETS + 9);
+        let again = cached(&cache, &last, || Ok(0)).unwrap();
+        assert_eq!(*again, KEPT_TARGETS + 9, "a recent host is found, not made");
     }
 }
