@@ -55,8 +55,14 @@ pub fn encode_v2(h: &LatencyHistogram) -> String {
 pub fn decode_v2(text: &str) -> anyhow::Result<LatencyHistogram> {
     let bytes = plain_v2(BASE64.decode(text.trim())?)?;
     check_v2_header(&bytes)?;
-    let decoded: Histogram<u64> = Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
+    // hdrhistogram 7.5 negates a decoded count without a check: a count of
+    // i64::MIN wraps (and is refused) in a release build but panics in a
+    // debug one. Caught, it is the same refusal in both.
+    let decoding = std::panic::AssertUnwindSafe(|| {
+        Deserializer::new().deserialize::<u64, _>(&mut bytes.as_slice())
+    });
+    let decoded: Histogram<u64> = std::panic::catch_unwind(decoding)
+        .map_err(|_| anyhow::anyhow!("not an HDR V2 histogram: a count out of range"))?
         .map_err(|e| anyhow::anyhow!("not an HDR V2 histogram: {e:?}"))?;
     let mut h = new_histogram();
     h.add(&decoded)
@@ -94,16 +100,25 @@ fn plain_v2(bytes: Vec<u8>) -> anyhow::Result<Vec<u8>> {
     Ok(plain)
 }
 
+/// Bytes of a plain V2 header: cookie, payload length, normalizing offset,
+/// significant digits, lowest and highest trackable values, and ratio.
+const V2_HEADER_BYTES: usize = 40;
+
 /// Refuses a V2 header whose shape is beyond the standard one before the
 /// decoder allocates its counts: reports come from other processes, and a
 /// header claiming 5 significant digits over 2^62 ns would allocate 48 MB
-/// for each of a report's per-second histograms.
+/// for each of a report's per-second histograms. Its payload length must
+/// be the bytes that follow: the decoder sizes its buffer by the header,
+/// so 40 bytes claiming a 4 GiB payload would have it zero 4 GiB.
 fn check_v2_header(bytes: &[u8]) -> anyhow::Result<()> {
     let field = |at: usize, len: usize| -> Option<u64> {
         let raw = bytes.get(at..at + len)?;
         Some(raw.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
     };
-    let (Some(digits), Some(highest)) = (field(12, 4), field(24, 8)) else {
+    let whole = bytes.len() >= V2_HEADER_BYTES;
+    let (true, Some(payload), Some(digits), Some(highest)) =
+        (whole, field(4, 4), field(12, 4), field(24, 8))
+    else {
         anyhow::bail!(
             "not an HDR V2 histogram: {} bytes is no header",
             bytes.len()
@@ -113,6 +128,10 @@ fn check_v2_header(bytes: &[u8]) -> anyhow::Result<()> {
         anyhow::bail!(
             "histogram does not fit the standard range ({digits} digits up to {highest} ns)"
         );
+    }
+    let follows = (bytes.len() - V2_HEADER_BYTES) as u64;
+    if payload > follows {
+        anyhow::bail!("not an HDR V2 histogram: its header claims {payload} bytes, {follows} follow");
     }
     Ok(())
 }
@@ -245,5 +264,34 @@ mod tests {
         bytes.extend(deflated);
         let refused = decode_v2(&BASE64.encode(&bytes)).unwrap_err();
         assert!(refused.to_string().contains("inflates past"), "{refused}");
+    }
+
+    /// A plain header claiming a payload longer than what follows is
+    /// refused before the decoder sizes a buffer by it.
+    #[test]
+    fn a_header_claiming_more_than_follows_is_refused() {
+        let mut plain = Vec::new();
+        hdrhistogram::serialization::V2Serializer::new()
+            .serialize(&new_histogram(), &mut plain)
+            .unwrap();
+        plain[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        let refused = decode_v2(&BASE64.encode(&plain)).unwrap_err();
+        assert!(refused.to_string().contains("claims 4294967295 bytes"), "{refused}");
+        let short = decode_v2(&BASE64.encode(&plain[..36])).unwrap_err();
+        assert!(short.to_string().contains("is no header"), "{short}");
+    }
+
+    /// A count the decoder cannot negate (zigzag i64::MIN) is refused, in
+    /// a debug build as in a release one.
+    #[test]
+    fn a_count_out_of_range_is_refused() {
+        let mut plain = Vec::new();
+        hdrhistogram::serialization::V2Serializer::new()
+            .serialize(&new_histogram(), &mut plain)
+            .unwrap();
+        plain.truncate(V2_HEADER_BYTES);
+        plain[4..8].copy_from_slice(&9u32.to_be_bytes());
+        plain.extend([0xFF; 9]);
+        assert!(decode_v2(&BASE64.encode(&plain)).is_err());
     }
 }
