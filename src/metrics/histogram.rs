@@ -131,7 +131,9 @@ fn check_v2_header(bytes: &[u8]) -> anyhow::Result<()> {
     }
     let follows = (bytes.len() - V2_HEADER_BYTES) as u64;
     if payload > follows {
-        anyhow::bail!("not an HDR V2 histogram: its header claims {payload} bytes, {follows} follow");
+        anyhow::bail!(
+            "not an HDR V2 histogram: its header claims {payload} bytes, {follows} follow"
+        );
     }
     Ok(())
 }
@@ -276,7 +278,10 @@ mod tests {
             .unwrap();
         plain[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
         let refused = decode_v2(&BASE64.encode(&plain)).unwrap_err();
-        assert!(refused.to_string().contains("claims 4294967295 bytes"), "{refused}");
+        assert!(
+            refused.to_string().contains("claims 4294967295 bytes"),
+            "{refused}"
+        );
         let short = decode_v2(&BASE64.encode(&plain[..36])).unwrap_err();
         assert!(short.to_string().contains("is no header"), "{short}");
     }

@@ -339,6 +339,8 @@ impl RaftNode {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_AFTER_LOGS),
             max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
             purge_batch_size: 64,
+            // A chunk must fit one message of the peer endpoint.
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
             ..openraft::Config::default()
         }
         .validate()?;
@@ -354,6 +356,10 @@ impl RaftNode {
         Ok(Self { id, raft, machine })
     }
 }
+
+/// Bytes of a snapshot sent in one message: half of what a message of the
+/// peer endpoint may carry, leaving room for the rest of the request.
+const SNAPSHOT_CHUNK_BYTES: u64 = (crate::cluster::endpoint::MAX_MESSAGE / 2) as u64;
 
 /// A peer's Raft node id: derived from its name and generation, so a
 /// restarted peer never reuses the id of its former self.

@@ -120,6 +120,25 @@ pub fn samples() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     (requests, replies)
 }
 
+/// The most a snapshot of the cluster's state may hold. The state is a
+/// few plans and leases (kilobytes); the bound is far above it.
+pub const MAX_SNAPSHOT_BYTES: u64 = 64 << 20;
+
+/// Refuses a snapshot chunk that would end past [`MAX_SNAPSHOT_BYTES`]:
+/// openraft writes a chunk at its offset into a buffer in memory, so a
+/// chunk of one byte at offset 2^60 would have it allocate 2^60 bytes.
+fn chunk_fits(rpc: &InstallSnapshotRequest<TypeConfig>) -> Result<(), String> {
+    let end = rpc.offset.checked_add(rpc.data.len() as u64);
+    match end {
+        Some(end) if end <= MAX_SNAPSHOT_BYTES => Ok(()),
+        _ => Err(format!(
+            "a snapshot chunk of {} bytes at offset {} ends past the {MAX_SNAPSHOT_BYTES} bytes a snapshot may hold",
+            rpc.data.len(),
+            rpc.offset
+        )),
+    }
+}
+
 /// Answers Raft RPCs arriving at `network` with `raft`.
 pub fn serve(network: &Network, raft: Raft) {
     network.serve_requests(
@@ -130,7 +149,10 @@ pub fn serve(network: &Network, raft: Raft) {
                 let reply = match decode::<Request>(&body) {
                     Ok(Request::Append(rpc)) => Reply::Append(raft.append_entries(rpc).await),
                     Ok(Request::Vote(rpc)) => Reply::Vote(raft.vote(rpc).await),
-                    Ok(Request::Snapshot(rpc)) => Reply::Snapshot(raft.install_snapshot(rpc).await),
+                    Ok(Request::Snapshot(rpc)) => match chunk_fits(&rpc) {
+                        Ok(()) => Reply::Snapshot(raft.install_snapshot(rpc).await),
+                        Err(e) => Reply::Malformed(e),
+                    },
                     Err(e) => Reply::Malformed(e),
                 };
                 encode(&reply)
@@ -246,5 +268,35 @@ impl RaftNetwork<TypeConfig> for QuicRaftClient {
             }
             _ => Err(Self::mismatched()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, LogId, SnapshotMeta, StoredMembership, Vote};
+
+    fn chunk(offset: u64, bytes: usize) -> InstallSnapshotRequest<TypeConfig> {
+        InstallSnapshotRequest {
+            vote: Vote::new_committed(u64::MAX, 7),
+            meta: SnapshotMeta {
+                last_log_id: Some(LogId::new(CommittedLeaderId::new(3, 7), 12)),
+                last_membership: StoredMembership::default(),
+                snapshot_id: "s1".into(),
+            },
+            offset,
+            data: vec![0; bytes],
+            done: false,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_chunk_past_the_bound_is_refused() {
+        assert!(chunk_fits(&chunk(0, 1000)).is_ok());
+        assert!(chunk_fits(&chunk(MAX_SNAPSHOT_BYTES - 10, 10)).is_ok());
+        let far = chunk_fits(&chunk(1 << 60, 1)).unwrap_err();
+        assert!(far.contains("offset 1152921504606846976"), "{far}");
+        assert!(chunk_fits(&chunk(u64::MAX, 1)).is_err(), "no overflow");
+        assert!(chunk_fits(&chunk(MAX_SNAPSHOT_BYTES - 10, 11)).is_err());
     }
 }
