@@ -157,7 +157,7 @@ pub(crate) fn resolve_with(args: RunArgs, files: Files) -> Result<RunSettings, C
             load,
             thread_strategy: args.thread_strategy,
             blocking_threads: positive("blocking-threads", args.blocking_threads)?.unwrap_or(0),
-            drain_timeout: args.drain_timeout.map_or(DEFAULT_DRAIN_TIMEOUT, Into::into),
+            drain_timeout: drain_timeout(args.drain_timeout)?,
             start_at: None,
             tracing: None,
         },
@@ -177,6 +177,23 @@ pub(crate) fn resolve_with(args: RunArgs, files: Files) -> Result<RunSettings, C
 
 /// Longest test name.
 pub const MAX_TEST_NAME: usize = 200;
+
+/// The longest a run may wait for its last calls once the rate curve ends.
+pub const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// `--drain-timeout`, or the default; at most [`MAX_DRAIN_TIMEOUT`].
+fn drain_timeout(given: Option<HumanDuration>) -> Result<Duration, ConfigError> {
+    let drain = given.map_or(DEFAULT_DRAIN_TIMEOUT, Into::into);
+    if drain > MAX_DRAIN_TIMEOUT {
+        return Err(invalid(
+            "drain-timeout",
+            format!(
+                "{drain:?} is longer than the most a run waits for its last calls, {MAX_DRAIN_TIMEOUT:?}"
+            ),
+        ));
+    }
+    Ok(drain)
+}
 
 /// A test's name when none is given: its task, and for http its URL, for
 /// a scenario file its scenarios' names.
@@ -840,6 +857,10 @@ mod tests {
             (
                 "tps = 10\nduration = \"1s\"\nconcurrency = 0",
                 "concurrency",
+            ),
+            (
+                "tps = 10\nduration = \"1s\"\ndrain-timeout = \"2h\"",
+                "drain-timeout",
             ),
             (
                 "concurrency = 2\nduration = \"1s\"\nmax-in-flight = 3",

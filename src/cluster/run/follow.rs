@@ -336,7 +336,7 @@ impl Follow {
     pub fn overdue(&self) -> Option<Vec<String>> {
         let from = self.end.max(self.since + LOST_AFTER).max(self.paged_at);
         let deadline = from
-            .checked_add(self.settings.engine.drain_timeout + GRACE)
+            .checked_add(self.settings.engine.drain_timeout.saturating_add(GRACE))
             .unwrap_or(from);
         (Instant::now() > deadline).then(|| self.collection.pending())
     }

@@ -72,7 +72,11 @@ pub fn duty(
     now_ms: u64,
 ) -> Result<Duty, PlanError> {
     let (end_ms, drain_ms) = (end.curve_ends_unix_ms, end.drain_ms);
-    if now_ms > end_ms + drain_ms + END_GRACE.as_millis() as u64 {
+    // Saturating: the plan's figures come from another peer.
+    let ended_ms = end_ms
+        .saturating_add(drain_ms)
+        .saturating_add(END_GRACE.as_millis() as u64);
+    if now_ms > ended_ms {
         return Ok(Duty::End);
     }
     let starts_ms = now_ms + RESPLIT_DELAY.as_millis() as u64;
