@@ -12,7 +12,7 @@ pub mod pattern;
 pub mod profile;
 pub mod schedule;
 
-pub use curve::{CurveError, RateCurve, RatePoint};
+pub use curve::{CurveError, MAX_RATE, RateCurve, RatePoint};
 pub use pattern::{LoadPattern, PatternError, Step};
 pub use profile::{LoadProfile, Warmup};
 pub use schedule::ArrivalSchedule;

@@ -18,7 +18,7 @@ use crate::cluster::status::{ClusterStatus, TestPhase};
 use crate::config::RunArgs;
 use crate::config::definition::resolve_definition;
 use crate::engine::LoadModel;
-use crate::load::{ArrivalSchedule, RatePoint};
+use crate::load::{ArrivalSchedule, MAX_RATE, RatePoint};
 
 /// An answer that is not a success: its HTTP status, what is wrong, and
 /// the request field it is about.
@@ -285,10 +285,10 @@ impl Api {
                 ));
             }
             (None, None) => return Err(ApiError::field("tps", "give tps or pattern")),
-            (Some(tps), None) if !(tps.is_finite() && tps >= 0.0) => {
+            (Some(tps), None) if !(tps.is_finite() && (0.0..=MAX_RATE).contains(&tps)) => {
                 return Err(ApiError::field(
                     "tps",
-                    "must be a rate of 0 or more per second",
+                    format!("must be a rate from 0 to {MAX_RATE} per second"),
                 ));
             }
             (Some(tps), None) => ControlRequest::Update(tps),

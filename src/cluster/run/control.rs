@@ -28,7 +28,7 @@ use crate::cluster::wall::unix_now_ms;
 use crate::config::RunArgs;
 use crate::engine::TaskRegistry;
 use crate::export::Report;
-use crate::load::RateCurve;
+use crate::load::{MAX_RATE, RateCurve};
 
 /// How long the leader waits for a command to commit: a leader cut off in
 /// a minority cannot commit, and must answer rather than hang.
@@ -498,11 +498,11 @@ impl Controller {
 
     async fn update(&self, change: RateChange) -> ControlReply {
         if let RateChange::Constant(tps) = change
-            && !(tps.is_finite() && tps >= 0.0)
+            && !(tps.is_finite() && (0.0..=MAX_RATE).contains(&tps))
         {
             return ControlReply::refused(
                 Refusal::Invalid,
-                format!("invalid `tps`: must be a rate >= 0, got {tps}"),
+                format!("invalid `tps`: must be a rate from 0 to {MAX_RATE}, got {tps}"),
             );
         }
         let Some(plan) = self.machine.state().plan else {
@@ -620,7 +620,7 @@ pub fn next_epoch(plan: &Plan, change: &RateChange, now_ms: u64) -> Result<(Plan
     if plan.end().is_none_or(|end| at_ms >= end.curve_ends_unix_ms) {
         return Err("the test is ending; nothing left to update".into());
     }
-    Ok(match change {
+    let (next, what) = match change {
         RateChange::Constant(tps) => (plan.with_rate(at_ms, *tps), format!("{tps}/s")),
         RateChange::Pattern(curve) => (
             plan.with_pattern(at_ms, curve),
@@ -630,7 +630,23 @@ pub fn next_epoch(plan: &Plan, change: &RateChange, now_ms: u64) -> Result<(Plan
                 curve.peak_rate()
             ),
         ),
-    })
+    };
+    // The curve the update makes must be one every peer can follow: one
+    // past the highest rate or the longest test would be committed, then
+    // followed by no one, and the test could no longer end.
+    let base = next.base_curve().map_err(|e| e.to_string())?;
+    let curve = next.cluster_curve(&base).map_err(|e| {
+        let e = match e {
+            PlanError::Curve(e) => e.to_string(),
+            e => e.to_string(),
+        };
+        format!("the test's rate curve after {what} would be invalid: {e}")
+    })?;
+    // Every update rides in the plan, so in every Raft entry: their points
+    // together are bounded as one curve's are.
+    let carried: usize = next.rate_updates.iter().map(|u| u.points.len() + 1).sum();
+    check_corners(curve.points().len().max(carried))?;
+    Ok((next, what))
 }
 
 /// What an update changes the rate to.
@@ -696,5 +712,48 @@ impl Requester for Controller {
             }
             self.network.request(to, kind, body, timeout).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::run::plan::{Equal, fixtures::candidates};
+    use crate::config::RunArgs;
+
+    /// An update is refused, not committed, if the curve it makes is one
+    /// no peer could follow.
+    #[test]
+    fn an_update_making_a_curve_no_peer_can_follow_is_refused() {
+        let (definition, _) = TestDefinition::compile(&RunArgs {
+            task: Some("noop".into()),
+            tps: Some(10.0),
+            duration: Some("60s".parse().unwrap()),
+            ..RunArgs::default()
+        })
+        .unwrap();
+        let plan = Plan::first("t1", 0, &Equal, &candidates(&["a", "b"]), definition).unwrap();
+        let (next, _) = next_epoch(&plan, &RateChange::Constant(20.0), 10_000).unwrap();
+        assert_eq!(next.epoch, plan.epoch + 1);
+        let too_fast = next_epoch(&plan, &RateChange::Constant(1e300), 10_000).unwrap_err();
+        assert!(too_fast.contains("would be invalid"), "{too_fast}");
+        let month = RateCurve::constant(5.0, 31.0 * 86_400.0).unwrap();
+        let too_long = next_epoch(&plan, &RateChange::Pattern(month), 10_000).unwrap_err();
+        assert!(too_long.contains("31 days"), "{too_long}");
+        // Every update rides in the plan: two patterns of 15 000 corners
+        // each are past the bound on a curve's, though the second cuts
+        // the first short.
+        let corners = |n: usize| {
+            let points = (0..n)
+                .map(|i| crate::load::RatePoint {
+                    at: i as f64 / 1000.0,
+                    rate: (i % 7) as f64,
+                })
+                .collect();
+            RateChange::Pattern(RateCurve::new(points).unwrap())
+        };
+        let (next, _) = next_epoch(&plan, &corners(15_000), 10_000).unwrap();
+        let refused = next_epoch(&next, &corners(15_000), 12_000).unwrap_err();
+        assert!(refused.contains("corners"), "{refused}");
     }
 }
