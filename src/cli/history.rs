@@ -271,6 +271,20 @@ fn print_json<T: serde::Serialize>(value: &T) {
     );
 }
 
+/// The latest instant RFC 3339 writes: 9999-12-31T23:59:59.999Z, in Unix ms.
+const LAST_RFC3339_MS: i64 = 253_402_300_799_999;
+
+/// When a run started, in RFC 3339 to the second; as the Unix milliseconds
+/// it is if that is before 1970 or past year 9999 (a row from a store or
+/// an orchestrator this process did not write).
+fn started_at(started_ms: i64) -> String {
+    if !(0..=LAST_RFC3339_MS).contains(&started_ms) {
+        return format!("{started_ms} ms");
+    }
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(started_ms as u64);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
 /// Runs as a table, one per line.
 fn table(runs: &[RunSummary]) -> String {
     use std::fmt::Write;
@@ -279,8 +293,7 @@ fn table(runs: &[RunSummary]) -> String {
         "RUN", "STARTED", "OUTCOME", "GATE", "TARGET/s", "RATE/s", "ERR%", "P99 ms", "TEST"
     );
     for r in runs {
-        let started = std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.started_ms as u64);
-        let started = humantime::format_rfc3339_seconds(started).to_string();
+        let started = started_at(r.started_ms);
         let _ = writeln!(
             out,
             "{:<22} {:<20} {:<10} {:<6} {:>10} {:>10.1} {:>8.3} {:>10.2}  {}",
@@ -348,5 +361,13 @@ mod tests {
         );
         assert_eq!(token_in("abcdefghijklmnop\n"), "abcdefghijklmnop");
         assert_eq!(token_in(""), "");
+    }
+
+    #[test]
+    fn a_start_out_of_rfc3339_s_range_is_shown_as_a_number() {
+        assert_eq!(started_at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(started_at(LAST_RFC3339_MS), "9999-12-31T23:59:59Z");
+        assert_eq!(started_at(-1), "-1 ms");
+        assert_eq!(started_at(i64::MAX), format!("{} ms", i64::MAX));
     }
 }
