@@ -25,7 +25,8 @@ fn merge_phase(
     latency: &LatencyHistogram,
     service: &LatencyHistogram,
 ) -> PhaseReport {
-    let sum = |f: fn(&PhaseReport) -> u64| parts.iter().map(|p| f(p)).sum::<u64>();
+    // Saturating, here and below: the counts come from other processes.
+    let sum = |f: fn(&PhaseReport) -> u64| parts.iter().map(|p| f(p)).fold(0, u64::saturating_add);
     let duration_s = parts.iter().map(|p| p.duration_s).fold(0.0, f64::max);
     let completed = sum(|p| p.completed);
     let failure = sum(|p| p.failure);
@@ -96,12 +97,12 @@ impl MergedWindow {
 
     fn add(&mut self, w: &WindowReport) -> anyhow::Result<()> {
         let entry = &mut self.report;
-        entry.dispatched += w.dispatched;
-        entry.dropped += w.dropped;
-        entry.missed += w.missed;
+        entry.dispatched = entry.dispatched.saturating_add(w.dispatched);
+        entry.dropped = entry.dropped.saturating_add(w.dropped);
+        entry.missed = entry.missed.saturating_add(w.missed);
         entry.open |= w.open;
-        entry.success += w.success;
-        entry.failure += w.failure;
+        entry.success = entry.success.saturating_add(w.success);
+        entry.failure = entry.failure.saturating_add(w.failure);
         entry.rate += w.rate;
         entry.duration_s = entry.duration_s.max(w.duration_s);
         entry.lag_p99_us = entry.lag_p99_us.max(w.lag_p99_us);
@@ -217,7 +218,8 @@ fn sum_counters(reports: &[&Report]) -> BTreeMap<String, u64> {
     let mut sum = BTreeMap::new();
     for report in reports {
         for (name, n) in &report.counters {
-            *sum.entry(name.clone()).or_insert(0) += n;
+            let total = sum.entry(name.clone()).or_insert(0u64);
+            *total = total.saturating_add(*n);
         }
     }
     sum
@@ -302,7 +304,9 @@ pub fn merge_reports(
         abort_reason: reports.iter().find_map(|r| r.abort_reason.clone()),
         load_secs: reports.iter().map(|r| r.load_secs).fold(0.0, f64::max),
         warmup_secs: first.warmup_secs,
-        planned: reports.iter().map(|r| r.planned).sum(),
+        planned: reports
+            .iter()
+            .try_fold(0u64, |sum, r| r.planned.map(|p| sum.saturating_add(p))),
         unsent: None,
         instances: reports.iter().map(|r| r.instances).sum(),
         unfinished: reports.iter().map(|r| r.unfinished).sum(),
@@ -424,5 +428,23 @@ mod tests {
             decode_v2(&merged.histograms.tags["login"].latency).unwrap(),
             expected
         );
+    }
+
+    /// Counts from other processes near u64::MAX saturate instead of
+    /// wrapping (or, in a debug build, panicking).
+    #[test]
+    fn counts_past_the_largest_saturate() {
+        let mut a = peer_report(&[0], 10, 100);
+        let b = peer_report(&[0], 10, 100);
+        a.main.completed = u64::MAX - 1;
+        a.series[0].success = u64::MAX;
+        a.counters.insert("reconnects".into(), u64::MAX);
+        let mut b = b;
+        b.counters.insert("reconnects".into(), 5);
+        let parts = [("a".to_owned(), a), ("b".to_owned(), b)];
+        let merged = merge_reports(&parts, &[], Duration::MAX).unwrap();
+        assert_eq!(merged.main.completed, u64::MAX);
+        assert_eq!(merged.series[0].success, u64::MAX);
+        assert_eq!(merged.counters["reconnects"], u64::MAX);
     }
 }

@@ -93,7 +93,7 @@ impl ErrorCounts {
     /// Counts `n` errors of `kind`, keeping `example` if the kind is new.
     pub fn add(&mut self, kind: &str, n: u64, example: &str) {
         if let Some(e) = self.entries.iter_mut().find(|e| e.kind == kind) {
-            e.count += n;
+            e.count = e.count.saturating_add(n);
             return;
         }
         if self.entries.len() + 1 >= MAX_ERROR_KINDS && kind != OVERFLOW_KIND {
